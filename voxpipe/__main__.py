@@ -1,0 +1,5 @@
+import sys
+
+from voxpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""``voxpipe models prepare|check``: set up and verify the offline weights."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from voxpipe import weights
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("models", help="prepare or check the offline model weights")
+    parser.add_argument("action", choices=["prepare", "check"])
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    llm = weights.llm_path(prepare=args.action == "prepare")
+    rows = [
+        ("whisper tiny.en", weights.whisper_dir()),
+        ("qwen2.5-0.5b gguf", llm),
+        ("espeak-ng", weights.espeak_paths()[0]),
+    ]
+    try:
+        rows.append(("piper joe-medium", weights.piper_voice()[0]))
+    except weights.ModelMissingError as exc:
+        print(f"piper (optional, GPL-3.0): not installed: {exc}")
+    for name, path in rows:
+        print(f"{name:<20} {path}")
+    return 0
