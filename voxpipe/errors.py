@@ -93,3 +93,28 @@ class FatalProviderError(VoxpipeError):
 
 class IllegalTransitionError(LocalProtocolError):
     """A state machine was asked for a move its transition table does not allow."""
+
+
+class RetryBudgetExhaustedError(VoxpipeError):
+    """Reconnects kept failing until the retry budget ran out: stop, fail over or end.
+
+    ``last_error`` is the failure that used up the budget (a TransportError or
+    SessionError); ``attempts`` counts the reconnects tried.
+    """
+
+    side = Side.REMOTE
+    retryable = False
+
+    def __init__(
+        self, message: str, *, last_error: VoxpipeError, attempts: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.last_error = last_error
+        self.attempts = attempts
+
+
+class TokenRotationError(VoxpipeError):
+    """Minting an ephemeral secret failed; the provider retries it in the background."""
+
+    side = Side.REMOTE
+    retryable = True
