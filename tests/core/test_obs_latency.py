@@ -1,0 +1,96 @@
+"""Latency budget math: segments a person can trust when asking "where did the time go"."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxpipe.observability.latency import Segment, TurnStamps, budget
+
+ALL = TurnStamps(
+    speech_end_ms=1000,
+    sent_ms=1020,
+    server_received_ms=1060,
+    first_audio_delta_ms=1600,
+    first_audio_written_ms=1625,
+    playback_ms=1705,
+)
+
+
+def test_full_stamps_give_five_segments_that_add_up() -> None:
+    result = budget(ALL)
+    assert result.segments == {
+        Segment.CAPTURE: 20,
+        Segment.UPLINK: 40,
+        Segment.INFERENCE: 540,
+        Segment.DOWNLINK: 25,
+        Segment.PLAYBACK: 80,
+    }
+    assert result.end_to_end_ms == 705
+    assert result.first_audio_ms == 625
+    assert result.unattributed_ms == 0
+    assert result.skewed == frozenset()
+
+
+# Each row: the stamps a transport reports; which segments must be unknown;
+# the end-to-end figure (None when a bound is missing).
+@pytest.mark.parametrize(
+    ("stamps", "unknown", "end_to_end"),
+    [
+        # No server stamp (most brains): uplink and inference merge into unattributed.
+        (
+            TurnStamps(1000, 1020, None, 1600, 1625, 1705),
+            {Segment.UPLINK, Segment.INFERENCE},
+            705,
+        ),
+        # No playback report (file transport): playback and end-to-end unknown.
+        (TurnStamps(1000, 1020, 1060, 1600, 1625, None), {Segment.PLAYBACK}, None),
+        # No capture stamp: capture and end-to-end unknown.
+        (TurnStamps(None, 1020, 1060, 1600, 1625, 1705), {Segment.CAPTURE}, None),
+        # Nothing at all.
+        (TurnStamps(), set(Segment), None),
+    ],
+)
+def test_missing_stamps_give_unknown_segments_never_invented(
+    stamps: TurnStamps, unknown: set[Segment], end_to_end: float | None
+) -> None:
+    result = budget(stamps)
+    assert {s for s, ms in result.segments.items() if ms is None} == unknown
+    assert result.end_to_end_ms == end_to_end
+    if result.end_to_end_ms is not None:
+        assert result.unattributed_ms is not None
+        total = sum(result.measured.values()) + result.unattributed_ms
+        assert total == pytest.approx(result.end_to_end_ms)
+
+
+def test_gap_in_the_middle_is_reported_as_unattributed_time() -> None:
+    result = budget(TurnStamps(1000, 1020, None, 1600, 1625, 1705))
+    assert result.unattributed_ms == 580
+    assert result.measured == {Segment.CAPTURE: 20, Segment.DOWNLINK: 25, Segment.PLAYBACK: 80}
+
+
+def test_server_clock_behind_ours_is_flagged_not_hidden() -> None:
+    # Server clock 100 ms behind: uplink comes out negative.
+    result = budget(TurnStamps(1000, 1020, 960, 1600, 1625, 1705))
+    assert result.segments[Segment.UPLINK] == -60
+    assert result.skewed == frozenset({Segment.UPLINK})
+    assert result.as_dict()["skewed"] == ["uplink"]
+    assert result.end_to_end_ms == 705  # local-clock figures are unaffected
+
+
+def test_timeline_carries_every_boundary_by_name() -> None:
+    boundaries = TurnStamps(1000, None, None, 1600, 1625, None).boundaries()
+    assert boundaries == {
+        "speech_end_ms": 1000,
+        "sent_ms": None,
+        "server_received_ms": None,
+        "first_audio_delta_ms": 1600,
+        "first_audio_written_ms": 1625,
+        "playback_ms": None,
+    }
+    assert budget(ALL).as_dict()["segments_ms"] == {
+        "capture": 20,
+        "uplink": 40,
+        "inference": 540,
+        "downlink": 25,
+        "playback": 80,
+    }

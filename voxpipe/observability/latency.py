@@ -1,0 +1,119 @@
+"""Per-turn latency budget: where did the time between "user stopped" and "bot heard" go.
+
+A turn's time is cut at six boundaries, each optional because not every
+transport or brain reports every one::
+
+    speech_end -> sent -> server_received -> first_audio_delta -> first_audio_written -> playback
+       capture    uplink      inference          downlink             playback
+
+A segment whose two boundaries are not both known is ``None``: unknown, never
+guessed. When a middle boundary is missing, the time across the gap is still
+known and is reported as ``unattributed_ms``, so the measured segments plus the
+unattributed time always add up to the end-to-end figure. ``server_received``
+comes from the server's clock; when it disagrees with ours a segment turns
+negative, and that is flagged in ``skewed`` rather than clamped to zero.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+class Segment(enum.Enum):
+    """The five parts of a turn's latency, in the order they happen."""
+
+    CAPTURE = "capture"
+    UPLINK = "uplink"
+    INFERENCE = "inference"
+    DOWNLINK = "downlink"
+    PLAYBACK = "playback"
+
+
+@dataclass(frozen=True)
+class TurnStamps:
+    """Boundary times of one turn in milliseconds on the local clock; ``None`` = not reported.
+
+    - ``speech_end_ms``: caller speech ended (VAD), or the transport's capture stamp
+    - ``sent_ms``: we sent the turn's last audio (or the commit) to the brain
+    - ``server_received_ms``: server received it / first response event, server clock
+    - ``first_audio_delta_ms``: first audio delta of the response reached us
+    - ``first_audio_written_ms``: the output transport wrote the first audio
+    - ``playback_ms``: the transport reported the first audio played
+    """
+
+    speech_end_ms: float | None = None
+    sent_ms: float | None = None
+    server_received_ms: float | None = None
+    first_audio_delta_ms: float | None = None
+    first_audio_written_ms: float | None = None
+    playback_ms: float | None = None
+
+    def boundaries(self) -> dict[str, float | None]:
+        """Every boundary by name, for the turn timeline."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def chain(self) -> tuple[float | None, ...]:
+        """The six boundaries in the order a turn passes them."""
+        return (
+            self.speech_end_ms,
+            self.sent_ms,
+            self.server_received_ms,
+            self.first_audio_delta_ms,
+            self.first_audio_written_ms,
+            self.playback_ms,
+        )
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """One turn's segments; ``None`` is unknown, negatives are kept and listed in ``skewed``."""
+
+    segments: Mapping[Segment, float | None]
+    end_to_end_ms: float | None
+    first_audio_ms: float | None
+    unattributed_ms: float | None
+    skewed: frozenset[Segment]
+
+    @property
+    def measured(self) -> dict[Segment, float]:
+        """Only the segments that could be measured."""
+        return {s: ms for s, ms in self.segments.items() if ms is not None}
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form for the timeline and the call report."""
+        return {
+            "segments_ms": {s.value: ms for s, ms in self.segments.items()},
+            "end_to_end_ms": self.end_to_end_ms,
+            "first_audio_ms": self.first_audio_ms,
+            "unattributed_ms": self.unattributed_ms,
+            "skewed": sorted(s.value for s in self.skewed),
+        }
+
+
+def _between(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else end - start
+
+
+def _unattributed(chain: tuple[float | None, ...], segments: list[float | None]) -> float | None:
+    """Time between the first and last known boundary that no measured segment covers."""
+    known = [ms for ms in chain if ms is not None]
+    if len(known) < 2:
+        return None
+    return (known[-1] - known[0]) - sum(ms for ms in segments if ms is not None)
+
+
+def budget(stamps: TurnStamps) -> LatencyBudget:
+    """Split one turn's time into capture, uplink, inference, downlink and playback."""
+    chain = stamps.chain()
+    values = [_between(chain[i], chain[i + 1]) for i in range(len(Segment))]
+    segments = dict(zip(Segment, values, strict=True))
+    skewed = frozenset(s for s, ms in segments.items() if ms is not None and ms < 0)
+    return LatencyBudget(
+        segments=segments,
+        end_to_end_ms=_between(stamps.speech_end_ms, stamps.playback_ms),
+        first_audio_ms=_between(stamps.speech_end_ms, stamps.first_audio_written_ms),
+        unattributed_ms=_unattributed(chain, values),
+        skewed=skewed,
+    )
