@@ -1,0 +1,211 @@
+"""The server-side conversation: ordered items, their audio, and truncation.
+
+Items are the ``openai`` conversation item models; audio is kept beside them
+as raw bytes in the format it arrived or left in, so an item's audio length
+(what ``conversation.item.truncate`` is checked against) is exact.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from openai.types.realtime import (
+    RealtimeConversationItemAssistantMessage,
+    RealtimeConversationItemFunctionCall,
+    RealtimeConversationItemFunctionCallOutput,
+    RealtimeConversationItemSystemMessage,
+    RealtimeConversationItemUserMessage,
+)
+
+from voxpipe.audio import AudioFormat, bytes_to_ms, ms_to_bytes
+from voxpipe.realtime.protocol_errors import (
+    ErrorCode,
+    invalid_request,
+    invalid_value,
+)
+
+Item = (
+    RealtimeConversationItemSystemMessage
+    | RealtimeConversationItemUserMessage
+    | RealtimeConversationItemAssistantMessage
+    | RealtimeConversationItemFunctionCall
+    | RealtimeConversationItemFunctionCallOutput
+)
+SUPPORTED_ITEMS = (
+    RealtimeConversationItemSystemMessage,
+    RealtimeConversationItemUserMessage,
+    RealtimeConversationItemAssistantMessage,
+    RealtimeConversationItemFunctionCall,
+    RealtimeConversationItemFunctionCallOutput,
+)
+
+
+@dataclass
+class TranscriptSegment:
+    """Transcript text and where in the item's audio it starts being spoken."""
+
+    audio_start_ms: int
+    text: str
+
+
+@dataclass
+class ItemRecord:
+    """One conversation item and what the server knows beside it."""
+
+    item: Item
+    audio: bytearray = field(default_factory=bytearray)
+    audio_format: AudioFormat = AudioFormat.PCM16_24K
+    segments: list[TranscriptSegment] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def id(self) -> str:
+        """The item id."""
+        return str(self.item.id)
+
+    @property
+    def audio_ms(self) -> int:
+        """Length of the item's audio in milliseconds."""
+        return bytes_to_ms(len(self.audio), self.audio_format)
+
+    @property
+    def transcript(self) -> str:
+        """The whole transcript kept for the item."""
+        return "".join(segment.text for segment in self.segments)
+
+    def to_model(self, *, with_audio: bool = False) -> Item:
+        """The item as sent to clients; audio is included only on retrieve."""
+        item = self.item.model_copy(deep=True)
+        if isinstance(item, RealtimeConversationItemAssistantMessage) and item.content:
+            part = item.content[0]
+            if part.type == "output_audio":
+                part.transcript = self.transcript
+                part.audio = base64.b64encode(self.audio).decode() if with_audio else None
+            elif part.type == "output_text":
+                part.text = self.transcript
+        if isinstance(item, RealtimeConversationItemUserMessage) and with_audio and self.audio:
+            for user_part in item.content:
+                if user_part.type == "input_audio":
+                    user_part.audio = base64.b64encode(self.audio).decode()
+        return item
+
+
+def validate_item(raw: pydantic.BaseModel, param: str = "item") -> Item:
+    """The supported item types only (no MCP items: this server runs no MCP)."""
+    if not isinstance(raw, SUPPORTED_ITEMS):
+        kind = getattr(raw, "type", type(raw).__name__)
+        raise invalid_value(f"{param}.type", f"Item type '{kind}' is not supported by this server.")
+    if (
+        isinstance(
+            raw, RealtimeConversationItemAssistantMessage | RealtimeConversationItemUserMessage
+        )
+        and not raw.content
+    ):
+        raise invalid_value(f"{param}.content", "A message item needs at least one content part.")
+    return raw
+
+
+class Conversation:
+    """The default conversation of one session."""
+
+    def __init__(self) -> None:
+        self._order: list[str] = []
+        self._records: dict[str, ItemRecord] = {}
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._records
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def last_id(self) -> str | None:
+        """The id of the newest item."""
+        return self._order[-1] if self._order else None
+
+    def records(self) -> list[ItemRecord]:
+        """Every item, oldest first."""
+        return [self._records[item_id] for item_id in self._order]
+
+    def add(self, record: ItemRecord, previous_item_id: str | None = None) -> str | None:
+        """Insert after ``previous_item_id`` (``"root"``: first; ``None``: last)."""
+        if record.id in self._records:
+            raise invalid_request(
+                ErrorCode.DUPLICATE_ITEM_ID,
+                f"Item with id '{record.id}' already exists in the conversation.",
+                param="item.id",
+            )
+        if previous_item_id is None:
+            position = len(self._order)
+        elif previous_item_id == "root":
+            position = 0
+        elif previous_item_id in self._records:
+            position = self._order.index(previous_item_id) + 1
+        else:
+            raise invalid_value(
+                "previous_item_id", f"Previous item with id '{previous_item_id}' does not exist."
+            )
+        self._order.insert(position, record.id)
+        self._records[record.id] = record
+        return self._order[position - 1] if position > 0 else None
+
+    def get(self, item_id: str, code: ErrorCode = ErrorCode.RETRIEVE_INVALID_ITEM) -> ItemRecord:
+        """The item, or an error with ``code`` naming the unknown id."""
+        record = self._records.get(item_id)
+        if record is None:
+            raise invalid_request(
+                code,
+                f"Item with item_id '{item_id}' not found in the conversation.",
+                param="item_id",
+            )
+        return record
+
+    def delete(self, item_id: str) -> None:
+        """Remove an item."""
+        self.get(item_id, ErrorCode.DELETE_INVALID_ITEM)
+        self._order.remove(item_id)
+        del self._records[item_id]
+
+    def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> ItemRecord:
+        """Cut an assistant audio item at ``audio_end_ms``; text past the cut is dropped."""
+        record = self.get(item_id, ErrorCode.TRUNCATE_INVALID_ITEM)
+        item = record.item
+        is_audio = isinstance(item, RealtimeConversationItemAssistantMessage) and any(
+            part.type == "output_audio" for part in item.content
+        )
+        if not is_audio:
+            raise invalid_value(
+                "item_id",
+                f"Only assistant messages with audio can be truncated; '{item_id}' is not.",
+            )
+        if content_index != 0:
+            raise invalid_value("content_index", "Only content_index 0 can be truncated.")
+        if audio_end_ms < 0:
+            raise invalid_value("audio_end_ms", "audio_end_ms must not be negative.")
+        if audio_end_ms > record.audio_ms:
+            raise invalid_value(
+                "audio_end_ms",
+                f"Audio content of {record.audio_ms}ms is already shorter than {audio_end_ms}ms",
+            )
+        del record.audio[ms_to_bytes(audio_end_ms, record.audio_format) :]
+        record.segments = [s for s in record.segments if s.audio_start_ms < audio_end_ms]
+        record.version += 1
+        return record
+
+
+def item_text(record: ItemRecord) -> str:
+    """The text a language model sees for a message item."""
+    item = record.item
+    if isinstance(item, RealtimeConversationItemAssistantMessage):
+        spoken = record.transcript
+        return spoken or " ".join(p.text or p.transcript or "" for p in item.content).strip()
+    if isinstance(
+        item, RealtimeConversationItemUserMessage | RealtimeConversationItemSystemMessage
+    ):
+        parts: list[Any] = list(item.content)
+        texts = [getattr(p, "text", None) or getattr(p, "transcript", None) or "" for p in parts]
+        return " ".join(t for t in texts if t).strip()
+    return ""

@@ -1,0 +1,120 @@
+"""The input audio buffer: validated appends, positions in ms, commits.
+
+Positions count milliseconds of audio the client has written since the
+session started; that is the clock of ``audio_start_ms``/``audio_end_ms``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from voxpipe.audio import AudioFormat, bytes_per_ms, bytes_to_ms
+from voxpipe.realtime import codec
+from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request, invalid_value
+from voxpipe.realtime.turn import VAD_RATE, VadChunker, VadFrame
+
+MIN_COMMIT_MS = 100
+
+
+@dataclass(frozen=True)
+class CommittedAudio:
+    """Audio taken out of the buffer for one user item."""
+
+    data: bytes
+    audio_format: AudioFormat
+    start_ms: int
+    end_ms: int
+
+
+def decode_append(audio_b64: str, fmt: AudioFormat) -> bytes:
+    """The raw bytes of an ``input_audio_buffer.append``, checked against ``fmt``."""
+    try:
+        data = base64.b64decode(audio_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_value(
+            "audio", "Invalid 'audio': expected base64-encoded audio bytes."
+        ) from None
+    container = codec.container_kind(data)
+    if container is not None:
+        raise invalid_value(
+            "audio",
+            f"Invalid 'audio': expected raw {fmt.value} samples, but got {container}. "
+            "Send raw audio in the session's input format.",
+        )
+    if fmt is AudioFormat.PCM16_24K and len(data) % 2:
+        raise invalid_value(
+            "audio",
+            "Invalid 'audio': audio/pcm is 16-bit, so the byte count must be even; "
+            f"got {len(data)}.",
+        )
+    return data
+
+
+class InputAudioBuffer:
+    """Audio appended since the last commit or clear."""
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._data = bytearray()
+        self.start_ms = 0
+        self._chunker: VadChunker | None = None
+
+    @property
+    def written_ms(self) -> int:
+        """Position of the end of the buffer."""
+        return self.start_ms + bytes_to_ms(len(self._data), self.format)
+
+    @property
+    def buffered_ms(self) -> float:
+        """Milliseconds held now."""
+        return len(self._data) / bytes_per_ms(self.format)
+
+    def set_format(self, fmt: AudioFormat) -> None:
+        """Change the input format; held audio in the old format is dropped."""
+        if fmt is not self.format:
+            self.format = fmt
+            self.clear()
+
+    def enable_vad(self, enabled: bool) -> None:
+        """Start or stop cutting frames for the VAD from this position on."""
+        self._chunker = VadChunker(base_ms=self.written_ms) if enabled else None
+
+    def append(self, data: bytes) -> list[VadFrame]:
+        """Add audio; returns the VAD frames it completes."""
+        self._data.extend(data)
+        if self._chunker is None:
+            return []
+        return self._chunker.feed(codec.to_pcm16(data, self.format, VAD_RATE))
+
+    def clear(self) -> None:
+        """Drop everything held."""
+        self.start_ms = self.written_ms
+        self._data.clear()
+        if self._chunker is not None:
+            self.enable_vad(True)
+
+    def commit_all(self) -> CommittedAudio:
+        """Take the whole buffer, which must hold at least 100 ms."""
+        if self.buffered_ms < MIN_COMMIT_MS:
+            raise invalid_request(
+                ErrorCode.COMMIT_EMPTY,
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
+                f"{self.buffered_ms:.2f}ms of audio.",
+            )
+        return self.commit_range(self.start_ms, self.written_ms)
+
+    def commit_range(self, start_ms: int, end_ms: int) -> CommittedAudio:
+        """Take ``[start_ms, end_ms)``; audio before it is dropped, after it is kept."""
+        per_ms = bytes_per_ms(self.format)
+        begin = max(0, (start_ms - self.start_ms) * per_ms)
+        end = max(begin, min(len(self._data), (end_ms - self.start_ms) * per_ms))
+        taken = bytes(self._data[begin:end])
+        del self._data[:end]
+        committed = CommittedAudio(
+            taken, self.format, max(start_ms, self.start_ms), self.start_ms + end // per_ms
+        )
+        self.start_ms += end // per_ms
+        return committed

@@ -1,0 +1,132 @@
+"""Client events: raw WebSocket text in, a typed ``openai.types.realtime`` event out.
+
+Every failure becomes a :class:`ProtocolError` naming the field (``param``)
+and, when the event got far enough to have one, its ``event_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+import pydantic
+from openai.types.realtime import (
+    InputAudioBufferAppendEvent,
+    RealtimeClientEvent,
+)
+
+from voxpipe.realtime.protocol_errors import (
+    ErrorCode,
+    ProtocolError,
+    invalid_request,
+    invalid_value,
+    missing_parameter,
+)
+
+MAX_APPEND_BASE64_CHARS = 15 * 1024 * 1024
+"""OpenAI's 15 MiB cap on one ``input_audio_buffer.append``."""
+
+
+def _client_event_classes() -> dict[str, type[pydantic.BaseModel]]:
+    union = typing.get_args(RealtimeClientEvent)[0]
+    classes: dict[str, type[pydantic.BaseModel]] = {}
+    for cls in typing.get_args(union):
+        literal = cls.model_fields["type"].annotation
+        classes[typing.get_args(literal)[0]] = cls
+    return classes
+
+
+CLIENT_EVENT_CLASSES = _client_event_classes()
+"""Each of the 11 GA client event types mapped to its ``openai`` model."""
+
+_PYTHON_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "a boolean",
+    "dict": "an object",
+    "list": "an array",
+    "NoneType": "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _PYTHON_TYPE_NAMES.get(type(value).__name__, type(value).__name__)
+
+
+def _decode_json(raw: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_request(
+            ErrorCode.INVALID_JSON,
+            f"The server could not parse the JSON body of your event: {exc}. "
+            "Each event must be a JSON object.",
+        ) from exc
+    if not isinstance(data, dict):
+        raise invalid_request(
+            ErrorCode.INVALID_TYPE,
+            f"Invalid type for event: expected an object, but got {_json_type(data)} instead.",
+        )
+    return data
+
+
+def _error_from_validation(exc: pydantic.ValidationError) -> ProtocolError:
+    error = exc.errors()[0]
+    # Unions label their branches by class or tag; a client knows only field names.
+    path = ".".join(
+        str(part)
+        for part in error["loc"]
+        if isinstance(part, str) and not part[:1].isupper() and "/" not in part
+    )
+    kind = error["type"]
+    if kind == "missing":
+        return missing_parameter(path)
+    if kind in ("literal_error", "enum", "union_tag_invalid", "union_tag_not_found"):
+        return invalid_value(path, f"Invalid value for '{path}': {error['msg']}.")
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_attributes_type":
+        expected = kind.split("_")[0]
+        return invalid_request(
+            ErrorCode.INVALID_TYPE,
+            f"Invalid type for '{path}': expected {_PYTHON_TYPE_NAMES.get(expected, expected)}, "
+            f"but got {_json_type(error.get('input'))} instead.",
+            param=path,
+        )
+    return invalid_value(path, f"Invalid value for '{path}': {error['msg']}.")
+
+
+def _check_append_size(data: dict[str, Any]) -> None:
+    audio = data.get("audio")
+    if isinstance(audio, str) and len(audio) > MAX_APPEND_BASE64_CHARS:
+        raise invalid_request(
+            ErrorCode.STRING_TOO_LONG,
+            f"Invalid 'audio': string too long. Expected a string with maximum length "
+            f"{MAX_APPEND_BASE64_CHARS}, but got a string with length {len(audio)} instead.",
+            param="audio",
+        )
+
+
+def parse_client_event(raw: str | bytes) -> pydantic.BaseModel:
+    """Parse one client message into its typed event, or raise :class:`ProtocolError`."""
+    data = _decode_json(raw)
+    raw_event_id = data.get("event_id")
+    event_id = raw_event_id if isinstance(raw_event_id, str) else None
+    try:
+        event_type = data.get("type")
+        if event_type is None:
+            raise missing_parameter("type")
+        cls = CLIENT_EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+        if cls is None:
+            supported = ", ".join(f"'{name}'" for name in sorted(CLIENT_EVENT_CLASSES))
+            raise invalid_value(
+                "type", f"Invalid value: '{event_type}'. Supported values are: {supported}."
+            )
+        if cls is InputAudioBufferAppendEvent:
+            _check_append_size(data)
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise _error_from_validation(exc) from exc
+    except ProtocolError as error:
+        raise error.with_event_id(event_id) from None
