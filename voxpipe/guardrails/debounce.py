@@ -1,0 +1,152 @@
+"""The sans-I/O core of the guardrail tap: when to check, what to scan, what a failure means.
+
+The tap feeds it transcript deltas and response ends; it answers with a
+:class:`CheckDue` every ``every_chars`` new characters and once at the end of a
+response. Pattern policies (:class:`IncrementalScanner`) are run through
+:meth:`GuardrailDebouncer.scan`, which searches only the text added since that
+policy's last scan plus its overlap, so the regex work over a whole response
+is linear in its length. The final check scans everything once, which catches
+a match longer than the overlap. Async policies get the whole text; whatever
+they return (a verdict, an exception, a timeout, garbage) goes through
+:meth:`GuardrailDebouncer.judge`, which applies the fail-open/closed choice
+and counts each kind of failure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+
+from voxpipe.errors import ConfigError
+from voxpipe.guardrails.policy import ALLOWED, FailMode, IncrementalScanner, Outcome, Verdict
+
+
+class CheckFailure(enum.Enum):
+    """Ways a policy can fail to give an answer."""
+
+    RAISED = "raised"
+    TIMED_OUT = "timed_out"
+    GARBAGE = "garbage"  # returned something that is not a Verdict
+
+
+class _TimedOut:
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+TIMED_OUT = _TimedOut()
+"""Pass to :meth:`GuardrailDebouncer.judge` when the driver's timeout fired."""
+
+
+@dataclass(frozen=True)
+class CheckDue:
+    """A check the tap should run now on ``text`` (the whole response so far)."""
+
+    response_id: str
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict the tap acts on, and the failure behind it if the policy failed."""
+
+    policy: str
+    verdict: Verdict
+    failure: CheckFailure | None = None
+
+
+@dataclass
+class _Response:
+    text: str = ""
+    checked_upto: int = 0
+    tripped: bool = False
+    scanned_upto: dict[str, int] = field(default_factory=dict)
+
+
+class GuardrailDebouncer:
+    """Per-call debounce and bookkeeping for the guardrail tap (no I/O, no clock)."""
+
+    def __init__(self, every_chars: int = 100, fail: FailMode = FailMode.CLOSED) -> None:
+        if every_chars < 1:
+            raise ConfigError(f"guardrail every_chars must be at least 1, got {every_chars}")
+        self.every_chars = every_chars
+        self.fail = fail
+        self.checks = 0
+        self.trips = 0
+        self.chars_scanned = 0  # regex work done by scanners, to prove it stays linear
+        self.failures: Counter[CheckFailure] = Counter()
+        self._responses: dict[str, _Response] = {}
+
+    def on_delta(self, response_id: str, delta: str) -> CheckDue | None:
+        """Add transcript text; a check is due once ``every_chars`` new characters arrived."""
+        response = self._responses.setdefault(response_id, _Response())
+        if response.tripped or not delta:
+            return None
+        response.text += delta
+        if len(response.text) - response.checked_upto < self.every_chars:
+            return None
+        return self._due(response_id, response, final=False)
+
+    def on_response_done(self, response_id: str) -> CheckDue | None:
+        """The response ended: one last check on the whole text, unless empty or tripped."""
+        response = self._responses.pop(response_id, None)
+        if response is None or response.tripped or not response.text:
+            return None
+        return self._due(response_id, response, final=True)
+
+    def is_tripped(self, response_id: str) -> bool:
+        """True once a check tripped this response (later deltas are ignored)."""
+        response = self._responses.get(response_id)
+        return response is not None and response.tripped
+
+    def scan(self, check: CheckDue, scanner: IncrementalScanner) -> Judgement:
+        """Run a pattern policy over the new part of ``check.text`` (all of it when final)."""
+        response = self._responses.get(check.response_id)
+        done = response.scanned_upto.get(scanner.name, 0) if response and not check.final else 0
+        start = max(0, done - scanner.overlap_chars)
+        self.chars_scanned += len(check.text) - start
+        try:
+            result: object = scanner.scan(check.text, start)
+        except Exception as exc:  # a policy bug must not end the call
+            result = exc
+        if response is not None:
+            response.scanned_upto[scanner.name] = len(check.text)
+        return self.judge(check, scanner.name, result)
+
+    def judge(self, check: CheckDue, policy: str, result: object) -> Judgement:
+        """Turn what a policy returned (Verdict, exception, :data:`TIMED_OUT`, other) into
+        the verdict to act on, applying the fail mode; records trips on the response."""
+        failure: CheckFailure | None = None
+        if isinstance(result, Verdict) and isinstance(result.outcome, Outcome):
+            verdict = result
+        else:
+            failure = _failure_of(result)
+            self.failures[failure] += 1
+            verdict = _failed_verdict(self.fail, policy, failure)
+        if verdict.tripped:
+            self.trips += 1
+            response = self._responses.get(check.response_id)
+            if response is not None:
+                response.tripped = True
+        return Judgement(policy, verdict, failure)
+
+    def _due(self, response_id: str, response: _Response, *, final: bool) -> CheckDue:
+        response.checked_upto = len(response.text)
+        self.checks += 1
+        return CheckDue(response_id, response.text, final)
+
+
+def _failure_of(result: object) -> CheckFailure:
+    if result is TIMED_OUT:
+        return CheckFailure.TIMED_OUT
+    if isinstance(result, BaseException):
+        return CheckFailure.RAISED
+    return CheckFailure.GARBAGE
+
+
+def _failed_verdict(fail: FailMode, policy: str, failure: CheckFailure) -> Verdict:
+    if fail is FailMode.OPEN:
+        return ALLOWED
+    return Verdict.trip(f"{policy}:{failure.value}")
