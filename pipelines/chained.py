@@ -1,0 +1,137 @@
+"""The chained fallback: VAD -> Whisper STT -> LLM -> TTS, offline by default.
+
+With no key every engine is local (faster-whisper, llama.cpp, Piper or eSpeak
+NG). With ``OPENAI_API_KEY`` (or ``openai_api_key=``) the same slots take
+OpenAI's Whisper, chat and TTS services.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from voxpipe.pipelines.graph import VoiceGraph, assemble
+from voxpipe.processors.local.engines import TTSEngineKind
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful voice assistant on a phone line. Answer in one or two short "
+    "spoken sentences. No lists, no markdown."
+)
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How the caller's turn is detected: Silero VAD, then silence or smart-turn."""
+
+    vad_stop_secs: float = 0.2
+    vad_confidence: float = 0.6
+    user_speech_timeout_secs: float = 0.6
+    smart_turn: bool = False
+
+    def user_params(self) -> LLMUserAggregatorParams:
+        vad = SileroVADAnalyzer(
+            params=VADParams(stop_secs=self.vad_stop_secs, confidence=self.vad_confidence)
+        )
+        if self.smart_turn:
+            strategies = UserTurnStrategies()  # pipecat's default: the bundled smart-turn v3
+        else:
+            stop = SpeechTimeoutUserTurnStopStrategy(
+                user_speech_timeout=self.user_speech_timeout_secs
+            )
+            strategies = UserTurnStrategies(stop=[stop])
+        return LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies)
+
+
+def build_chained_pipeline(
+    transport: BaseTransport,
+    *,
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    tools: Sequence[FunctionSchema | Any] = (),
+    functions: dict[str, Any] | None = None,
+    tap: FrameProcessor | None = None,
+    turn: TurnSettings | None = None,
+    voice: TTSEngineKind | str = TTSEngineKind.AUTO,
+    openai_api_key: str | None = None,
+    stt: FrameProcessor | None = None,
+    llm: Any = None,
+    tts: FrameProcessor | None = None,
+) -> VoiceGraph:
+    """Build transport in -> VAD/turn -> STT -> LLM -> [tap] -> TTS -> transport out.
+
+    Args:
+        instructions: the system prompt.
+        tools: ``FunctionSchema`` objects (handlers in ``functions``) or direct
+            functions (async callables taking ``FunctionCallParams``).
+        functions: handler per ``FunctionSchema`` name.
+        tap: a processor that sees the LLM's text before it is synthesised
+            (the guardrail tap's slot).
+        openai_api_key: use OpenAI's services in the STT/LLM/TTS slots;
+            defaults to ``OPENAI_API_KEY`` when set, else the local engines.
+        stt, llm, tts: explicit services, overriding the defaults per slot.
+    """
+    key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
+    stt = stt or _default_stt(key)
+    llm = llm or _default_llm(key, instructions)
+    tts = tts or _default_tts(key, voice)
+    for name, handler in (functions or {}).items():
+        llm.register_function(name, handler)
+    context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
+    pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
+    return assemble(
+        transport,
+        context=context,
+        user_aggregator=pair.user(),
+        assistant_aggregator=pair.assistant(),
+        pre=[stt],
+        brain=llm,
+        tap=tap,
+        voice=[tts],
+        services={"stt": stt, "llm": llm, "tts": tts},
+    )
+
+
+def _default_stt(key: str | None) -> FrameProcessor:
+    if key:
+        from pipecat.services.openai.stt import OpenAISTTService
+
+        return OpenAISTTService(api_key=key)
+    from voxpipe.processors.local.stt import LocalWhisperSTTService
+
+    return LocalWhisperSTTService()
+
+
+def _default_llm(key: str | None, instructions: str) -> Any:
+    if key:
+        from pipecat.services.openai.llm import OpenAILLMService
+
+        return OpenAILLMService(
+            api_key=key, settings=OpenAILLMService.Settings(system_instruction=instructions)
+        )
+    from voxpipe.processors.local.llm import LocalLLMService
+
+    return LocalLLMService(instructions=instructions)
+
+
+def _default_tts(key: str | None, voice: TTSEngineKind | str) -> FrameProcessor:
+    if key:
+        from pipecat.services.openai.tts import OpenAITTSService
+
+        return OpenAITTSService(api_key=key)
+    from voxpipe.processors.local.tts import LocalTTSService
+
+    return LocalTTSService(voice=voice)

@@ -1,0 +1,67 @@
+"""The one graph shape every mode shares.
+
+    transport.input -> [pre] -> user aggregator -> BRAIN -> [guardrail tap] -> [voice]
+        -> transport.output -> assistant aggregator
+
+The chained brain is the LLM (STT sits in ``pre``, TTS in ``voice``, so the tap
+sees text before it is spoken); the realtime brain is the speech-to-speech
+service with no ``pre`` or ``voice``. Anything that fits a slot is a pipecat
+``FrameProcessor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMAssistantAggregator,
+    LLMUserAggregator,
+)
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.transports.base_transport import BaseTransport
+
+
+@dataclass
+class VoiceGraph:
+    """A built graph and the parts an application or a test reaches for."""
+
+    pipeline: Pipeline
+    context: LLMContext
+    transport: BaseTransport
+    user_aggregator: LLMUserAggregator
+    assistant_aggregator: LLMAssistantAggregator
+    brain: FrameProcessor
+    tap: FrameProcessor | None = None
+    services: dict[str, FrameProcessor] = field(default_factory=dict)
+
+
+def assemble(
+    transport: BaseTransport,
+    *,
+    context: LLMContext,
+    user_aggregator: LLMUserAggregator,
+    assistant_aggregator: LLMAssistantAggregator,
+    brain: FrameProcessor,
+    pre: Sequence[FrameProcessor] = (),
+    tap: FrameProcessor | None = None,
+    voice: Sequence[FrameProcessor] = (),
+    services: dict[str, FrameProcessor] | None = None,
+) -> VoiceGraph:
+    """Put the slots in the shared order and return the graph."""
+    stages: list[FrameProcessor] = [transport.input(), *pre, user_aggregator, brain]
+    if tap is not None:
+        stages.append(tap)
+    stages += [*voice, transport.output(), assistant_aggregator]
+    return VoiceGraph(
+        pipeline=Pipeline(stages),
+        context=context,
+        transport=transport,
+        user_aggregator=user_aggregator,
+        assistant_aggregator=assistant_aggregator,
+        brain=brain,
+        tap=tap,
+        services=dict(services or {}),
+    )

@@ -1,0 +1,112 @@
+"""The local LLM as a pipecat service: llama.cpp behind pipecat's OpenAI LLM logic.
+
+llama-cpp-python already speaks the OpenAI chat format, so this service keeps
+all of pipecat's context, streaming and function-calling machinery and only
+replaces where the chunks come from: a worker thread running the shared
+:class:`LlamaEngine`, stopped between tokens when the response is interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from openai.types.chat import ChatCompletionChunk
+from pipecat.frames.frames import StartFrame
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.openai.llm import OpenAILLMService
+
+from voxpipe.processors.local.engines import LlamaEngine, shared_llm
+
+_DONE = object()
+
+
+class LocalLLMService(OpenAILLMService):
+    """Qwen2.5-0.5B-Instruct through llama.cpp, streaming tokens, with tool calls."""
+
+    def __init__(
+        self,
+        *,
+        engine: LlamaEngine | None = None,
+        instructions: str | None = None,
+        max_tokens: int = 120,
+        temperature: float = 0.2,
+        **kwargs: Any,
+    ) -> None:
+        # The OpenAI client the base class builds is never used: no request leaves the process.
+        kwargs.setdefault(
+            "settings",
+            OpenAILLMService.Settings(
+                model="qwen2.5-0.5b-instruct", system_instruction=instructions
+            ),
+        )
+        super().__init__(api_key="local", **kwargs)
+        self._engine = engine
+        self._max_tokens = max_tokens
+        self._temperature = temperature
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        if self._engine is None:
+            self._engine = await shared_llm()
+
+    async def get_chat_completions(self, context: LLMContext) -> Any:  # type: ignore[override]
+        if self._engine is None:
+            self._engine = await shared_llm()
+        adapter = self.get_llm_adapter()
+        params = await adapter.get_llm_invocation_params(
+            context,
+            system_instruction=self._settings.system_instruction,
+            convert_developer_to_user=True,
+        )
+        messages = [dict(m) for m in params["messages"]]
+        tools = params.get("tools")
+        tools_list = list(tools) if isinstance(tools, list) and tools else None
+        return _ThreadedChunkStream(
+            lambda stop: self._engine.stream_openai_chunks(  # type: ignore[union-attr]
+                messages,
+                tools_list,
+                max_tokens=self._max_tokens,
+                temperature=self._temperature,
+                stop=stop,
+            )
+        )
+
+
+class _ThreadedChunkStream:
+    """An async stream of ``ChatCompletionChunk`` fed by a generator in a worker thread."""
+
+    def __init__(self, produce: Any) -> None:
+        self._produce = produce
+        self._stop = threading.Event()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Future[None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        loop = asyncio.get_running_loop()
+        self._task = loop.run_in_executor(None, self._run, loop)
+        return self._iterate()
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            chunks: Iterator[dict[str, Any]] = self._produce(self._stop)
+            for chunk in chunks:
+                loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
+        except BaseException as exc:  # handed to the awaiting side, re-raised there
+            loop.call_soon_threadsafe(self._queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(self._queue.put_nowait, _DONE)
+
+    async def _iterate(self) -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            while (item := await self._queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield ChatCompletionChunk.model_validate(item)
+        finally:
+            self._stop.set()  # interrupted or done: the thread stops at the next token
+
+    async def close(self) -> None:
+        self._stop.set()

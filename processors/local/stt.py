@@ -1,0 +1,49 @@
+"""The local speech-to-text service: faster-whisper tiny.en on a VAD segment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from pipecat.frames.frames import ErrorFrame, Frame, StartFrame, TranscriptionFrame
+from pipecat.services.settings import STTSettings
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.transcriptions.language import Language
+from pipecat.utils.time import time_now_iso8601
+
+from voxpipe.processors.local.engines import WhisperEngine, shared_stt
+
+
+class LocalWhisperSTTService(SegmentedSTTService):
+    """Transcribes each spoken segment with the process's shared Whisper engine."""
+
+    def __init__(self, *, engine: WhisperEngine | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("settings", STTSettings(model="whisper-tiny.en", language=Language.EN))
+        super().__init__(**kwargs)
+        self._engine = engine
+
+    @property
+    def wants_wav_segments(self) -> bool:
+        return False
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        if self._engine is None:
+            self._engine = await shared_stt()
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
+        engine = self._engine or await shared_stt()
+        await self.start_processing_metrics()
+        try:
+            text = await asyncio.to_thread(engine.transcribe, audio, self.sample_rate)
+        except Exception as exc:  # a model failure costs this segment, not the call
+            yield ErrorFrame(f"local STT failed: {exc}")
+            return
+        finally:
+            await self.stop_processing_metrics()
+        if text:
+            yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN)

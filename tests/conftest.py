@@ -1,0 +1,61 @@
+"""Shared fixtures: real speech made by the local TTS, cached per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SpeechMaker = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def make_speech(speech_dir: Path) -> SpeechMaker:
+    """``make_speech(text, rate=16000, channels=1, lead_ms=300, tail_ms=300, fmt="WAV")``.
+
+    Speaks ``text`` with the local voice (Piper when installed, else eSpeak NG),
+    resampled and laid out as asked, with silence around it. Cached by arguments.
+    """
+    from voxpipe.processors.local.engines import make_tts
+
+    voice = make_tts()
+    cache: dict[tuple[object, ...], Path] = {}
+
+    def make(
+        text: str,
+        *,
+        rate: int = 16_000,
+        channels: int = 1,
+        lead_ms: int = 300,
+        tail_ms: int = 300,
+        fmt: str = "WAV",
+        gain: float = 1.0,
+    ) -> Path:
+        key = (text, rate, channels, lead_ms, tail_ms, fmt, gain)
+        if key in cache:
+            return cache[key]
+        pcm = b"".join(voice.synthesize(text))
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+        audio = soxr.resample(audio, voice.sample_rate, rate) * gain
+        audio = np.concatenate(
+            [np.zeros(rate * lead_ms // 1000), audio, np.zeros(rate * tail_ms // 1000)]
+        )
+        data = np.repeat(audio[:, None], channels, axis=1)
+        path = speech_dir / f"speech-{len(cache)}.{fmt.lower()}"
+        sf.write(str(path), np.clip(data, -1, 1), rate, format=fmt, subtype="PCM_16")
+        cache[key] = path
+        return path
+
+    return make

@@ -1,0 +1,259 @@
+"""The file transport: a recording plays the caller, a WAV receives the bot.
+
+Paced mode plays the caller's audio in real time, like a live microphone
+(silence continues after the recording ends, as a real line would), and
+writes the bot's audio at real-time pace while keeping the playback clock that
+truncation relies on. Unpaced mode (batch) pushes the recording as fast as the
+pipeline takes it and counts bot audio as played when written.
+
+Both directions are recorded on one time origin, so :meth:`FileTransport.write_call_wav`
+gives a two-channel call recording (caller left, bot right).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+    TTSStartedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.transports.base_input import BaseInputTransport
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import BaseTransport, TransportParams
+
+from voxpipe.frames import PlaybackMarkerFrame
+from voxpipe.playback import PlaybackClock
+from voxpipe.recording import Track, interleave
+from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
+
+CHUNK_MS = 20
+
+
+class MonotonicClock:
+    """Milliseconds since the clock was made; the one place this transport reads time."""
+
+    def __init__(self) -> None:
+        self._origin = time.monotonic()
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self._origin) * 1000
+
+    async def sleep_until(self, t_ms: float) -> None:
+        delay = (t_ms - self.now_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True)
+class AudioWritten:
+    """One chunk of bot audio reached the caller's ear (or the WAV, unpaced)."""
+
+    at_ms: float
+    duration_ms: float
+    utterance: str | None
+
+
+class FileInputTransport(BaseInputTransport):
+    """Plays a decoded recording into the pipeline, 20 ms per frame."""
+
+    def __init__(self, transport: FileTransport, params: TransportParams, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._transport = transport
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+        if self._task is None:
+            self._task = self.create_task(self._play(), name="file-input")
+
+    async def stop(self, frame: EndFrame) -> None:
+        await self._stop_playing()
+        await super().stop(frame)
+
+    async def cancel(self, frame: Any) -> None:
+        await self._stop_playing()
+        await super().cancel(frame)
+
+    async def _stop_playing(self) -> None:
+        if self._task is not None:
+            await self.cancel_task(self._task)
+            self._task = None
+
+    async def _play(self) -> None:
+        t = self._transport
+        audio = t.load_input(self.sample_rate)
+        step = self.sample_rate * 2 * CHUNK_MS // 1000
+        pcm = audio.pcm16 + bytes(step - len(audio.pcm16) % step if len(audio.pcm16) % step else 0)
+        t.input_started_ms = t.clock.now_ms()
+        offset_ms = 0.0
+        for i in range(0, len(pcm), step):
+            await self._push(pcm[i : i + step], offset_ms)
+            offset_ms += CHUNK_MS
+        t.input_finished_ms = t.input_started_ms + offset_ms
+        await t.call_input_finished()
+        silence = bytes(step)
+        tail_chunks = t.trailing_silence_ms // CHUNK_MS
+        # A live line keeps sending silence; an unpaced batch sends enough for the VAD to stop.
+        while t.paced or tail_chunks > 0:
+            await self._push(silence, offset_ms)
+            offset_ms += CHUNK_MS
+            tail_chunks -= 1
+
+    async def _push(self, chunk: bytes, offset_ms: float) -> None:
+        t = self._transport
+        if t.paced:
+            await t.clock.sleep_until(t.input_started_ms + offset_ms)
+        else:
+            await asyncio.sleep(0)  # let the pipeline take the frame before the next
+        t.caller.write_at(offset_ms + t.input_started_ms, chunk)
+        await self.push_audio_frame(
+            InputAudioRawFrame(audio=chunk, sample_rate=self.sample_rate, num_channels=1)
+        )
+
+
+class FileOutputTransport(BaseOutputTransport):
+    """Writes the bot's audio, paced like a sound card, and keeps the playback clock."""
+
+    def __init__(self, transport: FileTransport, params: TransportParams, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._transport = transport
+        self._next_due_ms = 0.0
+        self._virtual_ms = 0.0  # unpaced: bot audio is laid end to end
+        self._epoch = 0
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):
+            self._epoch += 1  # a write waiting for its slot must not play
+            self._transport.playback.interrupted(self._now())
+            self._transport.interruptions_ms.append(self._now())
+        await super().process_frame(frame, direction)
+
+    async def write_transport_frame(self, frame: Frame) -> None:
+        if isinstance(frame, PlaybackMarkerFrame):
+            self._transport.playback.begin(frame.utterance_id, self._now())
+        elif isinstance(frame, TTSStartedFrame) and frame.context_id:
+            self._transport.playback.begin(frame.context_id, self._now())
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        t = self._transport
+        duration_ms = len(frame.audio) / 2 / frame.sample_rate / frame.num_channels * 1000
+        epoch = self._epoch
+        if t.paced:
+            await t.clock.sleep_until(self._next_due_ms)
+            if epoch != self._epoch:
+                return False
+            now = t.clock.now_ms()
+            self._next_due_ms = max(now, self._next_due_ms) + duration_ms
+        else:
+            now = self._virtual_ms
+            self._virtual_ms += duration_ms
+        t.playback.chunk_started(duration_ms, now)
+        t.bot.write_at(now, frame.audio)
+        t.written.append(AudioWritten(now, duration_ms, t.playback.current))
+        return True
+
+    def _now(self) -> float:
+        return self._transport.clock.now_ms() if self._transport.paced else self._virtual_ms
+
+
+class FileTransport(BaseTransport):
+    """A simulated caller from a recording, and the bot's voice into a recording.
+
+    Args:
+        input_path: the caller's recording (WAV, FLAC, ...; any common rate and channels).
+        paced: real-time pacing (a live call) or as fast as possible (batch).
+        in_sample_rate: rate the pipeline wants the caller's audio at.
+        out_sample_rate: rate the bot's audio is written at.
+        trailing_silence_ms: silence after the recording in unpaced mode, so the VAD stops.
+    """
+
+    def __init__(
+        self,
+        input_path: Path | None = None,
+        *,
+        audio: DecodedAudio | None = None,
+        paced: bool = True,
+        in_sample_rate: int = 16_000,
+        out_sample_rate: int = 24_000,
+        trailing_silence_ms: int = 2_000,
+        clock: MonotonicClock | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.input_path = input_path
+        self.paced = paced
+        self.trailing_silence_ms = trailing_silence_ms
+        self.clock = clock or MonotonicClock()
+        self.playback = PlaybackClock()
+        self.caller = Track(in_sample_rate)
+        self.bot = Track(out_sample_rate)
+        self.written: list[AudioWritten] = []
+        self.interruptions_ms: list[float] = []
+        self.input_started_ms = 0.0
+        self.input_finished_ms: float | None = None
+        self._audio = audio
+        if audio is None and input_path is not None:
+            # Decode now: a bad file fails before any pipeline starts.
+            self._audio = load_audio(input_path, in_sample_rate)
+        params = TransportParams(
+            audio_in_enabled=self._audio is not None,
+            audio_in_sample_rate=in_sample_rate,
+            audio_out_enabled=True,
+            audio_out_sample_rate=out_sample_rate,
+            audio_out_auto_silence=False,
+            audio_out_end_silence_secs=0,
+            audio_out_10ms_chunks=2,
+        )
+        self._input = FileInputTransport(self, params, name=f"{self.name}#input")
+        self._output = FileOutputTransport(self, params, name=f"{self.name}#output")
+        self._register_event_handler("on_input_finished")
+
+    def input(self) -> FileInputTransport:
+        return self._input
+
+    def output(self) -> FileOutputTransport:
+        return self._output
+
+    def load_input(self, sample_rate: int) -> DecodedAudio:
+        if self._audio is None:
+            return DecodedAudio(Path("-"), b"", sample_rate, sample_rate, 1)
+        if self._audio.sample_rate != sample_rate:
+            assert self.input_path is not None
+            self._audio = load_audio(self.input_path, sample_rate)
+        return self._audio
+
+    async def call_input_finished(self) -> None:
+        await self._call_event_handler("on_input_finished")
+
+    def bot_pcm(self) -> bytes:
+        return self.bot.pcm()
+
+    def write_bot_wav(self, path: Path) -> None:
+        write_wav(path, self.bot.pcm(), self.bot.sample_rate)
+
+    def write_call_wav(self, path: Path) -> None:
+        """Caller (left) and bot (right) on one time line, at the bot's rate."""
+        import numpy as np
+        import soxr
+
+        caller = np.frombuffer(self.caller.pcm(), dtype="<i2").astype(np.float32) / 32768
+        if self.caller.sample_rate != self.bot.sample_rate:
+            caller = soxr.resample(caller, self.caller.sample_rate, self.bot.sample_rate)
+        left = (np.clip(caller, -1, 1) * 32767).astype("<i2").tobytes()
+        write_wav(path, interleave(left, self.bot.pcm()), self.bot.sample_rate, channels=2)
