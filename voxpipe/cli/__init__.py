@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +43,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_logs() -> None:
+    """pipecat logs every frame at DEBUG; a command line shows warnings unless asked."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("VOXPIPE_LOG_LEVEL", "WARNING"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_logs()
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
