@@ -231,3 +231,11 @@ class RealtimeSession(ResponseControl, UserTurns):
     def exhaust_rate_limits(self, now_ms: int, reset_seconds: float) -> None:
         """Empty the rate-limit buckets (fault injection)."""
         self.limiter.exhaust(now_ms, reset_seconds)
+
+    def preconfigure(self, session: dict[str, Any]) -> None:
+        """Apply a minted secret's session configuration before ``session.created``."""
+        from openai.types.realtime import RealtimeSessionCreateRequest
+
+        self.config.update(RealtimeSessionCreateRequest.model_validate(session), voice_locked=False)
+        self.buffer.set_format(self.config.input_format)
+        self._apply_turn_config()

@@ -1,0 +1,178 @@
+"""The aiohttp application: WebSocket sessions, secret minting, fault control.
+
+Routes:
+- ``GET /v1/realtime?model=...`` (WebSocket) with ``Authorization: Bearer``
+  the server key or an unexpired ephemeral secret; anything else is refused
+  with 401 before the upgrade.
+- ``POST /v1/realtime/client_secrets`` mints ephemeral secrets.
+- ``POST /v1/_voxpipe/faults`` arms a fault, only when fault injection is on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from aiohttp import web
+from openai.types.realtime import RealtimeSessionCreateRequest
+
+from voxpipe.errors import ConfigError
+from voxpipe.realtime.rate_limits import RateLimitPolicy
+from voxpipe.transports.realtime_server import secrets as secret_store
+from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
+from voxpipe.transports.realtime_server.driver import SessionDriver
+from voxpipe.transports.realtime_server.faults import (
+    FaultInjector,
+    RefuseNextConnection,
+    fault_from_json,
+)
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+DEFAULT_MODEL = "gpt-realtime"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a realtime server behaves."""
+
+    api_key: str | None = None
+    session_max_seconds: float = 3600.0
+    fault_injection: bool = False
+    rate_limits: RateLimitPolicy = field(default_factory=RateLimitPolicy)
+
+
+def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}
+    }
+    return web.json_response(body, status=status)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class RealtimeServer:
+    """voxpipe's OpenAI-Realtime-protocol server."""
+
+    def __init__(self, config: ServerConfig | None = None, brain: Brain | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.brain: Brain = brain or ScriptedBrain()
+        self.secrets = secret_store.SecretStore()
+        self.faults = FaultInjector(enabled=self.config.fault_injection)
+        self.live_sessions: set[SessionDriver] = set()
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application serving this server."""
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app.router.add_get("/v1/realtime", self._realtime)
+        app.router.add_post("/v1/realtime/client_secrets", self._client_secrets)
+        if self.config.fault_injection:
+            app.router.add_post("/v1/_voxpipe/faults", self._arm_fault)
+        return app
+
+    def _authorise(
+        self, request: web.Request, *, allow_ephemeral: bool
+    ) -> tuple[bool, dict[str, Any] | None]:
+        token = _bearer(request)
+        if token is None:
+            return False, None
+        if token.startswith(secret_store.SECRET_PREFIX):
+            secret = self.secrets.lookup(token, time.time()) if allow_ephemeral else None
+            return secret is not None, secret.session if secret else None
+        return self.config.api_key is None or token == self.config.api_key, None
+
+    async def _realtime(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.enabled and self.faults.take(RefuseNextConnection):
+            return _error(401, "Incorrect API key provided (injected fault).", "invalid_api_key")
+        allowed, preconfig = self._authorise(request, allow_ephemeral=True)
+        if not allowed:
+            return _error(
+                401,
+                "Incorrect API key provided, or the ephemeral key has expired.",
+                "invalid_api_key",
+            )
+        model = request.query.get("model")
+        if not model and preconfig:
+            model = preconfig.get("model")
+        if not model:
+            return _error(
+                400, "Missing required parameter: 'model'.", "missing_required_parameter", "model"
+            )
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0, autoping=True)
+        await ws.prepare(request)
+        driver = SessionDriver(
+            ws,
+            model=model,
+            brain=self.brain,
+            faults=self.faults,
+            session_max_seconds=self.config.session_max_seconds,
+            rate_limits=self.config.rate_limits,
+            preconfig=preconfig,
+        )
+        self.live_sessions.add(driver)
+        try:
+            await driver.run()
+        finally:
+            self.live_sessions.discard(driver)
+        return ws
+
+    async def _client_secrets(self, request: web.Request) -> web.Response:
+        allowed, _ = self._authorise(request, allow_ephemeral=False)
+        if not allowed:
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "The body must be a JSON object.", "invalid_json")
+        if not isinstance(body, dict):
+            return _error(400, "The body must be a JSON object.", "invalid_json")
+        expires = body.get("expires_after") or {}
+        seconds = expires.get("seconds", secret_store.DEFAULT_SECONDS)
+        if expires.get("anchor", "created_at") != "created_at":
+            return _error(
+                400,
+                "expires_after.anchor must be 'created_at'.",
+                "invalid_value",
+                "expires_after.anchor",
+            )
+        if not isinstance(seconds, int) or not (
+            secret_store.MIN_SECONDS <= seconds <= secret_store.MAX_SECONDS
+        ):
+            return _error(
+                400,
+                "expires_after.seconds must be an integer from 10 to 7200.",
+                "invalid_value",
+                "expires_after.seconds",
+            )
+        session = body.get("session") or {"type": "realtime"}
+        try:
+            parsed = RealtimeSessionCreateRequest.model_validate(session)
+        except pydantic.ValidationError as exc:
+            return _error(
+                400, f"Invalid session: {exc.errors()[0]['msg']}.", "invalid_value", "session"
+            )
+        if parsed.type != "realtime":
+            return _error(
+                400, "Only 'realtime' sessions can be minted here.", "invalid_value", "session.type"
+            )
+        stored = parsed.model_dump(exclude_unset=True, mode="json")
+        secret = self.secrets.mint(stored, seconds, time.time())
+        session_out = {**stored, "object": "realtime.session", "id": "sess_" + secret.value[-12:]}
+        return web.json_response(
+            {"value": secret.value, "expires_at": secret.expires_at, "session": session_out}
+        )
+
+    async def _arm_fault(self, request: web.Request) -> web.Response:
+        token = _bearer(request)
+        if self.config.api_key is None or token != self.config.api_key:
+            return _error(401, "Fault control needs the server's API key.", "invalid_api_key")
+        try:
+            self.faults.arm(fault_from_json(await request.json()))
+        except (ValueError, ConfigError) as exc:
+            return _error(400, str(exc), "invalid_value")
+        return web.json_response({"armed": True})

@@ -1,0 +1,227 @@
+"""One WebSocket connection: the asyncio glue around the sans-I/O session.
+
+The driver feeds client messages, VAD scores, transcripts and brain output
+into :class:`~voxpipe.realtime.session.RealtimeSession` and carries out what
+comes back. Every server event goes through one queue and one writer task,
+so events reach the client in exactly the order the session produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from aiohttp import WSMsgType, web
+from loguru import logger
+from openai.types.realtime import ResponseAudioDeltaEvent
+
+from voxpipe.realtime.effects import (
+    BrainStartRequested,
+    BrainStopRequested,
+    CloseRequested,
+    Output,
+    TranscriptionRequested,
+    VadScoringRequested,
+)
+from voxpipe.realtime.ids import IdFactory
+from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request
+from voxpipe.realtime.rate_limits import RateLimitPolicy
+from voxpipe.realtime.session import RealtimeSession
+from voxpipe.transports.realtime_server.brains import Brain
+from voxpipe.transports.realtime_server.faults import (
+    CloseMidResponse,
+    ExhaustRateLimits,
+    Fault,
+    FaultInjector,
+    SendError,
+    Stall,
+)
+from voxpipe.transports.realtime_server.vad import SileroScorer
+
+IDLE_TICK_S = 0.25
+
+
+@dataclass(frozen=True)
+class _Pause:
+    seconds: float
+
+
+_Outgoing = pydantic.BaseModel | CloseRequested | _Pause
+
+
+class SessionDriver:
+    """Runs one Realtime session over one aiohttp WebSocket."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        model: str,
+        brain: Brain,
+        faults: FaultInjector,
+        session_max_seconds: float,
+        rate_limits: RateLimitPolicy,
+        preconfig: dict[str, Any] | None = None,
+    ) -> None:
+        self._ws = ws
+        self._brain = brain
+        self._faults = faults
+        self._max_seconds = session_max_seconds
+        self._started = time.monotonic()
+        self.core = RealtimeSession(
+            model=model, ids=IdFactory(secrets.token_hex(4)), now_ms=0, rate_limits=rate_limits
+        )
+        if preconfig:
+            self.core.preconfigure(preconfig)
+        self._scorer = SileroScorer()
+        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        self._brain_tasks: dict[str, asyncio.Task[None]] = {}
+        self._transcriptions: set[asyncio.Task[None]] = set()
+        self._watched_response: str | None = None
+
+    def now_ms(self) -> int:
+        """Milliseconds since the connection opened (the session's clock)."""
+        return int((time.monotonic() - self._started) * 1000)
+
+    async def run(self) -> None:
+        """Serve until the client or the server closes the socket."""
+        self._faults.subscribe(self._on_fault)
+        writer = asyncio.create_task(self._write_loop())
+        timers = [asyncio.create_task(self._cap_timer()), asyncio.create_task(self._idle_ticker())]
+        try:
+            self.emit(self.core.start())
+            await self._read_loop()
+        finally:
+            self._faults.unsubscribe(self._on_fault)
+            for task in [*timers, *self._brain_tasks.values(), *self._transcriptions]:
+                task.cancel()
+            await self._outbox.put(CloseRequested(1000, ""))
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer, timeout=1.0)
+            writer.cancel()
+
+    async def _read_loop(self) -> None:
+        async for message in self._ws:
+            if message.type is WSMsgType.TEXT:
+                self.emit(self.core.receive(message.data, self.now_ms()))
+            elif message.type is WSMsgType.BINARY:
+                error = invalid_request(
+                    ErrorCode.INVALID_JSON,
+                    "Binary frames are not supported; send JSON text events.",
+                )
+                self.emit(self.core.error(error))
+            else:
+                break
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, CloseRequested):
+                await self._ws.close(code=item.code, message=item.reason.encode())
+                return
+            if isinstance(item, _Pause):
+                await asyncio.sleep(item.seconds)
+                continue
+            if self._ws.closed:
+                return
+            await self._ws.send_str(item.model_dump_json(exclude_none=True))
+
+    # -- outputs ---------------------------------------------------------------
+
+    def emit(self, outputs: Iterable[Output]) -> None:
+        """Queue events and carry out effects, in order (effects may add outputs)."""
+        pending = deque(outputs)
+        while pending:
+            output = pending.popleft()
+            if isinstance(output, pydantic.BaseModel):
+                self._outbox.put_nowait(output)
+                if isinstance(output, ResponseAudioDeltaEvent):
+                    self._maybe_break_response(output.response_id)
+            elif isinstance(output, VadScoringRequested):
+                scored = self._scorer.score(output.frames)
+                pending.extendleft(reversed(self.core.vad_scored(scored, self.now_ms())))
+            elif isinstance(output, BrainStartRequested):
+                task = asyncio.create_task(self._run_brain(output.response_id))
+                self._brain_tasks[output.response_id] = task
+            elif isinstance(output, BrainStopRequested):
+                self._stop_brain(output.response_id)
+            elif isinstance(output, TranscriptionRequested):
+                task = asyncio.create_task(self._transcribe(output))
+                self._transcriptions.add(task)
+                task.add_done_callback(self._transcriptions.discard)
+            elif isinstance(output, CloseRequested):
+                self._outbox.put_nowait(output)
+
+    def _maybe_break_response(self, response_id: str) -> None:
+        if self._watched_response == response_id:
+            return
+        self._watched_response = response_id
+        close = self._faults.take(CloseMidResponse)
+        if isinstance(close, CloseMidResponse):
+            self._outbox.put_nowait(CloseRequested(close.code, "fault injection"))
+        stall = self._faults.take(Stall)
+        if isinstance(stall, Stall):
+            self._outbox.put_nowait(_Pause(stall.seconds))
+
+    def _on_fault(self, fault: Fault) -> None:
+        if isinstance(fault, SendError):
+            self.emit(self.core.injected_error(fault.error_type, fault.code, fault.message))
+            if fault.close_code is not None:
+                self.emit([CloseRequested(fault.close_code, fault.code)])
+        elif isinstance(fault, ExhaustRateLimits):
+            self.core.exhaust_rate_limits(self.now_ms(), fault.reset_seconds)
+
+    # -- tasks -----------------------------------------------------------------
+
+    def _stop_brain(self, response_id: str) -> None:
+        task = self._brain_tasks.pop(response_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _run_brain(self, response_id: str) -> None:
+        try:
+            if self._transcriptions:
+                await asyncio.gather(*self._transcriptions, return_exceptions=True)
+            request = self.core.brain_request(response_id)
+            async for output in self._brain.respond(request):
+                self.emit(self.core.brain_output(response_id, output, self.now_ms()))
+                active = self.core.active
+                if active is None or active.id != response_id:
+                    return
+            self.emit(self.core.brain_finished(response_id, self.now_ms()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("brain failed on {}", response_id)
+            self.emit(self.core.brain_finished(response_id, self.now_ms(), error=str(exc)))
+        finally:
+            self._brain_tasks.pop(response_id, None)
+
+    async def _transcribe(self, request: TranscriptionRequested) -> None:
+        try:
+            text = await self._brain.transcribe(request.pcm16, request.sample_rate)
+        except Exception as exc:
+            logger.exception("transcription failed")
+            self.emit(self.core.transcription_failed(request.item_id, str(exc)))
+            return
+        if text is None:
+            message = "This server's brain has no speech recognition."
+            self.emit(self.core.transcription_failed(request.item_id, message))
+        else:
+            self.emit(self.core.transcription_completed(request.item_id, text))
+
+    async def _cap_timer(self) -> None:
+        await asyncio.sleep(self._max_seconds)
+        self.emit(self.core.expire(self._max_seconds, self.now_ms()))
+
+    async def _idle_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_TICK_S)
+            self.emit(self.core.idle_check(self.now_ms()))

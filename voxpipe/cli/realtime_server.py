@@ -1,0 +1,89 @@
+"""``voxpipe realtime-server``: the OpenAI-Realtime-protocol server on local models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from voxpipe.errors import ConfigError
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "realtime-server",
+        help="serve the OpenAI Realtime protocol (GA) offline, backed by local models",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VOXPIPE_REALTIME_API_KEY"),
+        help="bearer key clients must present (default: $VOXPIPE_REALTIME_API_KEY; "
+        "none: any key except unknown ephemeral secrets)",
+    )
+    parser.add_argument("--brain", choices=["local", "scripted"], default="local")
+    parser.add_argument("--script", type=Path, help="JSON list of replies for --brain scripted")
+    parser.add_argument(
+        "--voice",
+        choices=["auto", "synthetic", "piper", "espeak"],
+        default="auto",
+        help="scripted brain's voice: the local TTS when installed (auto), or a synthetic hum",
+    )
+    parser.add_argument("--session-max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--fault-injection",
+        action="store_true",
+        help="enable POST /v1/_voxpipe/faults (needs --api-key); for tests and benchmarks",
+    )
+    parser.set_defaults(func=run)
+
+
+async def _build_brain(args: argparse.Namespace) -> Any:
+    from voxpipe.transports.realtime_server.brains import ScriptedBrain, load_script
+
+    if args.brain == "local":
+        from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+        return await LocalBrain.load()
+    script = load_script(args.script) if args.script else None
+    voice: Any = None
+    if args.voice != "synthetic":
+        voice = await _local_voice(args.voice)
+    return ScriptedBrain(script, voice=voice, pace=1.5)
+
+
+async def _local_voice(kind: str) -> Any:
+    try:
+        from voxpipe.processors.local.engines import shared_tts
+
+        return await shared_tts(kind)
+    except Exception as exc:  # no TTS installed: the synthetic voice stands in
+        if kind != "auto":
+            raise ConfigError(f"the {kind} voice is not available: {exc}") from exc
+        return None
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from voxpipe.transports.realtime_server.app import RealtimeServer, ServerConfig
+    from voxpipe.transports.realtime_server.serving import serve_forever
+
+    if args.fault_injection and not args.api_key:
+        raise ConfigError("--fault-injection needs --api-key", hint="fault control is keyed")
+    config = ServerConfig(
+        api_key=args.api_key,
+        session_max_seconds=args.session_max_seconds,
+        fault_injection=args.fault_injection,
+    )
+    server = RealtimeServer(config, await _build_brain(args))
+    print(f"voxpipe realtime-server: ws://{args.host}:{args.port}/v1/realtime ({args.brain} brain)")
+    await serve_forever(server, args.host, args.port)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.script and args.brain != "scripted":
+        raise ConfigError("--script only applies to --brain scripted")
+    asyncio.run(_main(args))
+    return 0
