@@ -11,6 +11,7 @@ Routes:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class ServerConfig:
     session_max_seconds: float = 3600.0
     fault_injection: bool = False
     rate_limits: RateLimitPolicy = field(default_factory=RateLimitPolicy)
+    clock: Callable[[], float] = time.time
+    """Wall clock for secret expiry (Unix seconds); tests pass their own."""
 
 
 def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
@@ -82,7 +85,7 @@ class RealtimeServer:
         if token is None:
             return False, None
         if token.startswith(secret_store.SECRET_PREFIX):
-            secret = self.secrets.lookup(token, time.time()) if allow_ephemeral else None
+            secret = self.secrets.lookup(token, self.config.clock()) if allow_ephemeral else None
             return secret is not None, secret.session if secret else None
         return self.config.api_key is None or token == self.config.api_key, None
 
@@ -161,7 +164,7 @@ class RealtimeServer:
                 400, "Only 'realtime' sessions can be minted here.", "invalid_value", "session.type"
             )
         stored = parsed.model_dump(exclude_unset=True, mode="json")
-        secret = self.secrets.mint(stored, seconds, time.time())
+        secret = self.secrets.mint(stored, seconds, self.config.clock())
         session_out = {**stored, "object": "realtime.session", "id": "sess_" + secret.value[-12:]}
         return web.json_response(
             {"value": secret.value, "expires_at": secret.expires_at, "session": session_out}

@@ -1,0 +1,112 @@
+"""Helpers shared by the realtime server tests (no tests here).
+
+Speech comes from the local TTS via the ``make_speech`` fixture; a raw
+aiohttp client stands in for misbehaving clients the SDK would never let us be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import soundfile as sf
+
+from voxpipe.transports.realtime_server import RunningServer
+
+API_KEY = "test-key"
+PCM_CHUNK = 4800  # 100 ms of 24 kHz PCM16
+
+
+def read_pcm16(path: Path) -> bytes:
+    """A WAV written by ``make_speech`` as raw PCM16 bytes."""
+    data, _ = sf.read(str(path), dtype="int16")
+    return np.asarray(data, dtype="<i2").tobytes()
+
+
+def silence(ms: int, rate: int = 24_000) -> bytes:
+    """``ms`` of digital silence as PCM16."""
+    return bytes(2 * rate * ms // 1000)
+
+
+def noise(ms: int, rate: int = 24_000, level: float = 300.0, seed: int = 7) -> bytes:
+    """``ms`` of low white noise (no speech) as PCM16."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, level, rate * ms // 1000)).astype("<i2").tobytes()
+
+
+def chunks(pcm: bytes, size: int = PCM_CHUNK) -> list[bytes]:
+    """``pcm`` cut into append-sized pieces."""
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+class RawClient:
+    """A bare WebSocket client: sends any text and reads events as dicts."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, event: dict[str, Any] | str) -> None:
+        await self.ws.send_str(event if isinstance(event, str) else json.dumps(event))
+
+    async def append(self, pcm: bytes) -> None:
+        for piece in chunks(pcm):
+            await self.send(
+                {"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()}
+            )
+
+    async def next(self, wait_s: float = 10.0) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.ws.receive(), wait_s)
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"socket closed: {message.type} {message.data!r}")
+        event: dict[str, Any] = json.loads(message.data)
+        self.seen.append(event)
+        return event
+
+    async def until(self, event_type: str, wait_s: float = 10.0) -> dict[str, Any]:
+        """Read events until one of ``event_type`` arrives; return it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            event = await self.next(max(0.01, deadline - loop.time()))
+            if event["type"] == event_type:
+                return event
+
+    async def push_to_talk(self) -> None:
+        """Turn server VAD off (manual commits)."""
+        await self.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+            }
+        )
+        await self.until("session.updated")
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.seen]
+
+
+@asynccontextmanager
+async def raw_client(
+    server: RunningServer, *, token: str = API_KEY, model: str = "gpt-realtime"
+) -> AsyncIterator[RawClient]:
+    """A connected raw client that has already read ``session.created``."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            f"{server.realtime_url}?model={model}",
+            headers={"Authorization": f"Bearer {token}"},
+            max_msg_size=0,
+        ) as ws,
+    ):
+        client = RawClient(ws)
+        created = await client.next()
+        assert created["type"] == "session.created"
+        yield client
