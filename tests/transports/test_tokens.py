@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from voxpipe.call.tokens import RotationConfig, RotationFailed, SecretRotated, TokenMode
 from voxpipe.errors import ConfigError, FatalProviderError, TokenRotationError
+from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
 from voxpipe.transports.tokens import EphemeralTokenProvider, RotationEvent, StaticKeyProvider
 
 API_KEY = "sk-test-long-lived"
@@ -239,3 +241,66 @@ def test_bad_configuration(url: str, ttl_s: int, key: str) -> None:
 def test_https_and_loopback_urls_are_accepted() -> None:
     for url in ("https://api.example.com/x", "http://localhost:8765/x", "http://[::1]:8765/x"):
         EphemeralTokenProvider(url, API_KEY)
+
+
+class ManualClock:
+    """One wall clock shared by the server (seconds) and the provider (ms)."""
+
+    def __init__(self) -> None:
+        self.now_s = time.time()
+
+    def seconds(self) -> float:
+        return self.now_s
+
+    def ms(self) -> int:
+        return int(self.now_s * 1000)
+
+
+async def _connect_status(realtime_url: str, secret_value: str) -> int | str:
+    """101 -> the first server event's type; otherwise the HTTP status."""
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.ws_connect(
+                f"{realtime_url}?model=gpt-realtime",
+                headers={"Authorization": f"Bearer {secret_value}"},
+            ) as ws:
+                first = await ws.receive_json(timeout=5)
+                return str(first["type"])
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+async def test_against_voxpipe_realtime_server_expired_secret_is_replaced() -> None:
+    clock = ManualClock()
+    config = ServerConfig(api_key=API_KEY, clock=clock.seconds)
+    async with running_realtime_server(config=config) as srv:
+        provider = EphemeralTokenProvider(
+            f"{srv.http_base_url}/realtime/client_secrets", API_KEY, ttl_s=60, clock_ms=clock.ms
+        )
+        try:
+            await provider.start()
+            first = await provider.secret()
+            assert first.value.startswith("ek_")
+            assert await _connect_status(srv.realtime_url, first.value) == "session.created"
+            clock.now_s += 61
+            assert await _connect_status(srv.realtime_url, first.value) == 401
+            # A reconnect after expiry gets a fresh secret, not the dead one.
+            second = await provider.secret()
+            assert second.value != first.value
+            assert await _connect_status(srv.realtime_url, second.value) == "session.created"
+        finally:
+            await provider.aclose()
+    assert provider.policy.rotations == 2
+
+
+async def test_against_voxpipe_realtime_server_wrong_key_is_fatal() -> None:
+    async with running_realtime_server(config=ServerConfig(api_key=API_KEY)) as srv:
+        provider = EphemeralTokenProvider(
+            f"{srv.http_base_url}/realtime/client_secrets", "sk-not-the-key", ttl_s=60
+        )
+        try:
+            with pytest.raises(FatalProviderError) as info:
+                await provider.start()
+        finally:
+            await provider.aclose()
+    assert info.value.code == "invalid_api_key"
