@@ -12,8 +12,10 @@ from typing import Any
 
 import pydantic
 from openai.types.realtime import (
+    ConversationItemCreateEvent,
     InputAudioBufferAppendEvent,
     RealtimeClientEvent,
+    ResponseCreateEvent,
 )
 
 from voxpipe.realtime.protocol_errors import (
@@ -107,6 +109,42 @@ def _check_append_size(data: dict[str, Any]) -> None:
         )
 
 
+ITEM_TYPES = ("message", "function_call", "function_call_output")
+MESSAGE_ROLES = ("user", "assistant", "system")
+
+
+def _check_item_kind(item: Any, param: str) -> None:
+    """Name the bad discriminator before pydantic tries every union branch."""
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind is None:
+        raise missing_parameter(f"{param}.type")
+    if kind not in ITEM_TYPES:
+        supported = ", ".join(f"'{t}'" for t in ITEM_TYPES)
+        raise invalid_value(
+            f"{param}.type", f"Invalid value: '{kind}'. Supported values are: {supported}."
+        )
+    if kind == "message" and item.get("role") not in MESSAGE_ROLES:
+        supported = ", ".join(f"'{r}'" for r in MESSAGE_ROLES)
+        raise invalid_value(
+            f"{param}.role",
+            f"Invalid value: '{item.get('role')}'. Supported values are: {supported}.",
+        )
+
+
+def _precheck(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> None:
+    if cls is InputAudioBufferAppendEvent:
+        _check_append_size(data)
+    elif cls is ConversationItemCreateEvent:
+        _check_item_kind(data.get("item"), "item")
+    elif cls is ResponseCreateEvent and isinstance(data.get("response"), dict):
+        items = data["response"].get("input")
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and item.get("type") != "item_reference":
+                _check_item_kind(item, f"response.input.{index}")
+
+
 def parse_client_event(raw: str | bytes) -> pydantic.BaseModel:
     """Parse one client message into its typed event, or raise :class:`ProtocolError`."""
     data = _decode_json(raw)
@@ -122,8 +160,7 @@ def parse_client_event(raw: str | bytes) -> pydantic.BaseModel:
             raise invalid_value(
                 "type", f"Invalid value: '{event_type}'. Supported values are: {supported}."
             )
-        if cls is InputAudioBufferAppendEvent:
-            _check_append_size(data)
+        _precheck(cls, data)
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as exc:
