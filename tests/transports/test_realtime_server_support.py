@@ -52,6 +52,7 @@ class RawClient:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
+        self.close_code: int | None = None
 
     async def send(self, event: dict[str, Any] | str) -> None:
         await self.ws.send_str(event if isinstance(event, str) else json.dumps(event))
@@ -64,6 +65,8 @@ class RawClient:
 
     async def next(self, wait_s: float = 10.0) -> dict[str, Any]:
         message = await asyncio.wait_for(self.ws.receive(), wait_s)
+        if message.type is aiohttp.WSMsgType.CLOSE:
+            self.close_code = int(message.data)
         if message.type is not aiohttp.WSMsgType.TEXT:
             raise ConnectionError(f"socket closed: {message.type} {message.data!r}")
         event: dict[str, Any] = json.loads(message.data)
