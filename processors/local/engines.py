@@ -404,18 +404,21 @@ def make_tts(kind: TTSEngineKind | str = TTSEngineKind.AUTO) -> SpeechEngine:
 
 
 _cache: dict[tuple[str, ...], Any] = {}
-_cache_locks: dict[tuple[str, ...], asyncio.Lock] = {}
+_cache_lock = threading.Lock()
+
+
+def _build_once(key: tuple[str, ...], factory: Any) -> Any:
+    with _cache_lock:  # a thread lock: callers may come from different event loops
+        if key not in _cache:
+            _cache[key] = factory()
+        return _cache[key]
 
 
 async def _shared(key: tuple[str, ...], factory: Any) -> Any:
     """Build ``factory()`` once per process, in a worker thread; later callers share it."""
     if key in _cache:
         return _cache[key]
-    lock = _cache_locks.setdefault(key, asyncio.Lock())
-    async with lock:
-        if key not in _cache:
-            _cache[key] = await asyncio.to_thread(factory)
-    return _cache[key]
+    return await asyncio.to_thread(_build_once, key, factory)
 
 
 async def shared_stt() -> WhisperEngine:

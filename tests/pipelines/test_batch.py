@@ -1,0 +1,101 @@
+"""``voxpipe batch`` end to end on generated speech: transcripts, spoken replies, bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from voxpipe.cli import main
+from voxpipe.evaluation import word_error_rate
+from voxpipe.processors.local.engines import WhisperEngine
+
+pytestmark = pytest.mark.models
+
+QUESTIONS = {
+    "hours": "What time does the pharmacy open on Saturday?",
+    "capital": "What is the capital city of Japan?",
+    "delivery": "Can you tell me when my package will arrive?",
+}
+
+
+@pytest.fixture
+def inbox(tmp_path: Path, make_speech) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    layouts = [(16_000, 1, "WAV"), (44_100, 2, "WAV"), (22_050, 1, "FLAC")]
+    for (stem, text), (rate, channels, fmt) in zip(QUESTIONS.items(), layouts, strict=True):
+        source = make_speech(text, rate=rate, channels=channels, fmt=fmt)
+        shutil.copy(source, folder / f"{stem}{source.suffix}")
+    (folder / "notes.txt").write_text("not audio at all")
+    (folder / "empty.wav").write_bytes(b"")
+    good = folder / "hours.wav"
+    (folder / "truncated.wav").write_bytes(good.read_bytes()[:40])
+    sf.write(str(folder / "silence.wav"), [0.0] * 32_000, 16_000)
+    return folder
+
+
+def test_batch_answers_every_question_and_reports_every_bad_file(
+    inbox: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), str(out)]) == 1  # some files are bad
+    summary = json.loads((out / "summary.json").read_text())
+    status = {f["file"]: f["status"] for f in summary["files"]}
+    assert status == {
+        "hours.wav": "ok",
+        "capital.wav": "ok",
+        "delivery.flac": "ok",
+        "notes.txt": "error",
+        "empty.wav": "error",
+        "truncated.wav": "error",
+        "silence.wav": "error",
+    }
+    errors = {f["file"]: f["error"] for f in summary["files"] if f["error"]}
+    assert "not readable audio" in errors["notes.txt"]
+    assert "empty" in errors["empty.wav"]
+    assert "no speech" in errors["silence.wav"]
+    assert all(name in errors[name] for name in errors)  # every error names its file
+
+    stt = WhisperEngine()
+    wers = []
+    for stem, text in QUESTIONS.items():
+        result = json.loads((out / f"{stem}.json").read_text())
+        wers.append(word_error_rate(text, result["transcript"]))
+        assert result["reply"].strip()
+        assert {"stt_ms", "llm_first_token_ms", "first_audio_ms", "total_ms"} <= set(
+            result["timings"]
+        )
+        reply, rate = sf.read(str(out / f"{stem}.reply.wav"), dtype="int16")
+        assert len(reply) / rate > 0.5
+        spoken = stt.transcribe(reply.tobytes(), rate)
+        assert word_error_rate(result["reply"], spoken) < 0.3, (result["reply"], spoken)
+    assert sum(wers) / len(wers) < 0.1, wers
+    assert "3 ok, 4 failed" in capsys.readouterr().out
+
+    # Resumable: a second run skips what is done, keeps it, and redoes nothing.
+    before = (out / "hours.json").read_text()
+    assert main(["batch", str(inbox), str(out)]) == 1
+    again = json.loads((out / "summary.json").read_text())
+    skipped = {f["file"] for f in again["files"] if f["skipped"]}
+    assert skipped == {"hours.wav", "capital.wav", "delivery.flac"}
+    assert (out / "hours.json").read_text() == before
+
+
+def test_batch_refuses_bad_folders_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["batch", str(empty), str(tmp_path / "out")]) == 2
+    assert "holds no files" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    (empty / "q.wav").write_bytes(b"")
+    assert main(["batch", str(empty), str(a_file / "out")]) == 2
+    assert "cannot write results" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "not a directory" in capsys.readouterr().err

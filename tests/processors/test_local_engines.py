@@ -1,0 +1,124 @@
+"""The offline engines against their real weights, on short generated clips."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from voxpipe.evaluation import word_error_rate
+from voxpipe.processors.local import engines as eng
+from voxpipe.transports.audio_file import load_audio
+
+pytestmark = pytest.mark.models
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city. Only for weather questions.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+SYSTEM = {"role": "system", "content": "You are a voice assistant. Answer in one short sentence."}
+
+
+async def test_engines_load_once_per_process_and_are_shared() -> None:
+    first, second = await asyncio.gather(eng.shared_engines(), eng.shared_engines())
+    assert first.stt is second.stt and first.llm is second.llm and first.tts is second.tts
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["What time does the pharmacy open tomorrow?", "Please book a table for four at eight."],
+)
+async def test_whisper_transcribes_generated_speech(make_speech, text: str) -> None:
+    engines = await eng.shared_engines()
+    audio = load_audio(make_speech(text, rate=22_050), 16_000)
+    heard = engines.stt.transcribe(audio.pcm16, 16_000)
+    assert word_error_rate(text, heard) < 0.1, heard
+
+
+async def test_whisper_resamples_and_survives_odd_input() -> None:
+    engines = await eng.shared_engines()
+    assert engines.stt.transcribe(bytes(48_000 * 2), 48_000) == ""  # silence: no words
+    assert engines.stt.transcribe(b"\x01", 16_000) == ""  # one odd byte
+    noise = (np.random.default_rng(0).normal(0, 300, 16_000)).astype("<i2").tobytes()
+    assert len(engines.stt.transcribe(noise, 16_000).split()) <= 2
+
+
+async def test_llm_streams_tokens_and_answers() -> None:
+    engines = await eng.shared_engines()
+    user = {"role": "user", "content": "What is the capital of France?"}
+    chunks = list(engines.llm.stream_chat([SYSTEM, user], max_tokens=40))
+    text = "".join(c.text for c in chunks)
+    assert len(chunks) > 3  # streamed, not one block
+    assert "paris" in text.lower()
+
+
+async def test_llm_calls_a_tool_then_answers_from_its_result() -> None:
+    engines = await eng.shared_engines()
+    user = {"role": "user", "content": "What's the weather in Paris?"}
+    chunks = list(engines.llm.stream_chat([SYSTEM, user], [WEATHER_TOOL]))
+    calls = [c for chunk in chunks for c in chunk.tool_calls]
+    assert [c.name for c in calls] == ["get_weather"]
+    assert json.loads(calls[0].arguments)["city"].lower() == "paris"
+    follow_up = [
+        SYSTEM,
+        user,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": calls[0].call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": calls[0].arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": calls[0].call_id, "content": '{"sky": "sunny", "c": 21}'},
+    ]
+    answer = "".join(c.text for c in engines.llm.stream_chat(follow_up, [WEATHER_TOOL]))
+    assert "sunny" in answer.lower() and "21" in answer
+
+
+async def test_llm_stop_event_ends_generation_early() -> None:
+    import threading
+
+    engines = await eng.shared_engines()
+    stop = threading.Event()
+    user = {"role": "user", "content": "Count slowly from one to one hundred."}
+    pieces = []
+    for chunk in engines.llm.stream_chat([SYSTEM, user], max_tokens=200, stop=stop):
+        pieces.append(chunk.text)
+        if len(pieces) == 3:
+            stop.set()
+    assert len(pieces) == 3
+
+
+@pytest.mark.parametrize("kind", [eng.TTSEngineKind.PIPER, eng.TTSEngineKind.ESPEAK])
+async def test_tts_speaks_text_that_whisper_can_read_back(kind: eng.TTSEngineKind) -> None:
+    engines = await eng.shared_engines()
+    voice = await eng.shared_tts(kind)
+    text = "The pharmacy opens at nine in the morning."
+    pcm = b"".join(voice.synthesize(text))
+    seconds = len(pcm) / 2 / voice.sample_rate
+    assert 1.5 < seconds < 6
+    heard = engines.stt.transcribe(pcm, voice.sample_rate)
+    limit = 0.1 if kind is eng.TTSEngineKind.PIPER else 0.5  # eSpeak is robotic
+    assert word_error_rate(text, heard) <= limit, heard
+    assert list(voice.synthesize("   ")) == []
+
+
+def test_unknown_voice_is_a_clear_error() -> None:
+    from voxpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown TTS engine"):
+        eng.make_tts("kokoro")
