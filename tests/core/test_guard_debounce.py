@@ -169,3 +169,15 @@ def test_a_scanner_that_raises_is_judged_not_propagated() -> None:
 def test_every_chars_must_be_positive() -> None:
     with pytest.raises(ConfigError):
         GuardrailDebouncer(every_chars=0)
+
+
+def test_discarded_responses_free_their_text() -> None:
+    core = GuardrailDebouncer(every_chars=100)
+    core.on_delta("r1", "partial answer")
+    core.on_delta("r2", "another")
+    assert core.open_responses == 2
+    core.discard("r1")
+    assert core.on_response_done("r1") is None
+    done = core.on_response_done("r2")
+    assert done is not None and done.text == "another"
+    assert core.open_responses == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -117,3 +119,12 @@ def test_cli_errors_say_what_was_wrong(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cost_command_stays_cheap_to_start() -> None:
+    # The openai package alone takes about a second to import.
+    code = "import sys, voxpipe.cli.cost; print(sorted({'openai', 'pipecat'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxpipe.observability.latency import Segment, TurnStamps, budget
+from voxpipe.observability.latency import Segment, Spread, TurnStamps, budget, spread, summarize
 
 ALL = TurnStamps(
     speech_end_ms=1000,
@@ -94,3 +94,27 @@ def test_timeline_carries_every_boundary_by_name() -> None:
         "downlink": 25,
         "playback": 80,
     }
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([100.0, 200.0, 300.0, None], Spread(3, 1, 200.0, 300.0, 300.0)),
+        ([float(v) for v in range(1, 101)], Spread(100, 0, 50.0, 95.0, 100.0)),
+        ([None, None], Spread(0, 2, None, None, None)),
+        ([], Spread(0, 0, None, None, None)),
+    ],
+)
+def test_spread_reports_measured_percentiles_and_counts_unknowns(
+    values: list[float | None], expected: Spread
+) -> None:
+    assert spread(values) == expected
+
+
+def test_call_summary_covers_every_segment_and_the_totals() -> None:
+    turns = [budget(ALL), budget(TurnStamps(2000, 2030, None, 2900, 2925, None))]
+    summary = summarize(turns)
+    assert summary["capture"] == Spread(2, 0, 20, 30, 30)
+    assert summary["inference"] == Spread(1, 1, 540, 540, 540)
+    assert summary["first_audio"].max_ms == 925
+    assert summary["end_to_end"].unknown == 1

@@ -96,6 +96,15 @@ class GuardrailDebouncer:
             return None
         return self._due(response_id, response, final=True)
 
+    def discard(self, response_id: str) -> None:
+        """Forget a response that will never end normally (e.g. dropped on a reconnect)."""
+        self._responses.pop(response_id, None)
+
+    @property
+    def open_responses(self) -> int:
+        """Responses with text held; stays small when every response ends or is discarded."""
+        return len(self._responses)
+
     def is_tripped(self, response_id: str) -> bool:
         """True once a check tripped this response (later deltas are ignored)."""
         response = self._responses.get(response_id)

@@ -8,6 +8,18 @@ from collections.abc import Sequence
 from voxpipe.errors import ConfigError
 from voxpipe.guardrails.policy import ALLOWED, Verdict
 
+# Phrases of common prompt-injection attempts, as a caller would say them; for
+# input guardrails on the user's transcript. A starting point, not a defence.
+PROMPT_INJECTION_PATTERNS: tuple[str, ...] = (
+    r"\b(?:ignore|disregard|forget)\s+(?:(?:all|any|the|your|of|my)\s+)*"
+    r"(?:previous|prior|above|earlier|system)\s+(?:instructions|prompts?|rules|guidelines)",
+    r"\b(?:reveal|show|print|repeat|read)\s+(?:me\s+)?"
+    r"(?:(?:your|the)\s+(?:system|hidden)\s+prompt|your\s+(?:instructions|rules))",
+    r"\b(?:enable|enter|activate|you\s+are\s+now\s+in)\s+(?:developer|jailbreak|dan|god)\s+mode",
+    r"\bpretend\s+(?:that\s+)?you\s+(?:have\s+no|don't\s+have\s+any)\s+"
+    r"(?:rules|restrictions|guidelines|filters)",
+)
+
 
 class DenyPolicy:
     """Trips on any listed word or phrase (case-insensitive, whole words) or regex match.
@@ -70,3 +82,8 @@ class DenyPolicy:
     async def check(self, text: str) -> Verdict:
         """Scan the whole text."""
         return self.scan(text)
+
+    @classmethod
+    def prompt_injection(cls, *, name: str = "prompt_injection") -> DenyPolicy:
+        """An input guardrail for the user's transcript: common injection phrases."""
+        return cls(patterns=PROMPT_INJECTION_PATTERNS, name=name)

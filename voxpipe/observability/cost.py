@@ -13,9 +13,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
-
-from openai.types.realtime import RealtimeResponseUsage
+from typing import TYPE_CHECKING, Any
 
 from voxpipe.observability.prices import (
     DEFAULT_MODEL,
@@ -24,6 +22,9 @@ from voxpipe.observability.prices import (
     TokenCounts,
     UnknownCost,
 )
+
+if TYPE_CHECKING:
+    from openai.types.realtime import RealtimeResponseUsage
 
 
 class UsageIssue(enum.Enum):
@@ -132,6 +133,10 @@ def parse_usage(usage: RealtimeResponseUsage | Mapping[str, Any] | None) -> Pars
     """Read token counts from a ``response.done`` usage object (typed or raw JSON)."""
     if usage is None:
         return ParsedUsage(TokenCounts(), frozenset({UsageIssue.NO_USAGE}))
+    # Imported here: the openai package takes a second to load, and the cost
+    # model behind ``voxpipe cost`` never parses usage.
+    from openai.types.realtime import RealtimeResponseUsage
+
     if not isinstance(usage, RealtimeResponseUsage):
         usage = RealtimeResponseUsage.model_validate(dict(usage))
     issues: set[UsageIssue] = set()

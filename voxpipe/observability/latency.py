@@ -17,7 +17,8 @@ negative, and that is flagged in ``skewed`` rather than clamped to zero.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 
@@ -117,3 +118,42 @@ def budget(stamps: TurnStamps) -> LatencyBudget:
         unattributed_ms=_unattributed(chain, values),
         skewed=skewed,
     )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How one figure was distributed over a call's turns (milliseconds)."""
+
+    measured: int
+    unknown: int
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    # Nearest rank: always a value that was really measured.
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def spread(values: Sequence[float | None]) -> Spread:
+    """p50/p95/max of the known values; unknowns are counted, not averaged in."""
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return Spread(0, len(values), None, None, None)
+    return Spread(
+        measured=len(known),
+        unknown=len(values) - len(known),
+        p50_ms=_percentile(known, 0.50),
+        p95_ms=_percentile(known, 0.95),
+        max_ms=known[-1],
+    )
+
+
+def summarize(budgets: Sequence[LatencyBudget]) -> dict[str, Spread]:
+    """Per-call summary for the report: each segment, first audio and end-to-end."""
+    summary = {s.value: spread([b.segments[s] for b in budgets]) for s in Segment}
+    summary["first_audio"] = spread([b.first_audio_ms for b in budgets])
+    summary["end_to_end"] = spread([b.end_to_end_ms for b in budgets])
+    return summary

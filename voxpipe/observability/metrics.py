@@ -40,7 +40,12 @@ class VoxpipeMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._base = {"environment": environment, "project": project}
         self._defined: dict[str, frozenset[str]] = {}
-        h, c, g = self._histogram, self._counter, self._gauge
+        self._define_latency()
+        self._define_call_events()
+        self._define_usage()
+
+    def _define_latency(self) -> None:
+        h = self._histogram
         self.first_audio = h(
             "voxpipe_first_audio_seconds",
             "Speech end to first audio written.",
@@ -59,39 +64,36 @@ class VoxpipeMetrics:
             ("segment",),
             SEGMENT_BUCKETS,
         )
-        self.clock_skew = c(
+        self.clock_skew = self._counter(
             "voxpipe_clock_skew", "Segments measured negative (clock skew).", ("segment",)
         )
-        self.interruptions = c(
-            "voxpipe_interruptions", "Interruptions (barge-in, guardrail, rollover).", ()
-        )
+
+    def _define_call_events(self) -> None:
+        c = self._counter
+        self.interruptions = c("voxpipe_interruptions", "Interruptions (barge-in, guardrail).", ())
         self.recovery_failures = c(
             "voxpipe_interruption_recovery_failures", "Interruptions not recovered cleanly.", ()
         )
         self.rollovers = c("voxpipe_rollovers", "Session rollovers.", ())
-        self.reconnects = c(
-            "voxpipe_reconnects", "Reconnects by failure class.", ("failure_class",)
-        )
+        self.reconnects = c("voxpipe_reconnects", "Reconnects by class.", ("failure_class",))
         self.token_rotations = c("voxpipe_token_rotations", "Ephemeral token rotations.", ())
         self.token_rotation_failures = c(
             "voxpipe_token_rotation_failures", "Failed token rotations.", ()
         )
-        self.guardrail_trips = c(
-            "voxpipe_guardrail_trips", "Guardrail trips by policy.", ("policy",)
-        )
+        self.guardrail_trips = c("voxpipe_guardrail_trips", "Guardrail trips.", ("policy",))
         self.errors = c("voxpipe_errors", "Errors by type.", ("error_type",))
+
+    def _define_usage(self) -> None:
+        g, c = self._gauge, self._counter
+        limit_labels = ("name", "source")
         self.rate_limit_remaining = g(
-            "voxpipe_rate_limit_remaining", "Rate limit remaining.", ("name", "source")
+            "voxpipe_rate_limit_remaining", "Rate limit remaining.", limit_labels
         )
         self.rate_limit_ratio = g(
-            "voxpipe_rate_limit_remaining_ratio",
-            "Rate limit remaining / limit.",
-            ("name", "source"),
+            "voxpipe_rate_limit_remaining_ratio", "Rate limit remaining / limit.", limit_labels
         )
         self.cost = c("voxpipe_cost_usd", "Priced cost of responses in USD.", ("model",))
-        self.unpriced = c(
-            "voxpipe_unpriced_responses", "Responses whose cost is unknown.", ("model",)
-        )
+        self.unpriced = c("voxpipe_unpriced_responses", "Responses with unknown cost.", ("model",))
         self.tokens = c("voxpipe_tokens", "Tokens by billing class.", ("model", "kind"))
 
     def observe_turn(self, budget: LatencyBudget) -> None:

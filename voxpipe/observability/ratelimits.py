@@ -14,11 +14,12 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from openai.types.realtime import RateLimitsUpdatedEvent
+from typing import TYPE_CHECKING, Any
 
 from voxpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from openai.types.realtime import RateLimitsUpdatedEvent
 
 
 class RateLimitName(enum.Enum):
@@ -103,7 +104,7 @@ class RateLimitTracker:
         self, event: RateLimitsUpdatedEvent | Mapping[str, Any], now_ms: float
     ) -> list[RateLimitWarning]:
         """Consume a ``rate_limits.updated`` event; returns the warnings it raises."""
-        raw = event.model_dump() if isinstance(event, RateLimitsUpdatedEvent) else event
+        raw = event if isinstance(event, Mapping) else event.model_dump()
         warnings: list[RateLimitWarning] = []
         for item in raw.get("rate_limits") or []:
             reading = self._realtime_reading(item, now_ms)
