@@ -136,6 +136,10 @@ class PlaybackTracker:
             received_ms=received,
         )
 
+    def has_item(self, item_id: str) -> bool:
+        """Whether the tracker holds a record for ``item_id``."""
+        return item_id in self._items
+
     def latest_item(self) -> str | None:
         """The most recently started assistant item, the one an interruption cuts."""
         return next(reversed(self._items), None)

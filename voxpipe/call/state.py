@@ -49,7 +49,9 @@ class CallTrigger(enum.Enum):
     AUDIO_STARTED = "audio_started"  # first audio delta of the response played
     TOOL_CALL_REQUESTED = "tool_call_requested"  # function call arguments done
     TOOL_RESULT_SENT = "tool_result_sent"  # output item sent, follow-up response asked
-    RESPONSE_DONE = "response_done"  # response.done completed
+    # response.done, and its audio played out: fire it once the output drained,
+    # so SPEAKING lasts as long as the caller hears the bot.
+    RESPONSE_DONE = "response_done"
     INTERRUPTED = "interrupted"  # barge-in, guardrail, application
     CANCEL_CONFIRMED = "cancel_confirmed"  # response.done cancelled / cancel_not_active
     TIMED_OUT = "timed_out"  # no progress within the state's deadline
