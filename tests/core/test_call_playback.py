@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from voxpipe.audio import AudioFormat
@@ -129,3 +131,25 @@ def test_bugs_raise_local_protocol_error(call: object) -> None:
     assert callable(call)
     with pytest.raises(LocalProtocolError):
         call(PlaybackTracker())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_feeds_never_overrun(seed: int) -> None:
+    """Whatever order deltas, positions and interruptions come in, no overrun."""
+    rng = random.Random(seed)
+    tracker = PlaybackTracker(max_items=4)
+    items = [f"item{i}" for i in range(6)]
+    for _ in range(300):
+        item = rng.choice(items)
+        roll = rng.random()
+        if roll < 0.5:
+            tracker.handle(AudioReceived(item, rng.randrange(0, 4_800)))
+        elif roll < 0.9:
+            tracker.handle(PlaybackAdvanced(item, rng.randrange(0, 5_000)))
+        elif tracker.has_item(item):
+            plan = tracker.plan_truncation(item)
+            if plan is not None:
+                assert 0 <= plan.audio_end_ms <= plan.received_ms
+                assert plan.audio_end_ms <= plan.played_ms
+        if tracker.has_item(item):
+            assert 0 <= tracker.truncate_point(item) <= tracker.received_ms(item)

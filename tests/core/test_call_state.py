@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from voxpipe.call.state import (
@@ -212,3 +214,19 @@ def test_context_survives_reconnect_and_response_id_is_cleared() -> None:
     m.note_session("sess_2")
     ready = m.handle(T.SESSION_READY, 40)
     assert isinstance(ready, StateChanged) and ready.session_id == "sess_2"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_provider_noise_never_breaks_a_production_machine(seed: int) -> None:
+    """Late, duplicate or out-of-order events are reported, never raised."""
+    rng = random.Random(seed)
+    m = CallStateMachine(strict=False)
+    for step in range(500):
+        before = m.state
+        result = m.handle(rng.choice(list(CallTrigger)), step)
+        if isinstance(result, StateChanged):
+            assert TRANSITIONS[(before, result.trigger)] is result.current is m.state
+        else:
+            assert m.state is before
+        if before in (S.ENDED, S.FAILED):
+            assert m.state is before  # terminal states absorb everything
