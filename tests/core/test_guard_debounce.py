@@ -181,3 +181,49 @@ def test_discarded_responses_free_their_text() -> None:
     done = core.on_response_done("r2")
     assert done is not None and done.text == "another"
     assert core.open_responses == 0
+
+
+def _checks(core: GuardrailDebouncer, count: int) -> list[CheckDue]:
+    checks = [core.on_delta("r1", "x" * 10) for _ in range(count)]
+    assert all(c is not None for c in checks)
+    return [c for c in checks if c is not None]
+
+
+def test_a_busy_async_policy_gets_only_the_newest_waiting_check() -> None:
+    core = GuardrailDebouncer(every_chars=10)
+    c1, c2, c3, c4 = _checks(core, 4)
+    assert core.start(c1, "moderation")
+    assert not core.start(c2, "moderation")
+    assert not core.start(c3, "moderation")  # c2 is folded into c3
+    assert core.start(c1, "other")  # policies are independent
+    follow_up = core.judge(c1, "moderation", Verdict.allow()).follow_up
+    assert follow_up is c3
+    assert not core.start(c4, "moderation")  # still busy with c3
+    assert core.judge(c3, "moderation", Verdict.allow()).follow_up is c4
+    assert core.judge(c4, "moderation", Verdict.allow()).follow_up is None
+    assert core.coalesced == 1
+    [c5] = _checks(core, 1)
+    assert core.start(c5, "moderation")
+
+
+def test_the_final_check_waits_but_is_never_dropped() -> None:
+    # Fail-open, so the timed-out first check does not stop the response.
+    core = GuardrailDebouncer(every_chars=10, fail=FailMode.OPEN)
+    [c1] = _checks(core, 1)
+    assert core.start(c1, "moderation")
+    final = core.on_response_done("r1")
+    assert final is not None
+    assert not core.start(final, "moderation")
+    follow_up = core.judge(c1, "moderation", TIMED_OUT).follow_up
+    assert follow_up is final and follow_up.final
+
+
+def test_a_trip_cancels_checks_waiting_on_that_response() -> None:
+    core = GuardrailDebouncer(every_chars=10, fail=FailMode.OPEN)
+    c1, c2 = _checks(core, 2)
+    assert core.start(c1, "moderation")
+    assert core.start(c1, "deny")
+    assert not core.start(c2, "moderation")
+    assert core.judge(c1, "deny", Verdict.trip("deny:x")).verdict.tripped
+    assert core.judge(c1, "moderation", Verdict.allow()).follow_up is None
+    assert core.on_delta("r1", "y" * 10) is None

@@ -55,6 +55,8 @@ class Judgement:
     policy: str
     verdict: Verdict
     failure: CheckFailure | None = None
+    follow_up: CheckDue | None = None
+    """A newer check of the same response that waited for this policy; run it next."""
 
 
 @dataclass
@@ -77,7 +79,10 @@ class GuardrailDebouncer:
         self.trips = 0
         self.chars_scanned = 0  # regex work done by scanners, to prove it stays linear
         self.failures: Counter[CheckFailure] = Counter()
+        self.coalesced = 0  # checks folded into a later one while a policy was busy
         self._responses: dict[str, _Response] = {}
+        # (response, async policy) in flight -> the newest check waiting for it.
+        self._busy: dict[tuple[str, str], CheckDue | None] = {}
 
     def on_delta(self, response_id: str, delta: str) -> CheckDue | None:
         """Add transcript text; a check is due once ``every_chars`` new characters arrived."""
@@ -99,6 +104,8 @@ class GuardrailDebouncer:
     def discard(self, response_id: str) -> None:
         """Forget a response that will never end normally (e.g. dropped on a reconnect)."""
         self._responses.pop(response_id, None)
+        for key in [key for key in self._busy if key[0] == response_id]:
+            del self._busy[key]
 
     @property
     def open_responses(self) -> int:
@@ -124,9 +131,25 @@ class GuardrailDebouncer:
             response.scanned_upto[scanner.name] = len(check.text)
         return self.judge(check, scanner.name, result)
 
+    def start(self, check: CheckDue, policy: str) -> bool:
+        """Claim an async policy for ``check``. False when the policy is still busy with
+        this response: the check then waits, folded with any later one, and comes back
+        as the ``follow_up`` of the running check's judgement (a final check is never
+        dropped). This keeps one request per policy and response in flight."""
+        key = (check.response_id, policy)
+        if key not in self._busy:
+            self._busy[key] = None
+            return True
+        waiting = self._busy[key]
+        if waiting is not None:
+            self.coalesced += 1
+        self._busy[key] = check if waiting is None or not waiting.final else waiting
+        return False
+
     def judge(self, check: CheckDue, policy: str, result: object) -> Judgement:
         """Turn what a policy returned (Verdict, exception, :data:`TIMED_OUT`, other) into
-        the verdict to act on, applying the fail mode; records trips on the response."""
+        the verdict to act on, applying the fail mode; records trips on the response.
+        Call it for every check, started or scanned, exactly once."""
         failure: CheckFailure | None = None
         if isinstance(result, Verdict) and isinstance(result.outcome, Outcome):
             verdict = result
@@ -135,11 +158,20 @@ class GuardrailDebouncer:
             self.failures[failure] += 1
             verdict = _failed_verdict(self.fail, policy, failure)
         if verdict.tripped:
-            self.trips += 1
-            response = self._responses.get(check.response_id)
-            if response is not None:
-                response.tripped = True
-        return Judgement(policy, verdict, failure)
+            self._record_trip(check.response_id)
+        follow_up = self._busy.pop((check.response_id, policy), None)
+        if follow_up is not None:
+            self._busy[(check.response_id, policy)] = None  # claimed by the follow-up
+        return Judgement(policy, verdict, failure, follow_up)
+
+    def _record_trip(self, response_id: str) -> None:
+        self.trips += 1
+        response = self._responses.get(response_id)
+        if response is not None:
+            response.tripped = True
+        for key in self._busy:
+            if key[0] == response_id:
+                self._busy[key] = None  # a stopped response needs no more checks
 
     def _due(self, response_id: str, response: _Response, *, final: bool) -> CheckDue:
         response.checked_upto = len(response.text)
