@@ -11,23 +11,27 @@ they return (a verdict, an exception, a timeout, garbage) goes through
 :meth:`GuardrailDebouncer.judge`, which applies the fail-open/closed choice
 and counts each kind of failure.
 
-A driver (the tap) looks like this; only the ``await`` is its own::
+A driver (the tap) looks like this; only the awaiting is its own::
 
-    check = core.on_delta(response_id, delta)         # or core.on_response_done(...)
-    for scanner in scanners:                          # fast, synchronous
-        act(core.scan(check, scanner))
-    for policy in remote_policies:                    # one task per claimed policy
-        if core.start(check, policy.name):
-            while check is not None:
-                try:
-                    result = await asyncio.wait_for(policy.check(check.text), timeout)
-                except TimeoutError:
-                    result = TIMED_OUT
-                except Exception as exc:
-                    result = exc
-                judgement = core.judge(check, policy.name, result)
-                act(judgement)                        # interrupt if judgement.verdict.tripped
-                check = judgement.follow_up
+    async def run(policy, check):                 # one task per claimed policy
+        while check is not None:
+            try:
+                result = await asyncio.wait_for(policy.check(check.text), timeout)
+            except TimeoutError:
+                result = TIMED_OUT
+            except Exception as exc:
+                result = exc
+            judgement = core.judge(check, policy.name, result)
+            act(judgement)                        # interrupt if judgement.verdict.tripped
+            check = judgement.follow_up
+
+    check = core.on_delta(response_id, delta)     # or core.on_response_done(...)
+    if check is not None:
+        for scanner in scanners:                  # fast and synchronous
+            act(core.scan(check, scanner))
+        for policy in remote_policies:
+            if core.start(check, policy.name):
+                spawn(run(policy, check))
 
 Building the text handed to a check copies it (a memory copy per check); the
 expensive part, pattern matching, only ever sees new text.
