@@ -1,0 +1,120 @@
+"""The local brain (Whisper -> Qwen -> Piper/eSpeak) behind the real protocol."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from test_realtime_server_support import RawClient, raw_client, read_pcm16, silence
+
+from voxpipe.transports.realtime_server import RunningServer, ServerConfig, running_realtime_server
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+    brain = await LocalBrain.load()
+    async with running_realtime_server(config=ServerConfig(api_key="test-key"), brain=brain) as srv:
+        yield srv
+
+
+def spoken(client: RawClient) -> tuple[bytes, str]:
+    audio = b"".join(
+        base64.b64decode(e["delta"])
+        for e in client.seen
+        if e["type"] == "response.output_audio.delta"
+    )
+    text = "".join(
+        e["delta"] for e in client.seen if e["type"] == "response.output_audio_transcript.delta"
+    )
+    return audio, text
+
+
+async def test_spoken_question_is_heard_and_answered_aloud(
+    server: RunningServer, make_speech: Any
+) -> None:
+    question = read_pcm16(
+        make_speech("What is the capital of France?", rate=24_000, lead_ms=500, tail_ms=0)
+    )
+    async with raw_client(server) as client:
+        await client.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "instructions": "Answer in one short sentence.",
+                    "audio": {"input": {"transcription": {"model": "whisper-1"}}},
+                },
+            }
+        )
+        await client.until("session.updated")
+        await client.append(question + silence(1000))
+        heard = await client.until("conversation.item.input_audio_transcription.completed", 60)
+        done = await client.until("response.done", 120)
+    audio, text = spoken(client)
+    assert "capital" in heard["transcript"].lower() and "france" in heard["transcript"].lower()
+    assert done["response"]["status"] == "completed"
+    assert "paris" in text.lower()
+    assert len(audio) / 48 > 500  # at least half a second of speech
+    assert done["response"]["usage"]["output_token_details"]["text_tokens"] > 0
+
+
+async def test_local_model_calls_a_tool_and_uses_its_result(server: RunningServer) -> None:
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+    async with raw_client(server) as client:
+        await client.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "tools": [tool],
+                    "output_modalities": ["text"],
+                    "instructions": "Use the get_weather tool for weather questions.",
+                },
+            }
+        )
+        await client.until("session.updated")
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "What is the weather in Berlin?"}],
+                },
+            }
+        )
+        await client.send({"type": "response.create"})
+        call = await client.until("response.function_call_arguments.done", 120)
+        await client.until("response.done", 30)
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": call["call_id"],
+                    "output": json.dumps({"city": "Berlin", "sky": "snowing", "temperature_c": -3}),
+                },
+            }
+        )
+        await client.send({"type": "response.create"})
+        done = await client.until("response.done", 120)
+    assert call["name"] == "get_weather"
+    assert "berlin" in json.loads(call["arguments"]).get("city", "").lower()
+    answer = done["response"]["output"][0]["content"][0]["text"].lower()
+    assert "snow" in answer or "-3" in answer or "minus" in answer

@@ -1,0 +1,117 @@
+"""The local brain: Whisper STT -> Qwen LLM -> Piper/eSpeak TTS, streaming.
+
+The LLM runs in a worker thread and hands text to the event loop as it is
+generated; each finished sentence is synthesised (off the loop) and its audio
+sent at once, so the first audio leaves after the first sentence, not after
+the whole reply. Cancelling the response stops generation between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from voxpipe.realtime import codec
+from voxpipe.realtime.effects import (
+    AudioProduced,
+    BrainOutput,
+    BrainRequest,
+    FunctionCallProduced,
+    TextProduced,
+)
+from voxpipe.realtime.session_config import Modality
+
+DEFAULT_MAX_TOKENS = 200
+AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
+_SENTENCE = re.compile(r"^(.+?[.!?;:])(\s+|$)", re.S)
+_DONE = object()
+
+
+def split_sentences(buffer: str) -> tuple[list[str], str]:
+    """Complete sentences at the start of ``buffer`` and the unfinished rest."""
+    sentences = []
+    while (match := _SENTENCE.match(buffer)) and match.group(2):
+        sentences.append(match.group(1).strip())
+        buffer = buffer[match.end() :]
+    return sentences, buffer
+
+
+class LocalBrain:
+    """A :class:`~voxpipe.transports.realtime_server.brains.Brain` on the offline engines."""
+
+    def __init__(self, engines: Any) -> None:
+        self.engines = engines
+
+    @classmethod
+    async def load(cls, *, tts: str = "auto") -> LocalBrain:
+        """Load the shared engines once per process (off the event loop)."""
+        from voxpipe.processors.local.engines import shared_engines
+
+        return cls(await shared_engines(tts=tts))
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        """Whisper's transcript of a user's audio item."""
+        text: str = await asyncio.to_thread(self.engines.stt.transcribe, pcm16, sample_rate)
+        return text
+
+    async def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
+        """Stream the LLM's reply, spoken sentence by sentence."""
+        stop = threading.Event()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        worker = asyncio.create_task(
+            asyncio.to_thread(self._generate, request, stop, queue, asyncio.get_running_loop())
+        )
+        pending = ""
+        try:
+            while (chunk := await queue.get()) is not _DONE:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                for call in chunk.tool_calls:
+                    yield FunctionCallProduced(call.name, call.arguments, call.call_id)
+                if request.modality is Modality.TEXT:
+                    if chunk.text:
+                        yield TextProduced(chunk.text)
+                    continue
+                sentences, pending = split_sentences(pending + chunk.text)
+                for sentence in sentences:
+                    async for output in self._speak(sentence):
+                        yield output
+            if pending.strip():
+                async for output in self._speak(pending.strip()):
+                    yield output
+        finally:
+            stop.set()
+            await asyncio.shield(worker)
+
+    def _generate(
+        self,
+        request: BrainRequest,
+        stop: threading.Event,
+        queue: asyncio.Queue[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        try:
+            for chunk in self.engines.llm.stream_chat(
+                list(request.messages),
+                list(request.tools) or None,
+                max_tokens=request.max_output_tokens or DEFAULT_MAX_TOKENS,
+                stop=stop,
+            ):
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                if stop.is_set():
+                    break
+        except Exception as exc:
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+    async def _speak(self, sentence: str) -> AsyncIterator[BrainOutput]:
+        tts = self.engines.tts
+        pcm = await asyncio.to_thread(lambda: b"".join(tts.synthesize(sentence)))
+        pcm = codec.resample(pcm, tts.sample_rate, codec.PROTOCOL_PCM_RATE)
+        yield TextProduced(sentence + " ")
+        for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
+            yield AudioProduced(pcm[start : start + AUDIO_CHUNK_BYTES])
