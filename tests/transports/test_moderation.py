@@ -12,7 +12,7 @@ from aiohttp import web
 from openai.types.moderation import Categories
 
 from voxpipe.errors import FatalProviderError, RemoteProtocolError, TransportError
-from voxpipe.guardrails.debounce import TIMED_OUT, CheckFailure, GuardrailDebouncer
+from voxpipe.guardrails.debounce import TIMED_OUT, CheckDue, CheckFailure, GuardrailDebouncer
 from voxpipe.guardrails.moderation import ModerationPolicy
 from voxpipe.guardrails.policy import FailMode, GuardrailPolicy
 
@@ -30,6 +30,7 @@ class ModerationServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     hang: bool = False
+    delay_s: float = 0.0
     empty: bool = False
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -40,6 +41,7 @@ class ModerationServer:
         self.requests.append(body)
         if self.hang:
             await self.released.wait()  # until the test ends
+        await asyncio.sleep(self.delay_s)
         if self.status != 200:
             return web.json_response({"error": {"message": "boom"}}, status=self.status)
         text = body["input"]
@@ -152,3 +154,37 @@ async def test_a_hung_endpoint_times_out_into_the_fail_mode(
     judgement = core.judge(check, policy.name, result)
     assert judgement.failure is CheckFailure.TIMED_OUT
     assert judgement.verdict.tripped is trips
+
+
+async def test_fast_text_and_a_slow_endpoint_keep_one_request_in_flight(
+    server: ModerationServer,
+) -> None:
+    """The driving loop of the debounce core's docstring, against the real endpoint."""
+    server.delay_s = 0.3
+    core = GuardrailDebouncer(every_chars=100, fail=FailMode.CLOSED)
+    policy = _policy(server)
+    judgements = []
+
+    async def run(check: CheckDue | None) -> None:
+        while check is not None:
+            try:
+                result: object = await asyncio.wait_for(policy.check(check.text), 1.0)
+            except TimeoutError:
+                result = TIMED_OUT
+            judgement = core.judge(check, policy.name, result)
+            judgements.append(judgement)
+            check = judgement.follow_up
+
+    tasks = []
+    words = ["All is calm here. "] * 60 + ["Now bludgeon him."]
+    for delta in [*words, None]:  # None: the response ends
+        check = core.on_delta("r1", delta) if delta else core.on_response_done("r1")
+        if check is not None and core.start(check, policy.name):
+            tasks.append(asyncio.create_task(run(check)))
+        await asyncio.sleep(0)  # text arrives far faster than the endpoint answers
+    await asyncio.gather(*tasks)
+
+    assert core.checks == 11  # ten every 100 characters, then the final one
+    assert len(server.requests) == 2  # the first check, then only the final text
+    assert server.requests[-1]["input"] == "".join(words)
+    assert judgements[-1].verdict.rule == "moderation:violence"
