@@ -10,6 +10,7 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.rollover`: when to roll a session over and what seeds the next.
 - :mod:`~voxpipe.call.recovery`: transport / session / fatal, backoff, retry budget.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
+- :mod:`~voxpipe.call.user_audio`: hold and replay user audio across a session switch.
 - :mod:`~voxpipe.call.simulation`: a policy-level long call, for benchmarks.
 """
 
@@ -75,6 +76,7 @@ from voxpipe.call.tokens import (
     TokenMode,
     TokenRotationPolicy,
 )
+from voxpipe.call.user_audio import RelayStats, SendUserAudio, UserAudioRelay
 
 __all__ = [
     "AudioReceived",
@@ -100,6 +102,7 @@ __all__ = [
     "PruneDue",
     "Reconnect",
     "RecoveryPolicy",
+    "RelayStats",
     "ResponseGuard",
     "ResponseQueued",
     "ResponseReason",
@@ -116,6 +119,7 @@ __all__ = [
     "SecretRotated",
     "SendResponseCancel",
     "SendResponseCreate",
+    "SendUserAudio",
     "SessionSeed",
     "SocketClosed",
     "StateChanged",
@@ -127,6 +131,7 @@ __all__ = [
     "TransitionRejected",
     "TruncationPlanned",
     "Turn",
+    "UserAudioRelay",
     "classify",
     "plan_interruption",
 ]
