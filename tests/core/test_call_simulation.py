@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from voxpipe.call.rollover import MINUTE_MS, RolloverConfig, RolloverReason
@@ -95,3 +97,11 @@ def test_simulation_is_deterministic() -> None:
 @pytest.mark.parametrize(("text", "tokens"), [("", 0), ("abcd", 1), ("abcde", 2)])
 def test_estimate_tokens(text: str, tokens: int) -> None:
     assert estimate_tokens(text) == tokens
+
+
+def test_report_is_json_ready() -> None:
+    report = simulate_call(short_cap(5))
+    data = json.loads(json.dumps(report.as_dict()))
+    assert data["rollovers"] == report.rollovers and data["user_turns_lost"] == 0
+    assert data["sessions"][0]["ended_by"] == "session_age"
+    assert sum(s["total_input_tokens"] for s in data["sessions"]) == report.total_input_tokens

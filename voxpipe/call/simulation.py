@@ -81,6 +81,24 @@ class SimulationReport:
         """Input tokens billed over the whole call."""
         return sum(s.total_input_tokens for s in self.sessions)
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready figures, for the benchmark's output file."""
+        sessions = [
+            {**dataclasses.asdict(s), "ended_by": s.ended_by.value if s.ended_by else None}
+            for s in self.sessions
+        ]
+        return {
+            "rollovers": self.rollovers,
+            "prunes": self.prunes,
+            "user_turns": self.user_turns,
+            "user_turns_buffered": self.user_turns_buffered,
+            "user_turns_lost": self.user_turns_lost,
+            "context_losses": self.context_losses,
+            "max_bot_audio_gap_ms": self.max_bot_audio_gap_ms,
+            "total_input_tokens": self.total_input_tokens,
+            "sessions": sessions,
+        }
+
 
 def estimate_tokens(text: str) -> int:
     """Rough text token count (4 characters a token), for seeds and summaries."""
