@@ -160,3 +160,35 @@ def test_ledger_for_an_unpriced_model_never_reports_zero() -> None:
     assert ledger.total.unknown_responses == 1
     assert ledger.total.known_usd == 0
     assert not ledger.total.is_complete
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"input_tokens": "lots"},
+        {"input_token_details": ["not", "a", "table"]},
+        {"output_tokens": {"audio": 5}},
+    ],
+)
+def test_malformed_usage_is_unknown_cost_not_a_crash(usage: dict[str, Any]) -> None:
+    cost = price_response("resp_1", usage)
+    assert isinstance(cost.usd, UnknownCost)
+    assert UsageIssue.MALFORMED in cost.issues
+
+
+def test_negative_counts_are_flagged_and_never_reduce_the_bill() -> None:
+    usage = {
+        "output_tokens": -100,
+        "output_token_details": {"audio_tokens": -100, "text_tokens": 0},
+    }
+    cost = price_response("resp_1", usage)
+    assert UsageIssue.NEGATIVE_COUNT in cost.issues
+    assert cost.usd == 0
+    assert cost.is_upper_bound
+
+
+def test_details_without_totals_are_not_called_inconsistent() -> None:
+    usage = {"output_token_details": {"audio_tokens": 100, "text_tokens": 10}}
+    cost = price_response("resp_1", usage)
+    assert cost.issues == frozenset()
+    assert cost.counts == TokenCounts(audio_out=100, text_out=10)

@@ -20,6 +20,7 @@ from voxpipe.observability.prices import (
     DEFAULT_PRICE_TABLE,
     PriceTable,
     TokenCounts,
+    TokenKind,
     UnknownCost,
 )
 
@@ -31,6 +32,8 @@ class UsageIssue(enum.Enum):
     """What was missing or wrong in a ``usage`` object."""
 
     NO_USAGE = "no_usage"
+    MALFORMED = "malformed"  # not a usage object at all (wrong types)
+    NEGATIVE_COUNT = "negative_count"
     INPUT_DETAILS_MISSING = "input_details_missing"
     OUTPUT_DETAILS_MISSING = "output_details_missing"
     CACHED_DETAILS_MISSING = "cached_details_missing"
@@ -44,8 +47,11 @@ _UPPER_BOUND_ISSUES = frozenset(
         UsageIssue.OUTPUT_DETAILS_MISSING,
         UsageIssue.CACHED_DETAILS_MISSING,
         UsageIssue.TOTALS_DISAGREE,
+        UsageIssue.NEGATIVE_COUNT,
     }
 )
+# Issues after which nothing can be priced.
+_UNPRICEABLE_ISSUES = frozenset({UsageIssue.NO_USAGE, UsageIssue.MALFORMED})
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def _split(total: int | None, audio: int | None, text: int | None) -> tuple[int,
     if audio is None and text is None:
         return total or 0, 0, total is not None and total > 0
     known_audio, known_text = audio or 0, text or 0
-    rest = (total or 0) - known_audio - known_text
+    rest = 0 if total is None else total - known_audio - known_text
     guessed = audio is None or text is None or rest != 0
     # Unattributed tokens go to audio: an upper bound beats an undercount.
     return known_audio + max(rest, 0), known_text, guessed
@@ -136,11 +142,18 @@ def parse_usage(usage: RealtimeResponseUsage | Mapping[str, Any] | None) -> Pars
     # Imported here: the openai package takes a second to load, and the cost
     # model behind ``voxpipe cost`` never parses usage.
     from openai.types.realtime import RealtimeResponseUsage
+    from pydantic import ValidationError
 
     if not isinstance(usage, RealtimeResponseUsage):
-        usage = RealtimeResponseUsage.model_validate(dict(usage))
+        try:
+            usage = RealtimeResponseUsage.model_validate(dict(usage))
+        except (ValidationError, TypeError, ValueError):
+            return ParsedUsage(TokenCounts(), frozenset({UsageIssue.MALFORMED}))
     issues: set[UsageIssue] = set()
     counts = _input_counts(usage, issues) + _output_counts(usage, issues)
+    if any(counts.of(kind) < 0 for kind in TokenKind):
+        issues.add(UsageIssue.NEGATIVE_COUNT)
+        counts = TokenCounts(**{k.value: max(counts.of(k), 0) for k in TokenKind})
     return ParsedUsage(counts, frozenset(issues))
 
 
@@ -154,8 +167,8 @@ def price_response(
     """Cost of one response; unknown (not zero) for a missing usage or an unpriced model."""
     parsed = parse_usage(usage)
     usd: Decimal | UnknownCost
-    if UsageIssue.NO_USAGE in parsed.issues:
-        usd = UnknownCost("response.done carried no usage")
+    if parsed.issues & _UNPRICEABLE_ISSUES:
+        usd = UnknownCost("response.done carried no usable usage")
     else:
         usd = prices.cost(model, parsed.counts)
     return ResponseCost(response_id, model, parsed.counts, usd, parsed.issues)
