@@ -128,3 +128,10 @@ def test_cost_command_stays_cheap_to_start() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_cli_can_print_the_naive_case_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--minutes", "1,15", "--rollover", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "rollover @" not in out
+    assert "$2.52" in out

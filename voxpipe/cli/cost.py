@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--rollover",
         default="120",
-        help="roll over once history holds this many seconds of audio (comma list)",
+        help="roll over once history holds this many seconds of audio (comma list, or 'none')",
     )
     parser.add_argument("--keep-turns", type=int, default=RolloverSettings.keep_turns)
     parser.add_argument("--summary-tokens", type=int, default=RolloverSettings.summary_tokens)
@@ -58,6 +58,10 @@ def _floats(option: str, text: str) -> list[float]:
     if not values or any(v <= 0 for v in values):
         raise ConfigError(f"--{option} needs positive numbers, got {text!r}")
     return values
+
+
+def _rollover_bounds(text: str) -> list[float]:
+    return [] if text.strip().lower() == "none" else _floats("rollover", text)
 
 
 def _assumptions(args: argparse.Namespace) -> CallAssumptions:
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 after_s, args.keep_turns, args.summary_tokens))
             for m in minutes
         ]
-        for after_s in _floats("rollover", args.rollover)
+        for after_s in _rollover_bounds(args.rollover)
     }  # fmt: skip
     console = Console(width=160)
     console.print(_assumption_table(assumptions, prices, DEFAULT_PRICE_TABLE.version))
