@@ -131,7 +131,7 @@ class SessionDriver:
                 continue
             if self._ws.closed:
                 return
-            await self._ws.send_str(item.model_dump_json(exclude_none=True))
+            await self._ws.send_str(item.model_dump_json(exclude_unset=True))
 
     # -- outputs ---------------------------------------------------------------
 
