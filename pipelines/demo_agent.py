@@ -1,0 +1,52 @@
+"""The demo's agent: a pharmacy phone line with two tools."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pipecat.services.llm_service import FunctionCallParams
+
+INSTRUCTIONS = (
+    "You are the phone assistant of Green Cross pharmacy. Answer in one or two short "
+    "spoken sentences. Use get_opening_hours for opening times and get_weather for weather. "
+    "The pharmacy accepts cards and cash."
+)
+
+HOURS = {"saturday": "9 am to 1 pm", "sunday": "closed"}
+
+
+async def get_opening_hours(params: FunctionCallParams, day: str) -> None:
+    """Get the pharmacy's opening hours on a given day.
+
+    Args:
+        day: The day of the week, for example Monday.
+    """
+    hours = HOURS.get(day.strip().lower(), "8 am to 6 pm")
+    await params.result_callback({"day": day, "hours": hours})
+
+
+async def get_weather(params: FunctionCallParams, city: str) -> None:
+    """Get the current weather in a city.
+
+    Args:
+        city: The city name.
+    """
+    await params.result_callback({"city": city, "conditions": "sunny", "temperature_c": 21})
+
+
+TOOLS = [get_opening_hours, get_weather]
+
+
+def caller_recording() -> Path:
+    return Path(str(files("voxpipe").joinpath("data/demo_caller.wav")))
+
+
+def caller_script() -> list[dict[str, Any]]:
+    """The lines in the demo recording with their true start and end (ms)."""
+    data: list[dict[str, Any]] = json.loads(
+        files("voxpipe").joinpath("data/demo_caller.json").read_text()
+    )
+    return data

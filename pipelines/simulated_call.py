@@ -1,0 +1,160 @@
+"""A whole call simulated from a recording: the engine behind ``voxpipe call`` and the demo.
+
+The caller's recording is played in real time through the file transport into
+the graph of the chosen mode; the call ends once the recording is over and
+the bot has been quiet for ``quiet_secs``. Outputs: ``call.wav`` (caller left,
+bot right), ``transcript.json`` and ``timeline.jsonl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+from voxpipe.errors import ConfigError
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
+from voxpipe.pipelines.graph import VoiceGraph
+from voxpipe.pipelines.session import CallSession
+from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.timeline import EventKind, Timeline, Turn
+from voxpipe.transports.file import FileTransport
+
+
+class Mode(enum.Enum):
+    REALTIME = "realtime"
+    CHAINED = "chained"
+
+
+@dataclass
+class CallSpec:
+    """What to simulate and where to write it."""
+
+    input_path: Path
+    out_dir: Path
+    mode: Mode = Mode.CHAINED
+    instructions: str = DEFAULT_INSTRUCTIONS
+    tools: Sequence[Any] = ()
+    quiet_secs: float = 2.5
+    answer_timeout_secs: float = 30.0
+    max_secs: float = 300.0
+    graph_factory: Callable[[FileTransport, CallSpec], VoiceGraph] | None = None
+    extra_observers: list[BaseObserver] = field(default_factory=list)
+
+
+@dataclass
+class CallResult:
+    timeline: Timeline
+    turns: list[Turn]
+    out_dir: Path
+    graph: VoiceGraph
+
+
+class _BotActivity(BaseObserver):
+    """Knows whether the bot is speaking or owes the caller an answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+        self.speaking = False
+        self.answer_due = False
+
+    @property
+    def busy(self) -> bool:
+        return self.speaking or self.answer_due
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
+            self.speaking = isinstance(frame, BotStartedSpeakingFrame)
+            self.answer_due = False
+            self.changed.set()
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self.answer_due = True
+            self.changed.set()
+
+
+def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
+    return build_chained_pipeline(transport, instructions=spec.instructions, tools=spec.tools)
+
+
+async def simulate_call(spec: CallSpec) -> CallResult:
+    """Run the call; see the module docstring."""
+    try:
+        spec.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{spec.out_dir}: cannot create the output directory ({exc})") from exc
+    transport = FileTransport(spec.input_path, paced=True)
+    factory = spec.graph_factory or _graph_for(spec.mode)
+    graph = factory(transport, spec)
+    timeline = Timeline()
+    activity = _BotActivity()
+    observers = [
+        TimelineObserver(timeline, transport.clock.now_ms),
+        activity,
+        *spec.extra_observers,
+    ]
+    finished = asyncio.Event()
+
+    @transport.event_handler("on_input_finished")
+    async def _input_done(_t: FileTransport) -> None:
+        finished.set()
+
+    timeline.add(transport.clock.now_ms(), EventKind.CALL_STARTED, mode=spec.mode.value)
+    async with CallSession(graph.pipeline, observers=observers):
+        async with asyncio.timeout(spec.max_secs):
+            await finished.wait()
+            await _until_quiet(activity, spec.quiet_secs, spec.answer_timeout_secs)
+    timeline.add(transport.clock.now_ms(), EventKind.CALL_ENDED)
+    write_outputs(spec.out_dir, transport, timeline, graph)
+    return CallResult(timeline, timeline.turns(), spec.out_dir, graph)
+
+
+def _graph_for(mode: Mode) -> Callable[[FileTransport, CallSpec], VoiceGraph]:
+    if mode is Mode.CHAINED:
+        return _chained_graph
+    raise ConfigError(f"mode {mode.value} needs a graph factory")
+
+
+async def _until_quiet(activity: _BotActivity, quiet_secs: float, answer_secs: float) -> None:
+    """Return once the bot owes no answer and has not spoken for ``quiet_secs``.
+
+    An answer that never comes is given up on after ``answer_secs``.
+    """
+    while True:
+        activity.changed.clear()
+        wait = answer_secs if activity.answer_due else quiet_secs
+        try:
+            await asyncio.wait_for(activity.changed.wait(), wait)
+        except TimeoutError:
+            if not activity.speaking:
+                return
+
+
+def write_outputs(
+    out_dir: Path, transport: FileTransport, timeline: Timeline, graph: VoiceGraph
+) -> None:
+    transport.write_call_wav(out_dir / "call.wav")
+    (out_dir / "timeline.jsonl").write_text(timeline.jsonl())
+    turns = [
+        {
+            "heard": t.heard,
+            "replied": t.replied,
+            "latency_ms": None if t.latency_ms is None else round(t.latency_ms),
+            "interrupted": t.interrupted,
+        }
+        for t in timeline.turns()
+    ]
+    transcript = {"turns": turns, "messages": graph.context.get_messages()}
+    (out_dir / "transcript.json").write_text(json.dumps(transcript, indent=2, default=str) + "\n")

@@ -1,0 +1,88 @@
+"""Feeds the call timeline from the frames a pipeline really pushes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    ErrorFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
+
+from voxpipe.timeline import EventKind, Timeline
+
+_BROADCAST = (
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InterruptionFrame,
+)
+
+
+class TimelineObserver(BaseObserver):
+    """Records call events once each (at their first push), stamped by ``now_ms``.
+
+    Bot speech is taken from the output transport's own frames, so
+    ``first_bot_audio`` is when audio really left for the caller.
+    """
+
+    def __init__(self, timeline: Timeline, now_ms: Callable[[], float]) -> None:
+        super().__init__()
+        self.timeline = timeline
+        self._now = now_ms
+        self._text: list[str] = []
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame, add, now = data.frame, self.timeline.add, self._now()
+        if not data.first_push:
+            return
+        # Speaking and interruption frames are broadcast both ways: count one direction.
+        if isinstance(frame, _BROADCAST) and data.direction is not FrameDirection.DOWNSTREAM:
+            return
+        if isinstance(frame, UserStartedSpeakingFrame):
+            add(now, EventKind.USER_STARTED_SPEAKING)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            add(now, EventKind.USER_STOPPED_SPEAKING)
+        elif isinstance(frame, TranscriptionFrame):
+            add(now, EventKind.USER_TRANSCRIPT, text=frame.text)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            add(now, EventKind.BOT_STARTED_SPEAKING)
+            add(now, EventKind.FIRST_BOT_AUDIO)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            add(now, EventKind.BOT_STOPPED_SPEAKING)
+        elif isinstance(frame, LLMTextFrame):
+            self._text.append(frame.text)
+        elif isinstance(frame, LLMFullResponseEndFrame) and "".join(self._text).strip():
+            add(now, EventKind.ASSISTANT_TEXT, text="".join(self._text).strip())
+            self._text = []
+        elif isinstance(frame, InterruptionFrame):
+            add(now, EventKind.INTERRUPTION)
+        elif isinstance(frame, FunctionCallInProgressFrame):
+            add(
+                now,
+                EventKind.TOOL_CALL_STARTED,
+                name=frame.function_name,
+                call_id=frame.tool_call_id,
+                arguments=frame.arguments,
+            )
+        elif isinstance(frame, FunctionCallResultFrame):
+            add(
+                now,
+                EventKind.TOOL_CALL_FINISHED,
+                name=frame.function_name,
+                call_id=frame.tool_call_id,
+            )
+        elif isinstance(frame, ErrorFrame):
+            add(now, EventKind.ERROR, error=str(frame.error), fatal=bool(frame.fatal))
