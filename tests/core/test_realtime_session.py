@@ -1,0 +1,193 @@
+"""The sans-I/O session: client events in, server events and effects out, no sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voxpipe.realtime.effects import (
+    AudioProduced,
+    BrainStartRequested,
+    BrainStopRequested,
+    CloseRequested,
+    FunctionCallProduced,
+    TextProduced,
+    TranscriptionRequested,
+    VadScoringRequested,
+)
+from voxpipe.realtime.ids import IdFactory
+from voxpipe.realtime.session import RealtimeSession
+
+
+def session() -> RealtimeSession:
+    s = RealtimeSession(model="gpt-realtime", ids=IdFactory("t"), now_ms=0)
+    s.start()
+    return s
+
+
+def send(s: RealtimeSession, event: dict[str, Any], now_ms: int = 0) -> list[Any]:
+    return s.receive(json.dumps(event), now_ms)
+
+
+def types(outputs: list[Any]) -> list[str]:
+    return [getattr(o, "type", type(o).__name__) for o in outputs]
+
+
+def start_response(s: RealtimeSession) -> str:
+    outputs = send(s, {"type": "response.create"})
+    assert types(outputs) == ["response.created", "rate_limits.updated", "BrainStartRequested"]
+    return str(outputs[-1].response_id)
+
+
+def test_a_spoken_response_has_the_full_ga_sequence() -> None:
+    s = session()
+    rid = start_response(s)
+    events = s.brain_output(rid, TextProduced("Hi "), 0)
+    events += s.brain_output(rid, AudioProduced(bytes(4800)), 0)
+    events += s.brain_finished(rid, 10)
+    assert types(events) == [
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    done = events[-1].response
+    assert (done.status, done.output[0].content[0].transcript) == ("completed", "Hi ")
+    assert done.usage.output_token_details.audio_tokens == 2  # 100 ms out
+
+
+def test_function_call_response() -> None:
+    s = session()
+    rid = start_response(s)
+    events = s.brain_output(rid, FunctionCallProduced("f", '{"a": 1}', "call_1"), 0)
+    events += s.brain_finished(rid, 0)
+    assert types(events) == [
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    send(
+        s,
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "call_1", "output": "42"},
+        },
+    )
+    start_response(s)
+    messages = s.brain_request(s.active.id).messages  # type: ignore[union-attr]
+    assert messages[-2]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": 1}'}
+    assert messages[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+
+
+@pytest.mark.parametrize(
+    "cancel_event", [{"type": "response.cancel"}, {"type": "response.cancel", "response_id": None}]
+)
+def test_cancel_stops_the_brain_and_late_output_is_dropped(cancel_event: dict[str, Any]) -> None:
+    s = session()
+    rid = start_response(s)
+    s.brain_output(rid, AudioProduced(bytes(4800)), 0)
+    outputs = send(s, {k: v for k, v in cancel_event.items() if v is not None})
+    assert types(outputs)[-2:] == ["response.done", "BrainStopRequested"]
+    assert outputs[-2].response.status_details.reason == "client_cancelled"
+    assert s.brain_output(rid, AudioProduced(bytes(4800)), 0) == []
+    assert s.brain_finished(rid, 0) == []
+
+
+def test_cancel_of_another_response_id_is_not_active() -> None:
+    s = session()
+    start_response(s)
+    [error] = send(s, {"type": "response.cancel", "response_id": "resp_other", "event_id": "c"})
+    assert (error.error.code, error.error.event_id) == ("response_cancel_not_active", "c")
+
+
+def test_max_output_tokens_ends_incomplete() -> None:
+    s = session()
+    rid = send(s, {"type": "response.create", "response": {"max_output_tokens": 3}})[-1].response_id
+    outputs = s.brain_output(rid, AudioProduced(bytes(48 * 200)), 0)  # 200 ms = 4 tokens
+    assert types(outputs)[-2:] == ["response.done", "BrainStopRequested"]
+    assert outputs[-2].response.status == "incomplete"
+
+
+def _speech_frames(s: RealtimeSession, pcm: bytes) -> list[Any]:
+    outputs = send(
+        s,
+        {
+            "type": "input_audio_buffer.append",
+            "audio": __import__("base64").b64encode(pcm).decode(),
+        },
+    )
+    return [f for o in outputs if isinstance(o, VadScoringRequested) for f in o.frames]
+
+
+def test_vad_turn_commits_the_speech_and_barges_in() -> None:
+    s = session()
+    rid = start_response(s)
+    frames = _speech_frames(s, np.zeros(24_000 * 2, dtype="<i2").tobytes())
+    assert len(frames) == 62  # 2 s of 32 ms frames
+    scores = [0.9 if 10 <= i < 30 else 0.0 for i in range(len(frames))]
+    outputs = s.vad_scored(list(zip(frames, scores, strict=True)), 100)
+    kinds = types(outputs)
+    assert kinds[:3] == ["input_audio_buffer.speech_started", "response.done", "BrainStopRequested"]
+    assert outputs[1].response.status_details.reason == "turn_detected"
+    assert kinds[3:8] == [
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "TranscriptionRequested",
+    ]
+    assert kinds[8:] == ["response.created", "rate_limits.updated", "BrainStartRequested"]
+    started, stopped = outputs[0], outputs[3]
+    assert started.audio_start_ms == 320 - 300
+    assert stopped.audio_end_ms == 960 + 512
+    transcription = next(o for o in outputs if isinstance(o, TranscriptionRequested))
+    assert len(transcription.pcm16) == (stopped.audio_end_ms - started.audio_start_ms) * 32
+    assert rid != outputs[-1].response_id
+
+
+def test_expiry_sends_session_expired_then_closes() -> None:
+    s = session()
+    start_response(s)
+    outputs = s.expire(900, 900_000)
+    assert isinstance(outputs[0], BrainStopRequested)
+    assert outputs[1].error.code == "session_expired"
+    assert outputs[1].error.message == "Your session hit the maximum duration of 15 minutes."
+    assert outputs[2] == CloseRequested(1000, "session_expired")
+
+
+def test_brain_request_carries_instructions_history_and_turn_index() -> None:
+    s = session()
+    send(s, {"type": "session.update", "session": {"type": "realtime", "instructions": "Hi!"}})
+    send(
+        s,
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hello"}],
+            },
+        },
+    )
+    rid = start_response(s)
+    request = s.brain_request(rid)
+    assert request.messages == (
+        {"role": "system", "content": "Hi!"},
+        {"role": "user", "content": "hello"},
+    )
+    assert request.turn_index == 0
+    assert isinstance(BrainStartRequested(rid), BrainStartRequested)
