@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from voxpipe.call.rollover import RolloverConfig
 from voxpipe.cli import main
 from voxpipe.errors import ConfigError
-from voxpipe.observability.cost_model import CallAssumptions, RolloverSettings, model_call
+from voxpipe.observability.cost_model import CallAssumptions, model_call
 from voxpipe.observability.prices import DEFAULT_PRICE_TABLE, ModelPrices, TokenCounts
 
 PRICES = DEFAULT_PRICE_TABLE.lookup("gpt-realtime")
@@ -22,7 +23,7 @@ GPT_REALTIME: ModelPrices = PRICES
 def _usd(
     minutes: float,
     assumptions: CallAssumptions | None = None,
-    rollover: RolloverSettings | None = None,
+    rollover: RolloverConfig | None = None,
 ) -> Decimal:
     return model_call(minutes, GPT_REALTIME, assumptions, rollover).usd
 
@@ -56,24 +57,37 @@ def test_without_cache_hits_the_same_call_costs_more() -> None:
     assert _usd(15, assumptions=cold) > 2 * _usd(15)
 
 
-@pytest.mark.parametrize("minutes", [5, 15, 60])
-def test_rollover_saves_money_once_it_kicks_in(minutes: float) -> None:
-    with_rollover = model_call(minutes, GPT_REALTIME, rollover=RolloverSettings(120))
-    assert with_rollover.rollovers > 0
-    assert with_rollover.usd < _usd(minutes)
+@pytest.mark.parametrize(("minutes", "prunes", "rollovers"), [(5, 2, 0), (15, 6, 0), (60, 23, 1)])
+def test_voxpipe_rollover_prunes_and_rolls_over_and_saves_money(
+    minutes: float, prunes: int, rollovers: int
+) -> None:
+    # Defaults: prune every 10 user turns (4 a minute); roll over 2 minutes before the
+    # 60-minute cap (the input never reaches max_input_tokens with pruning on).
+    estimate = model_call(minutes, GPT_REALTIME, rollover=RolloverConfig())
+    assert (estimate.prunes, estimate.rollovers) == (prunes, rollovers)
+    assert estimate.usd < _usd(minutes)
 
 
 def test_rollover_turns_quadratic_growth_into_linear() -> None:
-    rollover = RolloverSettings(120)
+    rollover = RolloverConfig()
     naive_ratio = _usd(60) / _usd(30)
     rolled_ratio = _usd(60, rollover=rollover) / _usd(30, rollover=rollover)
     assert naive_ratio > Decimal("3.5")
     assert rolled_ratio == pytest.approx(Decimal(2), rel=Decimal("0.1"))
 
 
-def test_short_call_under_the_bound_never_rolls_over() -> None:
-    estimate = model_call(1, GPT_REALTIME, rollover=RolloverSettings(120))
-    assert estimate.rollovers == 0
+def test_input_token_threshold_triggers_a_rollover_without_pruning() -> None:
+    # Pruning effectively off: the conversation grows until max_input_tokens.
+    config = RolloverConfig(prune_every_turns=10_000, max_input_tokens=5_000)
+    estimate = model_call(15, GPT_REALTIME, rollover=config)
+    assert estimate.prunes == 0
+    assert estimate.rollovers >= 2
+    assert estimate.usd < _usd(15)
+
+
+def test_short_call_under_the_bounds_never_prunes() -> None:
+    estimate = model_call(1, GPT_REALTIME, rollover=RolloverConfig())
+    assert (estimate.prunes, estimate.rollovers) == (0, 0)
     assert estimate.usd == _usd(1)
 
 
@@ -91,15 +105,16 @@ def test_impossible_assumptions_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_cli_prints_assumptions_and_both_tables(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["cost", "--minutes", "1,5,15", "--rollover", "120,300"]) == 0
+    argv = ["cost", "--minutes", "1,5,15", "--rollover", "default"]
+    assert main([*argv, "--rollover", "prune_every_turns=5"]) == 0
     out = capsys.readouterr().out
     for expected in (
         "10 in",
         "20 out",
         "$32 / $0.40 / $64",
         "85%",
-        "rollover @120s",
-        "rollover @300s",
+        "voxpipe rollover (defaults)",
+        "prune_every_turns=5",
         "5.28",
         "7.9x (8.4x)",
     ):
@@ -111,7 +126,9 @@ def test_cli_prints_assumptions_and_both_tables(capsys: pytest.CaptureFixture[st
     [
         (["cost", "--model", "my-brain"], "cost unknown"),
         (["cost", "--minutes", "five"], "--minutes"),
-        (["cost", "--rollover", "-1"], "--rollover"),
+        (["cost", "--rollover", "prune_evry_turns=3"], "unknown setting"),
+        (["cost", "--rollover", "keep_verbatim_turns=many"], "whole number"),
+        (["cost", "--rollover", "prune_every_turns=0"], "prune_every_turns must be >= 1"),
     ],
 )
 def test_cli_errors_say_what_was_wrong(
@@ -133,5 +150,5 @@ def test_cost_command_stays_cheap_to_start() -> None:
 def test_cli_can_print_the_naive_case_alone(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "--minutes", "1,15", "--rollover", "none"]) == 0
     out = capsys.readouterr().out
-    assert "rollover @" not in out
+    assert "voxpipe rollover" not in out
     assert "$2.52" in out

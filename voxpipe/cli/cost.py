@@ -1,21 +1,24 @@
-"""``voxpipe cost``: how a call's cost grows with its length, with and without rollover."""
+"""``voxpipe cost``: how a call's cost grows with its length, with and without rollover.
+
+``--rollover`` takes voxpipe's rollover settings (the fields of
+:class:`~voxpipe.call.rollover.RolloverConfig`): ``default`` for the shipped
+ones, ``key=value,...`` to override some, or ``none``. Repeat it to compare
+several settings side by side.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from voxpipe.call.rollover import RolloverConfig
 from voxpipe.errors import ConfigError
-from voxpipe.observability.cost_model import (
-    CallAssumptions,
-    CallEstimate,
-    RolloverSettings,
-    model_call,
-)
+from voxpipe.observability.cost_model import CallAssumptions, CallEstimate, model_call
 from voxpipe.observability.prices import (
     DEFAULT_MODEL,
     DEFAULT_PRICE_TABLE,
@@ -26,6 +29,7 @@ from voxpipe.observability.prices import (
 # Community estimates for a naive Realtime call (whole history re-read every
 # response). Shown next to the model so the reader can compare the shape.
 PUBLISHED_USD: dict[float, str] = {1: "0.11", 5: "0.92", 15: "5.28"}
+_ROLLOVER_FIELDS = tuple(f.name for f in dataclasses.fields(RolloverConfig))
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,11 +40,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--minutes", default="1,5,15,60", help="call lengths, comma separated")
     parser.add_argument(
         "--rollover",
-        default="120",
-        help="roll over once history holds this many seconds of audio (comma list, or 'none')",
+        action="append",
+        metavar="SETTINGS",
+        help="'default', 'none' or overrides such as prune_every_turns=5,keep_verbatim_turns=4"
+        f" (fields: {', '.join(_ROLLOVER_FIELDS)}); repeat to compare",
     )
-    parser.add_argument("--keep-turns", type=int, default=RolloverSettings.keep_turns)
-    parser.add_argument("--summary-tokens", type=int, default=RolloverSettings.summary_tokens)
+    parser.add_argument("--summary-tokens", type=int, default=defaults.summary_tokens)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--turns-per-minute", type=float, default=defaults.turns_per_minute)
     parser.add_argument("--user-seconds", type=float, default=defaults.user_seconds_per_turn)
@@ -50,18 +55,36 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _floats(option: str, text: str) -> list[float]:
+def _minutes(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--{option} takes numbers separated by commas, got {text!r}") from None
+        raise ConfigError(f"--minutes takes numbers separated by commas, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"--{option} needs positive numbers, got {text!r}")
+        raise ConfigError(f"--minutes needs positive numbers, got {text!r}")
     return values
 
 
-def _rollover_bounds(text: str) -> list[float]:
-    return [] if text.strip().lower() == "none" else _floats("rollover", text)
+def _rollover(text: str) -> RolloverConfig | None:
+    """One ``--rollover`` value as voxpipe's rollover settings (``None`` for 'none')."""
+    text = text.strip()
+    if text.lower() == "none":
+        return None
+    if text.lower() == "default":
+        return RolloverConfig()
+    overrides: dict[str, int] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in _ROLLOVER_FIELDS:
+            raise ConfigError(
+                f"--rollover: unknown setting {key!r}", hint="known: " + ", ".join(_ROLLOVER_FIELDS)
+            )
+        try:
+            overrides[key] = int(value)
+        except ValueError:
+            raise ConfigError(f"--rollover: {key} needs a whole number, got {value!r}") from None
+    return dataclasses.replace(RolloverConfig(), **overrides)
 
 
 def _assumptions(args: argparse.Namespace) -> CallAssumptions:
@@ -71,6 +94,7 @@ def _assumptions(args: argparse.Namespace) -> CallAssumptions:
         bot_seconds_per_turn=args.bot_seconds,
         cache_hit_fraction=args.cache_hit,
         instructions_tokens=args.instructions_tokens,
+        summary_tokens=args.summary_tokens,
     )
 
 
@@ -87,10 +111,12 @@ def _assumption_table(a: CallAssumptions, prices: ModelPrices, version: str) -> 
          f"bot {a.bot_seconds_per_turn:g} s"),
         ("audio tokens per second", f"user {a.user_audio_tokens_per_s:g} in, "
          f"bot {a.bot_audio_tokens_per_s:g} out (published)"),
-        ("transcript text tokens/s", f"bot {a.bot_text_tokens_per_s:g} out"),
+        ("transcript text tokens/s", f"user {a.user_text_tokens_per_s:g}, "
+         f"bot {a.bot_text_tokens_per_s:g} (bot's billed as text out)"),
         ("instructions", f"{a.instructions_tokens} text tokens, re-read every response"),
-        ("history", "every response re-reads all earlier turns' audio"),
-        ("cached share of re-read", f"{a.cache_hit_fraction:.0%} (cold after a rollover)"),
+        ("history", "every response re-reads every earlier item"),
+        ("cached share of re-read", f"{a.cache_hit_fraction:.0%} (cold after a prune/rollover)"),
+        ("rollover summary", f"{a.summary_tokens} text tokens, extractive (no model call)"),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)
@@ -109,33 +135,38 @@ def _growth(usd: Decimal, one_minute: Decimal, minutes: float) -> str:
     return f"{model} ({Decimal(published) / Decimal(PUBLISHED_USD[1]):.1f}x)"
 
 
+def _label(config: RolloverConfig) -> str:
+    changed = [
+        f"{name}={getattr(config, name)}"
+        for name in _ROLLOVER_FIELDS
+        if getattr(config, name) != getattr(RolloverConfig(), name)
+    ]
+    return "voxpipe rollover" + (f" ({', '.join(changed)})" if changed else " (defaults)")
+
+
 def _result_table(
-    naive: list[CallEstimate],
-    rolled: dict[float, list[CallEstimate]],
-    keep: int,
-    one_minute: Decimal,
+    naive: list[CallEstimate], rolled: list[tuple[str, list[CallEstimate]]], one_minute: Decimal
 ) -> Table:
     table = Table(title="Modelled call cost (USD)")
     headers = ("minutes", "responses", "naive", "naive $/min", "growth vs 1 min (published)")
     for header in (*headers, "published (naive)"):
         table.add_column(header, justify="right")
-    for after_s in rolled:
-        table.add_column(f"rollover @{after_s:g}s audio, keep {keep}", justify="right")
+    for label, _ in rolled:
+        table.add_column(f"{label}\n(prunes/rollovers)", justify="right")
         table.add_column("saved", justify="right")
     for i, estimate in enumerate(naive):
-        per_minute = estimate.usd / Decimal(str(estimate.minutes))
         row = [
             f"{estimate.minutes:g}",
             str(estimate.responses),
             _usd(estimate.usd),
-            _usd(per_minute),
+            _usd(estimate.usd / Decimal(str(estimate.minutes))),
             _growth(estimate.usd, one_minute, estimate.minutes),
             PUBLISHED_USD.get(estimate.minutes, "-"),
         ]
-        for estimates in rolled.values():
-            with_rollover = estimates[i]
-            saved = 1 - with_rollover.usd / estimate.usd if estimate.usd else Decimal(0)
-            row += [f"{_usd(with_rollover.usd)} ({with_rollover.rollovers}x)", f"{saved:.0%}"]
+        for _, estimates in rolled:
+            other = estimates[i]
+            saved = 1 - other.usd / estimate.usd if estimate.usd else Decimal(0)
+            row += [f"{_usd(other.usd)} ({other.prunes}/{other.rollovers})", f"{saved:.0%}"]
         table.add_row(*row)
     return table
 
@@ -149,21 +180,18 @@ def run(args: argparse.Namespace) -> int:
             f"{DEFAULT_PRICE_TABLE.version}",
             hint="known: " + ", ".join(sorted(DEFAULT_PRICE_TABLE.models)),
         )
-    minutes = _floats("minutes", args.minutes)
+    minutes = _minutes(args.minutes)
     assumptions = _assumptions(args)
+    configs = [_rollover(text) for text in args.rollover or ["default"]]
     naive = [model_call(m, prices, assumptions) for m in minutes]
-    rolled = {
-        after_s: [
-            model_call(m, prices, assumptions, RolloverSettings(
-                after_s, args.keep_turns, args.summary_tokens))
-            for m in minutes
-        ]
-        for after_s in _rollover_bounds(args.rollover)
-    }  # fmt: skip
-    console = Console(width=160)
+    rolled = [
+        (_label(config), [model_call(m, prices, assumptions, config) for m in minutes])
+        for config in configs
+        if config is not None
+    ]
+    console = Console(width=180)
     console.print(_assumption_table(assumptions, prices, DEFAULT_PRICE_TABLE.version))
-    one_minute = model_call(1, prices, assumptions).usd
-    console.print(_result_table(naive, rolled, args.keep_turns, one_minute))
+    console.print(_result_table(naive, rolled, model_call(1, prices, assumptions).usd))
     console.print(
         "Compare the naive column with the published estimates by shape (growth with length), "
         "not level: at these prices even a minute of nothing but bot audio costs "

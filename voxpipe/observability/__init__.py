@@ -16,7 +16,6 @@ from voxpipe.observability.cost import (
 from voxpipe.observability.cost_model import (
     CallAssumptions,
     CallEstimate,
-    RolloverSettings,
     model_call,
 )
 from voxpipe.observability.latency import (
@@ -60,7 +59,6 @@ __all__ = [
     "RateLimitTracker",
     "RateLimitWarning",
     "ResponseCost",
-    "RolloverSettings",
     "Segment",
     "Spread",
     "TokenCounts",

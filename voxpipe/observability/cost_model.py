@@ -3,14 +3,16 @@
 Every response re-reads the whole conversation, so without pruning the cost
 of a call grows with the square of its length. The model walks a call turn by
 turn: the user speaks, the model answers, and each answer is billed for the
-instructions, every earlier turn's audio (the re-read share of it partly at
+instructions, every earlier item's audio or text (the re-read share partly at
 the cached rate) and the new user audio, plus its own audio and transcript.
-With a :class:`RolloverSettings`, once the conversation holds more than
-``after_audio_s`` of audio, voxpipe replaces the old turns with a text
-summary (billed as one text request) and keeps only the latest turns.
 
-All inputs are explicit, so the table printed by ``voxpipe cost`` can state
-every assumption it rests on.
+With voxpipe's rollover, the real :class:`~voxpipe.call.rollover.RolloverPolicy`
+decides, from the same numbers it sees in a live call: every
+``prune_every_turns`` user turns the items older than the last
+``keep_verbatim_turns`` are replaced by a text summary, and a rollover (session
+age or ``max_input_tokens``) starts a new session seeded with the summary and
+the kept items as text. The default summariser is extractive (no model call,
+so no cost); a changed prefix makes the next response's cache cold.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 
+from voxpipe.call.rollover import RolloverConfig, RolloverPolicy
 from voxpipe.errors import ConfigError
 from voxpipe.observability.prices import ModelPrices, TokenCounts
+
+# ExtractiveSummariser keeps at most 2,000 characters: about 500 tokens.
+DEFAULT_SUMMARY_TOKENS = 500
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,14 @@ class CallAssumptions:
     # Published: user audio is 1 token per 100 ms, assistant audio 1 per 50 ms.
     user_audio_tokens_per_s: float = 10.0
     bot_audio_tokens_per_s: float = 20.0
-    # The spoken answer's transcript, billed as text output (~2.5 words/s).
+    # Transcripts (~2.5 words/s): the answer's is billed as text output, and
+    # both become text items when a rollover carries turns over.
     bot_text_tokens_per_s: float = 3.0
     user_text_tokens_per_s: float = 3.0
     instructions_tokens: int = 500
     # Share of the re-read history billed at the cached-input price.
     cache_hit_fraction: float = 0.85
+    summary_tokens: int = DEFAULT_SUMMARY_TOKENS
 
     def __post_init__(self) -> None:
         if self.turns_per_minute <= 0:
@@ -50,93 +58,100 @@ class CallAssumptions:
 
 
 @dataclass(frozen=True)
-class RolloverSettings:
-    """voxpipe's rollover: summarise and drop old audio once history exceeds a bound."""
-
-    after_audio_s: float = 120.0
-    keep_turns: int = 2
-    summary_tokens: int = 300
-
-    def __post_init__(self) -> None:
-        if self.after_audio_s <= 0 or self.keep_turns < 0 or self.summary_tokens < 0:
-            raise ConfigError("rollover needs after_audio_s > 0, keep_turns >= 0, summary >= 0")
-
-
-@dataclass(frozen=True)
 class CallEstimate:
     """The modelled cost of one call length."""
 
     minutes: float
     responses: int
+    prunes: int
     rollovers: int
     tokens: TokenCounts
     usd: Decimal
 
 
 @dataclass(frozen=True)
-class _Turn:
-    user_audio: int
-    bot_audio: int
-    user_text: int
-    bot_text: int
-    audio_s: float
+class _Item:
+    """One conversation item as the model re-reads it."""
+
+    audio: int
+    text: int
 
 
-def _turn(a: CallAssumptions) -> _Turn:
-    return _Turn(
-        user_audio=round(a.user_seconds_per_turn * a.user_audio_tokens_per_s),
-        bot_audio=round(a.bot_seconds_per_turn * a.bot_audio_tokens_per_s),
-        user_text=round(a.user_seconds_per_turn * a.user_text_tokens_per_s),
-        bot_text=round(a.bot_seconds_per_turn * a.bot_text_tokens_per_s),
-        audio_s=a.user_seconds_per_turn + a.bot_seconds_per_turn,
-    )
+class _Call:
+    """The conversation of the modelled call and what it has cost so far."""
 
+    def __init__(self, a: CallAssumptions) -> None:
+        self.a = a
+        self.user = _Item(round(a.user_seconds_per_turn * a.user_audio_tokens_per_s), 0)
+        self.bot = _Item(round(a.bot_seconds_per_turn * a.bot_audio_tokens_per_s), 0)
+        self.user_text = round(a.user_seconds_per_turn * a.user_text_tokens_per_s)
+        self.bot_text = round(a.bot_seconds_per_turn * a.bot_text_tokens_per_s)
+        self.items: deque[_Item] = deque()
+        self.summary = 0
+        self.warm = False
+        self.total = TokenCounts()
 
-def _response(
-    turn: _Turn, history: deque[_Turn], summary: int, a: CallAssumptions, warm: bool
-) -> TokenCounts:
-    """Tokens of one response: re-read history and text, new user audio, the answer."""
-    reread_audio = sum(t.user_audio + t.bot_audio for t in history)
-    reread_text = a.instructions_tokens + summary
-    hit = a.cache_hit_fraction if warm else 0.0
-    cached_audio = round(reread_audio * hit)
-    cached_text = round(reread_text * hit)
-    return TokenCounts(
-        audio_in=reread_audio - cached_audio + turn.user_audio,
-        cached_audio_in=cached_audio,
-        text_in=reread_text - cached_text,
-        cached_text_in=cached_text,
-        audio_out=turn.bot_audio,
-        text_out=turn.bot_text,
-    )
+    def prune(self, keep: int, *, as_text: bool) -> None:
+        """Replace all but the last ``keep`` items with the summary (a new prefix)."""
+        while len(self.items) > keep:
+            self.items.popleft()
+            self.summary = self.a.summary_tokens
+        if as_text:  # a new session cannot be seeded with the old audio
+            self.items = deque(_Item(0, self._text_of(item)) for item in self.items)
+        self.warm = False
 
+    def respond(self) -> int:
+        """Bill one user turn and its answer; returns the response's input tokens."""
+        a = self.a
+        reread_audio = sum(item.audio for item in self.items)
+        reread_text = a.instructions_tokens + self.summary + sum(i.text for i in self.items)
+        hit = a.cache_hit_fraction if self.warm else 0.0
+        cached_audio, cached_text = round(reread_audio * hit), round(reread_text * hit)
+        self.total = self.total + TokenCounts(
+            audio_in=reread_audio - cached_audio + self.user.audio,
+            cached_audio_in=cached_audio,
+            text_in=reread_text - cached_text,
+            cached_text_in=cached_text,
+            audio_out=self.bot.audio,
+            text_out=self.bot_text,
+        )
+        self.items.extend((self.user, self.bot))
+        self.warm = True
+        return reread_audio + reread_text + self.user.audio
 
-def _summarise(history: deque[_Turn], keep: int, summary_tokens: int) -> TokenCounts:
-    """Drop all but ``keep`` turns; bill a text request that reads their transcripts."""
-    dropped = [history.popleft() for _ in range(max(len(history) - keep, 0))]
-    read = sum(t.user_text + t.bot_text for t in dropped)
-    return TokenCounts(text_in=read + summary_tokens, text_out=summary_tokens)
+    def _text_of(self, item: _Item) -> int:
+        if item.audio == 0:
+            return item.text
+        return self.user_text if item is self.user else self.bot_text
 
 
 def model_call(
     minutes: float,
     prices: ModelPrices,
     assumptions: CallAssumptions | None = None,
-    rollover: RolloverSettings | None = None,
+    rollover: RolloverConfig | None = None,
 ) -> CallEstimate:
-    """Cost of a ``minutes``-long call, naive (``rollover=None``) or with rollover."""
+    """Cost of a ``minutes``-long call: naive (``rollover=None``) or under voxpipe's
+    rollover policy with ``rollover`` as its settings."""
     a = assumptions or CallAssumptions()
-    turn = _turn(a)
+    call = _Call(a)
     responses = round(a.turns_per_minute * minutes)
-    history: deque[_Turn] = deque()
-    total, summary, rollovers, warm = TokenCounts(), 0, 0, False
-    for _ in range(responses):
-        held_s = sum(t.audio_s for t in history)
-        if rollover is not None and held_s + turn.audio_s > rollover.after_audio_s:
-            total = total + _summarise(history, rollover.keep_turns, rollover.summary_tokens)
-            summary, warm = rollover.summary_tokens, False  # a new prefix: the cache is cold
-            rollovers += 1
-        total = total + _response(turn, history, summary, a, warm)
-        history.append(turn)
-        warm = True
-    return CallEstimate(minutes, responses, rollovers, total, prices.cost(total))
+    turn_ms = 60_000 / a.turns_per_minute
+    policy = RolloverPolicy(rollover) if rollover is not None else None
+    prunes = rollovers = 0
+    if policy is not None:
+        policy.on_session_started(0)
+    for k in range(responses):
+        if policy is not None:
+            now_ms = round(k * turn_ms)
+            if policy.check(now_ms, idle=True) is not None:
+                call.prune(policy.config.keep_verbatim_turns, as_text=True)
+                policy.on_session_started(now_ms)
+                rollovers += 1
+            if policy.on_user_turn() is not None:
+                call.prune(policy.config.keep_verbatim_turns, as_text=False)
+                prunes += 1
+        input_tokens = call.respond()
+        if policy is not None:
+            policy.on_response_done(input_tokens)
+    return CallEstimate(minutes, responses, prunes, rollovers, call.total, prices.cost(call.total))
