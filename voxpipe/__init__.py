@@ -9,7 +9,13 @@ never load pipecat or a model::
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
+
+# pyproject maps pipelines/, processors/ and transports/ (beside this folder)
+# into voxpipe.*; installed, they sit inside it. Run from a source checkout
+# (``python -m voxpipe`` at its root) they are found beside it too.
+__path__.append(str(Path(__file__).resolve().parent.parent))
 
 __version__ = "0.1.0"
 
