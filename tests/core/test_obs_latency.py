@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from voxpipe.observability.latency import Segment, Spread, TurnStamps, budget, spread, summarize
+from voxpipe.observability.latency import (
+    Boundary,
+    Segment,
+    Spread,
+    TurnLatencyTracker,
+    TurnStamps,
+    budget,
+    spread,
+    summarize,
+)
 
 ALL = TurnStamps(
     speech_end_ms=1000,
@@ -118,3 +127,62 @@ def test_call_summary_covers_every_segment_and_the_totals() -> None:
     assert summary["inference"] == Spread(1, 1, 540, 540, 540)
     assert summary["first_audio"].max_ms == 925
     assert summary["end_to_end"].unknown == 1
+
+
+SE, SENT, SRV, DELTA, WRITTEN, PLAYED = Boundary
+
+
+def _run(marks: list[tuple[Boundary, float]]) -> list[TurnStamps]:
+    tracker = TurnLatencyTracker()
+    finished = [tracker.mark(boundary, t) for boundary, t in marks]
+    last = tracker.finish()
+    assert [b for b in finished if b is not None] + ([last] if last else []) == tracker.turns
+    return [turn.stamps for turn in tracker.turns]
+
+
+@pytest.mark.parametrize(
+    ("marks", "turns"),
+    [
+        # One clean turn.
+        (
+            [(SE, 1000), (SENT, 1020), (SRV, 1060), (DELTA, 1600), (WRITTEN, 1625), (PLAYED, 1705)],
+            [TurnStamps(1000, 1020, 1060, 1600, 1625, 1705)],
+        ),
+        # The caller paused and went on: the later speech end and send count.
+        (
+            [(SE, 1000), (SENT, 1010), (SE, 2000), (SENT, 2010), (DELTA, 2500)],
+            [TurnStamps(2000, 2010, None, 2500, None, None)],
+        ),
+        # Streaming deltas and sends during the answer: first audio stays first,
+        # and the next speech end opens turn two.
+        (
+            [(SE, 0), (SENT, 10), (DELTA, 600), (DELTA, 650), (SENT, 700), (WRITTEN, 620),
+             (WRITTEN, 640), (SE, 5000), (SENT, 5010), (DELTA, 5400)],
+            [TurnStamps(0, 10, None, 600, 620, None),
+             TurnStamps(5000, 5010, None, 5400, None, None)],
+        ),
+        # Nothing marked: no turn.
+        ([], []),
+    ],
+)  # fmt: skip
+def test_tracker_cuts_marks_into_turns(
+    marks: list[tuple[Boundary, float]], turns: list[TurnStamps]
+) -> None:
+    assert _run(marks) == turns
+
+
+def test_report_form_carries_the_boundaries() -> None:
+    tracker = TurnLatencyTracker()
+    tracker.mark(SE, 100)
+    tracker.mark(WRITTEN, 900)
+    turn = tracker.finish()
+    assert turn is not None
+    assert turn.as_dict()["boundaries_ms"] == {
+        "speech_end_ms": 100,
+        "sent_ms": None,
+        "server_received_ms": None,
+        "first_audio_delta_ms": None,
+        "first_audio_written_ms": 900,
+        "playback_ms": None,
+    }
+    assert turn.first_audio_ms == 800

@@ -19,9 +19,11 @@ from voxpipe.observability.cost_model import (
     model_call,
 )
 from voxpipe.observability.latency import (
+    Boundary,
     LatencyBudget,
     Segment,
     Spread,
+    TurnLatencyTracker,
     TurnStamps,
     budget,
     summarize,
@@ -46,6 +48,7 @@ from voxpipe.observability.ratelimits import (
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PRICE_TABLE",
+    "Boundary",
     "CallAssumptions",
     "CallEstimate",
     "CostLedger",
@@ -63,6 +66,7 @@ __all__ = [
     "Spread",
     "TokenCounts",
     "TokenKind",
+    "TurnLatencyTracker",
     "TurnStamps",
     "UnknownCost",
     "UsageIssue",

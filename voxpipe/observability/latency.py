@@ -71,6 +71,7 @@ class TurnStamps:
 class LatencyBudget:
     """One turn's segments; ``None`` is unknown, negatives are kept and listed in ``skewed``."""
 
+    stamps: TurnStamps
     segments: Mapping[Segment, float | None]
     end_to_end_ms: float | None
     first_audio_ms: float | None
@@ -85,6 +86,7 @@ class LatencyBudget:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form for the timeline and the call report."""
         return {
+            "boundaries_ms": self.stamps.boundaries(),
             "segments_ms": {s.value: ms for s, ms in self.segments.items()},
             "end_to_end_ms": self.end_to_end_ms,
             "first_audio_ms": self.first_audio_ms,
@@ -112,6 +114,7 @@ def budget(stamps: TurnStamps) -> LatencyBudget:
     segments = dict(zip(Segment, values, strict=True))
     skewed = frozenset(s for s, ms in segments.items() if ms is not None and ms < 0)
     return LatencyBudget(
+        stamps=stamps,
         segments=segments,
         end_to_end_ms=_between(stamps.speech_end_ms, stamps.playback_ms),
         first_audio_ms=_between(stamps.speech_end_ms, stamps.first_audio_written_ms),
@@ -157,3 +160,54 @@ def summarize(budgets: Sequence[LatencyBudget]) -> dict[str, Spread]:
     summary["first_audio"] = spread([b.first_audio_ms for b in budgets])
     summary["end_to_end"] = spread([b.end_to_end_ms for b in budgets])
     return summary
+
+
+class Boundary(enum.Enum):
+    """The turn boundaries, in the order a turn passes them (see :class:`TurnStamps`)."""
+
+    SPEECH_END = "speech_end_ms"
+    SENT = "sent_ms"
+    SERVER_RECEIVED = "server_received_ms"
+    FIRST_AUDIO_DELTA = "first_audio_delta_ms"
+    FIRST_AUDIO_WRITTEN = "first_audio_written_ms"
+    PLAYBACK = "playback_ms"
+
+
+_ORDER = {boundary: i for i, boundary in enumerate(Boundary)}
+
+
+class TurnLatencyTracker:
+    """Collects boundary marks as a call runs and cuts them into turns.
+
+    Rules, so a driver can mark every event without bookkeeping of its own:
+    before the response starts, a later speech end or send replaces an earlier
+    one (the caller paused and went on); once the turn is past ``SENT``, a speech
+    end starts the next turn and stray sends are ignored; every later boundary
+    keeps its first mark (first audio is what the caller waits for).
+    """
+
+    def __init__(self) -> None:
+        self.turns: list[LatencyBudget] = []
+        self._marks: dict[Boundary, float] = {}
+
+    def mark(self, boundary: Boundary, now_ms: float) -> LatencyBudget | None:
+        """Record ``boundary`` at ``now_ms``; returns the previous turn if this starts one."""
+        finished = None
+        past_sent = any(_ORDER[b] > _ORDER[Boundary.SENT] for b in self._marks)
+        if boundary is Boundary.SPEECH_END and past_sent:
+            finished = self.finish()
+        elif boundary is Boundary.SENT and past_sent:
+            return None
+        if boundary in (Boundary.SPEECH_END, Boundary.SENT) or boundary not in self._marks:
+            self._marks[boundary] = now_ms
+        return finished
+
+    def finish(self) -> LatencyBudget | None:
+        """Close the current turn (call end, or a turn that will get no more marks)."""
+        if not self._marks:
+            return None
+        stamps = TurnStamps(**{b.value: self._marks.get(b) for b in Boundary})
+        self._marks = {}
+        result = budget(stamps)
+        self.turns.append(result)
+        return result
