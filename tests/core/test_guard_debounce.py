@@ -227,3 +227,11 @@ def test_a_trip_cancels_checks_waiting_on_that_response() -> None:
     assert core.judge(c1, "deny", Verdict.trip("deny:x")).verdict.tripped
     assert core.judge(c1, "moderation", Verdict.allow()).follow_up is None
     assert core.on_delta("r1", "y" * 10) is None
+
+
+@pytest.mark.parametrize("junk", [b"\x00\x01", None, 42])
+def test_non_text_deltas_are_counted_and_ignored(junk: object) -> None:
+    core = GuardrailDebouncer(every_chars=1)
+    assert core.on_delta("r1", junk) is None  # type: ignore[arg-type]
+    assert core.ignored_deltas == 1
+    assert core.on_response_done("r1") is None

@@ -105,12 +105,16 @@ class GuardrailDebouncer:
         self.chars_scanned = 0  # regex work done by scanners, to prove it stays linear
         self.failures: Counter[CheckFailure] = Counter()
         self.coalesced = 0  # checks folded into a later one while a policy was busy
+        self.ignored_deltas = 0  # non-text content handed in by mistake
         self._responses: dict[str, _Response] = {}
         # (response, async policy) in flight -> the newest check waiting for it.
         self._busy: dict[tuple[str, str], CheckDue | None] = {}
 
     def on_delta(self, response_id: str, delta: str) -> CheckDue | None:
         """Add transcript text; a check is due once ``every_chars`` new characters arrived."""
+        if not isinstance(delta, str):  # audio or a frame object: nothing to read
+            self.ignored_deltas += 1
+            return None
         response = self._responses.setdefault(response_id, _Response())
         if response.tripped or not delta:
             return None
