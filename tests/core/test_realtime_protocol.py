@@ -134,6 +134,13 @@ def test_session_update_merges_partially_and_null_turns_vad_off() -> None:
             "session.output_modalities",
         ),
         ({"max_output_tokens": 5000}, False, "invalid_value", "session.max_output_tokens"),
+        ({"input_audio_format": "pcm16"}, False, "unknown_parameter", "session.input_audio_format"),
+        (
+            {"audio": {"input": {"format": {"type": "audio/pcm", "bitrate": 3}}}},
+            False,
+            "unknown_parameter",
+            "session.audio.input.format.bitrate",
+        ),
         (
             {"audio": {"output": {"voice": "cedar"}}},
             True,

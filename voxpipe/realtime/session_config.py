@@ -95,6 +95,22 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def reject_unknown_fields(model: pydantic.BaseModel, path: str) -> None:
+    """GA rejects fields it does not define (beta names such as ``input_audio_format``)."""
+    for name in model.model_extra or {}:
+        raise invalid_request(
+            ErrorCode.UNKNOWN_PARAMETER,
+            f"Unknown parameter: '{path}.{name}'.",
+            param=f"{path}.{name}",
+        )
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        children = value if isinstance(value, list) else [value]
+        for child in children:
+            if isinstance(child, pydantic.BaseModel):
+                reject_unknown_fields(child, f"{path}.{name}")
+
+
 def _format_of(spec: dict[str, Any] | None, param: str) -> AudioFormat:
     kind = (spec or {}).get("type", "audio/pcm")
     try:
@@ -115,6 +131,7 @@ class SessionConfig:
 
     def update(self, session: pydantic.BaseModel, *, voice_locked: bool) -> None:
         """Merge a ``session.update`` payload, or raise without changing anything."""
+        reject_unknown_fields(session, "session")
         changes = session.model_dump(exclude_unset=True, mode="json")
         if changes.get("type") != "realtime":
             raise invalid_value(
