@@ -135,6 +135,10 @@ class LlamaEngine:
         )
         self._lock = threading.Lock()
 
+    def _render(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        prompt: str = self._format(messages=chat, tools=tools).prompt  # type: ignore[arg-type]
+        return prompt
+
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
 
@@ -155,7 +159,7 @@ class LlamaEngine:
         chat = _plain_tool_history(messages)
         offer_tools = bool(tools) and messages[-1].get("role") != "tool"
         with self._lock:
-            prompt = self._format(messages=chat, tools=tools if offer_tools else None).prompt
+            prompt = self._render(chat, tools if offer_tools else None)
             pieces = self._generate(prompt, max_tokens, temperature, stop)
             if not offer_tools:
                 for piece in pieces:
@@ -176,7 +180,7 @@ class LlamaEngine:
                 yield LLMChunk(tool_calls=calls)
                 return
             # Not a call to a tool it has: answer in words instead.
-            prompt = self._format(messages=chat).prompt
+            prompt = self._render(chat, None)
             for piece in self._generate(prompt, max_tokens, temperature, stop):
                 yield LLMChunk(text=piece)
 
@@ -314,7 +318,7 @@ class PiperEngine:
         """Yield PCM16 sentence by sentence, as Piper produces it."""
         if not text.strip():
             return
-        sentences = self._voice.synthesize(text)
+        sentences = iter(self._voice.synthesize(text))
         while True:
             # The lock covers one sentence at a time, so two calls interleave
             # sentences instead of one waiting for the other's whole reply.

@@ -58,12 +58,14 @@ class LocalLLMService(OpenAILLMService):
         adapter = self.get_llm_adapter()
         params = await adapter.get_llm_invocation_params(
             context,
-            system_instruction=self._settings.system_instruction,
+            system_instruction=self._settings.system_instruction,  # type: ignore[attr-defined]
             convert_developer_to_user=True,
         )
         messages = [dict(m) for m in params["messages"]]
         tools = params.get("tools")
-        tools_list = list(tools) if isinstance(tools, list) and tools else None
+        tools_list: list[dict[str, Any]] | None = (
+            [dict(t) for t in tools] if isinstance(tools, list) and tools else None
+        )
         return _ThreadedChunkStream(
             lambda stop: self._engine.stream_openai_chunks(  # type: ignore[union-attr]
                 messages,

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from voxpipe import weights
+from voxpipe.errors import ModelMissingError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     try:
         rows.append(("piper joe-medium", weights.piper_voice()[0]))
-    except weights.ModelMissingError as exc:
+    except ModelMissingError as exc:
         print(f"piper (optional, GPL-3.0): not installed: {exc}")
     for name, path in rows:
         print(f"{name:<20} {path}")
