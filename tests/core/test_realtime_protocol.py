@@ -19,7 +19,7 @@ from voxpipe.realtime.parsing import CLIENT_EVENT_CLASSES, parse_client_event
 from voxpipe.realtime.protocol_errors import ProtocolError
 from voxpipe.realtime.rate_limits import RateLimiter, RateLimitPolicy
 from voxpipe.realtime.session_config import SessionConfig, TurnConfig
-from voxpipe.realtime.turn import SpeechStarted, SpeechStopped, TurnDetector
+from voxpipe.realtime.turn import SilenceBegan, SpeechStarted, SpeechStopped, TurnDetector
 from voxpipe.realtime.usage import (
     ContextPiece,
     ContextTokens,
@@ -276,14 +276,14 @@ def _frames(probabilities: list[float]) -> list[tuple[int, int, float]]:
         ([0.1] * 40, []),
         (
             [0.1] * 20 + [0.9] * 20 + [0.1] * 20,
-            [SpeechStarted(640 - 300), SpeechStopped(1280 + 512)],
+            [SpeechStarted(640 - 300), SilenceBegan(1280), SpeechStopped(1280 + 512, 1280)],
         ),
         # 0.4 is above threshold - hysteresis (0.35): still speech, no stop.
         ([0.9] * 5 + [0.4] * 30, [SpeechStarted(0)]),
         # A 200 ms pause is shorter than silence_duration_ms: one turn.
         (
             [0.9] * 10 + [0.0] * 6 + [0.9] * 10 + [0.0] * 17,
-            [SpeechStarted(0), SpeechStopped(832 + 512)],
+            [SpeechStarted(0), SilenceBegan(320), SilenceBegan(832), SpeechStopped(832 + 512, 832)],
         ),
     ],
 )

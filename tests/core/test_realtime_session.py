@@ -143,19 +143,24 @@ def test_vad_turn_commits_the_speech_and_barges_in() -> None:
     kinds = types(outputs)
     assert kinds[:3] == ["input_audio_buffer.speech_started", "response.done", "BrainStopRequested"]
     assert outputs[1].response.status_details.reason == "turn_detected"
-    assert kinds[3:8] == [
+    # At the first silent frame a speculative transcription starts (during the VAD's wait).
+    assert kinds[3:9] == [
+        "TranscriptionRequested",
         "input_audio_buffer.speech_stopped",
         "input_audio_buffer.committed",
         "conversation.item.added",
         "conversation.item.done",
         "TranscriptionRequested",
     ]
-    assert kinds[8:] == ["response.created", "rate_limits.updated", "BrainStartRequested"]
-    started, stopped = outputs[0], outputs[3]
+    assert kinds[9:] == ["response.created", "rate_limits.updated", "BrainStartRequested"]
+    started, speculative, stopped, final = outputs[0], outputs[3], outputs[4], outputs[8]
+    assert isinstance(final, TranscriptionRequested)
     assert started.audio_start_ms == 320 - 300
     assert stopped.audio_end_ms == 960 + 512
-    transcription = next(o for o in outputs if isinstance(o, TranscriptionRequested))
-    assert len(transcription.pcm16) == (stopped.audio_end_ms - started.audio_start_ms) * 32
+    assert speculative.speculative and not final.speculative
+    assert speculative.speech_end_ms == final.speech_end_ms == 960
+    assert len(speculative.pcm16) == (960 - started.audio_start_ms) * 32
+    assert len(final.pcm16) == (stopped.audio_end_ms - started.audio_start_ms) * 32
     assert rid != outputs[-1].response_id
 
 

@@ -85,6 +85,8 @@ class SessionDriver:
         self._brain_tasks: dict[str, asyncio.Task[None]] = {}
         self._transcriptions: set[asyncio.Task[None]] = set()
         self._watched_response: str | None = None
+        self._speculation: asyncio.Task[str | None] | None = None
+        self._speculation_key: tuple[str, int | None] | None = None
 
     def now_ms(self) -> int:
         """Milliseconds since the connection opened (the session's clock)."""
@@ -102,6 +104,8 @@ class SessionDriver:
             self._faults.unsubscribe(self._on_fault)
             for task in [*timers, *self._brain_tasks.values(), *self._transcriptions]:
                 task.cancel()
+            if self._speculation is not None:
+                self._speculation.cancel()
             await self._outbox.put(CloseRequested(1000, ""))
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer, timeout=1.0)
@@ -152,6 +156,8 @@ class SessionDriver:
                 self._brain_tasks[output.response_id] = task
             elif isinstance(output, BrainStopRequested):
                 self._stop_brain(output.response_id)
+            elif isinstance(output, TranscriptionRequested) and output.speculative:
+                self._speculate(output)
             elif isinstance(output, TranscriptionRequested):
                 task = asyncio.create_task(self._transcribe(output))
                 self._transcriptions.add(task)
@@ -204,9 +210,24 @@ class SessionDriver:
         finally:
             self._brain_tasks.pop(response_id, None)
 
+    def _speculate(self, request: TranscriptionRequested) -> None:
+        """Transcribe at a pause, so the turn's transcript is ready when the pause ends it."""
+        if self._speculation is not None and not self._speculation.done():
+            return  # one guess at a time: a busy recogniser would only slow the real turn
+        self._speculation_key = (request.item_id, request.speech_end_ms)
+        self._speculation = asyncio.create_task(
+            self._brain.transcribe(request.pcm16, request.sample_rate)
+        )
+
+    async def _recognise(self, request: TranscriptionRequested) -> str | None:
+        speculation = self._speculation
+        if speculation and self._speculation_key == (request.item_id, request.speech_end_ms):
+            return await speculation
+        return await self._brain.transcribe(request.pcm16, request.sample_rate)
+
     async def _transcribe(self, request: TranscriptionRequested) -> None:
         try:
-            text = await self._brain.transcribe(request.pcm16, request.sample_rate)
+            text = await self._recognise(request)
         except Exception as exc:
             logger.exception("transcription failed")
             self.emit(self.core.transcription_failed(request.item_id, str(exc)))

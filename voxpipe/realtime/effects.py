@@ -33,11 +33,19 @@ class BrainStopRequested:
 
 @dataclass(frozen=True)
 class TranscriptionRequested:
-    """Transcribe a committed user audio item."""
+    """Transcribe a user audio item.
+
+    A ``speculative`` request comes when the user pauses, before the turn is
+    committed: if the pause becomes the end of the turn, the final request
+    has the same ``item_id`` and ``speech_end_ms`` and its transcript can be
+    reused, so recognition overlaps the VAD's silence wait.
+    """
 
     item_id: str
     pcm16: bytes
     sample_rate: int
+    speech_end_ms: int | None = None
+    speculative: bool = False
 
 
 @dataclass(frozen=True)

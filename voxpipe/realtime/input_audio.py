@@ -106,6 +106,13 @@ class InputAudioBuffer:
             )
         return self.commit_range(self.start_ms, self.written_ms)
 
+    def peek_range(self, start_ms: int, end_ms: int) -> bytes:
+        """The audio of ``[start_ms, end_ms)`` still held, without taking it."""
+        per_ms = bytes_per_ms(self.format)
+        begin = max(0, (start_ms - self.start_ms) * per_ms)
+        end = max(begin, min(len(self._data), (end_ms - self.start_ms) * per_ms))
+        return bytes(self._data[begin:end])
+
     def commit_range(self, start_ms: int, end_ms: int) -> CommittedAudio:
         """Take ``[start_ms, end_ms)``; audio before it is dropped, after it is kept."""
         per_ms = bytes_per_ms(self.format)

@@ -40,13 +40,24 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class SilenceBegan:
+    """Speech paused at ``speech_end_ms``; the turn ends if the pause lasts."""
+
+    speech_end_ms: int
+
+
+@dataclass(frozen=True)
 class SpeechStopped:
-    """Silence lasted ``silence_duration_ms``; the turn ends at ``audio_end_ms``."""
+    """Silence lasted ``silence_duration_ms``; the turn ends at ``audio_end_ms``.
+
+    ``speech_end_ms`` is where the silence began (the last :class:`SilenceBegan`).
+    """
 
     audio_end_ms: int
+    speech_end_ms: int
 
 
-TurnEvent = SpeechStarted | SpeechStopped
+TurnEvent = SpeechStarted | SilenceBegan | SpeechStopped
 
 
 class VadChunker:
@@ -112,9 +123,12 @@ class TurnDetector:
             return None
         if self._silence_since_ms is None:
             self._silence_since_ms = frame_start_ms
-        if frame_end_ms - self._silence_since_ms < self.config.silence_duration_ms:
+            if self.config.silence_duration_ms > frame_end_ms - frame_start_ms:
+                return SilenceBegan(speech_end_ms=frame_start_ms)
+        silence_start = self._silence_since_ms
+        if frame_end_ms - silence_start < self.config.silence_duration_ms:
             return None
         self.state = VadState.SILENT
         self._silence_since_ms = None
         self._last_stop_ms = frame_end_ms
-        return SpeechStopped(audio_end_ms=frame_end_ms)
+        return SpeechStopped(audio_end_ms=frame_end_ms, speech_end_ms=silence_start)

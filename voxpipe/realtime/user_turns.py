@@ -36,7 +36,13 @@ from voxpipe.realtime.ids import IdFactory, IdKind
 from voxpipe.realtime.input_audio import CommittedAudio, InputAudioBuffer
 from voxpipe.realtime.protocol_errors import invalid_value
 from voxpipe.realtime.session_config import SessionConfig
-from voxpipe.realtime.turn import SpeechStarted, SpeechStopped, TurnDetector, VadFrame
+from voxpipe.realtime.turn import (
+    SilenceBegan,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    VadFrame,
+)
 
 TRANSCRIBE_RATE = 16_000
 
@@ -83,8 +89,10 @@ class UserTurns:
             turn_event = self.detector.update(frame.start_ms, frame.end_ms, probability)
             if isinstance(turn_event, SpeechStarted):
                 outputs += self._speech_started(turn_event.audio_start_ms, now_ms)
+            elif isinstance(turn_event, SilenceBegan):
+                outputs += self._silence_began(turn_event.speech_end_ms)
             elif isinstance(turn_event, SpeechStopped):
-                outputs += self._speech_stopped(turn_event.audio_end_ms, now_ms)
+                outputs += self._speech_stopped(turn_event, now_ms)
         return outputs
 
     def _speech_started(self, audio_start_ms: int, now_ms: int) -> list[Output]:
@@ -103,7 +111,23 @@ class UserTurns:
             outputs += self.interrupt_for_speech(now_ms)
         return outputs
 
-    def _speech_stopped(self, audio_end_ms: int, now_ms: int) -> list[Output]:
+    def _silence_began(self, speech_end_ms: int) -> list[Output]:
+        if self._speech_item_id is None:
+            return []
+        audio = self.buffer.peek_range(self._speech_start_ms, speech_end_ms)
+        pcm = codec.to_pcm16(audio, self.buffer.format, TRANSCRIBE_RATE)
+        return [
+            TranscriptionRequested(
+                self._speech_item_id,
+                pcm,
+                TRANSCRIBE_RATE,
+                speech_end_ms=speech_end_ms,
+                speculative=True,
+            )
+        ]
+
+    def _speech_stopped(self, stopped: SpeechStopped, now_ms: int) -> list[Output]:
+        audio_end_ms = stopped.audio_end_ms
         item_id = self._speech_item_id or self.ids.new(IdKind.ITEM)
         self._speech_item_id = None
         outputs: list[Output] = [
@@ -115,12 +139,14 @@ class UserTurns:
             )
         ]
         committed = self.buffer.commit_range(self._speech_start_ms, audio_end_ms)
-        outputs += self.commit_user_audio(item_id, committed)
+        outputs += self.commit_user_audio(item_id, committed, speech_end_ms=stopped.speech_end_ms)
         if self.config.turn and self.config.turn.create_response:
             outputs += self.auto_response(now_ms)
         return outputs
 
-    def commit_user_audio(self, item_id: str, committed: CommittedAudio) -> list[Output]:
+    def commit_user_audio(
+        self, item_id: str, committed: CommittedAudio, *, speech_end_ms: int | None = None
+    ) -> list[Output]:
         """A user audio item from committed audio, then its transcription."""
         item = RealtimeConversationItemUserMessage(
             id=item_id,
@@ -144,7 +170,9 @@ class UserTurns:
         ]
         outputs += self.item_added_and_done(record, previous)
         pcm = codec.to_pcm16(committed.data, committed.audio_format, TRANSCRIBE_RATE)
-        outputs.append(TranscriptionRequested(item_id, pcm, TRANSCRIBE_RATE))
+        outputs.append(
+            TranscriptionRequested(item_id, pcm, TRANSCRIBE_RATE, speech_end_ms=speech_end_ms)
+        )
         return outputs
 
     def item_added_and_done(self, record: ItemRecord, previous: str | None) -> list[Output]:
