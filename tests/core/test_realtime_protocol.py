@@ -280,6 +280,11 @@ def _frames(probabilities: list[float]) -> list[tuple[int, int, float]]:
         ),
         # 0.4 is above threshold - hysteresis (0.35): still speech, no stop.
         ([0.9] * 5 + [0.4] * 30, [SpeechStarted(0)]),
+        # A 96 ms gap between words is not even worth a speculative transcription.
+        (
+            [0.9] * 10 + [0.0] * 3 + [0.9] * 10 + [0.0] * 17,
+            [SpeechStarted(0), SilenceBegan(736), SpeechStopped(736 + 512, 736)],
+        ),
         # A 200 ms pause is shorter than silence_duration_ms: one turn.
         (
             [0.9] * 10 + [0.0] * 6 + [0.9] * 10 + [0.0] * 17,

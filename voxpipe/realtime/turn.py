@@ -21,6 +21,8 @@ VAD_FRAME_SAMPLES = 512
 VAD_FRAME_MS = VAD_FRAME_SAMPLES * 1000 // VAD_RATE
 HYSTERESIS = 0.15
 """Speech continues until the score falls this far below the threshold (Silero's rule)."""
+SPECULATE_AFTER_MS = 160
+"""A pause this long is worth a speculative transcription; shorter ones are gaps between words."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,12 @@ class TurnDetector:
             return None
         if self._silence_since_ms is None:
             self._silence_since_ms = frame_start_ms
-            if self.config.silence_duration_ms > frame_end_ms - frame_start_ms:
-                return SilenceBegan(speech_end_ms=frame_start_ms)
         silence_start = self._silence_since_ms
-        if frame_end_ms - silence_start < self.config.silence_duration_ms:
+        silent_ms = frame_end_ms - silence_start
+        if silent_ms < self.config.silence_duration_ms:
+            # Announce the pause once, on the frame that crosses SPECULATE_AFTER_MS.
+            if silent_ms >= SPECULATE_AFTER_MS > silent_ms - (frame_end_ms - frame_start_ms):
+                return SilenceBegan(speech_end_ms=silence_start)
             return None
         self.state = VadState.SILENT
         self._silence_since_ms = None
