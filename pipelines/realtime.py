@@ -1,0 +1,165 @@
+"""The realtime path: transport in -> user aggregator -> speech-to-speech -> [tap] -> out.
+
+The brain is :class:`~voxpipe.processors.realtime.RealtimeService`, talking
+the OpenAI Realtime protocol to OpenAI (``OPENAI_API_KEY``) or to voxpipe's
+own server (``server_url``, e.g. an in-process ``voxpipe realtime-server``).
+Turns are detected by the server's VAD; the aggregators keep the context.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.openai.realtime import events as rt
+from pipecat.transports.base_transport import BaseTransport
+
+from voxpipe.call import BackoffConfig, RolloverConfig, StateTimeouts
+from voxpipe.errors import ConfigError
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+from voxpipe.pipelines.graph import VoiceGraph, assemble
+from voxpipe.playback import PlaybackClock
+from voxpipe.processors.realtime import RealtimeService
+from voxpipe.transports.tokens import EphemeralTokenProvider, StaticKeyProvider, TokenProvider
+
+OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_MODEL = "gpt-realtime"
+
+
+def realtime_session(instructions: str, *, transcribe: bool = False) -> rt.SessionProperties:
+    """Session properties for a phone-style call: audio out, server VAD turns."""
+    audio_input = rt.AudioInput(
+        transcription=rt.InputAudioTranscription() if transcribe else None,
+        turn_detection=rt.TurnDetection(type="server_vad", silence_duration_ms=500),
+    )
+    return rt.SessionProperties(
+        instructions=instructions,
+        output_modalities=["audio"],
+        audio=rt.AudioConfiguration(input=audio_input),
+    )
+
+
+def build_realtime_pipeline(
+    transport: BaseTransport,
+    *,
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    tools: Sequence[Any] = (),
+    tap: FrameProcessor | None = None,
+    server_url: str | None = None,
+    api_key: str | None = None,
+    token_provider: TokenProvider | None = None,
+    playback: PlaybackClock | None = None,
+    now_ms: Callable[[], float] | None = None,
+    model: str = DEFAULT_MODEL,
+    transcribe: bool = False,
+    rollover: RolloverConfig | None = None,
+    backoff: BackoffConfig | None = None,
+    timeouts: StateTimeouts | None = None,
+    stall_timeout_ms: int = 8_000,
+    ephemeral_ttl_s: int | None = None,
+    brain: Callable[..., FrameProcessor] | None = None,
+) -> VoiceGraph:
+    """Build the realtime graph around ``transport``.
+
+    Args:
+        instructions: the system prompt.
+        tools: direct functions or ``FunctionSchema`` objects with handlers.
+        tap: a processor after the brain (a guardrail); its
+            ``broadcast_interruption()`` cancels and truncates the response.
+        server_url: the Realtime endpoint (``ws://127.0.0.1:8765/v1/realtime``);
+            default OpenAI's when a key is set.
+        api_key: the long-lived key (default ``OPENAI_API_KEY``); used as is, or
+            to mint ephemeral secrets of ``ephemeral_ttl_s`` seconds from the
+            server's ``/v1/realtime/client_secrets`` (rotated in the background).
+        token_provider: a provider of your own instead (its events are yours).
+        playback, now_ms: the output transport's playback clock and its time
+            source (default: the transport's ``playback`` and ``clock.now_ms``).
+        transcribe: ask the server to transcribe the caller's audio.
+        rollover, backoff, timeouts, stall_timeout_ms: see
+            :class:`~voxpipe.processors.realtime.RealtimeService`.
+        brain: build a different service for the BRAIN slot from the same
+            keyword arguments as pipecat's (a benchmark baseline).
+    """
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    if server_url is None:
+        if not key and token_provider is None:
+            raise ConfigError(
+                "no realtime endpoint", hint="pass server_url (voxpipe realtime-server) or a key"
+            )
+        server_url = OPENAI_REALTIME_URL
+    relay = _TokenEvents()
+    provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
+    context = LLMContext(tools=ToolsSchema(standard_tools=list(tools)) if tools else NOT_GIVEN)
+    settings = RealtimeService.Settings(
+        model=model, session_properties=realtime_session(instructions, transcribe=transcribe)
+    )
+    if brain is not None:
+        service: FrameProcessor = brain(
+            api_key=key or "voxpipe-local", base_url=server_url, settings=settings
+        )
+    else:
+        service = RealtimeService(
+            token_provider=provider,
+            base_url=server_url,
+            settings=settings,
+            playback=playback if playback is not None else getattr(transport, "playback", None),
+            now_ms=now_ms or _transport_clock(transport),
+            context=context,
+            rollover=rollover,
+            backoff=backoff,
+            timeouts=timeouts,
+            stall_timeout_ms=stall_timeout_ms,
+        )
+        relay.target = service.note_token_event
+    pair = LLMContextAggregatorPair(context)
+    return assemble(
+        transport,
+        context=context,
+        user_aggregator=pair.user(),
+        assistant_aggregator=pair.assistant(),
+        brain=service,
+        tap=tap,
+        services={"realtime": service},
+    )
+
+
+def _transport_clock(transport: BaseTransport) -> Callable[[], float]:
+    clock = getattr(transport, "clock", None)
+    now = getattr(clock, "now_ms", None)
+    if callable(now):
+        return now  # type: ignore[no-any-return]
+    from voxpipe.processors.realtime.base import monotonic_ms
+
+    return monotonic_ms
+
+
+class _TokenEvents:
+    """Forwards an EphemeralTokenProvider's events to the service built after it."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[Any], None] | None = None
+
+    def __call__(self, event: Any) -> None:
+        if self.target is not None:
+            self.target(event)
+
+
+def _provider(
+    server_url: str, key: str | None, ttl_s: int | None, relay: _TokenEvents
+) -> TokenProvider:
+    if ttl_s is None:
+        return StaticKeyProvider(key or "voxpipe-local")
+    mint_url = mint_url_for(server_url)
+    return EphemeralTokenProvider(mint_url, key or "voxpipe-local", ttl_s, on_event=relay)
+
+
+def mint_url_for(server_url: str) -> str:
+    """``ws://host/v1/realtime`` -> ``http://host/v1/realtime/client_secrets``."""
+    scheme, rest = server_url.split("://", 1)
+    http = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return f"{http}://{rest.split('?', 1)[0].rstrip('/')}/client_secrets"
