@@ -77,11 +77,15 @@ async def running_realtime_server(
         await runner.cleanup()
 
 
-async def serve_forever(server: RealtimeServer, host: str, port: int) -> None:
-    """Serve until cancelled (the CLI's main loop)."""
+async def serve_forever(
+    server: RealtimeServer, host: str, port: int, *, banner: str | None = None
+) -> None:
+    """Serve until cancelled (the CLI's main loop); prints ``banner`` once listening."""
     runner = web.AppRunner(server.build_app(), shutdown_timeout=2.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    if banner:
+        print(banner, flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -78,8 +78,10 @@ async def _main(args: argparse.Namespace) -> None:
         fault_injection=args.fault_injection,
     )
     server = RealtimeServer(config, await _build_brain(args))
-    print(f"voxpipe realtime-server: ws://{args.host}:{args.port}/v1/realtime ({args.brain} brain)")
-    await serve_forever(server, args.host, args.port)
+    banner = (
+        f"voxpipe realtime-server: ws://{args.host}:{args.port}/v1/realtime ({args.brain} brain)"
+    )
+    await serve_forever(server, args.host, args.port, banner=banner)
 
 
 def run(args: argparse.Namespace) -> int:
