@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
@@ -49,6 +50,7 @@ def build_realtime_pipeline(
     *,
     instructions: str = DEFAULT_INSTRUCTIONS,
     tools: Sequence[Any] = (),
+    functions: dict[str, Any] | None = None,
     tap: FrameProcessor | None = None,
     server_url: str | None = None,
     api_key: str | None = None,
@@ -68,7 +70,8 @@ def build_realtime_pipeline(
 
     Args:
         instructions: the system prompt.
-        tools: direct functions or ``FunctionSchema`` objects with handlers.
+        tools: direct functions, or ``FunctionSchema`` objects (handlers on the
+            schema or in ``functions``, by name).
         tap: a processor after the brain (a guardrail); its
             ``broadcast_interruption()`` cancels and truncates the response.
         server_url: the Realtime endpoint (``ws://127.0.0.1:8765/v1/realtime``);
@@ -116,6 +119,7 @@ def build_realtime_pipeline(
             stall_timeout_ms=stall_timeout_ms,
         )
         relay.target = service.note_token_event
+    _register_tools(service, tools, functions or {})
     pair = LLMContextAggregatorPair(context)
     return assemble(
         transport,
@@ -136,6 +140,21 @@ def _transport_clock(transport: BaseTransport) -> Callable[[], float]:
     from voxpipe.processors.realtime.base import monotonic_ms
 
     return monotonic_ms
+
+
+def _register_tools(
+    service: FrameProcessor, tools: Sequence[Any], functions: dict[str, Any]
+) -> None:
+    register = getattr(service, "register_function", None)
+    if register is None:
+        return
+    for tool in tools:
+        if isinstance(tool, FunctionSchema):
+            handler = functions.get(tool.name) or getattr(tool, "handler", None)
+            if handler is not None:
+                register(tool.name, handler)
+        elif callable(tool):
+            service.register_direct_function(tool)  # type: ignore[attr-defined]
 
 
 class _TokenEvents:

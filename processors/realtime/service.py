@@ -170,6 +170,10 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
             self.machine.note_user_audio(chunk.seq)
             await self._append_user_audio(chunk.audio)
 
+    async def request_response(self) -> None:
+        """Ask for a response now, or right after the active one (never both at once)."""
+        await self._create_response()
+
     async def _create_response(self) -> None:
         if not self._api_session_ready or self._failed:
             await super()._create_response()  # pipecat defers it to session.updated
