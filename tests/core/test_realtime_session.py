@@ -196,3 +196,47 @@ def test_brain_request_carries_instructions_history_and_turn_index() -> None:
     )
     assert request.turn_index == 0
     assert isinstance(BrainStartRequested(rid), BrainStartRequested)
+
+
+def test_out_of_band_input_resolves_item_references() -> None:
+    s = session()
+    send(
+        s,
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "id": "item_q",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "question"}],
+            },
+        },
+    )
+    outputs = send(
+        s,
+        {
+            "type": "response.create",
+            "response": {
+                "conversation": "none",
+                "input": [
+                    {"type": "item_reference", "id": "item_q"},
+                    {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "tl;dr?"}],
+                    },
+                ],
+            },
+        },
+    )
+    request = s.brain_request(outputs[-1].response_id)
+    assert [m["content"] for m in request.messages[1:]] == ["question", "tl;dr?"]
+    [error] = send(
+        s,
+        {
+            "type": "response.create",
+            "event_id": "r2",
+            "response": {"input": [{"type": "item_reference", "id": "item_missing"}]},
+        },
+    )
+    assert (error.error.param, error.error.event_id) == ("response.input.0.id", "r2")

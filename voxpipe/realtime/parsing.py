@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -133,20 +134,45 @@ def _check_item_kind(item: Any, param: str) -> None:
         )
 
 
-def _precheck(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> None:
+ItemResolver = Callable[[str], dict[str, Any] | None]
+"""Looks up a conversation item by id (for ``item_reference`` inputs); ``None`` if unknown."""
+
+
+def _resolve_references(items: list[Any], resolve: ItemResolver | None) -> None:
+    for index, item in enumerate(items):
+        if not (isinstance(item, dict) and item.get("type") == "item_reference"):
+            _check_item_kind(item, f"response.input.{index}")
+            continue
+        found = resolve(str(item.get("id"))) if resolve else None
+        if found is None:
+            raise invalid_value(
+                f"response.input.{index}.id",
+                f"Item with id '{item.get('id')}' not found in the conversation.",
+            )
+        items[index] = found
+
+
+def _precheck(
+    cls: type[pydantic.BaseModel], data: dict[str, Any], resolve: ItemResolver | None
+) -> None:
     if cls is InputAudioBufferAppendEvent:
         _check_append_size(data)
     elif cls is ConversationItemCreateEvent:
         _check_item_kind(data.get("item"), "item")
     elif cls is ResponseCreateEvent and isinstance(data.get("response"), dict):
         items = data["response"].get("input")
-        for index, item in enumerate(items if isinstance(items, list) else []):
-            if isinstance(item, dict) and item.get("type") != "item_reference":
-                _check_item_kind(item, f"response.input.{index}")
+        if isinstance(items, list):
+            _resolve_references(items, resolve)
 
 
-def parse_client_event(raw: str | bytes) -> pydantic.BaseModel:
-    """Parse one client message into its typed event, or raise :class:`ProtocolError`."""
+def parse_client_event(
+    raw: str | bytes, resolve_item: ItemResolver | None = None
+) -> pydantic.BaseModel:
+    """Parse one client message into its typed event, or raise :class:`ProtocolError`.
+
+    ``resolve_item`` turns ``{"type": "item_reference", "id": ...}`` inputs of
+    ``response.create`` into the referenced items.
+    """
     data = _decode_json(raw)
     raw_event_id = data.get("event_id")
     event_id = raw_event_id if isinstance(raw_event_id, str) else None
@@ -160,7 +186,7 @@ def parse_client_event(raw: str | bytes) -> pydantic.BaseModel:
             raise invalid_value(
                 "type", f"Invalid value: '{event_type}'. Supported values are: {supported}."
             )
-        _precheck(cls, data)
+        _precheck(cls, data, resolve_item)
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as exc:

@@ -141,6 +141,9 @@ class ResponseControl:
             return self.conversation.records()
         records = []
         for index, raw in enumerate(params.input):
+            if raw.id and raw.id in self.conversation:  # an item_reference, resolved
+                records.append(self.conversation.get(raw.id))
+                continue
             item = validate_item(raw, f"response.input.{index}").model_copy(deep=True)
             item.id = item.id or self.ids.new(IdKind.ITEM)
             records.append(ItemRecord(item=item))

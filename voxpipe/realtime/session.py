@@ -111,11 +111,18 @@ class RealtimeSession(ResponseControl, UserTurns):
         """Handle one client message; protocol violations become ``error`` events."""
         event: pydantic.BaseModel | None = None
         try:
-            event = parsing.parse_client_event(raw)
+            event = parsing.parse_client_event(raw, self._item_for_reference)
             return self._handlers[type(event)](event, now_ms)
         except ProtocolError as error:
             client_event_id = getattr(event, "event_id", None)
             return [error.with_event_id(client_event_id).to_event(self.event_id())]
+
+    def _item_for_reference(self, item_id: str) -> dict[str, Any] | None:
+        if item_id not in self.conversation:
+            return None
+        return dict(
+            self.conversation.get(item_id).to_model().model_dump(mode="json", exclude_none=True)
+        )
 
     def error(self, error: ProtocolError) -> list[Output]:
         """An ``error`` event for a problem found outside a client event."""
