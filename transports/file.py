@@ -13,7 +13,9 @@ gives a two-channel call recording (caller left, bot right).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from voxpipe.recording import Track, interleave
 from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
 
 CHUNK_MS = 20
+_CAPTURES_KEPT = 1_500  # 30 s of 20 ms chunks: enough to look back past any VAD stop delay
 
 
 class MonotonicClock:
@@ -117,10 +120,12 @@ class FileInputTransport(BaseInputTransport):
             await t.clock.sleep_until(t.input_started_ms + offset_ms)
         else:
             await asyncio.sleep(0)  # let the pipeline take the frame before the next
+        # Paced, the chunk is captured at its slot on the call's time line; unpaced, when pushed.
+        captured_ms = t.input_started_ms + offset_ms if t.paced else t.clock.now_ms()
         t.caller.write_at(offset_ms + t.input_started_ms, chunk)
-        await self.push_audio_frame(
-            InputAudioRawFrame(audio=chunk, sample_rate=self.sample_rate, num_channels=1)
-        )
+        frame = InputAudioRawFrame(audio=chunk, sample_rate=self.sample_rate, num_channels=1)
+        t.note_capture(frame.id, captured_ms)
+        await self.push_audio_frame(frame)
 
 
 class FileOutputTransport(BaseOutputTransport):
@@ -207,6 +212,7 @@ class FileTransport(BaseTransport):
         self.interruptions_ms: list[float] = []
         self.input_started_ms = 0.0
         self.input_finished_ms: float | None = None
+        self._captures: OrderedDict[int, float] = OrderedDict()
         self._audio = audio
         if audio is None and input_path is not None:
             # Decode now: a bad file fails before any pipeline starts.
@@ -237,6 +243,32 @@ class FileTransport(BaseTransport):
             assert self.input_path is not None
             self._audio = load_audio(self.input_path, sample_rate)
         return self._audio
+
+    def note_capture(self, frame_id: int, at_ms: float) -> None:
+        """Remember when the caller's audio frame ``frame_id`` was captured (bounded)."""
+        self._captures[frame_id] = at_ms
+        if len(self._captures) > _CAPTURES_KEPT:
+            self._captures.popitem(last=False)
+
+    def capture_ms(self, frame: InputAudioRawFrame) -> float | None:
+        """When ``frame`` was captured on this transport's clock; None if not one of ours.
+
+        Paced, that is the chunk's slot on the call's time line (as in ``call.wav``);
+        unpaced, the moment it was pushed. Only the last 30 s of frames are kept.
+        """
+        return self._captures.get(frame.id)
+
+    def first_played_ms(self, since_ms: float) -> float | None:
+        """When the first bot chunk written at or after ``since_ms`` started playing.
+
+        Paced, a chunk plays when it is written (this transport is the sound card).
+        Unpaced, bot audio is laid on a virtual time line with no real playback, so
+        the answer is None: unknown, not invented.
+        """
+        if not self.paced:
+            return None
+        index = bisect.bisect_left(self.written, since_ms, key=lambda w: w.at_ms)
+        return self.written[index].at_ms if index < len(self.written) else None
 
     async def call_input_finished(self) -> None:
         await self._call_event_handler("on_input_finished")

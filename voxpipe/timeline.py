@@ -34,6 +34,8 @@ class EventKind(enum.Enum):
     TOKEN_ROTATED = "token_rotated"
     GUARDRAIL_TRIPPED = "guardrail_tripped"
     RATE_LIMITS = "rate_limits"
+    TURN_LATENCY = "turn_latency"  # one per turn: its boundaries and segments
+    COST = "cost"  # one per priced response
     ERROR = "error"
     CALL_ENDED = "call_ended"
 

@@ -1,0 +1,33 @@
+"""Pipeline-side instruments: per-turn latency boundaries, cost and rate limits.
+
+The observers here are thin drivers of the sans-I/O cores in
+:mod:`voxpipe.observability`; the per-call report is written by
+:func:`voxpipe.pipelines.report.write_report`.
+"""
+
+from voxpipe.processors.observability.instruments import Instruments, instrument
+from voxpipe.processors.observability.latency import (
+    BrainKind,
+    CaptureStamps,
+    LatencyObserver,
+    PlaybackReports,
+    brain_kind,
+)
+from voxpipe.processors.observability.usage import (
+    UsageObserver,
+    cost_dict,
+    usage_from_tokens,
+)
+
+__all__ = [
+    "BrainKind",
+    "CaptureStamps",
+    "Instruments",
+    "LatencyObserver",
+    "PlaybackReports",
+    "UsageObserver",
+    "brain_kind",
+    "cost_dict",
+    "instrument",
+    "usage_from_tokens",
+]

@@ -1,0 +1,104 @@
+"""All of a call's instruments in one bundle: latency, cost and rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipecat.observers.base_observer import BaseObserver
+from pipecat.processors.frame_processor import FrameProcessor
+
+from voxpipe.observability.cost import CostLedger
+from voxpipe.observability.latency import LatencyBudget
+from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.observability.prices import DEFAULT_MODEL
+from voxpipe.observability.ratelimits import RateLimitTracker
+from voxpipe.processors.observability.latency import (
+    BrainKind,
+    CaptureStamps,
+    LatencyObserver,
+    PlaybackReports,
+)
+from voxpipe.processors.observability.usage import UsageObserver
+from voxpipe.timeline import Timeline
+
+
+@dataclass
+class Instruments:
+    """The observers a call runs with, and what they measured."""
+
+    latency: LatencyObserver
+    usage: UsageObserver
+    timeline: Timeline
+    metrics: VoxpipeMetrics | None = None
+
+    @property
+    def observers(self) -> list[BaseObserver]:
+        """The observers to give the pipeline worker."""
+        return [self.latency, self.usage]
+
+    @property
+    def budgets(self) -> list[LatencyBudget]:
+        """Every finished turn's latency budget."""
+        return self.latency.turns
+
+    @property
+    def ledger(self) -> CostLedger:
+        """The call's cost ledger."""
+        return self.usage.ledger
+
+    @property
+    def ratelimits(self) -> RateLimitTracker:
+        """The call's rate-limit tracker."""
+        return self.usage.ratelimits
+
+    def finish(self) -> None:
+        """Close the last turn once the call has ended (idempotent)."""
+        self.latency.finish()
+
+
+def instrument(
+    now_ms: Callable[[], float],
+    *,
+    brain: FrameProcessor,
+    output: FrameProcessor,
+    timeline: Timeline,
+    kind: BrainKind | None = None,
+    capture: CaptureStamps | None = None,
+    playback: PlaybackReports | None = None,
+    metrics: VoxpipeMetrics | None = None,
+    model: str = DEFAULT_MODEL,
+    warn_below: float = 0.1,
+) -> Instruments:
+    """Build a call's instruments on one clock.
+
+    Args:
+        now_ms: the transport's clock.
+        brain: the realtime service or the chained LLM.
+        kind: speech or text brain (guessed from the brain's type by default).
+        output: the output transport processor.
+        timeline: the call timeline the instruments write into.
+        capture, playback: the transport's capture stamps and playback reports
+            (the file transport gives both).
+        metrics: the process's Prometheus metrics, if exported.
+        model: the model that usage naming none is priced as.
+        warn_below: warn when a rate limit's remaining share falls below this.
+    """
+    latency = LatencyObserver(
+        now_ms,
+        brain=brain,
+        output=output,
+        kind=kind,
+        capture=capture,
+        playback=playback,
+        metrics=metrics,
+        timeline=timeline,
+    )
+    usage = UsageObserver(
+        now_ms,
+        ledger=CostLedger(model=model),
+        ratelimits=RateLimitTracker(warn_below),
+        metrics=metrics,
+        timeline=timeline,
+    )
+    return Instruments(latency, usage, timeline, metrics)

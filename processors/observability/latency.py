@@ -1,0 +1,293 @@
+"""Stamps each turn's latency boundaries from the frames a pipeline really pushes.
+
+Every stamp is on one clock, the ``now_ms`` given (normally the transport's),
+and comes from something the pipeline did, never from a guess:
+
+=====================  ===================================================================
+boundary               where it comes from
+=====================  ===================================================================
+speech_end             the VAD's stop frame: the audio that triggered it, ``stop_secs``
+                       earlier, at that audio's capture stamp (the transport's
+                       ``capture_ms`` when it has one, else when the input pushed it)
+sent                   audio brain (realtime): the chunk holding the speech end reached
+                       the brain, which sends what it receives; text brain (chained):
+                       the user aggregator handed the turn's context to the LLM
+server_received        the brain's first response event, as we received it (the
+                       protocol carries no server stamp): the realtime service's
+                       ``ResponseCreated`` call event, else its first response frame;
+                       for a text brain, the LLM's first text
+first_audio_delta      the first bot audio frame out of the brain (realtime) or TTS
+first_audio_written    the first bot audio frame handed to the output transport
+playback               the output transport's playback report
+                       (:class:`PlaybackReports`); unknown when it gives none
+=====================  ===================================================================
+
+A boundary that is not observed stays ``None``, so its segments are unknown
+and the time across them is reported as unattributed. Finished turns go to
+the :class:`~voxpipe.observability.TurnLatencyTracker`, the metrics and the
+call timeline (a ``turn_latency`` event per turn).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    LLMContextFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    OutputAudioRawFrame,
+    TTSStartedFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
+from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.timeline import EventKind, Timeline
+
+_KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
+_AUDIO_RESPONSE = (TTSStartedFrame, OutputAudioRawFrame)
+_TEXT_RESPONSE = (LLMFullResponseStartFrame, LLMTextFrame)
+
+
+class BrainKind(enum.Enum):
+    """What the brain takes in and gives out, which decides where a turn is "sent"."""
+
+    SPEECH = "speech"  # a speech-to-speech service: hears the caller's audio, speaks
+    TEXT = "text"  # the chained LLM: gets the turn's context, writes text for the TTS
+
+
+def brain_kind(brain: FrameProcessor) -> BrainKind:
+    """SPEECH for pipecat's OpenAI Realtime service and its subclasses, else TEXT."""
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+
+    return BrainKind.SPEECH if isinstance(brain, OpenAIRealtimeLLMService) else BrainKind.TEXT
+
+
+class CaptureStamps(Protocol):
+    """A transport that knows when each caller audio frame was captured."""
+
+    def capture_ms(self, frame: InputAudioRawFrame) -> float | None:
+        """Capture time of ``frame`` on the observer's clock, or None if unknown."""
+        ...
+
+
+class PlaybackReports(Protocol):
+    """An output transport that reports when audio really started playing."""
+
+    def first_played_ms(self, since_ms: float) -> float | None:
+        """When the first audio handed over at or after ``since_ms`` started playing."""
+        ...
+
+
+@dataclass
+class _Chunk:
+    frame_id: int
+    start_pos_ms: float  # position in the caller's audio
+    end_pos_ms: float
+    captured_ms: float
+    at_brain_ms: float | None = None
+
+
+def is_response_started(frame: Frame) -> bool:
+    """True for a realtime call event saying a response was created (duck-typed: no import).
+
+    The realtime service publishes ``RealtimeCallEventFrame(event=ResponseCreated(...))``;
+    matching by name keeps this observer free of the realtime package.
+    """
+    event = getattr(frame, "event", None)
+    return event is not None and type(event).__name__ == "ResponseCreated"
+
+
+class LatencyObserver(BaseObserver):
+    """Feeds a :class:`TurnLatencyTracker` from pipeline frames; see the module docstring.
+
+    Args:
+        now_ms: the clock every stamp is read from (use the transport's).
+        brain: the realtime service, or the LLM on the chained path.
+        kind: what the brain is; guessed from its type by default (:func:`brain_kind`).
+        output: the output transport processor (``transport.output()``).
+        capture: the transport's capture stamps, if it keeps them.
+        playback: the transport's playback reports, if it gives them.
+        tracker: where turns are cut; a new one by default.
+        metrics: where finished turns are observed, if anywhere.
+        timeline: the call timeline that gets a ``turn_latency`` event per turn.
+    """
+
+    def __init__(
+        self,
+        now_ms: Callable[[], float],
+        *,
+        brain: FrameProcessor,
+        output: FrameProcessor,
+        kind: BrainKind | None = None,
+        capture: CaptureStamps | None = None,
+        playback: PlaybackReports | None = None,
+        tracker: TurnLatencyTracker | None = None,
+        metrics: VoxpipeMetrics | None = None,
+        timeline: Timeline | None = None,
+    ) -> None:
+        super().__init__()
+        self.tracker = tracker or TurnLatencyTracker()
+        self._now = now_ms
+        self._brain = brain
+        self._output = output
+        self._capture = capture
+        self._playback = playback
+        self._metrics = metrics
+        self._timeline = timeline
+        self._chunks: deque[_Chunk] = deque(maxlen=_KEPT_CHUNKS)
+        self._last_into: dict[int, _Chunk] = {}  # processor id -> latest chunk pushed to it
+        self.kind = kind or brain_kind(brain)
+        self._brain_hears_audio = self.kind is BrainKind.SPEECH
+        self._written_ms: float | None = None  # first audio handed to output, this turn
+        self._playback_due = False
+        self._finished = False
+        self._marked: set[Boundary] = set()  # later boundaries keep their first mark anyway
+
+    @property
+    def turns(self) -> list[LatencyBudget]:
+        """Every turn finished so far."""
+        return self.tracker.turns
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        if isinstance(frame, InputAudioRawFrame):
+            self._on_input_audio(data, frame)
+        elif isinstance(frame, OutputAudioRawFrame):
+            self._on_output_audio(data)
+        elif isinstance(frame, LLMContextFrame):
+            if data.destination is self._brain:
+                self._on_context(data)
+        elif isinstance(frame, EndFrame | CancelFrame):
+            # Once the end reaches the output, every frame before it has been handed over.
+            if data.destination is self._output:
+                self.finish()
+        elif not data.first_push:
+            return
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            if data.direction is FrameDirection.DOWNSTREAM:
+                self._on_vad_stopped(data.source, frame.stop_secs)
+        elif data.source is self._brain and self._is_response_event(frame):
+            self._mark(Boundary.SERVER_RECEIVED, self._now())
+
+    def finish(self) -> LatencyBudget | None:
+        """Close the last turn (the call ended); safe to call more than once."""
+        if self._finished:
+            return None
+        self._finished = True
+        self._resolve_playback()
+        budget = self.tracker.finish()
+        if budget is not None:
+            self._publish(budget)
+        return budget
+
+    def _is_response_event(self, frame: Frame) -> bool:
+        if self._brain_hears_audio:
+            return is_response_started(frame) or isinstance(
+                frame, (*_AUDIO_RESPONSE, LLMFullResponseStartFrame)
+            )
+        # A text brain announces a response before it has one: its first text is the event.
+        return isinstance(frame, LLMTextFrame) or is_response_started(frame)
+
+    def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame) -> None:
+        chunk = self._new_chunk(frame) if data.first_push else self._find(frame.id)
+        if chunk is None:
+            return
+        self._last_into[id(data.destination)] = chunk
+        is_brain = data.destination is self._brain
+        if is_brain and self._brain_hears_audio and chunk.at_brain_ms is None:
+            chunk.at_brain_ms = self._now()
+
+    def _new_chunk(self, frame: InputAudioRawFrame) -> _Chunk:
+        duration = len(frame.audio) / 2 / max(frame.num_channels, 1) / frame.sample_rate * 1000
+        start = self._chunks[-1].end_pos_ms if self._chunks else 0.0
+        stamp = self._capture.capture_ms(frame) if self._capture is not None else None
+        chunk = _Chunk(frame.id, start, start + duration, self._now() if stamp is None else stamp)
+        self._chunks.append(chunk)
+        return chunk
+
+    def _find(self, frame_id: int) -> _Chunk | None:
+        # The chunk being passed along is almost always among the last few.
+        for chunk in reversed(self._chunks):
+            if chunk.frame_id == frame_id:
+                return chunk
+        return None
+
+    def _at_position(self, pos_ms: float) -> _Chunk | None:
+        for chunk in reversed(self._chunks):
+            if chunk.start_pos_ms <= pos_ms < chunk.end_pos_ms:
+                return chunk
+            if chunk.end_pos_ms <= pos_ms:
+                return None
+        return None
+
+    def _on_vad_stopped(self, vad: FrameProcessor, stop_secs: float) -> None:
+        trigger = self._last_into.get(id(vad))
+        if trigger is None:
+            return  # no audio seen going into the VAD: the speech end is unknown
+        end_pos = trigger.end_pos_ms - stop_secs * 1000
+        chunk = self._at_position(end_pos)
+        if chunk is None:
+            return
+        self._mark(Boundary.SPEECH_END, chunk.captured_ms + (end_pos - chunk.start_pos_ms))
+        if self._brain_hears_audio and chunk.at_brain_ms is not None:
+            self._mark(Boundary.SENT, chunk.at_brain_ms)
+
+    def _on_context(self, data: FramePushed) -> None:
+        if data.direction is FrameDirection.DOWNSTREAM and not self._brain_hears_audio:
+            self._mark(Boundary.SENT, self._now())
+
+    def _on_output_audio(self, data: FramePushed) -> None:
+        if data.first_push and data.source is not self._output:
+            self._mark(Boundary.FIRST_AUDIO_DELTA, self._now())
+            if data.source is self._brain and self._brain_hears_audio:
+                self._mark(Boundary.SERVER_RECEIVED, self._now())
+        if data.destination is self._output and self._written_ms is None:
+            self._written_ms = self._now()
+            self._playback_due = self._playback is not None
+            self._mark(Boundary.FIRST_AUDIO_WRITTEN, self._written_ms)
+        elif self._playback_due:
+            self._resolve_playback()
+
+    def _resolve_playback(self) -> None:
+        if not self._playback_due or self._playback is None or self._written_ms is None:
+            return
+        played = self._playback.first_played_ms(self._written_ms)
+        if played is not None:
+            self._playback_due = False
+            self._mark(Boundary.PLAYBACK, played)
+
+    def _mark(self, boundary: Boundary, at_ms: float) -> None:
+        if boundary in self._marked:
+            return
+        if boundary is Boundary.SPEECH_END:
+            self._resolve_playback()  # the turn may be cut now: settle what it still owes
+        finished = self.tracker.mark(boundary, at_ms)
+        if finished is not None:
+            self._written_ms = None
+            self._playback_due = False
+            self._marked.clear()
+            self._publish(finished)
+        if boundary not in (Boundary.SPEECH_END, Boundary.SENT):
+            self._marked.add(boundary)
+
+    def _publish(self, budget: LatencyBudget) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_turn(budget)
+        if self._timeline is not None:
+            known = [ms for ms in budget.stamps.chain() if ms is not None]
+            at = known[0] if known else self._now()
+            self._timeline.add(
+                at, EventKind.TURN_LATENCY, turn=len(self.tracker.turns), **budget.as_dict()
+            )
