@@ -87,6 +87,10 @@ class Judgement:
 @dataclass
 class _Response:
     text: str = ""
+    # Deltas since the last check: joined once per check, so a long response
+    # costs one copy per check rather than one per delta.
+    pending: list[str] = field(default_factory=list)
+    length: int = 0
     checked_upto: int = 0
     tripped: bool = False
     scanned_upto: dict[str, int] = field(default_factory=dict)
@@ -118,15 +122,16 @@ class GuardrailDebouncer:
         response = self._responses.setdefault(response_id, _Response())
         if response.tripped or not delta:
             return None
-        response.text += delta
-        if len(response.text) - response.checked_upto < self.every_chars:
+        response.pending.append(delta)
+        response.length += len(delta)
+        if response.length - response.checked_upto < self.every_chars:
             return None
         return self._due(response_id, response, final=False)
 
     def on_response_done(self, response_id: str) -> CheckDue | None:
         """The response ended: one last check on the whole text, unless empty or tripped."""
         response = self._responses.pop(response_id, None)
-        if response is None or response.tripped or not response.text:
+        if response is None or response.tripped or not response.length:
             return None
         return self._due(response_id, response, final=True)
 
@@ -203,7 +208,10 @@ class GuardrailDebouncer:
                 self._busy[key] = None  # a stopped response needs no more checks
 
     def _due(self, response_id: str, response: _Response, *, final: bool) -> CheckDue:
-        response.checked_upto = len(response.text)
+        if response.pending:
+            response.text += "".join(response.pending)
+            response.pending.clear()
+        response.checked_upto = response.length
         self.checks += 1
         return CheckDue(response_id, response.text, final)
 
