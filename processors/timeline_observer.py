@@ -20,6 +20,7 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
+from voxpipe.frames import GuardrailTrippedFrame
 from voxpipe.timeline import EventKind, Timeline
 
 _BROADCAST = (
@@ -83,6 +84,19 @@ class TimelineObserver(BaseObserver):
                 EventKind.TOOL_CALL_FINISHED,
                 name=frame.function_name,
                 call_id=frame.tool_call_id,
+            )
+        elif isinstance(frame, GuardrailTrippedFrame):
+            add(
+                now,
+                EventKind.GUARDRAIL_TRIPPED,
+                stage=frame.stage.value,
+                policy=frame.policy,
+                rule=frame.rule,
+                span=frame.span,
+                start=frame.start,
+                end=frame.end,
+                failure=frame.failure.value if frame.failure else None,
+                response_id=frame.response_id,
             )
         elif isinstance(frame, ErrorFrame):
             add(now, EventKind.ERROR, error=str(frame.error), fatal=bool(frame.fatal))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-from pipecat.frames.frames import DataFrame
+from pipecat.frames.frames import DataFrame, SystemFrame
+
+from voxpipe.guardrails.debounce import CheckFailure
 
 
 @dataclass
@@ -18,3 +21,29 @@ class PlaybackMarkerFrame(DataFrame):
     """
 
     utterance_id: str = ""
+
+
+class GuardrailStage(enum.Enum):
+    """Which side of the conversation a guardrail watched."""
+
+    OUTPUT = "output"  # the assistant's words (the guardrail tap)
+    INPUT = "input"  # the caller's transcript (the input filter)
+
+
+@dataclass
+class GuardrailTrippedFrame(SystemFrame):
+    """A guardrail stopped a response or refused a turn; observers record it.
+
+    ``span`` is the offending text (``start``/``end`` index the response text
+    checked); ``failure`` is set when the trip came from a failed check under
+    fail-closed rather than from a policy match.
+    """
+
+    stage: GuardrailStage = GuardrailStage.OUTPUT
+    policy: str = ""
+    rule: str = ""
+    span: str = ""
+    start: int | None = None
+    end: int | None = None
+    failure: CheckFailure | None = None
+    response_id: str | None = None
