@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -231,3 +232,28 @@ def test_g711_round_trip_keeps_the_waveform() -> None:
         back = codec.decode(codec.encode(wave, fmt), fmt)
         error = np.abs(np.frombuffer(back, "<i2").astype(int) - np.frombuffer(wave, "<i2"))
         assert error.max() < 400
+
+
+async def test_batched_vad_scores_match_pipecats_silero(question: bytes) -> None:
+    from importlib import resources
+
+    from pipecat.audio.vad.silero import SileroOnnxModel
+
+    from voxpipe.realtime.turn import VadChunker
+    from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
+
+    frames = tuple(VadChunker().feed(codec.resample(question, 24_000, 16_000)))
+    model = SileroOnnxModel(
+        str(resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx"))
+    )
+    reference = [float(model(f.samples, 16_000)[0][0]) for f in frames]
+    model.reset_states()
+    reference_reversed = [float(model(f.samples, 16_000)[0][0]) for f in frames[::-1]]
+    batcher = SileroBatcher()
+    # Two sessions interleaved in the same batches keep separate states.
+    mine, reversed_order = await asyncio.gather(
+        batcher.score(VadStream(), frames), batcher.score(VadStream(), frames[::-1])
+    )
+    assert mine == pytest.approx(reference, abs=1e-5)
+    assert reversed_order == pytest.approx(reference_reversed, abs=1e-5)
+    assert max(reference) > 0.9  # the question really is speech

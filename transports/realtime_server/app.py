@@ -29,6 +29,7 @@ from voxpipe.transports.realtime_server.faults import (
     RefuseNextConnection,
     fault_from_json,
 )
+from voxpipe.transports.realtime_server.vad import SileroBatcher
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 DEFAULT_MODEL = "gpt-realtime"
@@ -68,6 +69,7 @@ class RealtimeServer:
         self.secrets = secret_store.SecretStore()
         self.faults = FaultInjector(enabled=self.config.fault_injection)
         self.live_sessions: set[SessionDriver] = set()
+        self.vad = SileroBatcher()
 
     def build_app(self) -> web.Application:
         """The aiohttp application serving this server."""
@@ -115,6 +117,7 @@ class RealtimeServer:
             faults=self.faults,
             session_max_seconds=self.config.session_max_seconds,
             rate_limits=self.config.rate_limits,
+            vad=self.vad,
             preconfig=preconfig,
         )
         self.live_sessions.add(driver)

@@ -34,6 +34,7 @@ from voxpipe.realtime.ids import IdFactory
 from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request
 from voxpipe.realtime.rate_limits import RateLimitPolicy
 from voxpipe.realtime.session import RealtimeSession
+from voxpipe.realtime.turn import VadFrame
 from voxpipe.transports.realtime_server.brains import Brain
 from voxpipe.transports.realtime_server.faults import (
     CloseMidResponse,
@@ -43,7 +44,7 @@ from voxpipe.transports.realtime_server.faults import (
     SendError,
     Stall,
 )
-from voxpipe.transports.realtime_server.vad import SileroScorer
+from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
 IDLE_TICK_S = 0.25
 
@@ -68,6 +69,7 @@ class SessionDriver:
         faults: FaultInjector,
         session_max_seconds: float,
         rate_limits: RateLimitPolicy,
+        vad: SileroBatcher,
         preconfig: dict[str, Any] | None = None,
     ) -> None:
         self._ws = ws
@@ -80,7 +82,9 @@ class SessionDriver:
         )
         if preconfig:
             self.core.preconfigure(preconfig)
-        self._scorer = SileroScorer()
+        self._vad = vad
+        self._vad_stream = VadStream()
+        self._vad_queue: asyncio.Queue[tuple[VadFrame, ...]] = asyncio.Queue()
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._brain_tasks: dict[str, asyncio.Task[None]] = {}
         self._transcriptions: set[asyncio.Task[None]] = set()
@@ -96,7 +100,11 @@ class SessionDriver:
         """Serve until the client or the server closes the socket."""
         self._faults.subscribe(self._on_fault)
         writer = asyncio.create_task(self._write_loop())
-        timers = [asyncio.create_task(self._cap_timer()), asyncio.create_task(self._idle_ticker())]
+        timers = [
+            asyncio.create_task(self._cap_timer()),
+            asyncio.create_task(self._idle_ticker()),
+            asyncio.create_task(self._vad_loop()),
+        ]
         try:
             self.emit(self.core.start())
             await self._read_loop()
@@ -149,8 +157,7 @@ class SessionDriver:
                 if isinstance(output, ResponseAudioDeltaEvent):
                     self._maybe_break_response(output.response_id)
             elif isinstance(output, VadScoringRequested):
-                scored = self._scorer.score(output.frames)
-                pending.extendleft(reversed(self.core.vad_scored(scored, self.now_ms())))
+                self._vad_queue.put_nowait(output.frames)
             elif isinstance(output, BrainStartRequested):
                 task = asyncio.create_task(self._run_brain(output.response_id))
                 self._brain_tasks[output.response_id] = task
@@ -237,6 +244,14 @@ class SessionDriver:
             self.emit(self.core.transcription_failed(request.item_id, message))
         else:
             self.emit(self.core.transcription_completed(request.item_id, text))
+
+    async def _vad_loop(self) -> None:
+        """Score this session's frames in order (batched with other sessions')."""
+        while True:
+            frames = await self._vad_queue.get()
+            probabilities = await self._vad.score(self._vad_stream, frames)
+            scored = list(zip(frames, probabilities, strict=True))
+            self.emit(self.core.vad_scored(scored, self.now_ms()))
 
     async def _cap_timer(self) -> None:
         await asyncio.sleep(self._max_seconds)

@@ -86,6 +86,8 @@ class UserTurns:
         for frame, probability in scored:
             if self.detector is None:
                 break
+            if frame.end_ms <= self.buffer.start_ms:
+                continue  # scored after its audio was committed or cleared
             turn_event = self.detector.update(frame.start_ms, frame.end_ms, probability)
             if isinstance(turn_event, SpeechStarted):
                 outputs += self._speech_started(turn_event.audio_start_ms, now_ms)
