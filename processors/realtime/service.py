@@ -67,6 +67,9 @@ from voxpipe.processors.realtime.rollover import RolloverMixin
 from voxpipe.transports.tokens import EphemeralTokenProvider
 
 TICK_S = 0.1
+RATE_LIMIT_CODE = "rate_limit_exceeded"
+MAX_RATE_LIMIT_RETRIES = 4
+MAX_RATE_LIMIT_WAIT_S = 30.0
 _GUARD_CODES = {code.value: code for code in GuardErrorCode}
 
 
@@ -93,6 +96,8 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
     """
 
     _ticker: asyncio.Task[None] | None = None
+    _rate_limit_retries = 0
+    _retry_task: asyncio.Task[None] | None = None
 
     async def start(self, frame: StartFrame) -> None:
         """Start the service and its timer (state timeouts, stalls, rollover)."""
@@ -106,6 +111,9 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
         if self._ticker is not None:
             await self.cancel_task(self._ticker)
             self._ticker = None
+        if self._retry_task is not None:
+            await self.cancel_task(self._retry_task)
+            self._retry_task = None
         await super()._disconnect()
 
     async def cleanup(self) -> None:
@@ -281,6 +289,8 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
         response = evt.response
         cancelled = response.status == "cancelled"
         usage = response.usage
+        if response.status == "completed":
+            self._rate_limit_retries = 0
         if usage is not None and usage.input_tokens is not None:
             self.rollover_policy.on_response_done(usage.input_tokens)
         for item in response.output or []:
@@ -301,6 +311,8 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
         if response.status == "failed":
             if await self.fire(CallTrigger.RESPONSE_FAILED):
                 await self.fire(CallTrigger.RECOVERED)
+            if _failure_code(response) == RATE_LIMIT_CODE:
+                self._retry_after_rate_limit()
         elif state in (CallState.THINKING, CallState.CANCELLING):
             await self.fire(CallTrigger.RESPONSE_DONE)  # nothing (more) to play out
         elif state is CallState.SPEAKING:
@@ -308,6 +320,27 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
             self._playout_pending = True
             if not self._bot_speaking:
                 await self._played_out()
+
+    def _retry_after_rate_limit(self) -> None:
+        """Ask again once the exhausted limit resets, a bounded number of times."""
+        if self._rate_limit_retries >= MAX_RATE_LIMIT_RETRIES:
+            logger.warning(f"{self}: rate limited {self._rate_limit_retries} times; not retrying")
+            return
+        self._rate_limit_retries += 1
+        # Back off from a second, never past the provider's own reset time.
+        waits = [r.reset_seconds for r in self.rate_limits if r.remaining <= 0]
+        backoff_s = float(2 ** (self._rate_limit_retries - 1))
+        delay_s = min(MAX_RATE_LIMIT_WAIT_S, backoff_s, max(waits, default=backoff_s))
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+        self._retry_task = self.create_task(
+            self._retry_response(delay_s), name="realtime-rate-limit-retry"
+        )
+
+    async def _retry_response(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if self.machine.state is CallState.LISTENING and not self.guard.response_active:
+            await self.request_response()
 
     async def _on_transcription(self, evt: Any) -> None:
         self.remember_user_transcript(evt.item_id, evt.transcript)
@@ -365,3 +398,9 @@ class RealtimeService(InterruptionMixin, RolloverMixin):
         # Anything else (a refused truncate, a bad item) is this request's problem, not the call's.
         await self.publish(ProviderErrorSeen(error.code, error.type, error.message, False))
         await self.push_error(error_msg=f"realtime provider error {error.code}: {error.message}")
+
+
+def _failure_code(response: Any) -> str | None:
+    details = response.status_details if isinstance(response.status_details, dict) else {}
+    error = details.get("error")
+    return error.get("code") if isinstance(error, dict) else None
