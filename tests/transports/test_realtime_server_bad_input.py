@@ -346,3 +346,24 @@ async def test_garbage_from_one_client_never_reaches_another(server: RunningServ
                 errors += 1
         await assert_session_goes_on(noisy)
         await asyncio.sleep(0)
+
+
+async def test_client_vanishing_mid_response_leaves_others_untouched(
+    server: RunningServer,
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with raw_client(server) as calm:
+        rude = await connect(
+            f"{server.realtime_url}?model=m",
+            additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        await rude.send('{"type": "response.create"}')
+        while '"response.output_audio.delta"' not in str(await rude.recv()):
+            pass
+        rude.transport.abort()  # drop the TCP connection without a close frame
+        await calm.send({"type": "response.create"})
+        done = await calm.until("response.done")
+        assert done["response"]["status"] == "completed"
+    await asyncio.sleep(0.3)
+    assert not server.server.live_sessions  # both sessions were cleaned up
