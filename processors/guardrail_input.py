@@ -47,6 +47,9 @@ class GuardrailInputFilter(FrameProcessor):
         fail: what a failed check counts as.
         metrics: counts refusals per policy when given.
         timer: the sleep that bounds a check (tests inject their own).
+
+    Event handler: ``on_turn_refused(filter, frame)`` with the
+    :class:`~voxpipe.frames.GuardrailTrippedFrame`, after the refusal was queued.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class GuardrailInputFilter(FrameProcessor):
         self._timer = timer
         self._turns = 0
         self.refusals: list[GuardrailTrippedFrame] = []
+        self._register_event_handler("on_turn_refused")
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Hold each final transcript until it is checked; drop it if refused."""
@@ -118,6 +122,7 @@ class GuardrailInputFilter(FrameProcessor):
         await self.push_frame(event)
         if self._refusal:
             await self.push_frame(TTSSpeakFrame(self._refusal))
+        await self._call_event_handler("on_turn_refused", event)
 
 
 def build_guardrails(

@@ -113,6 +113,9 @@ class GuardrailTap(FrameProcessor):
         scan_cadence: pattern policies on every word (default) or debounced.
         metrics: counts trips per policy when given.
         timer: the sleep that bounds a check (tests inject their own).
+
+    Event handler: ``on_guardrail_tripped(tap, frame)`` with the
+    :class:`~voxpipe.frames.GuardrailTrippedFrame`, after the tap has acted.
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class GuardrailTap(FrameProcessor):
         self._parts: list[str] = []  # the current response's text, joined only on a trip
         self._tasks: set[asyncio.Task[None]] = set()
         self.trips: list[GuardrailTrippedFrame] = []
+        self._register_event_handler("on_guardrail_tripped")
 
     @property
     def policies(self) -> list[GuardrailPolicy]:
@@ -284,6 +288,7 @@ class GuardrailTap(FrameProcessor):
         await self.push_frame(LLMMessagesTransformFrame(SafePrefix(text, start), run_llm=False))
         if current and self._safe_line:
             await self._speak_safe_line(self._safe_line)
+        await self._call_event_handler("on_guardrail_tripped", event)
 
     async def _speak_safe_line(self, line: str) -> None:
         if self._route is SafeLineRoute.TTS:
