@@ -178,8 +178,12 @@ class LatencyObserver(BaseObserver):
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if data.direction is FrameDirection.DOWNSTREAM:
                 self._on_vad_stopped(data.source, frame.stop_secs)
-        elif data.source is self._brain and self._is_response_event(frame):
-            self._mark(Boundary.SERVER_RECEIVED, self._now())
+        elif (
+            data.source is self._brain
+            and Boundary.SERVER_RECEIVED not in self._marked
+            and self._is_response_event(frame)
+        ):
+            self._mark(Boundary.SERVER_RECEIVED, self._pushed_at(data))
 
     def finish(self) -> LatencyBudget | None:
         """Close the last turn (the call ended); safe to call more than once."""
@@ -200,20 +204,29 @@ class LatencyObserver(BaseObserver):
         # A text brain announces a response before it has one: its first text is the event.
         return isinstance(frame, LLMTextFrame) or is_response_started(frame)
 
+    def _pushed_at(self, data: FramePushed) -> float:
+        """When the frame was pushed, on our clock (observers run a little behind the push)."""
+        now = self._now()
+        if data.timestamp <= 0:
+            return now
+        lag_ns = data.source.get_clock().get_time() - data.timestamp
+        return now - max(lag_ns, 0) / 1e6
+
     def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame) -> None:
-        chunk = self._new_chunk(frame) if data.first_push else self._find(frame.id)
+        chunk = self._new_chunk(data, frame) if data.first_push else self._find(frame.id)
         if chunk is None:
             return
         self._last_into[id(data.destination)] = chunk
         is_brain = data.destination is self._brain
         if is_brain and self._brain_hears_audio and chunk.at_brain_ms is None:
-            chunk.at_brain_ms = self._now()
+            chunk.at_brain_ms = self._pushed_at(data)
 
-    def _new_chunk(self, frame: InputAudioRawFrame) -> _Chunk:
+    def _new_chunk(self, data: FramePushed, frame: InputAudioRawFrame) -> _Chunk:
         duration = len(frame.audio) / 2 / max(frame.num_channels, 1) / frame.sample_rate * 1000
         start = self._chunks[-1].end_pos_ms if self._chunks else 0.0
         stamp = self._capture.capture_ms(frame) if self._capture is not None else None
-        chunk = _Chunk(frame.id, start, start + duration, self._now() if stamp is None else stamp)
+        captured = self._pushed_at(data) if stamp is None else stamp
+        chunk = _Chunk(frame.id, start, start + duration, captured)
         self._chunks.append(chunk)
         return chunk
 
@@ -246,15 +259,16 @@ class LatencyObserver(BaseObserver):
 
     def _on_context(self, data: FramePushed) -> None:
         if data.direction is FrameDirection.DOWNSTREAM and not self._brain_hears_audio:
-            self._mark(Boundary.SENT, self._now())
+            self._mark(Boundary.SENT, self._pushed_at(data))
 
     def _on_output_audio(self, data: FramePushed) -> None:
-        if data.first_push and data.source is not self._output:
-            self._mark(Boundary.FIRST_AUDIO_DELTA, self._now())
+        first_delta = Boundary.FIRST_AUDIO_DELTA not in self._marked
+        if first_delta and data.first_push and data.source is not self._output:
+            self._mark(Boundary.FIRST_AUDIO_DELTA, self._pushed_at(data))
             if data.source is self._brain and self._brain_hears_audio:
-                self._mark(Boundary.SERVER_RECEIVED, self._now())
+                self._mark(Boundary.SERVER_RECEIVED, self._pushed_at(data))
         if data.destination is self._output and self._written_ms is None:
-            self._written_ms = self._now()
+            self._written_ms = self._pushed_at(data)
             self._playback_due = self._playback is not None
             self._mark(Boundary.FIRST_AUDIO_WRITTEN, self._written_ms)
         elif self._playback_due:

@@ -184,3 +184,18 @@ async def test_the_realtime_path_names_the_segments_it_cannot_measure(
     assert stamps.playback_ms == transport.written[0].at_ms
     timeline_turns = instruments.timeline.of(EventKind.TURN_LATENCY)
     assert [e.data["boundaries_ms"] for e in timeline_turns] == [stamps.boundaries()]
+
+
+async def test_an_unpaced_transport_gives_no_playback_report_so_playback_is_unknown(
+    make_speech, tmp_path: Path
+) -> None:
+    recording = make_speech("Hello, when does the pharmacy open?", lead_ms=400, tail_ms=2500)
+    instruments, _, _, transport = await run_call(
+        recording, metrics=VoxpipeMetrics(), warn_below=0.1, paced=False
+    )
+    [turn] = instruments.budgets
+    assert transport.written, "the bot's audio was written"
+    assert turn.stamps.first_audio_written_ms is not None
+    assert turn.stamps.playback_ms is None
+    assert turn.segments[Segment.PLAYBACK] is None  # unknown, not zero
+    assert turn.segments[Segment.DOWNLINK] is not None
