@@ -22,6 +22,7 @@ from pathlib import Path
 import soundfile as sf
 from _common import QUESTIONS, median, print_table, speak, write_result
 
+from voxpipe.evaluation import word_error_rate
 from voxpipe.pipelines.batch import run_batch
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.turn import run_turn
@@ -49,12 +50,14 @@ def naive_turn(engines: LocalEngines, pcm: bytes) -> dict[str, float]:
 
 async def main(turns: int) -> None:
     engines = await shared_engines()
-    clips = [speak(engines.tts, q) for q in (QUESTIONS * 3)[:turns]]
+    texts = (QUESTIONS * 3)[:turns]
+    clips = [speak(engines.tts, q) for q in texts]
     await run_turn(engines, clips[0], instructions=DEFAULT_INSTRUCTIONS)  # warm up
-    streamed, naive = [], []
-    for pcm in clips:
+    streamed, naive, wers = [], [], []
+    for text, pcm in zip(texts, clips, strict=True):
         result = await run_turn(engines, pcm, instructions=DEFAULT_INSTRUCTIONS)
         streamed.append(result.timings)
+        wers.append(word_error_rate(text, result.transcript))
         naive.append(await asyncio.to_thread(naive_turn, engines, pcm))
 
     def col(rows: list[dict[str, float]], key: str) -> float | None:
@@ -71,6 +74,8 @@ async def main(turns: int) -> None:
     s_first, n_first = col(streamed, "first_audio_ms"), col(naive, "first_audio_ms")
     ratio = round(s_first / n_first, 2) if s_first and n_first else None
     rows.append(["first audio: streamed / naive", ratio, 1.0])
+    mean_wer = round(sum(wers) / len(wers), 3)
+    rows.append(["STT word error rate (mean)", mean_wer, mean_wer])
     print_table(
         f"Chained turn, median of {turns} turns (ms from end of speech)",
         ["stage", "voxpipe streamed", "naive baseline"],
@@ -92,6 +97,7 @@ async def main(turns: int) -> None:
                 s: col(naive, s) for s in ["stt_ms", "llm_done_ms", "first_audio_ms"]
             },
             "first_audio_ratio_streamed_over_naive": ratio,
+        "stt_wer_mean": mean_wer,
             "batch": batch,
             "raw": {"streamed": streamed, "naive": naive},
         },

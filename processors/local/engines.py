@@ -170,7 +170,8 @@ class LlamaEngine:
                 head += piece
                 if head.strip():
                     break
-            if not head.lstrip().startswith("{"):
+            # Qwen writes a call as bare JSON, sometimes inside a ``` fence.
+            if not head.lstrip().startswith(("{", "`")):
                 yield LLMChunk(text=head)
                 for piece in pieces:
                     yield LLMChunk(text=piece)
