@@ -27,12 +27,20 @@ from voxpipe.realtime.session_config import Modality
 DEFAULT_MAX_TOKENS = 200
 AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
 _SENTENCE = re.compile(r"^(.+?[.!?;:])(\s+|$)", re.S)
+_FIRST_CLAUSE = re.compile(r"^(.{16,}?[,.!?;:])(\s+|$)", re.S)
 _DONE = object()
 
 
-def split_sentences(buffer: str) -> tuple[list[str], str]:
-    """Complete sentences at the start of ``buffer`` and the unfinished rest."""
+def split_sentences(buffer: str, *, first: bool = False) -> tuple[list[str], str]:
+    """Complete sentences at the start of ``buffer`` and the unfinished rest.
+
+    With ``first`` (nothing spoken yet) a clause of 16 or more characters ending
+    in a comma also counts, so the first audio leaves sooner.
+    """
     sentences = []
+    if first and (match := _FIRST_CLAUSE.match(buffer)) and match.group(2):
+        sentences.append(match.group(1).strip())
+        buffer = buffer[match.end() :]
     while (match := _SENTENCE.match(buffer)) and match.group(2):
         sentences.append(match.group(1).strip())
         buffer = buffer[match.end() :]
@@ -65,6 +73,7 @@ class LocalBrain:
             asyncio.to_thread(self._generate, request, stop, queue, asyncio.get_running_loop())
         )
         pending = ""
+        spoke = False
         try:
             while (chunk := await queue.get()) is not _DONE:
                 if isinstance(chunk, BaseException):
@@ -75,8 +84,9 @@ class LocalBrain:
                     if chunk.text:
                         yield TextProduced(chunk.text)
                     continue
-                sentences, pending = split_sentences(pending + chunk.text)
+                sentences, pending = split_sentences(pending + chunk.text, first=not spoke)
                 for sentence in sentences:
+                    spoke = True
                     async for output in self._speak(sentence):
                         yield output
             if pending.strip():
