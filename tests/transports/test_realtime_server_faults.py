@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -142,3 +142,29 @@ async def test_stall_holds_every_event_for_the_given_time(server: RunningServer)
         done = await client.until("response.done")
     assert gap >= 0.9
     assert done["response"]["status"] == "completed"  # a stall delays, it does not break
+
+
+class BrokenVoice:
+    """A TTS engine that crashes, as a broken model install would."""
+
+    sample_rate = 22_050
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        raise RuntimeError("voice model file is corrupt")
+
+
+async def test_a_crashing_brain_fails_the_response_not_the_session() -> None:
+    brain = ScriptedBrain(["Never spoken."], voice=BrokenVoice(), pace=0)
+    config = ServerConfig(api_key=API_KEY)
+    async with (
+        running_realtime_server(config=config, brain=brain) as srv,
+        raw_client(srv) as client,
+    ):
+        await client.send({"type": "response.create"})
+        failed = await client.until("response.done")
+        await client.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
+        text = await client.until("response.done")
+    assert failed["response"]["status"] == "failed"
+    error = failed["response"]["status_details"]["error"]
+    assert error["type"] == "server_error" and "corrupt" in error["message"]
+    assert text["response"]["status"] == "completed"  # text needs no voice
