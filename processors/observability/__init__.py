@@ -5,7 +5,7 @@ The observers here are thin drivers of the sans-I/O cores in
 :func:`voxpipe.pipelines.report.write_report`.
 """
 
-from voxpipe.processors.observability.instruments import Instruments, instrument
+from voxpipe.processors.observability.instruments import Instruments, ObserverGroup, instrument
 from voxpipe.processors.observability.latency import (
     BrainKind,
     CaptureStamps,
@@ -24,6 +24,7 @@ __all__ = [
     "CaptureStamps",
     "Instruments",
     "LatencyObserver",
+    "ObserverGroup",
     "PlaybackReports",
     "UsageObserver",
     "brain_kind",

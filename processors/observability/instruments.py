@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pipecat.observers.base_observer import BaseObserver
+from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.utils.asyncio.task_manager import BaseTaskManager
 
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget
@@ -23,6 +24,45 @@ from voxpipe.processors.observability.usage import UsageObserver
 from voxpipe.timeline import Timeline
 
 
+class ObserverGroup(BaseObserver):
+    """Several observers behind one pipecat observer.
+
+    pipecat queues every push and every processed frame once per observer and
+    runs each observer in a task of its own; a group pays that once. Children
+    keep their own ``observe_every_push`` choice.
+    """
+
+    def __init__(self, observers: Sequence[BaseObserver]) -> None:
+        super().__init__(observe_every_push=any(o.observe_every_push for o in observers))
+        self.members = list(observers)
+        self._every = [o for o in self.members if o.observe_every_push]
+        self._processing = [
+            o for o in self.members if type(o).on_process_frame is not BaseObserver.on_process_frame
+        ]
+
+    async def setup(self, task_manager: BaseTaskManager) -> None:
+        await super().setup(task_manager)
+        for observer in self.members:
+            await observer.setup(task_manager)
+
+    async def cleanup(self) -> None:
+        for observer in self.members:
+            await observer.cleanup()
+        await super().cleanup()
+
+    async def on_pipeline_started(self) -> None:
+        for observer in self.members:
+            await observer.on_pipeline_started()
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        for observer in self.members if data.first_push else self._every:
+            await observer.on_push_frame(data)
+
+    async def on_process_frame(self, data: FrameProcessed) -> None:
+        for observer in self._processing:
+            await observer.on_process_frame(data)
+
+
 @dataclass
 class Instruments:
     """The observers a call runs with, and what they measured."""
@@ -34,8 +74,12 @@ class Instruments:
 
     @property
     def observers(self) -> list[BaseObserver]:
-        """The observers to give the pipeline worker."""
-        return [self.latency, self.usage]
+        """The observers to give the pipeline worker (one group: see :class:`ObserverGroup`)."""
+        return [ObserverGroup([self.latency, self.usage])]
+
+    def observers_with(self, *others: BaseObserver) -> list[BaseObserver]:
+        """The instruments and ``others`` (a timeline observer, ...) as one group."""
+        return [ObserverGroup([*others, self.latency, self.usage])]
 
     @property
     def budgets(self) -> list[LatencyBudget]:

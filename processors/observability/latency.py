@@ -146,7 +146,8 @@ class LatencyObserver(BaseObserver):
         self._playback = playback
         self._metrics = metrics
         self._timeline = timeline
-        self._chunks: deque[_Chunk] = deque(maxlen=_KEPT_CHUNKS)
+        self._chunks: deque[_Chunk] = deque()
+        self._by_frame: dict[int, _Chunk] = {}
         self._last_into: dict[int, _Chunk] = {}  # processor id -> latest chunk pushed to it
         self.kind = kind or brain_kind(brain)
         self._brain_hears_audio = self.kind is BrainKind.SPEECH
@@ -213,7 +214,7 @@ class LatencyObserver(BaseObserver):
         return now - max(lag_ns, 0) / 1e6
 
     def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame) -> None:
-        chunk = self._new_chunk(data, frame) if data.first_push else self._find(frame.id)
+        chunk = self._new_chunk(data, frame) if data.first_push else self._by_frame.get(frame.id)
         if chunk is None:
             return
         self._last_into[id(data.destination)] = chunk
@@ -227,15 +228,11 @@ class LatencyObserver(BaseObserver):
         stamp = self._capture.capture_ms(frame) if self._capture is not None else None
         captured = self._pushed_at(data) if stamp is None else stamp
         chunk = _Chunk(frame.id, start, start + duration, captured)
+        if len(self._chunks) >= _KEPT_CHUNKS:
+            del self._by_frame[self._chunks.popleft().frame_id]
         self._chunks.append(chunk)
+        self._by_frame[frame.id] = chunk
         return chunk
-
-    def _find(self, frame_id: int) -> _Chunk | None:
-        # The chunk being passed along is almost always among the last few.
-        for chunk in reversed(self._chunks):
-            if chunk.frame_id == frame_id:
-                return chunk
-        return None
 
     def _at_position(self, pos_ms: float) -> _Chunk | None:
         for chunk in reversed(self._chunks):

@@ -1,0 +1,232 @@
+"""Overhead of voxpipe's observers on the audio path, against the same pipeline without them.
+
+The pipeline: the file transport (unpaced) plays a caller recording of spoken
+questions with pauses -> pipecat's user aggregator with Silero VAD (as on the
+chained path) -> a responder standing in for the brain, which answers every
+end of speech with one second of audio -> the file transport's output. The
+observed run adds every observer a ``voxpipe call`` runs: the call timeline,
+the latency observer and the usage observer.
+
+CPU is ``time.process_time`` over the whole run (all threads, so Silero's
+too); first audio is, per turn, the responder's answer start to the first
+answer frame handed to the output (a probe just before it, in both runs).
+Runs alternate (bare, observed, bare, ...) and medians are compared as a ratio.
+
+    python benchmarks/observers.py [--seconds 60] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from _common import QUESTIONS, median, print_table, speak, write_result
+from pipecat.frames.frames import (
+    Frame,
+    OutputAudioRawFrame,
+    TTSAudioRawFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from voxpipe.pipelines.chained import TurnSettings
+from voxpipe.pipelines.session import CallSession
+from voxpipe.processors.observability import BrainKind, instrument
+from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.timeline import Timeline
+from voxpipe.transports.file import FileTransport
+
+RATE = 16_000
+OUT_RATE = 24_000
+ANSWER_MS = 1_000
+CHUNK_MS = 20
+BARE, NOOP, OBSERVED = "bare", "one no-op observer", "voxpipe observers"
+VARIANTS = (BARE, NOOP, OBSERVED)
+
+
+class Responder(FrameProcessor):
+    """Answers each end of speech with ``ANSWER_MS`` of tone, as a brain would with audio."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_at: list[float] = []
+        samples = OUT_RATE * CHUNK_MS // 1000
+        tone = np.sin(2 * np.pi * 220 * np.arange(samples) / OUT_RATE) * 3000
+        self._chunk = tone.astype("<i2").tobytes()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if (
+            isinstance(frame, VADUserStoppedSpeakingFrame)
+            and direction is FrameDirection.DOWNSTREAM
+        ):
+            self.answered_at.append(time.perf_counter())
+            for _ in range(ANSWER_MS // CHUNK_MS):
+                await self.push_frame(
+                    TTSAudioRawFrame(audio=self._chunk, sample_rate=OUT_RATE, num_channels=1)
+                )
+
+
+class FirstAudioProbe(FrameProcessor):
+    """Notes when the first answer frame after each answer start reaches the output."""
+
+    def __init__(self, responder: Responder) -> None:
+        super().__init__()
+        self.responder = responder
+        self.first_audio_ms: list[float] = []
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        answered = self.responder.answered_at
+        if isinstance(frame, OutputAudioRawFrame) and len(self.first_audio_ms) < len(answered):
+            self.first_audio_ms.append((time.perf_counter() - answered[-1]) * 1000)
+        await self.push_frame(frame, direction)
+
+
+class NoOp(BaseObserver):
+    """pipecat's floor: one observer that sees every push and does nothing."""
+
+
+@dataclass
+class Run:
+    variant: str
+    cpu_s: float
+    wall_s: float
+    turns: int
+    first_audio_ms: list[float] = field(default_factory=list)
+
+
+def make_recording(seconds: float, path: Path) -> float:
+    """Spoken questions with 1.2 s pauses, up to ``seconds`` long; returns its length."""
+    from voxpipe.processors.local.engines import make_tts
+
+    voice = make_tts()
+    pause = np.zeros(RATE * 1200 // 1000, dtype="<i2")
+    clips = [np.frombuffer(speak(voice, q, RATE), dtype="<i2") for q in QUESTIONS]
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < seconds * RATE:
+        for clip in clips:
+            parts += [clip, pause]
+            total += len(clip) + len(pause)
+    audio = np.concatenate(parts)[: int(seconds * RATE)]
+    sf.write(str(path), audio, RATE, subtype="PCM_16")
+    return len(audio) / RATE
+
+
+async def one_run(recording: Path, variant: str) -> Run:
+    transport = FileTransport(recording, paced=False, trailing_silence_ms=1_000)
+    responder = Responder()
+    probe = FirstAudioProbe(responder)
+    pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
+    pipeline = Pipeline([transport.input(), pair.user(), responder, probe, transport.output()])
+    observers: list[BaseObserver] = []
+    if variant == NOOP:
+        observers = [NoOp()]
+    elif variant == OBSERVED:
+        timeline = Timeline()
+        instruments = instrument(
+            transport.clock.now_ms,
+            brain=responder,
+            output=transport.output(),
+            timeline=timeline,
+            kind=BrainKind.SPEECH,
+            capture=transport,
+            playback=transport,
+        )
+        observers = instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
+    done = asyncio.Event()
+
+    @transport.event_handler("on_input_finished")
+    async def _finished(_t: FileTransport) -> None:
+        done.set()
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with CallSession(pipeline, observers=observers, end_timeout_secs=30):
+        await asyncio.wait_for(done.wait(), 600)
+        await asyncio.sleep(1.0)  # the trailing silence ends the last turn
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms)
+
+
+async def main(seconds: float, repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        recording = Path(tmp) / "caller.wav"
+        audio_s = make_recording(seconds, recording)
+        await one_run(recording, BARE)  # warm up: Silero, imports
+        runs: list[Run] = []
+        for _ in range(repeats):
+            for variant in VARIANTS:
+                runs.append(await one_run(recording, variant))
+    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
+    cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
+    first_audio = {v: median([x for r in by[v] for x in r.first_audio_ms]) for v in VARIANTS}
+    ratio = {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS}
+    rows = [
+        [
+            v,
+            cpu[v],
+            round(cpu[v] / audio_s, 2),
+            ratio[v],
+            median([r.wall_s for r in by[v]]),
+            by[v][0].turns,
+            first_audio[v],
+        ]
+        for v in VARIANTS
+    ]
+    print_table(
+        f"Observers on the audio path: {audio_s:.0f} s of caller audio, {repeats} repeats",
+        [
+            "pipeline",
+            "CPU ms (median)",
+            "CPU ms per audio s",
+            "CPU ratio vs bare",
+            "wall s",
+            "turns",
+            "first audio ms (median)",
+        ],
+        rows,
+    )
+    path = write_result(
+        "observers",
+        {
+            "audio_seconds": round(audio_s, 1),
+            "repeats": repeats,
+            "observers": ["TimelineObserver", "LatencyObserver", "UsageObserver"],
+            "cpu_ms_median": cpu,
+            "cpu_ratio_vs_bare": ratio,
+            "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
+            "first_audio_ms_median": first_audio,
+            "goal": "cpu ratio < 1.02, no added first-audio latency",
+            "runs": [
+                {
+                    "variant": r.variant,
+                    "cpu_ms": round(r.cpu_s * 1000, 1),
+                    "wall_s": round(r.wall_s, 3),
+                    "turns": r.turns,
+                    "first_audio_ms_median": median(r.first_audio_ms),
+                }
+                for r in runs
+            ],
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.repeats))
