@@ -8,6 +8,7 @@ LLM -> TTS on the offline engines) lives in :mod:`.local_brain`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -70,14 +71,19 @@ class SyntheticVoice:
     def synthesize(self, text: str) -> Iterator[bytes]:
         """About ``ms_per_char`` of tone per letter, 40 ms of silence after each word."""
         for word in text.split():
-            pitch = 110 + int(hashlib.sha1(word.encode()).hexdigest()[:4], 16) % 120
-            n = self.sample_rate * self.ms_per_char * len(word) // 1000
-            t = np.arange(n) / self.sample_rate
-            envelope = np.sin(np.pi * np.arange(n) / max(n, 1))
-            tone = np.sin(2 * np.pi * pitch * t) + 0.4 * np.sin(4 * np.pi * pitch * t)
-            samples = (tone * envelope * 6000).astype("<i2")
-            gap = np.zeros(self.sample_rate * 40 // 1000, dtype="<i2")
-            yield np.concatenate((samples, gap)).tobytes()
+            yield _hum(word, self.ms_per_char, self.sample_rate)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hum(word: str, ms_per_char: int, rate: int) -> bytes:
+    pitch = 110 + int(hashlib.sha1(word.encode()).hexdigest()[:4], 16) % 120
+    n = rate * ms_per_char * len(word) // 1000
+    t = np.arange(n) / rate
+    envelope = np.sin(np.pi * np.arange(n) / max(n, 1))
+    tone = np.sin(2 * np.pi * pitch * t) + 0.4 * np.sin(4 * np.pi * pitch * t)
+    samples = (tone * envelope * 6000).astype("<i2")
+    gap = np.zeros(rate * 40 // 1000, dtype="<i2")
+    return np.concatenate((samples, gap)).tobytes()
 
 
 @dataclass(frozen=True)
