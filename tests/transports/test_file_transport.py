@@ -124,3 +124,10 @@ async def test_output_playback_clock_counts_only_what_was_heard(tmp_path: Path) 
     assert all(w.at_ms <= cut_ms for w in transport.written)
     assert abs(transport.bot.duration_ms - (transport.written[-1].at_ms + 20)) < 25
     assert sum(w.duration_ms for w in transport.written) == pytest.approx(played, abs=25)
+
+
+def test_rates_outside_the_supported_range_name_the_fix(tmp_path: Path) -> None:
+    path = tone(tmp_path / "low.wav", rate=4_000, channels=1, seconds=0.5)
+    with pytest.raises(AudioFormatError, match="resample the file") as err:
+        load_audio(path, 16_000)
+    assert str(path) in str(err.value)
