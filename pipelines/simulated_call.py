@@ -9,9 +9,12 @@ bot right), ``transcript.json`` and ``timeline.jsonl``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import enum
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,12 @@ class CallSpec:
     max_secs: float = 300.0
     graph_factory: Callable[[FileTransport, CallSpec], VoiceGraph] | None = None
     extra_observers: list[BaseObserver] = field(default_factory=list)
+    # Realtime mode: the endpoint and key (None and no OPENAI_API_KEY: an
+    # in-process voxpipe realtime-server answering with ``server_brain``).
+    server_url: str | None = None
+    api_key: str | None = None
+    server_brain: Any = None
+    tap: Any = None
 
 
 @dataclass
@@ -86,7 +95,41 @@ class _BotActivity(BaseObserver):
 
 
 def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
-    return build_chained_pipeline(transport, instructions=spec.instructions, tools=spec.tools)
+    return build_chained_pipeline(
+        transport, instructions=spec.instructions, tools=spec.tools, tap=spec.tap
+    )
+
+
+def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
+    from voxpipe.pipelines.realtime import build_realtime_pipeline
+
+    return build_realtime_pipeline(
+        transport,
+        instructions=spec.instructions,
+        tools=spec.tools,
+        tap=spec.tap,
+        server_url=spec.server_url,
+        api_key=spec.api_key,
+    )
+
+
+LOCAL_SERVER_KEY = "voxpipe-local"
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(spec: CallSpec) -> AsyncIterator[CallSpec]:
+    """The spec itself, or (realtime, no URL, no key) one pointing at an in-process server."""
+    if spec.mode is not Mode.REALTIME or spec.server_url or spec.api_key:
+        yield spec
+        return
+    if os.environ.get("OPENAI_API_KEY"):
+        yield spec
+        return
+    from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
+
+    config = ServerConfig(api_key=LOCAL_SERVER_KEY)
+    async with running_realtime_server(config=config, brain=spec.server_brain) as server:
+        yield dataclasses.replace(spec, server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY)
 
 
 async def simulate_call(spec: CallSpec) -> CallResult:
@@ -95,6 +138,11 @@ async def simulate_call(spec: CallSpec) -> CallResult:
         spec.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{spec.out_dir}: cannot create the output directory ({exc})") from exc
+    async with _endpoint(spec) as resolved:
+        return await _simulate(resolved)
+
+
+async def _simulate(spec: CallSpec) -> CallResult:
     transport = FileTransport(spec.input_path, paced=True)
     factory = spec.graph_factory or _graph_for(spec.mode)
     graph = factory(transport, spec)
@@ -124,6 +172,8 @@ async def simulate_call(spec: CallSpec) -> CallResult:
 def _graph_for(mode: Mode) -> Callable[[FileTransport, CallSpec], VoiceGraph]:
     if mode is Mode.CHAINED:
         return _chained_graph
+    if mode is Mode.REALTIME:
+        return _realtime_graph
     raise ConfigError(f"mode {mode.value} needs a graph factory")
 
 

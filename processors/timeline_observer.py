@@ -21,6 +21,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxpipe.frames import GuardrailTrippedFrame
+from voxpipe.processors.realtime.events import RealtimeCallEventFrame, timeline_entry
 from voxpipe.timeline import EventKind, Timeline
 
 _BROADCAST = (
@@ -29,6 +30,9 @@ _BROADCAST = (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     InterruptionFrame,
+    # The LLM service broadcasts function-call progress both ways too.
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
 )
 
 
@@ -98,5 +102,10 @@ class TimelineObserver(BaseObserver):
                 failure=frame.failure.value if frame.failure else None,
                 response_id=frame.response_id,
             )
+        elif isinstance(frame, RealtimeCallEventFrame):
+            # The realtime service's own events: cancels, truncates, states, reconnects...
+            entry = timeline_entry(frame.event)
+            if entry is not None:
+                add(now, entry[0], **entry[1])
         elif isinstance(frame, ErrorFrame):
             add(now, EventKind.ERROR, error=str(frame.error), fatal=bool(frame.fatal))

@@ -1,0 +1,128 @@
+"""A simulated realtime call end to end: the file transport, the realtime graph, voxpipe's
+server over a loopback socket, and the files a user reads afterwards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from voxpipe.cli import main
+from voxpipe.pipelines import demo_agent
+from voxpipe.pipelines.simulated_call import CallSpec, Mode, simulate_call
+from voxpipe.transports.realtime_server import ScriptedBrain, ServerConfig, running_realtime_server
+
+KEY = "test-key"
+LONG_REPLY = (
+    "On Saturday we open at nine in the morning and close at one in the afternoon, "
+    "and if you need anything later the pharmacy on Market Street is open until six."
+)
+SCRIPT: list[Any] = [
+    {"function_call": {"name": "get_opening_hours", "arguments": {"day": "Saturday"}}},
+    LONG_REPLY,
+    "Yes, we take cards.",
+]
+
+
+def _recording(make_speech: Any, path: Path) -> Path:
+    """A caller who asks, then talks over the bot's answer."""
+    rate = 16_000
+    pieces = []
+    for part in (
+        300,
+        "What time do you open on Saturday?",
+        3500,
+        "Sorry, can I pay by card?",
+        4000,
+    ):
+        if isinstance(part, int):
+            pieces.append(np.zeros(rate * part // 1000, dtype=np.float32))
+        else:
+            audio, _ = sf.read(str(make_speech(part, lead_ms=0, tail_ms=0)), dtype="float32")
+            pieces.append(np.asarray(audio, dtype=np.float32))
+    sf.write(str(path), np.concatenate(pieces), rate, subtype="PCM_16")
+    return path
+
+
+def _lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+
+
+async def test_a_realtime_call_writes_a_timeline_with_barge_in_and_tool_call(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = _recording(make_speech, tmp_path / "caller.wav")
+    brain = ScriptedBrain(SCRIPT, pace=1.5)  # still streaming when the caller cuts in
+    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
+        spec = CallSpec(
+            input_path=recording,
+            out_dir=tmp_path / "out",
+            mode=Mode.REALTIME,
+            instructions=demo_agent.INSTRUCTIONS,
+            tools=demo_agent.TOOLS,
+            server_url=srv.realtime_url,
+            api_key=KEY,
+            quiet_secs=1.5,
+        )
+        result = await simulate_call(spec)
+
+    lines = _lines(spec.out_dir)
+    kinds = [line["type"] for line in lines]
+    for wanted in (
+        "call_started",
+        "user_started_speaking",
+        "user_stopped_speaking",
+        "response_created",
+        "first_bot_audio",
+        "tool_call_started",
+        "tool_call_finished",
+        "interruption",
+        "response_cancelled",
+        "item_truncated",
+        "state_changed",
+        "call_ended",
+    ):
+        assert wanted in kinds, wanted
+    assert all(isinstance(line["t_ms"], int | float) for line in lines)
+    cut = next(line for line in lines if line["type"] == "item_truncated")
+    assert 0 < cut["audio_end_ms"] <= cut["received_ms"]
+    assert abs(cut["audio_end_ms"] - cut["played_ms"]) <= 1
+    assert len([k for k in kinds if k == "tool_call_started"]) == 1
+    states = [line["to"] for line in lines if line["type"] == "state_changed"]
+    assert "calling_tool" in states and "cancelling" in states
+    assert any(turn.interrupted for turn in result.turns)
+    data, rate = sf.read(str(spec.out_dir / "call.wav"))
+    assert data.shape[1] == 2 and rate == 24_000
+    assert np.abs(data[:, 1]).max() > 0.01  # the bot spoke
+    transcript = json.loads((spec.out_dir / "transcript.json").read_text())
+    assert len(transcript["turns"]) >= 2
+
+
+def test_voxpipe_call_runs_a_realtime_call_against_an_in_process_server(
+    make_speech: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    recording = _recording(make_speech, tmp_path / "caller.wav")
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(["We open at nine on Saturday.", "Yes, we take cards."]))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "call",
+            "--input",
+            str(recording),
+            "--out",
+            str(out),
+            "--brain",
+            "scripted",
+            "--script",
+            str(script),
+        ]
+    )
+    assert code == 0
+    kinds = {line["type"] for line in _lines(out)}
+    assert {"response_created", "first_bot_audio", "state_changed", "call_ended"} <= kinds
+    assert (out / "call.wav").exists() and (out / "transcript.json").exists()

@@ -1,0 +1,127 @@
+"""``voxpipe call``: a live call simulated from a recording, on the realtime or chained path.
+
+The recording plays in real time through the file transport. Realtime mode
+talks to ``--server`` (a Realtime endpoint), to OpenAI when a key is set, or
+else to an in-process ``voxpipe realtime-server`` whose brain is the local
+engines (``--brain local``) or a script (``--brain scripted``). Writes
+``DIR/call.wav`` (caller left, bot right), ``DIR/transcript.json`` and
+``DIR/timeline.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "call",
+        help="simulate a live call from a recording (realtime or chained)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input", type=Path, required=True, help="the caller's recording")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
+    parser.add_argument("--server", default=None, help="Realtime endpoint (ws://.../v1/realtime)")
+    parser.add_argument("--api-key", default=None, help="key (default: OPENAI_API_KEY)")
+    parser.add_argument("--config", type=Path, default=None, help="agent.toml")
+    parser.add_argument(
+        "--brain",
+        choices=["local", "scripted"],
+        default="local",
+        help="brain of the in-process server (no --server and no key)",
+    )
+    parser.add_argument("--script", type=Path, default=None, help="script for --brain scripted")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+    from voxpipe.pipelines.simulated_call import CallSpec, Mode
+
+    instructions, tap = DEFAULT_INSTRUCTIONS, None
+    if args.config is not None:
+        instructions, tap = _agent(args.config)
+    spec = CallSpec(
+        input_path=args.input,
+        out_dir=args.out,
+        mode=Mode(args.mode),
+        instructions=instructions,
+        server_url=args.server,
+        api_key=args.api_key,
+        tap=tap,
+    )
+    result = asyncio.run(_run(spec, args.brain, args.script))
+    print_call(result, args.out)
+    return 0 if result.turns else 1
+
+
+def _agent(path: Path) -> tuple[str, Any]:
+    from voxpipe.guardrails.config import load_agent_file
+    from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+    from voxpipe.processors.guardrail_input import build_guardrails
+
+    agent = load_agent_file(path)
+    # The tap sits after the brain in either graph; a trip interrupts the response.
+    tap, _input_filter = build_guardrails(agent.guardrails)
+    return agent.instructions or DEFAULT_INSTRUCTIONS, tap
+
+
+async def _run(spec: Any, brain: str, script: Path | None) -> Any:
+    from voxpipe.pipelines.simulated_call import Mode, simulate_call
+
+    needs_server = spec.mode is Mode.REALTIME and not (
+        spec.server_url or spec.api_key or os.environ.get("OPENAI_API_KEY")
+    )
+    if needs_server:
+        spec.server_brain = await server_brain(brain, script)
+    return await simulate_call(spec)
+
+
+async def server_brain(kind: str, script: Path | None = None) -> Any:
+    """The in-process server's brain: the local engines, or a script."""
+    from voxpipe.transports.realtime_server import ScriptedBrain, load_script
+
+    if kind == "scripted":
+        return ScriptedBrain(load_script(script) if script else None)
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+    return await LocalBrain.load()
+
+
+def print_call(result: Any, out: Path) -> None:
+    """The call, turn by turn, and what the realtime path did, as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from voxpipe.timeline import EventKind
+
+    console = Console()
+    table = Table(title="The call, turn by turn")
+    for column in ("#", "caller said (heard)", "bot replied", "latency"):
+        table.add_column(column)
+    for i, turn in enumerate(result.turns, 1):
+        latency = "-" if turn.latency_ms is None else f"{turn.latency_ms:.0f} ms"
+        replied = turn.replied + (" [interrupted]" if turn.interrupted else "")
+        table.add_row(str(i), turn.heard or "(audio)", replied, latency)
+    console.print(table)
+    timeline = result.timeline
+    tools = [str(e.data.get("name")) for e in timeline.of(EventKind.TOOL_CALL_STARTED)]
+    console.print(f"tool calls: {', '.join(tools) or 'none'}")
+    for cut in timeline.of(EventKind.ITEM_TRUNCATED):
+        console.print(
+            f"barge-in at {cut.t_ms / 1000:.1f} s: response cancelled, item truncated at "
+            f"{cut.data['audio_end_ms']} ms (played {cut.data['played_ms']} ms)"
+        )
+    for kind in (EventKind.RECONNECT, EventKind.ROLLOVER):
+        for event in timeline.of(kind):
+            console.print(f"{kind.value} at {event.t_ms / 1000:.1f} s: {event.data}")
+    console.print("latency: from the end of the caller's turn to the first bot audio out")
+    console.print(
+        f"wrote {out / 'call.wav'} (caller left, bot right), transcript.json, timeline.jsonl"
+    )
