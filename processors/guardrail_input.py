@@ -32,7 +32,7 @@ from voxpipe.guardrails import (
     Judgement,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_tap import GuardrailTap, SafeLineRoute, Timer, bounded_check
+from voxpipe.processors.guardrail_tap import GuardrailTap, SafeLineSpeaker, Timer, bounded_check
 
 DEFAULT_REFUSAL_LINE = "Sorry, I can't help with that."
 
@@ -128,7 +128,7 @@ class GuardrailInputFilter(FrameProcessor):
 def build_guardrails(
     config: GuardrailConfig,
     *,
-    safe_line_route: SafeLineRoute = SafeLineRoute.TTS,
+    speaker: SafeLineSpeaker | None = None,
     metrics: VoxpipeMetrics | None = None,
 ) -> tuple[GuardrailTap, GuardrailInputFilter]:
     """The output tap and the input filter an agent file asks for.
@@ -136,9 +136,13 @@ def build_guardrails(
     The tap runs ``config.policies()`` (deny patterns, PII) with the file's
     cadence, timeout, fail mode and safe line. The input filter refuses
     prompt-injection phrases in the caller's transcript and says the safe
-    line (or a default refusal). Chained graph: ``build_chained_pipeline(...,
-    tap=tap, stt=...)`` with the filter right after STT; realtime graph: the
-    tap after the service with ``safe_line_route=SafeLineRoute.BRAIN``.
+    line (or a default refusal).
+
+    Chained graph: ``build_chained_pipeline(..., tap=tap,
+    stt=Pipeline([stt, input_filter]))``. Realtime graph:
+    ``build_realtime_pipeline(..., tap=tap)``, then
+    ``tap.set_safe_line_speaker(RealtimeSafeLine(graph.brain))``; the input
+    filter has no slot there (the caller's audio goes straight to the brain).
     """
     tap = GuardrailTap(
         config.policies(),
@@ -146,7 +150,7 @@ def build_guardrails(
         timeout_s=config.timeout_ms / 1000,
         fail=config.fail,
         safe_line=config.safe_line,
-        safe_line_route=safe_line_route,
+        speaker=speaker,
         metrics=metrics,
     )
     input_filter = GuardrailInputFilter(

@@ -27,14 +27,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from loguru import logger
-from openai.types.chat import ChatCompletionSystemMessageParam
 from pipecat.frames.frames import (
     AudioRawFrame,
     EndFrame,
     Frame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
-    LLMMessagesAppendFrame,
     LLMMessagesTransformFrame,
     LLMTextFrame,
     TextFrame,
@@ -85,11 +83,8 @@ async def bounded_check(
     return error if error is not None else check.result()
 
 
-class SafeLineRoute(enum.Enum):
-    """How the safe line is spoken after a trip."""
-
-    TTS = "tts"  # a TTSSpeakFrame downstream: the chained TTS (or a TTS after the tap) says it
-    BRAIN = "brain"  # ask the speech-to-speech brain upstream to say it (realtime)
+SafeLineSpeaker = Callable[[str], Awaitable[None]]
+"""Says a line in the brain's own voice (the realtime graph's is ``RealtimeSafeLine``)."""
 
 
 class ScanCadence(enum.Enum):
@@ -108,8 +103,11 @@ class GuardrailTap(FrameProcessor):
         every_chars: run the debounced check every N new characters.
         timeout_s: a policy check slower than this counts as failed.
         fail: what a failed check (raised, timed out, garbage) counts as.
-        safe_line: said instead of the stopped response (None: silence).
-        safe_line_route: who says it (TTS after the tap, or the brain).
+        safe_line: said instead of the stopped response (None: silence). By
+            default a ``TTSSpeakFrame`` goes downstream (the chained TTS says
+            it); a speech-to-speech brain needs a speaker, see
+            :meth:`set_safe_line_speaker`.
+        speaker: says the safe line instead of a ``TTSSpeakFrame``.
         scan_cadence: pattern policies on every word (default) or debounced.
         metrics: counts trips per policy when given.
         timer: the sleep that bounds a check (tests inject their own).
@@ -126,7 +124,7 @@ class GuardrailTap(FrameProcessor):
         timeout_s: float = 1.0,
         fail: FailMode = FailMode.CLOSED,
         safe_line: str | None = None,
-        safe_line_route: SafeLineRoute = SafeLineRoute.TTS,
+        speaker: SafeLineSpeaker | None = None,
         scan_cadence: ScanCadence = ScanCadence.WORD,
         metrics: VoxpipeMetrics | None = None,
         timer: Timer = asyncio.sleep,
@@ -142,7 +140,7 @@ class GuardrailTap(FrameProcessor):
         self.gate = WordGate(self.core, self._word_scanners)
         self._timeout_s = timeout_s
         self._safe_line = safe_line
-        self._route = safe_line_route
+        self._speaker = speaker
         self._call_metrics = metrics
         self._timer = timer
         self._responses = 0
@@ -290,15 +288,12 @@ class GuardrailTap(FrameProcessor):
             await self._speak_safe_line(self._safe_line)
         await self._call_event_handler("on_guardrail_tripped", event)
 
+    def set_safe_line_speaker(self, speaker: SafeLineSpeaker | None) -> None:
+        """Say the safe line through ``speaker`` (e.g. the realtime brain, built after the tap)."""
+        self._speaker = speaker
+
     async def _speak_safe_line(self, line: str) -> None:
-        if self._route is SafeLineRoute.TTS:
+        if self._speaker is not None:
+            await self._speaker(line)
+        else:
             await self.push_frame(TTSSpeakFrame(line))
-            return
-        # The brain says it as its next response; the instruction is not the user's.
-        request: ChatCompletionSystemMessageParam = {
-            "role": "system",
-            "content": f"Say exactly this, and nothing else: {line}",
-        }
-        await self.push_frame(
-            LLMMessagesAppendFrame([request], run_llm=True), FrameDirection.UPSTREAM
-        )

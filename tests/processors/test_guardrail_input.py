@@ -17,7 +17,6 @@ from voxpipe.processors.guardrail_input import (
     GuardrailInputFilter,
     build_guardrails,
 )
-from voxpipe.processors.guardrail_tap import SafeLineRoute
 
 
 async def expired(_: float) -> None:
@@ -80,7 +79,7 @@ async def test_build_guardrails_wires_the_agent_file_table() -> None:
             },
         }
     )
-    tap, guard = build_guardrails(config.guardrails, safe_line_route=SafeLineRoute.BRAIN)
+    tap, guard = build_guardrails(config.guardrails)
     assert [p.name for p in tap.policies] == ["deny", "pii"]
     assert tap.core.every_chars == 40 and tap.core.fail is FailMode.OPEN
     assert guard.core.fail is FailMode.OPEN

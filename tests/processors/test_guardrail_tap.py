@@ -13,7 +13,6 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
-    LLMMessagesAppendFrame,
     LLMMessagesTransformFrame,
     LLMTextFrame,
     StartFrame,
@@ -34,7 +33,7 @@ from voxpipe.guardrails import (
     Verdict,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_tap import GuardrailTap, SafeLineRoute, ScanCadence
+from voxpipe.processors.guardrail_tap import GuardrailTap, ScanCadence
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
 
@@ -239,15 +238,16 @@ async def test_the_context_transform_keeps_only_what_preceded_the_span() -> None
     assert frame.transform(heard)[-1] == {"role": "assistant", "content": "Sure. The"}
 
 
-async def test_the_brain_route_asks_the_brain_upstream_to_say_the_safe_line() -> None:
-    tap = GuardrailTap(
-        [DenyPolicy(words=["password"])], safe_line=SAFE, safe_line_route=SafeLineRoute.BRAIN
-    )
-    down, up = await run_test(tap, frames_to_send=response("The password "))
+async def test_a_speaker_says_the_safe_line_instead_of_a_tts_frame() -> None:
+    said: list[str] = []
+
+    async def speaker(line: str) -> None:
+        said.append(line)
+
+    tap = GuardrailTap([DenyPolicy(words=["password"])], safe_line=SAFE, speaker=speaker)
+    down, _ = await run_test(tap, frames_to_send=response("The password "))
     assert not of(down, TTSSpeakFrame)
-    (ask,) = of(up, LLMMessagesAppendFrame)
-    assert isinstance(ask, LLMMessagesAppendFrame) and ask.run_llm
-    assert SAFE in str(ask.messages[0]["content"])
+    assert said == [SAFE]
 
 
 class Raises(RecordingPolicy):
