@@ -36,7 +36,7 @@ import aiohttp
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "realtime_server.json"
-LEVELS = (1, 10, 25, 50, 100, 150, 200, 300)
+LEVELS = (1, 10, 25, 50, 75, 100, 150, 200, 300)
 CHUNK_MS = 100
 NOISE_MS = 2000
 JITTER_MS = 100

@@ -299,3 +299,13 @@ async def test_session_cap_sends_session_expired_and_closes() -> None:
 async def test_scripted_function_call_entry_parsing() -> None:
     brain = ScriptedBrain(SCRIPT)
     assert brain.script[1] == ScriptedFunctionCall("get_weather", {"city": "Paris"})
+
+
+async def test_secret_for_a_session_no_connection_could_start_is_refused(
+    server: RunningServer,
+) -> None:
+    with pytest.raises(Exception, match=r"session\.audio\.output\.format\.type"):
+        await sdk(server).realtime.client_secrets.create(
+            expires_after={"anchor": "created_at", "seconds": 60},
+            session={"type": "realtime", "audio": {"output": {"format": {"type": "audio/mp3"}}}},
+        )

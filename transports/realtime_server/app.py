@@ -15,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 from aiohttp import web
-from openai.types.realtime import RealtimeSessionCreateRequest
 
 from voxpipe.errors import ConfigError
+from voxpipe.realtime.protocol_errors import ProtocolError
 from voxpipe.realtime.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
 from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
@@ -132,45 +131,19 @@ class RealtimeServer:
         if not allowed:
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         try:
-            body = await request.json()
+            minted = secret_store.parse_mint_request(await request.json())
         except ValueError:
             return _error(400, "The body must be a JSON object.", "invalid_json")
-        if not isinstance(body, dict):
-            return _error(400, "The body must be a JSON object.", "invalid_json")
-        expires = body.get("expires_after") or {}
-        seconds = expires.get("seconds", secret_store.DEFAULT_SECONDS)
-        if expires.get("anchor", "created_at") != "created_at":
-            return _error(
-                400,
-                "expires_after.anchor must be 'created_at'.",
-                "invalid_value",
-                "expires_after.anchor",
-            )
-        if not isinstance(seconds, int) or not (
-            secret_store.MIN_SECONDS <= seconds <= secret_store.MAX_SECONDS
-        ):
-            return _error(
-                400,
-                "expires_after.seconds must be an integer from 10 to 7200.",
-                "invalid_value",
-                "expires_after.seconds",
-            )
-        session = body.get("session") or {"type": "realtime"}
-        try:
-            parsed = RealtimeSessionCreateRequest.model_validate(session)
-        except pydantic.ValidationError as exc:
-            return _error(
-                400, f"Invalid session: {exc.errors()[0]['msg']}.", "invalid_value", "session"
-            )
-        if parsed.type != "realtime":
-            return _error(
-                400, "Only 'realtime' sessions can be minted here.", "invalid_value", "session.type"
-            )
-        stored = parsed.model_dump(exclude_unset=True, mode="json")
-        secret = self.secrets.mint(stored, seconds, self.config.clock())
-        session_out = {**stored, "object": "realtime.session", "id": "sess_" + secret.value[-12:]}
+        except ProtocolError as error:
+            return _error(400, error.message, error.code, error.param)
+        secret = self.secrets.mint(minted.session, minted.seconds, self.config.clock())
+        session = {
+            **minted.session,
+            "object": "realtime.session",
+            "id": "sess_" + secret.value[-12:],
+        }
         return web.json_response(
-            {"value": secret.value, "expires_at": secret.expires_at, "session": session_out}
+            {"value": secret.value, "expires_at": secret.expires_at, "session": session}
         )
 
     async def _arm_fault(self, request: web.Request) -> web.Response:

@@ -11,6 +11,13 @@ import secrets as _random
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
+from openai.types.realtime import RealtimeSessionCreateRequest
+
+from voxpipe.realtime.parsing import error_from_validation
+from voxpipe.realtime.protocol_errors import ProtocolError, invalid_value
+from voxpipe.realtime.session_config import SessionConfig
+
 MIN_SECONDS = 10
 MAX_SECONDS = 7200
 DEFAULT_SECONDS = 600
@@ -53,3 +60,36 @@ class SecretStore:
     def _forget_expired(self, now_s: float) -> None:
         for value in [v for v, s in self._secrets.items() if now_s >= s.expires_at]:
             del self._secrets[value]
+
+
+@dataclass(frozen=True)
+class MintRequest:
+    """A validated ``POST /v1/realtime/client_secrets`` body."""
+
+    seconds: int
+    session: dict[str, Any]
+
+
+def parse_mint_request(body: Any) -> MintRequest:
+    """Validate a mint request; the session must be one a connection could start with."""
+    if not isinstance(body, dict):
+        raise invalid_value("body", "The body must be a JSON object.")
+    expires = body.get("expires_after") or {}
+    if expires.get("anchor", "created_at") != "created_at":
+        raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
+    seconds = expires.get("seconds", DEFAULT_SECONDS)
+    if not isinstance(seconds, int) or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise invalid_value(
+            "expires_after.seconds", "expires_after.seconds must be an integer from 10 to 7200."
+        )
+    try:
+        session = RealtimeSessionCreateRequest.model_validate(
+            body.get("session") or {"type": "realtime"}
+        )
+    except pydantic.ValidationError as exc:
+        raise error_from_validation(exc, "session") from None
+    SessionConfig("check").update(session, voice_locked=False)  # raises ProtocolError
+    return MintRequest(seconds, session.model_dump(exclude_unset=True, mode="json"))
+
+
+__all__ = ["EphemeralSecret", "MintRequest", "ProtocolError", "SecretStore", "parse_mint_request"]

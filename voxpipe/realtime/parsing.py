@@ -75,13 +75,17 @@ def _decode_json(raw: str | bytes) -> dict[str, Any]:
     return data
 
 
-def _error_from_validation(exc: pydantic.ValidationError) -> ProtocolError:
+def error_from_validation(exc: pydantic.ValidationError, prefix: str = "") -> ProtocolError:
+    """The protocol error for a pydantic failure, naming the field as a client spells it."""
     error = exc.errors()[0]
     # Unions label their branches by class or tag; a client knows only field names.
     path = ".".join(
-        str(part)
-        for part in error["loc"]
-        if isinstance(part, str) and not part[:1].isupper() and "/" not in part
+        [prefix] * bool(prefix)
+        + [
+            str(part)
+            for part in error["loc"]
+            if isinstance(part, str) and not part[:1].isupper() and "/" not in part
+        ]
     )
     kind = error["type"]
     if kind == "missing":
@@ -190,6 +194,6 @@ def parse_client_event(
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise _error_from_validation(exc) from exc
+            raise error_from_validation(exc) from exc
     except ProtocolError as error:
         raise error.with_event_id(event_id) from None

@@ -88,7 +88,6 @@ class ResponseControl:
                 f"Conversation already has an active response in progress: {self.active.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
-        out_of_band = params.conversation == "none"
         self._instructions = (
             self.config.instructions if params.instructions is None else params.instructions
         )
@@ -98,6 +97,23 @@ class ResponseControl:
             else [t.model_dump(exclude_none=True) for t in params.tools]
         )
         self._context = self._context_for(params)
+        run = self.active = self._new_run(params)
+        self.responses_created += 1
+        self._context_tokens = self._tokens_of(self._context)
+        wanted = self._context_tokens.tokens + (run.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS)
+        self._reservation = self.limiter.reserve(wanted, now_ms)
+        outputs: list[Output] = [run.created(), self._rate_limits_event(now_ms)]
+        if self._reservation is None:
+            error = Error(
+                type="rate_limit_error",
+                code=ErrorCode.RATE_LIMIT_EXCEEDED.value,
+                message="Rate limit reached for requests or tokens per minute; "
+                "try again after the reset time in rate_limits.updated.",
+            )
+            return outputs + self._finish(ResponseStatus.FAILED, now_ms, error=error)
+        return [*outputs, BrainStartRequested(run.id)]
+
+    def _new_run(self, params: RealtimeResponseCreateParams) -> ResponseRun:
         modality = (
             Modality(params.output_modalities[0])
             if params.output_modalities
@@ -108,33 +124,16 @@ class ResponseControl:
             if params.max_output_tokens is not None
             else self.config.max_output_tokens
         )
-        self.active = ResponseRun(
+        return ResponseRun(
             response_id=self.ids.new(IdKind.RESPONSE),
             ids=self.ids,
-            conversation=None if out_of_band else self.conversation,
+            conversation=None if params.conversation == "none" else self.conversation,
             modality=modality,
             output_format=self.config.output_format,
             voice=self.config.voice,
             max_output_tokens=limit if isinstance(limit, int) else None,
             metadata=dict(params.metadata) if params.metadata else None,
         )
-        self.responses_created += 1
-        self._context_tokens = self._tokens_of(self._context)
-        self._reservation = self.limiter.reserve(
-            self._context_tokens.tokens
-            + (self.active.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS),
-            now_ms,
-        )
-        outputs: list[Output] = [self.active.created(), self._rate_limits_event(now_ms)]
-        if self._reservation is None:
-            error = Error(
-                type="rate_limit_error",
-                code=ErrorCode.RATE_LIMIT_EXCEEDED.value,
-                message="Rate limit reached for requests or tokens per minute; "
-                "try again after the reset time in rate_limits.updated.",
-            )
-            return outputs + self._finish(ResponseStatus.FAILED, now_ms, error=error)
-        return [*outputs, BrainStartRequested(self.active.id)]
 
     def _context_for(self, params: RealtimeResponseCreateParams) -> list[ItemRecord]:
         if params.input is None:
