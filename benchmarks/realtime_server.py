@@ -336,7 +336,7 @@ def naive_turn(engines: Any, pcm24: bytes, question: str, split: Any) -> float:
 # -- report ----------------------------------------------------------------------------
 
 
-def report(rows: list[LevelResult], local: dict[str, Any] | None) -> dict[str, Any]:
+def print_table(rows: list[LevelResult]) -> None:
     print(f"\nvoxpipe realtime-server benchmark ({os.cpu_count()} cores, {platform.machine()})")
     print(
         f"{'server':<9}{'sessions':>9}{'failed':>8}{'underruns':>10}{'p50 ms':>9}"
@@ -347,6 +347,10 @@ def report(rows: list[LevelResult], local: dict[str, Any] | None) -> dict[str, A
             f"{r.server:<9}{r.sessions:>9}{r.failed:>8}{r.underruns:>10}{r.p50_created_ms:>9}"
             f"{r.p99_created_ms:>9}{r.p99_event_gap_ms:>12}{r.audio_s:>9}"
         )
+
+
+def report(rows: list[LevelResult], local: dict[str, Any] | None) -> dict[str, Any]:
+    print_table(rows)
     most = {
         kind: max([r.sessions for r in rows if r.server == kind and held(r)], default=0)
         for kind in ("baseline", "voxpipe")
