@@ -39,6 +39,21 @@ async def get_weather(params: FunctionCallParams, city: str) -> None:
 
 TOOLS = [get_opening_hours, get_weather]
 
+# What the in-process realtime server says when no key is set: the model's
+# side of the demo call, scripted so the demo runs anywhere. The weather
+# answer is long, and streamed near real time, so the caller's third line
+# lands while it is still being spoken: a barge-in the demo shows cancelled.
+REALTIME_SCRIPT: list[Any] = [
+    {"function_call": {"name": "get_opening_hours", "arguments": {"day": "Saturday"}}},
+    "On Saturday we are open from nine in the morning until one in the afternoon.",
+    {"function_call": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+    "It is sunny in Paris today, about twenty one degrees, a lovely day for a walk "
+    "along the river, and the evening should stay dry and mild until late, so there "
+    "is no need to bring an umbrella if you are heading out.",
+    "Yes, you can pay by card, and we take cash too.",
+]
+REALTIME_SCRIPT_PACE = 1.2  # times real time: a provider streams a little ahead of playback
+
 
 def caller_recording() -> Path:
     return Path(str(files("voxpipe").joinpath("data/demo_caller.wav")))

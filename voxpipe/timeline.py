@@ -85,8 +85,11 @@ class Timeline:
     def turns(self) -> list[Turn]:
         """Pair each caller turn with the bot audio and text that followed it."""
         turns: list[_TurnBuilder] = []
+        bot_speaking = False
         for event in sorted(self.events, key=lambda e: e.t_ms):
             kind, current = event.kind, turns[-1] if turns else None
+            if kind in (EventKind.BOT_STARTED_SPEAKING, EventKind.BOT_STOPPED_SPEAKING):
+                bot_speaking = kind is EventKind.BOT_STARTED_SPEAKING
             if kind in (EventKind.USER_STOPPED_SPEAKING, EventKind.USER_TRANSCRIPT):
                 if current is None or current.answered:
                     current = _TurnBuilder()
@@ -102,7 +105,8 @@ class Timeline:
             elif kind is EventKind.ASSISTANT_TEXT:
                 current.replied.append(str(event.data.get("text", "")))
             elif kind is EventKind.INTERRUPTION and current.first_audio_ms is not None:
-                current.interrupted = True
+                # Every caller turn start interrupts; only one that cut the bot counts.
+                current.interrupted = current.interrupted or bot_speaking
         return [t.freeze() for t in turns]
 
 

@@ -17,7 +17,6 @@ from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
     LLMFullResponseEndFrame,
-    TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.openai.realtime import events as rt
@@ -142,8 +141,8 @@ class InterruptionMixin(RealtimeBase):
         self._playout_pending = False
         if self._current_assistant_response:
             await self.push_frame(LLMFullResponseEndFrame())
-            if self._is_modality_enabled("audio"):
-                await self.push_frame(TTSStoppedFrame())
+        # No TTSStoppedFrame (pipecat sends one): the output transport would
+        # flush its resampler's tail and play it after the interruption.
         self._current_assistant_response = None
         self._current_audio_response = None
 

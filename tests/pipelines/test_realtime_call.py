@@ -126,3 +126,21 @@ def test_voxpipe_call_runs_a_realtime_call_against_an_in_process_server(
     kinds = {line["type"] for line in _lines(out)}
     assert {"response_created", "first_bot_audio", "state_changed", "call_ended"} <= kinds
     assert (out / "call.wav").exists() and (out / "transcript.json").exists()
+
+
+def test_voxpipe_demo_is_a_realtime_call_with_a_barge_in_and_tool_calls(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    lines = _lines(out)
+    assert lines[0]["mode"] == "realtime"
+    tools = [line["name"] for line in lines if line["type"] == "tool_call_started"]
+    assert tools == ["get_opening_hours", "get_weather"]
+    cut = next(line for line in lines if line["type"] == "item_truncated")
+    # The caller's third line lands on the weather answer (demo_caller.json).
+    third_line = demo_agent.caller_script()[2]
+    assert cut["t_ms"] > third_line["start_ms"]
+    assert any(line["type"] == "response_cancelled" for line in lines)
+    assert abs(cut["audio_end_ms"] - cut["played_ms"]) <= 1

@@ -20,8 +20,13 @@ from voxpipe.processors.realtime import (
 
 
 def _frames_after(call: Any, item_id: str, after_ms: float) -> int:
-    """Bot audio chunks of ``item_id`` written after ``after_ms`` on the transport's clock."""
-    return sum(1 for w in call.transport.written if w.at_ms > after_ms and w.utterance == item_id)
+    """Bot audio chunks written after ``after_ms`` that are not a later item's."""
+    earlier_items = {w.utterance for w in call.transport.written if w.at_ms <= after_ms}
+    return sum(
+        1
+        for w in call.transport.written
+        if w.at_ms > after_ms and (w.utterance in earlier_items or not w.utterance)
+    )
 
 
 def _stopped_at(call: Any, item_id: str) -> float:

@@ -1,9 +1,16 @@
-"""``voxpipe demo``: a whole simulated call, offline, printed turn by turn."""
+"""``voxpipe demo``: a whole simulated call, offline, printed turn by turn.
+
+The default is the realtime path: the demo caller rings the pharmacy, asks
+two questions (each answered after a tool call) and talks over the bot's
+second answer, which is cancelled and truncated at what was heard. With no
+key the brain is an in-process ``voxpipe realtime-server``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,43 +18,59 @@ from typing import Any
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run a whole call offline and print its turns")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output directory")
-    parser.add_argument("--mode", choices=["chained", "realtime"], default="chained")
+    parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
+    parser.add_argument(
+        "--brain",
+        choices=["scripted", "local"],
+        default="scripted",
+        help="realtime, no key: the in-process server's brain (a script, or the local engines)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
+    from voxpipe.cli.call import print_call
     from voxpipe.pipelines import demo_agent
-    from voxpipe.pipelines.simulated_call import CallSpec, Mode, simulate_call
+    from voxpipe.pipelines.simulated_call import CallSpec, Mode
 
     console = Console()
-    console.print(
-        f"[bold]voxpipe demo[/bold]: a caller rings the pharmacy ({args.mode} path, offline)"
-    )
+    mode = Mode(args.mode)
     spec = CallSpec(
         input_path=demo_agent.caller_recording(),
         out_dir=args.out,
-        mode=Mode(args.mode),
+        mode=mode,
         instructions=demo_agent.INSTRUCTIONS,
         tools=demo_agent.TOOLS,
     )
-    result = asyncio.run(simulate_call(spec))
-    table = Table(title="The call, turn by turn")
-    for column in ("#", "caller said (heard)", "bot replied", "latency"):
-        table.add_column(column)
-    for i, turn in enumerate(result.turns, 1):
-        latency = "-" if turn.latency_ms is None else f"{turn.latency_ms:.0f} ms"
-        replied = turn.replied + (" [interrupted]" if turn.interrupted else "")
-        table.add_row(str(i), turn.heard, replied, latency)
-    console.print(table)
-    tools = [
-        e.data.get("name") for e in result.timeline.events if e.kind.value == "tool_call_started"
-    ]
-    console.print(f"tool calls: {', '.join(map(str, tools)) or 'none'}")
-    console.print("latency: from the end of the caller's turn to the first bot audio out")
-    console.print(
-        f"wrote {args.out / 'call.wav'} (caller left, bot right), transcript.json, timeline.jsonl"
-    )
+    console.print(f"[bold]voxpipe demo[/bold]: a caller rings the pharmacy ({_brain(args)})")
+    result = asyncio.run(_run(spec, args.brain))
+    print_call(result, args.out)
     return 0 if result.turns else 1
+
+
+def _brain(args: argparse.Namespace) -> str:
+    if args.mode == "chained":
+        return "chained path: local Whisper -> LLM -> TTS"
+    if os.environ.get("OPENAI_API_KEY"):
+        return "realtime path: OpenAI Realtime (OPENAI_API_KEY is set)"
+    what = "a scripted brain" if args.brain == "scripted" else "the local engines"
+    return f"realtime path: in-process voxpipe realtime-server with {what}, offline"
+
+
+async def _run(spec: Any, brain: str) -> Any:
+    from voxpipe.pipelines import demo_agent
+    from voxpipe.pipelines.simulated_call import Mode, simulate_call
+    from voxpipe.transports.realtime_server import ScriptedBrain
+
+    if spec.mode is Mode.REALTIME and not os.environ.get("OPENAI_API_KEY"):
+        if brain == "scripted":
+            spec.server_brain = ScriptedBrain(
+                demo_agent.REALTIME_SCRIPT, pace=demo_agent.REALTIME_SCRIPT_PACE
+            )
+        else:
+            from voxpipe.cli.call import server_brain
+
+            spec.server_brain = await server_brain("local")
+    return await simulate_call(spec)
