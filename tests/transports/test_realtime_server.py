@@ -309,3 +309,23 @@ async def test_secret_for_a_session_no_connection_could_start_is_refused(
             expires_after={"anchor": "created_at", "seconds": 60},
             session={"type": "realtime", "audio": {"output": {"format": {"type": "audio/mp3"}}}},
         )
+
+
+async def test_browser_style_subprotocol_key_is_accepted(server: RunningServer) -> None:
+    import aiohttp
+
+    protocols = ("realtime", f"openai-insecure-api-key.{API_KEY}")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{server.realtime_url}?model=gpt-realtime", protocols=protocols) as ws,
+    ):
+        created = json.loads((await ws.receive()).data)
+        assert ws.protocol == "realtime"
+    assert created["type"] == "session.created"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(
+                f"{server.realtime_url}?model=gpt-realtime",
+                protocols=("realtime", "openai-insecure-api-key.wrong"),
+            )
+    assert refused.value.status == 401

@@ -53,10 +53,21 @@ def _error(status: int, message: str, code: str, param: str | None = None) -> we
     return web.json_response(body, status=status)
 
 
+SUBPROTOCOL_KEY_PREFIX = "openai-insecure-api-key."
+
+
 def _bearer(request: web.Request) -> str | None:
+    """The key from ``Authorization: Bearer``, or from the browser subprotocol form."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # Browsers cannot set headers: OpenAI also takes the key as a WebSocket subprotocol.
+    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        protocol = protocol.strip()
+        if protocol.startswith(SUBPROTOCOL_KEY_PREFIX):
+            return protocol[len(SUBPROTOCOL_KEY_PREFIX) :] or None
+    return None
 
 
 class RealtimeServer:
@@ -107,7 +118,9 @@ class RealtimeServer:
             return _error(
                 400, "Missing required parameter: 'model'.", "missing_required_parameter", "model"
             )
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0, autoping=True)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0, autoping=True, protocols=("realtime",)
+        )
         await ws.prepare(request)
         driver = SessionDriver(
             ws,
