@@ -240,3 +240,26 @@ def test_out_of_band_input_resolves_item_references() -> None:
         },
     )
     assert (error.error.param, error.error.event_id) == ("response.input.0.id", "r2")
+
+
+def test_client_sent_user_audio_item_is_transcribed() -> None:
+    s = session()
+    audio = __import__("base64").b64encode(bytes(4800)).decode()
+    outputs = send(
+        s,
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_audio", "audio": audio}],
+            },
+        },
+    )
+    assert types(outputs) == [
+        "conversation.item.added",
+        "conversation.item.done",
+        "TranscriptionRequested",
+    ]
+    assert len(outputs[-1].pcm16) == 100 * 32  # 100 ms at 16 kHz
+    assert s.conversation.get(outputs[0].item.id).audio_ms == 100

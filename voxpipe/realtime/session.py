@@ -33,9 +33,9 @@ from openai.types.realtime import (
 )
 from openai.types.realtime.realtime_server_event import ConversationItemRetrieved
 
-from voxpipe.realtime import parsing
+from voxpipe.realtime import codec, parsing
 from voxpipe.realtime.conversation import Conversation, ItemRecord, validate_item
-from voxpipe.realtime.effects import CloseRequested, Output
+from voxpipe.realtime.effects import CloseRequested, Output, TranscriptionRequested
 from voxpipe.realtime.ids import IdFactory, IdKind
 from voxpipe.realtime.input_audio import InputAudioBuffer, decode_append
 from voxpipe.realtime.protocol_errors import (
@@ -49,7 +49,7 @@ from voxpipe.realtime.rate_limits import RateLimiter, RateLimitPolicy
 from voxpipe.realtime.response_control import ResponseControl
 from voxpipe.realtime.session_config import SessionConfig
 from voxpipe.realtime.turn import TurnDetector
-from voxpipe.realtime.user_turns import UserTurns
+from voxpipe.realtime.user_turns import TRANSCRIBE_RATE, UserTurns
 
 CLOSE_NORMAL = 1000
 
@@ -186,7 +186,11 @@ class RealtimeSession(ResponseControl, UserTurns):
         record = ItemRecord(item=item, audio_format=self.buffer.format)
         self.attach_client_audio(record)
         previous = self.conversation.add(record, event.previous_item_id)
-        return self.item_added_and_done(record, previous)
+        outputs = self.item_added_and_done(record, previous)
+        if record.audio:  # a user audio item sent whole: the brain needs its words too
+            pcm = codec.to_pcm16(bytes(record.audio), record.audio_format, TRANSCRIBE_RATE)
+            outputs.append(TranscriptionRequested(record.id, pcm, TRANSCRIBE_RATE))
+        return outputs
 
     def _on_item_retrieve(self, event: ConversationItemRetrieveEvent, now_ms: int) -> list[Output]:
         record = self.conversation.get(event.item_id, ErrorCode.RETRIEVE_INVALID_ITEM)
