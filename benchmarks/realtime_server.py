@@ -7,6 +7,7 @@
    100 ms jitter buffer; an underrun is a delta that arrives after its
    playback time. Baseline, measured in the same run: a bare aiohttp
    WebSocket server that streams the same paced audio with no protocol work.
+   Callers arrive spread over two seconds, as calls do, not in lockstep.
 2. Local brain: end of speech -> first ``response.output_audio.delta``,
    median over a few spoken questions. Baseline, same run: the naive turn
    (whole-utterance STT, whole LLM reply, then TTS of the first sentence).
@@ -36,13 +37,14 @@ import aiohttp
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "realtime_server.json"
-LEVELS = (1, 10, 25, 50, 75, 100, 150, 200, 300)
+LEVELS = (1, 10, 25, 50, 75, 100, 125, 150, 200, 300)
 CHUNK_MS = 100
 NOISE_MS = 2000
 JITTER_MS = 100
 PACE = 1.5  # the CLI's scripted pace: audio streams 1.5x faster than real time
 REPLY = "Hello! This is the voxpipe scripted voice. How can I help you today?"
 LATENCY_LIMIT_MS = 500.0
+STAGGER_S = 2.0
 
 
 @dataclass
@@ -138,9 +140,12 @@ def start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
 # -- one simulated caller -----------------------------------------------------
 
 
-async def caller(http: aiohttp.ClientSession, url: str, noise: bytes) -> SessionResult:
+async def caller(
+    http: aiohttp.ClientSession, url: str, noise: bytes, start_delay: float
+) -> SessionResult:
     result = SessionResult()
     loop = asyncio.get_running_loop()
+    await asyncio.sleep(start_delay)  # callers arrive spread over STAGGER_S, not all at once
     try:
         async with http.ws_connect(
             url, headers={"Authorization": "Bearer bench"}, max_msg_size=0
@@ -195,7 +200,8 @@ async def run_level(kind: str, port: int, sessions: int) -> LevelResult:
     noise = (np.random.default_rng(1).normal(0, 300, 24 * NOISE_MS)).astype("<i2").tobytes()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        results = await asyncio.gather(*(caller(http, url, noise) for _ in range(sessions)))
+        delays = np.random.default_rng(sessions).uniform(0, STAGGER_S, sessions)
+        results = await asyncio.gather(*(caller(http, url, noise, d) for d in delays))
     ok = [r for r in results if not r.failed]
     created = sorted(r.create_to_created_ms for r in ok) or [float("nan")]
     gaps = sorted(g for r in ok for g in r.gaps_ms[2:]) or [float("nan")]
