@@ -117,6 +117,11 @@ def test_session_update_merges_partially_and_null_turns_vad_off() -> None:
         },
     )
     assert config.turn == TurnConfig(threshold=0.7, silence_duration_ms=200)
+    _update(
+        config,
+        {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}},
+    )
+    assert config.turn == TurnConfig(silence_duration_ms=400)  # eager: answers sooner
     _update(config, {"audio": {"input": {"turn_detection": None}}})
     assert config.turn is None
     _update(config, {"audio": {"input": {"format": {"type": "audio/pcma"}}}})

@@ -17,6 +17,7 @@ import pydantic
 from openai.types.realtime import RealtimeSessionCreateRequest
 
 from voxpipe.audio import AudioFormat
+from voxpipe.realtime.parsing import error_from_validation
 from voxpipe.realtime.protocol_errors import (
     ErrorCode,
     ProtocolError,
@@ -155,10 +156,7 @@ class SessionConfig:
         try:
             RealtimeSessionCreateRequest.model_validate(merged)
         except pydantic.ValidationError as exc:
-            loc = ".".join(str(p) for p in exc.errors()[0]["loc"] if isinstance(p, str))
-            raise invalid_value(
-                f"session.{loc}", f"Invalid session: {exc.errors()[0]['msg']}."
-            ) from None
+            raise error_from_validation(exc, "session") from None
         modalities = merged.get("output_modalities") or ["audio"]
         if len(set(modalities)) != 1:
             raise invalid_value(
