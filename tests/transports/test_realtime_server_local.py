@@ -118,3 +118,66 @@ async def test_local_model_calls_a_tool_and_uses_its_result(server: RunningServe
     assert "berlin" in json.loads(call["arguments"]).get("city", "").lower()
     answer = done["response"]["output"][0]["content"][0]["text"].lower()
     assert "snow" in answer or "-3" in answer or "minus" in answer
+
+
+async def test_official_sdk_holds_a_spoken_conversation(
+    server: RunningServer, make_speech: Any
+) -> None:
+    from openai import AsyncOpenAI
+
+    question = read_pcm16(
+        make_speech("How many days are there in a week?", rate=24_000, lead_ms=400, tail_ms=0)
+    )
+    client = AsyncOpenAI(
+        api_key="test-key",
+        base_url=server.http_base_url,
+        websocket_base_url=server.ws_base_url,
+        max_retries=0,
+    )
+    audio = bytearray()
+    transcript = ""
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(
+            session={"type": "realtime", "instructions": "Answer in one short sentence."}
+        )
+        for start in range(0, len(question + silence(1000)), 4800):
+            chunk = (question + silence(1000))[start : start + 4800]
+            await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+        async for event in conn:
+            if event.type == "response.output_audio.delta":
+                audio += base64.b64decode(event.delta)
+            elif event.type == "response.output_audio_transcript.delta":
+                transcript += event.delta
+            elif event.type == "response.done":
+                assert event.response.status == "completed"
+                break
+    assert "seven" in transcript.lower() or "7" in transcript
+    assert len(audio) / 48 > 500
+
+
+async def test_pipecat_service_holds_a_spoken_conversation(
+    server: RunningServer, make_speech: Any
+) -> None:
+    from pipecat.frames.frames import ErrorFrame, InputAudioRawFrame, TTSAudioRawFrame, TTSTextFrame
+    from pipecat.pipeline.worker import PipelineParams
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+    from pipecat.tests.utils import SleepFrame, run_test
+
+    question = read_pcm16(
+        make_speech("What is the capital of Italy?", rate=24_000, lead_ms=400, tail_ms=0)
+    ) + silence(1200)
+    frames: list[Any] = [
+        InputAudioRawFrame(audio=question[i : i + 960], sample_rate=24_000, num_channels=1)
+        for i in range(0, len(question), 960)
+    ]
+    service = OpenAIRealtimeLLMService(api_key="test-key", base_url=server.realtime_url)
+    down, up = await run_test(
+        service,
+        frames_to_send=[SleepFrame(0.5), *frames, SleepFrame(8.0)],
+        pipeline_params=PipelineParams(audio_in_sample_rate=24_000, audio_out_sample_rate=24_000),
+        start_timeout=5.0,
+    )
+    assert not [f for f in [*down, *up] if isinstance(f, ErrorFrame)]
+    said = "".join(f.text for f in down if isinstance(f, TTSTextFrame))
+    assert "rome" in said.lower()
+    assert sum(len(f.audio) for f in down if isinstance(f, TTSAudioRawFrame)) / 48 > 500
