@@ -106,3 +106,23 @@ def test_cli_refuses_script_without_scripted_brain(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--script only applies to --brain scripted" in done.stderr
+
+
+def test_cli_refuses_to_serve_the_network_without_a_key() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voxpipe",
+            "realtime-server",
+            "--brain",
+            "scripted",
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "without --api-key" in done.stderr

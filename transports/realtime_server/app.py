@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
 from voxpipe.errors import ConfigError
 from voxpipe.realtime.protocol_errors import ProtocolError
@@ -133,10 +134,12 @@ class RealtimeServer:
             preconfig=preconfig,
         )
         self.live_sessions.add(driver)
+        logger.info("realtime session {} opened (model {})", driver.core.session_id, model)
         try:
             await driver.run()
         finally:
             self.live_sessions.discard(driver)
+            logger.info("realtime session {} closed", driver.core.session_id)
         return ws
 
     async def _client_secrets(self, request: web.Request) -> web.Response:

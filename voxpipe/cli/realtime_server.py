@@ -70,6 +70,11 @@ async def _main(args: argparse.Namespace) -> None:
     from voxpipe.transports.realtime_server.app import RealtimeServer, ServerConfig
     from voxpipe.transports.realtime_server.serving import serve_forever
 
+    if not args.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"refusing to serve {args.host} without --api-key",
+            hint="any client on the network could use the models otherwise",
+        )
     if args.fault_injection and not args.api_key:
         raise ConfigError("--fault-injection needs --api-key", hint="fault control is keyed")
     config = ServerConfig(
