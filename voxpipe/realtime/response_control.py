@@ -94,7 +94,11 @@ class ResponseControl:
         self._tools = (
             self.config.tools
             if params.tools is None
-            else [t.model_dump(exclude_none=True) for t in params.tools]
+            else [
+                t.model_dump(exclude_none=True)
+                for t in params.tools
+                if getattr(t, "type", "function") == "function"
+            ]
         )
         self._context = self._context_for(params)
         run = self.active = self._new_run(params)
