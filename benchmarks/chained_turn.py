@@ -97,7 +97,7 @@ async def main(turns: int) -> None:
                 s: col(naive, s) for s in ["stt_ms", "llm_done_ms", "first_audio_ms"]
             },
             "first_audio_ratio_streamed_over_naive": ratio,
-        "stt_wer_mean": mean_wer,
+            "stt_wer_mean": mean_wer,
             "batch": batch,
             "raw": {"streamed": streamed, "naive": naive},
         },
