@@ -1,18 +1,24 @@
 """Overhead of voxpipe's observers on the audio path, against the same pipeline without them.
 
-The pipeline: the file transport (unpaced) plays a caller recording of spoken
-questions with pauses -> pipecat's user aggregator with Silero VAD (as on the
-chained path) -> a responder standing in for the brain, which answers every
-end of speech with one second of audio -> the file transport's output. The
-observed run adds every observer a ``voxpipe call`` runs: the call timeline,
-the latency observer and the usage observer.
+The pipeline: the file transport (paced, as a live call; ``--unpaced`` for
+speed) plays a caller recording of spoken questions with pauses -> pipecat's
+user aggregator with Silero VAD (as on the chained path) -> a responder
+standing in for the brain, which answers every end of speech with one second
+of audio -> the file transport's output. The observed run adds every observer
+a ``voxpipe call`` runs: the call timeline, the latency observer and the
+usage observer (one observer group). A third run adds one observer that does
+nothing: pipecat's own cost per observer.
 
 CPU is ``time.process_time`` over the whole run (all threads, so Silero's
 too); first audio is, per turn, the responder's answer start to the first
 answer frame handed to the output (a probe just before it, in both runs).
 Runs alternate (bare, observed, bare, ...) and medians are compared as a ratio.
 
-    python benchmarks/observers.py [--seconds 60] [--repeats 5]
+    python benchmarks/observers.py [--seconds 30] [--repeats 3] [--unpaced]
+
+Unpaced, turn detection depends on how fast the pipeline drains (the turn
+strategies time out on the wall clock), so runs may answer different numbers
+of turns; the paced default keeps the work identical across runs.
 """
 
 from __future__ import annotations
@@ -125,8 +131,8 @@ def make_recording(seconds: float, path: Path) -> float:
     return len(audio) / RATE
 
 
-async def one_run(recording: Path, variant: str) -> Run:
-    transport = FileTransport(recording, paced=False, trailing_silence_ms=1_000)
+async def one_run(recording: Path, variant: str, paced: bool) -> Run:
+    transport = FileTransport(recording, paced=paced, trailing_silence_ms=1_000)
     responder = Responder()
     probe = FirstAudioProbe(responder)
     pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
@@ -160,15 +166,15 @@ async def one_run(recording: Path, variant: str) -> Run:
     return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms)
 
 
-async def main(seconds: float, repeats: int) -> None:
+async def main(seconds: float, repeats: int, paced: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "caller.wav"
         audio_s = make_recording(seconds, recording)
-        await one_run(recording, BARE)  # warm up: Silero, imports
+        await one_run(recording, BARE, paced=False)  # warm up: Silero, imports
         runs: list[Run] = []
         for _ in range(repeats):
             for variant in VARIANTS:
-                runs.append(await one_run(recording, variant))
+                runs.append(await one_run(recording, variant, paced))
     by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
     cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
     first_audio = {v: median([x for r in by[v] for x in r.first_audio_ms]) for v in VARIANTS}
@@ -186,7 +192,8 @@ async def main(seconds: float, repeats: int) -> None:
         for v in VARIANTS
     ]
     print_table(
-        f"Observers on the audio path: {audio_s:.0f} s of caller audio, {repeats} repeats",
+        f"Observers on the audio path: {audio_s:.0f} s of caller audio "
+        f"({'paced' if paced else 'unpaced'}), {repeats} repeats",
         [
             "pipeline",
             "CPU ms (median)",
@@ -202,6 +209,7 @@ async def main(seconds: float, repeats: int) -> None:
         "observers",
         {
             "audio_seconds": round(audio_s, 1),
+            "paced": paced,
             "repeats": repeats,
             "observers": ["TimelineObserver", "LatencyObserver", "UsageObserver"],
             "cpu_ms_median": cpu,
@@ -226,7 +234,8 @@ async def main(seconds: float, repeats: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--unpaced", action="store_true", help="push audio as fast as possible")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.repeats))
+    asyncio.run(main(args.seconds, args.repeats, not args.unpaced))

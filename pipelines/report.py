@@ -20,12 +20,18 @@ from typing import Any
 
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget, Segment, summarize
+from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
+from voxpipe.pipelines.graph import VoiceGraph
+from voxpipe.processors.observability.instruments import Instruments, instrument
 from voxpipe.processors.observability.usage import cost_dict
 from voxpipe.timeline import Timeline, Turn
+from voxpipe.transports.file import FileTransport
 
 REPORT_VERSION = 1
 MAX_CHARTS = 60  # a long call's page stays openable; the JSON keeps every turn
+_MATCH_MS = 500.0  # a timeline turn's first bot audio this close to a budget's is the same
 _COLOURS = {
     Segment.CAPTURE: "#4C72B0",
     Segment.UPLINK: "#55A868",
@@ -41,6 +47,41 @@ class ReportFiles:
 
     json_path: Path
     html_path: Path
+
+
+def instrument_call(
+    transport: FileTransport,
+    graph: VoiceGraph,
+    timeline: Timeline,
+    *,
+    metrics: VoxpipeMetrics | None = None,
+    model: str = DEFAULT_MODEL,
+    warn_below: float = 0.1,
+) -> Instruments:
+    """The instruments of a call on the file transport (capture stamps, playback reports)."""
+    return instrument(
+        transport.clock.now_ms,
+        brain=graph.brain,
+        output=transport.output(),
+        timeline=timeline,
+        capture=transport,
+        playback=transport,
+        metrics=metrics,
+        model=model,
+        warn_below=warn_below,
+    )
+
+
+def report_call(out_dir: Path, instruments: Instruments) -> ReportFiles:
+    """Close the last turn and write the call's report (after the call has ended)."""
+    instruments.finish()
+    return write_report(
+        out_dir,
+        instruments.timeline,
+        instruments.budgets,
+        instruments.ledger,
+        instruments.ratelimits,
+    )
 
 
 def write_report(
@@ -96,14 +137,24 @@ def build_report(
 
 
 def _spoken_turn(b: LatencyBudget, spoken: Sequence[Turn]) -> Turn | None:
-    """The timeline turn whose end of speech falls inside this budget's turn."""
+    """The timeline turn this budget measured.
+
+    Matched on the bot's first audio (the timeline's ``first_bot_audio`` is the
+    output transport starting to speak), else on the caller's end of speech
+    falling inside the budget's turn.
+    """
+    heard = b.stamps.first_audio_written_ms or b.stamps.playback_ms
+    if heard is not None:
+        answered = [t for t in spoken if t.first_audio_ms is not None]
+        nearest = min(answered, key=lambda t: abs((t.first_audio_ms or 0) - heard), default=None)
+        if nearest is not None and abs((nearest.first_audio_ms or 0) - heard) <= _MATCH_MS:
+            return nearest
     start = b.stamps.speech_end_ms
     if start is None:
         return None
-    end = b.stamps.first_audio_written_ms
     for turn in spoken:
         stopped = turn.user_stopped_ms
-        if stopped is not None and stopped >= start and (end is None or stopped <= end):
+        if stopped is not None and stopped >= start and (heard is None or stopped <= heard):
             return turn
     return None
 

@@ -3,7 +3,8 @@
 The caller's recording is played in real time through the file transport into
 the graph of the chosen mode; the call ends once the recording is over and
 the bot has been quiet for ``quiet_secs``. Outputs: ``call.wav`` (caller left,
-bot right), ``transcript.json`` and ``timeline.jsonl``.
+bot right), ``transcript.json``, ``timeline.jsonl`` (with each turn's latency
+boundaries) and the call report, ``report.json`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 from voxpipe.errors import ConfigError
+from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
 from voxpipe.pipelines.graph import VoiceGraph
+from voxpipe.pipelines.report import ReportFiles, instrument_call, report_call
 from voxpipe.pipelines.session import CallSession
+from voxpipe.processors.observability import Instruments
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline, Turn
 from voxpipe.transports.file import FileTransport
@@ -60,6 +64,8 @@ class CallSpec:
     api_key: str | None = None
     server_brain: Any = None
     tap: Any = None
+    # The process's Prometheus metrics, if it exports them (``voxpipe call --metrics-port``).
+    metrics: VoxpipeMetrics | None = None
 
 
 @dataclass
@@ -68,6 +74,8 @@ class CallResult:
     turns: list[Turn]
     out_dir: Path
     graph: VoiceGraph
+    instruments: Instruments | None = None
+    report: ReportFiles | None = None
 
 
 class _BotActivity(BaseObserver):
@@ -148,10 +156,12 @@ async def _simulate(spec: CallSpec) -> CallResult:
     graph = factory(transport, spec)
     timeline = Timeline()
     activity = _BotActivity()
+    instruments = attach_instruments(spec, transport, graph, timeline)
     observers = [
         TimelineObserver(timeline, transport.clock.now_ms),
         activity,
         *spec.extra_observers,
+        *instruments.observers,
     ]
     finished = asyncio.Event()
 
@@ -165,8 +175,17 @@ async def _simulate(spec: CallSpec) -> CallResult:
             await finished.wait()
             await _until_quiet(activity, spec.quiet_secs, spec.answer_timeout_secs)
     timeline.add(transport.clock.now_ms(), EventKind.CALL_ENDED)
+    instruments.finish()  # the last turn's latency lands in the timeline before it is written
     write_outputs(spec.out_dir, transport, timeline, graph)
-    return CallResult(timeline, timeline.turns(), spec.out_dir, graph)
+    report = report_call(spec.out_dir, instruments)
+    return CallResult(timeline, timeline.turns(), spec.out_dir, graph, instruments, report)
+
+
+def attach_instruments(
+    spec: CallSpec, transport: FileTransport, graph: VoiceGraph, timeline: Timeline
+) -> Instruments:
+    """The call's latency, cost and rate-limit instruments, writing into ``timeline``."""
+    return instrument_call(transport, graph, timeline, metrics=spec.metrics)
 
 
 def _graph_for(mode: Mode) -> Callable[[FileTransport, CallSpec], VoiceGraph]:

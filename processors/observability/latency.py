@@ -45,6 +45,7 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     OutputAudioRawFrame,
+    ProposedUserStoppedSpeakingFrame,
     TTSStartedFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -57,7 +58,14 @@ from voxpipe.timeline import EventKind, Timeline
 
 _KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
 _AUDIO_RESPONSE = (TTSStartedFrame, OutputAudioRawFrame)
-_TEXT_RESPONSE = (LLMFullResponseStartFrame, LLMTextFrame)
+_ANSWERED = frozenset(
+    {
+        Boundary.SERVER_RECEIVED,
+        Boundary.FIRST_AUDIO_DELTA,
+        Boundary.FIRST_AUDIO_WRITTEN,
+        Boundary.PLAYBACK,
+    }
+)
 
 
 class BrainKind(enum.Enum):
@@ -179,6 +187,11 @@ class LatencyObserver(BaseObserver):
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if data.direction is FrameDirection.DOWNSTREAM:
                 self._on_vad_stopped(data.source, frame.stop_secs)
+        elif isinstance(frame, ProposedUserStoppedSpeakingFrame):
+            # Server VAD: the caller's next turn ended, with no speech-end stamp. It
+            # arrives before that turn's response.created, so an answered turn closes here.
+            if data.direction is FrameDirection.DOWNSTREAM and self._marked & _ANSWERED:
+                self._close_turn()
         elif (
             data.source is self._brain
             and Boundary.SERVER_RECEIVED not in self._marked
@@ -191,8 +204,14 @@ class LatencyObserver(BaseObserver):
         if self._finished:
             return None
         self._finished = True
+        return self._close_turn()
+
+    def _close_turn(self) -> LatencyBudget | None:
         self._resolve_playback()
         budget = self.tracker.finish()
+        self._written_ms = None
+        self._playback_due = False
+        self._marked.clear()
         if budget is not None:
             self._publish(budget)
         return budget

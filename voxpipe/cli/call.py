@@ -4,8 +4,10 @@ The recording plays in real time through the file transport. Realtime mode
 talks to ``--server`` (a Realtime endpoint), to OpenAI when a key is set, or
 else to an in-process ``voxpipe realtime-server`` whose brain is the local
 engines (``--brain local``) or a script (``--brain scripted``). Writes
-``DIR/call.wav`` (caller left, bot right), ``DIR/transcript.json`` and
-``DIR/timeline.jsonl``.
+``DIR/call.wav`` (caller left, bot right), ``DIR/transcript.json``,
+``DIR/timeline.jsonl`` and the call report, ``DIR/report.json`` and
+``DIR/report.html`` (per-turn latency waterfalls, cost, rate limits).
+``--metrics-port`` serves Prometheus ``/metrics`` while the call runs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def add_parser(subparsers: Any) -> None:
         help="brain of the in-process server (no --server and no key)",
     )
     parser.add_argument("--script", type=Path, default=None, help="script for --brain scripted")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port while the call runs (0: any free port)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         tap=tap,
     )
-    result = asyncio.run(_run(spec, args.brain, args.script))
+    result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)
     return 0 if result.turns else 1
 
@@ -72,7 +80,7 @@ def _agent(path: Path) -> tuple[str, Any]:
     return agent.instructions or DEFAULT_INSTRUCTIONS, tap
 
 
-async def _run(spec: Any, brain: str, script: Path | None) -> Any:
+async def _run(spec: Any, brain: str, script: Path | None, metrics_port: int | None = None) -> Any:
     from voxpipe.pipelines.simulated_call import Mode, simulate_call
 
     needs_server = spec.mode is Mode.REALTIME and not (
@@ -80,7 +88,18 @@ async def _run(spec: Any, brain: str, script: Path | None) -> Any:
     )
     if needs_server:
         spec.server_brain = await server_brain(brain, script)
-    return await simulate_call(spec)
+    if metrics_port is None:
+        return await simulate_call(spec)
+    from voxpipe.observability.metrics import VoxpipeMetrics
+    from voxpipe.observability.metrics_http import start_metrics_server
+
+    spec.metrics = VoxpipeMetrics()
+    server = await start_metrics_server(spec.metrics, port=metrics_port)
+    print(f"metrics: {server.url}")
+    try:
+        return await simulate_call(spec)
+    finally:
+        await server.close()
 
 
 async def server_brain(kind: str, script: Path | None = None) -> Any:
@@ -125,3 +144,4 @@ def print_call(result: Any, out: Path) -> None:
     console.print(
         f"wrote {out / 'call.wav'} (caller left, bot right), transcript.json, timeline.jsonl"
     )
+    console.print(f"report: {out / 'report.html'} (latency waterfalls, cost) and report.json")
