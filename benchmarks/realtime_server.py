@@ -265,6 +265,8 @@ async def local_benchmark() -> dict[str, Any]:
     streaming: list[float] = []
     from_stop: list[float] = []
     naive: list[float] = []
+    warm = codec.resample(b"".join(voice.synthesize("Hello there.")), voice.sample_rate, 24_000)
+    naive_turn(brain.engines, warm, "Hello there.", split_sentences)  # first-run costs out
     async with running_realtime_server(config=ServerConfig(api_key="bench"), brain=brain) as srv:
         for question in QUESTIONS:
             pcm = codec.resample(b"".join(voice.synthesize(question)), voice.sample_rate, 24_000)
@@ -328,8 +330,11 @@ def naive_turn(engines: Any, pcm24: bytes, question: str, split: Any) -> float:
 
     started = time.monotonic()
     heard = engines.stt.transcribe(codec.resample(pcm24, 24_000, 16_000), 16_000)
+    from voxpipe.realtime.session_config import DEFAULT_INSTRUCTIONS
+
+    # The server's own system prompt: both paths then share llama.cpp's cached prefix.
     messages = [
-        {"role": "system", "content": "You are a helpful voice assistant. Be brief."},
+        {"role": "system", "content": DEFAULT_INSTRUCTIONS},
         {"role": "user", "content": heard or question},
     ]
     reply = "".join(c.text for c in engines.llm.stream_chat(messages, None, max_tokens=200))
@@ -404,12 +409,18 @@ def main() -> int:
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--skip-local", action="store_true", help="skip the local-brain latency")
+    parser.add_argument(
+        "--skip-load", action="store_true", help="reuse the load rows of the last results file"
+    )
     args = parser.parse_args()
     if args.baseline_server:
         baseline_server(args.baseline_server)
         return 0
     levels = tuple(int(n) for n in args.levels.split(","))
-    rows = asyncio.run(load_benchmark(levels))
+    if args.skip_load and RESULTS.exists():
+        rows = [LevelResult(**row) for row in json.loads(RESULTS.read_text())["levels"]]
+    else:
+        rows = asyncio.run(load_benchmark(levels))
     local = None if args.skip_local else asyncio.run(local_benchmark())
     results = report(rows, local)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
