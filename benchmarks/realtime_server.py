@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _common
 import aiohttp
 import numpy as np
 
@@ -391,11 +392,7 @@ def report(rows: list[LevelResult], local: dict[str, Any] | None) -> dict[str, A
             f"{local['median_naive_turn_ms']} ms; ratio {local['ratio_to_naive']}"
         )
     return {
-        "machine": {
-            "cores": os.cpu_count(),
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": _common.machine(),
         "levels": [asdict(r) for r in rows],
         "max_sessions_held": most,
         "max_sessions_ratio_to_bare_aiohttp": ratio,
