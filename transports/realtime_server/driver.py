@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from voxpipe.realtime.effects import (
     VadScoringRequested,
 )
 from voxpipe.realtime.ids import IdFactory
-from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request
+from voxpipe.realtime.protocol_errors import ErrorCode, ErrorType, ProtocolError, invalid_request
 from voxpipe.realtime.rate_limits import RateLimitPolicy
 from voxpipe.realtime.session import RealtimeSession
 from voxpipe.realtime.turn import VadFrame
@@ -122,7 +123,7 @@ class SessionDriver:
     async def _read_loop(self) -> None:
         async for message in self._ws:
             if message.type is WSMsgType.TEXT:
-                self.emit(self.core.receive(message.data, self.now_ms()))
+                self._guarded(functools.partial(self.core.receive, message.data, self.now_ms()))
             elif message.type is WSMsgType.BINARY:
                 error = invalid_request(
                     ErrorCode.INVALID_JSON,
@@ -146,6 +147,20 @@ class SessionDriver:
             await self._ws.send_str(item.model_dump_json(exclude_unset=True))
 
     # -- outputs ---------------------------------------------------------------
+
+    def _guarded(self, step: Callable[[], list[Output]]) -> None:
+        """Run one core step; a bug of ours costs the client an error event, not the session."""
+        try:
+            outputs = step()
+        except Exception:
+            logger.exception("realtime session {} hit an internal error", self.core.session_id)
+            error = ProtocolError(
+                ErrorType.SERVER,
+                "server_error",
+                "The server had an error while processing your request.",
+            )
+            outputs = self.core.error(error)
+        self.emit(outputs)
 
     def emit(self, outputs: Iterable[Output]) -> None:
         """Queue events and carry out effects, in order (effects may add outputs)."""
@@ -251,7 +266,7 @@ class SessionDriver:
             frames = await self._vad_queue.get()
             probabilities = await self._vad.score(self._vad_stream, frames)
             scored = list(zip(frames, probabilities, strict=True))
-            self.emit(self.core.vad_scored(scored, self.now_ms()))
+            self._guarded(functools.partial(self.core.vad_scored, scored, self.now_ms()))
 
     async def _cap_timer(self) -> None:
         await asyncio.sleep(self._max_seconds)
