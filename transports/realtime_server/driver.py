@@ -47,7 +47,7 @@ from voxpipe.transports.realtime_server.faults import (
 )
 from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
-IDLE_TICK_S = 0.25
+IDLE_TICK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -274,5 +274,7 @@ class SessionDriver:
 
     async def _idle_ticker(self) -> None:
         while True:
-            await asyncio.sleep(IDLE_TICK_S)
+            turn = self.core.config.turn
+            watching = turn is not None and turn.idle_timeout_ms is not None
+            await asyncio.sleep(IDLE_TICK_S if watching else IDLE_TICK_S * 4)
             self.emit(self.core.idle_check(self.now_ms()))
