@@ -329,3 +329,15 @@ async def test_browser_style_subprotocol_key_is_accepted(server: RunningServer) 
                 protocols=("realtime", "openai-insecure-api-key.wrong"),
             )
     assert refused.value.status == 401
+
+
+async def test_beta_protocol_clients_are_told_before_the_upgrade(server: RunningServer) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(
+                f"{server.realtime_url}?model=gpt-4o-realtime-preview",
+                headers={"Authorization": f"Bearer {API_KEY}", "OpenAI-Beta": "realtime=v1"},
+            )
+    assert refused.value.status == 400

@@ -112,6 +112,13 @@ class RealtimeServer:
                 "Incorrect API key provided, or the ephemeral key has expired.",
                 "invalid_api_key",
             )
+        if request.headers.get("OpenAI-Beta", "").startswith("realtime"):
+            return _error(
+                400,
+                "This server speaks the GA Realtime protocol only; drop the "
+                "'OpenAI-Beta: realtime=v1' header and use GA event names.",
+                "beta_protocol_unsupported",
+            )
         model = request.query.get("model")
         if not model and preconfig:
             model = preconfig.get("model")
