@@ -120,3 +120,22 @@ async def test_a_processor_interrupt_cancels_with_server_vad_on(
     assert _frames_after(call, truncated.item_id, _stopped_at(call, truncated.item_id)) == 0
     # One response only: the cancelled one; nothing else was created after it.
     assert len(call.of(ResponseCreated)) == 1
+
+
+async def test_an_application_interrupt_cancels_and_truncates(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [300, "Tell me about your opening hours.", 5000], recording)
+    async with realtime_call(recording, pace=1.5) as call:
+        await call.wait_for(lambda: len(call.transport.written) > 40)  # 0.8 s heard
+        await call.service.interrupt()
+        await call.wait_event(ItemTruncated)
+        await call.wait_for(lambda: call.service.machine.state is CallState.LISTENING, 10)
+
+    interruption = call.of(InterruptionHandled)[0]
+    assert interruption.source is InterruptionSource.APPLICATION
+    assert interruption.cancel_sent
+    truncated = call.of(ItemTruncated)[0]
+    _check_truncation(call, truncated)
+    assert _frames_after(call, truncated.item_id, _stopped_at(call, truncated.item_id)) == 0
