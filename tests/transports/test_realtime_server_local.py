@@ -181,3 +181,62 @@ async def test_pipecat_service_holds_a_spoken_conversation(
     said = "".join(f.text for f in down if isinstance(f, TTSTextFrame))
     assert "rome" in said.lower()
     assert sum(len(f.audio) for f in down if isinstance(f, TTSAudioRawFrame)) / 48 > 500
+
+
+async def test_cli_local_brain_answers() -> None:
+    import asyncio
+    import socket
+    import sys
+
+    import aiohttp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voxpipe",
+        "realtime-server",
+        "--brain",
+        "local",
+        "--port",
+        str(port),
+        "--api-key",
+        "k",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(proc.stdout.readline(), 120)
+        assert b"(local brain)" in banner
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(
+                f"ws://127.0.0.1:{port}/v1/realtime?model=local",
+                headers={"Authorization": "Bearer k"},
+            ) as ws,
+        ):
+            await ws.send_json(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "What is two plus two?"}],
+                    },
+                }
+            )
+            await ws.send_json(
+                {"type": "response.create", "response": {"output_modalities": ["text"]}}
+            )
+            while True:
+                event = json.loads((await asyncio.wait_for(ws.receive(), 120)).data)
+                if event["type"] == "response.done":
+                    break
+        answer = event["response"]["output"][0]["content"][0]["text"].lower()
+        assert "4" in answer or "four" in answer
+    finally:
+        proc.terminate()
+        await proc.wait()
