@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -65,3 +66,25 @@ def caller_script() -> list[dict[str, Any]]:
         files("voxpipe").joinpath("data/demo_caller.json").read_text()
     )
     return data
+
+
+class DemoBrain:
+    """The in-process server's brain for the demo: the script, plus local Whisper
+    transcribing the caller so the transcript shows what was said."""
+
+    def __init__(self, stt: Any = None) -> None:
+        from voxpipe.transports.realtime_server import ScriptedBrain
+
+        self._script = ScriptedBrain(REALTIME_SCRIPT, pace=REALTIME_SCRIPT_PACE)
+        self._stt = stt
+
+    def respond(self, request: Any) -> Any:
+        """The next scripted answer (tool calls included)."""
+        return self._script.respond(request)
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        """What the caller said (None without the local STT weights)."""
+        if self._stt is None:
+            return None
+        text: str = await asyncio.to_thread(self._stt.transcribe, pcm16, sample_rate)
+        return text

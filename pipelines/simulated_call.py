@@ -118,6 +118,7 @@ def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         tap=spec.tap,
         server_url=spec.server_url,
         api_key=spec.api_key,
+        transcribe=True,  # transcript.json shows what the caller said
     )
 
 

@@ -126,7 +126,8 @@ def print_call(result: Any, out: Path) -> None:
         table.add_column(column)
     for i, turn in enumerate(result.turns, 1):
         latency = "-" if turn.latency_ms is None else f"{turn.latency_ms:.0f} ms"
-        replied = turn.replied + (" [interrupted]" if turn.interrupted else "")
+        # Parentheses, not brackets: rich would read "[interrupted]" as markup.
+        replied = turn.replied + (" (interrupted)" if turn.interrupted else "")
         table.add_row(str(i), turn.heard or "(audio)", replied, latency)
     console.print(table)
     timeline = result.timeline

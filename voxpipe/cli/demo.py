@@ -62,15 +62,23 @@ def _brain(args: argparse.Namespace) -> str:
 async def _run(spec: Any, brain: str) -> Any:
     from voxpipe.pipelines import demo_agent
     from voxpipe.pipelines.simulated_call import Mode, simulate_call
-    from voxpipe.transports.realtime_server import ScriptedBrain
 
     if spec.mode is Mode.REALTIME and not os.environ.get("OPENAI_API_KEY"):
         if brain == "scripted":
-            spec.server_brain = ScriptedBrain(
-                demo_agent.REALTIME_SCRIPT, pace=demo_agent.REALTIME_SCRIPT_PACE
-            )
+            spec.server_brain = demo_agent.DemoBrain(await _local_stt())
         else:
             from voxpipe.cli.call import server_brain
 
             spec.server_brain = await server_brain("local")
     return await simulate_call(spec)
+
+
+async def _local_stt() -> Any:
+    """Local Whisper for the caller's transcript, if its weights are installed."""
+    from voxpipe.errors import ModelMissingError
+    from voxpipe.processors.local.engines import shared_stt
+
+    try:
+        return await shared_stt()
+    except (ModelMissingError, ImportError, OSError):
+        return None
