@@ -68,6 +68,9 @@ class LevelResult:
     p99_created_ms: float
     p99_event_gap_ms: float
     audio_s: float
+    server_cpu_s: float = 0.0
+    cpu_ms_per_session_s: float = 0.0
+    """Server CPU per second of call (2 s of input audio plus the reply per session)."""
 
 
 def free_port() -> int:
@@ -196,14 +199,23 @@ async def play(
                 return
 
 
-async def run_level(kind: str, port: int, sessions: int) -> LevelResult:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_level(kind: str, port: int, sessions: int, pid: int) -> LevelResult:
     url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
+    cpu_before = cpu_seconds(pid)
     noise = (np.random.default_rng(1).normal(0, 300, 24 * NOISE_MS)).astype("<i2").tobytes()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         delays = np.random.default_rng(sessions).uniform(0, STAGGER_S, sessions)
         results = await asyncio.gather(*(caller(http, url, noise, d) for d in delays))
+    cpu = cpu_seconds(pid) - cpu_before
     ok = [r for r in results if not r.failed]
+    call_s = sum(NOISE_MS / 1000 + r.audio_ms / 1000 / PACE for r in ok) or float("nan")
     created = sorted(r.create_to_created_ms for r in ok) or [float("nan")]
     gaps = sorted(g for r in ok for g in r.gaps_ms[2:]) or [float("nan")]
     return LevelResult(
@@ -215,6 +227,8 @@ async def run_level(kind: str, port: int, sessions: int) -> LevelResult:
         p99_created_ms=round(created[min(len(created) - 1, int(len(created) * 0.99))], 1),
         p99_event_gap_ms=round(gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], 1),
         audio_s=round(sum(r.audio_ms for r in ok) / 1000, 1),
+        server_cpu_s=round(cpu, 2),
+        cpu_ms_per_session_s=round(cpu * 1000 / call_s, 2),
     )
 
 
@@ -228,9 +242,9 @@ async def load_benchmark(levels: tuple[int, ...]) -> list[LevelResult]:
         port = free_port()
         proc = start_server(kind, port)
         try:
-            await run_level(kind, port, 1)  # warm-up: first-use imports and caches
+            await run_level(kind, port, 1, proc.pid)  # warm-up: first-use imports and caches
             for sessions in levels:
-                level = await run_level(kind, port, sessions)
+                level = await run_level(kind, port, sessions, proc.pid)
                 rows.append(level)
                 print(
                     f"  {kind:<8} {sessions:>4} sessions: underruns={level.underruns} "
@@ -352,12 +366,13 @@ def print_table(rows: list[LevelResult]) -> None:
     print(f"\nvoxpipe realtime-server benchmark ({os.cpu_count()} cores, {platform.machine()})")
     print(
         f"{'server':<9}{'sessions':>9}{'failed':>8}{'underruns':>10}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'p99 gap ms':>12}{'audio s':>9}"
+        f"{'p99 ms':>9}{'p99 gap ms':>12}{'audio s':>9}{'cpu ms/s':>10}"
     )
     for r in rows:
         print(
             f"{r.server:<9}{r.sessions:>9}{r.failed:>8}{r.underruns:>10}{r.p50_created_ms:>9}"
             f"{r.p99_created_ms:>9}{r.p99_event_gap_ms:>12}{r.audio_s:>9}"
+            f"{r.cpu_ms_per_session_s:>10}"
         )
 
 
