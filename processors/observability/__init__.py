@@ -5,6 +5,7 @@ The observers here are thin drivers of the sans-I/O cores in
 :func:`voxpipe.pipelines.report.write_report`.
 """
 
+from voxpipe.processors.observability.events import CallEventMetrics
 from voxpipe.processors.observability.instruments import Instruments, ObserverGroup, instrument
 from voxpipe.processors.observability.latency import (
     BrainKind,
@@ -21,6 +22,7 @@ from voxpipe.processors.observability.usage import (
 
 __all__ = [
     "BrainKind",
+    "CallEventMetrics",
     "CaptureStamps",
     "Instruments",
     "LatencyObserver",

@@ -14,6 +14,7 @@ from voxpipe.observability.latency import LatencyBudget
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
+from voxpipe.processors.observability.events import CallEventMetrics
 from voxpipe.processors.observability.latency import (
     BrainKind,
     CaptureStamps,
@@ -71,15 +72,17 @@ class Instruments:
     usage: UsageObserver
     timeline: Timeline
     metrics: VoxpipeMetrics | None = None
+    call_events: CallEventMetrics | None = None
 
     @property
     def observers(self) -> list[BaseObserver]:
         """The observers to give the pipeline worker (one group: see :class:`ObserverGroup`)."""
-        return [ObserverGroup([self.latency, self.usage])]
+        return self.observers_with()
 
     def observers_with(self, *others: BaseObserver) -> list[BaseObserver]:
         """The instruments and ``others`` (a timeline observer, ...) as one group."""
-        return [ObserverGroup([*others, self.latency, self.usage])]
+        events = [self.call_events] if self.call_events is not None else []
+        return [ObserverGroup([*others, self.latency, self.usage, *events])]
 
     @property
     def budgets(self) -> list[LatencyBudget]:
@@ -124,7 +127,8 @@ def instrument(
         timeline: the call timeline the instruments write into.
         capture, playback: the transport's capture stamps and playback reports
             (the file transport gives both).
-        metrics: the process's Prometheus metrics, if exported.
+        metrics: the process's Prometheus metrics, if exported (turn latency, cost,
+            rate limits, and the realtime service's call events).
         model: the model that usage naming none is priced as.
         warn_below: warn when a rate limit's remaining share falls below this.
     """
@@ -145,4 +149,5 @@ def instrument(
         metrics=metrics,
         timeline=timeline,
     )
-    return Instruments(latency, usage, timeline, metrics)
+    events = CallEventMetrics(metrics) if metrics is not None else None
+    return Instruments(latency, usage, timeline, metrics, events)

@@ -16,6 +16,7 @@ import aiohttp
 from pipecat.frames.frames import MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
+from test_observability_support import sample
 
 from voxpipe.observability import Segment
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -146,18 +147,15 @@ async def test_a_scripted_call_costs_what_its_usage_prices_to_and_metrics_show_i
             text = await response.text()
     finally:
         await server.close()
-    labels = 'environment="test",model="gpt-realtime",project="obs"'
-    assert f"voxpipe_cost_usd_total{{{labels}}} {float(expected)}" in text
-    tokens_remaining = (
-        'voxpipe_rate_limit_remaining{environment="test",name="tokens",project="obs",'
-        f'source="realtime"}} {float(sent["tokens"].remaining)}'
+    base = {"environment": "test", "project": "obs"}
+    cost = sample(text, "voxpipe_cost_usd_total", model="gpt-realtime", **base)
+    assert cost == float(expected)
+    remaining = sample(
+        text, "voxpipe_rate_limit_remaining", name="tokens", source="realtime", **base
     )
-    assert tokens_remaining in text
-    inference_count = (
-        'voxpipe_latency_segment_seconds_count{environment="test",project="obs",'
-        'segment="inference"} 1.0'
-    )
-    assert inference_count in text
+    assert remaining == float(sent["tokens"].remaining)
+    inference = sample(text, "voxpipe_latency_segment_seconds_count", segment="inference", **base)
+    assert inference == 1.0
 
 
 async def test_the_realtime_path_names_the_segments_it_cannot_measure(

@@ -1,0 +1,64 @@
+"""The realtime service's call events as Prometheus counters.
+
+The service publishes every call event as a ``RealtimeCallEventFrame``; this
+observer counts the ones the alert rules watch:
+
+- an interruption is counted when the call leaves ``CANCELLING``; it
+  *recovered* if the call went back to the conversation, and failed if it
+  went to recovery, a reconnect or failure instead (the cancel did not settle);
+- every reconnect attempt, by failure class (a burst of them is an alert);
+- token rotations and failed rotations; rollovers;
+- provider errors by type, and the error that ended a call (errors a core
+  absorbed as part of the protocol, such as a cancel racing the response's
+  end, are not errors of the call and are not counted).
+
+Guardrail trips are counted by the guardrail tap itself (give it the metrics).
+"""
+
+from __future__ import annotations
+
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+from voxpipe.call import CallState, StateChanged
+from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.processors.realtime.events import (
+    CallEvent,
+    CallFailed,
+    ProviderErrorSeen,
+    RealtimeCallEventFrame,
+    Reconnecting,
+    RolledOver,
+    TokenRotated,
+)
+
+# Leaving CANCELLING for one of these means the interruption did not settle.
+_UNSETTLED = frozenset({CallState.RECOVERING, CallState.RECONNECTING, CallState.FAILED})
+
+
+class CallEventMetrics(BaseObserver):
+    """Counts interruptions, recoveries, reconnects, rotations, rollovers and errors."""
+
+    def __init__(self, metrics: VoxpipeMetrics) -> None:
+        super().__init__(observe_every_push=False)
+        self.metrics = metrics
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if isinstance(data.frame, RealtimeCallEventFrame):
+            self.record(data.frame.event)
+
+    def record(self, event: CallEvent) -> None:
+        """Count one call event (events the alerts do not watch are ignored)."""
+        m = self.metrics
+        match event:
+            case StateChanged(previous=CallState.CANCELLING, current=current):
+                m.record_interruption(recovered=current not in _UNSETTLED)
+            case Reconnecting(failure_class=failure_class):
+                m.record_reconnect(failure_class)
+            case TokenRotated(failed=failed):
+                m.record_token_rotation(ok=not failed)
+            case RolledOver():
+                m.record_rollover()
+            case ProviderErrorSeen(error_type=error_type, code=code, handled=False):
+                m.record_error(error_type or code or "unknown")
+            case CallFailed(error=error):
+                m.record_error(type(error).__name__)
