@@ -85,3 +85,21 @@ async def test_a_simulated_call_writes_its_report_timeline_latency_and_metrics(
     charts = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(charts) == 2
     assert all(base64.b64decode(c).startswith(b"\x89PNG") for c in charts)
+
+
+def test_voxpipe_call_writes_the_report_and_serves_metrics_while_it_runs(
+    make_speech: Any, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    from voxpipe.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    recording = two_questions(make_speech, tmp_path / "caller.wav")
+    out = tmp_path / "call"
+    args = ["call", "--input", str(recording), "--out", str(out), "--mode", "realtime"]
+    assert main([*args, "--brain", "scripted", "--metrics-port", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"metrics: http://127\.0\.0\.1:\d+/metrics", printed)
+    assert "report.html" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["turns"]) == 2 and report["cost"]["complete"] is True
+    assert "data:image/png;base64," in (out / "report.html").read_text()
