@@ -85,7 +85,6 @@ class SessionDriver:
             self.core.preconfigure(preconfig)
         self._vad = vad
         self._vad_stream = VadStream()
-        self._vad_queue: asyncio.Queue[tuple[VadFrame, ...]] = asyncio.Queue()
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._brain_tasks: dict[str, asyncio.Task[None]] = {}
         self._transcriptions: set[asyncio.Task[None]] = set()
@@ -104,13 +103,13 @@ class SessionDriver:
         timers = [
             asyncio.create_task(self._cap_timer()),
             asyncio.create_task(self._idle_ticker()),
-            asyncio.create_task(self._vad_loop()),
         ]
         try:
             self.emit(self.core.start())
             await self._read_loop()
         finally:
             self._faults.unsubscribe(self._on_fault)
+            self._vad_stream.closed = True
             for task in [*timers, *self._brain_tasks.values(), *self._transcriptions]:
                 task.cancel()
             if self._speculation is not None:
@@ -172,7 +171,7 @@ class SessionDriver:
                 if isinstance(output, ResponseAudioDeltaEvent):
                     self._maybe_break_response(output.response_id)
             elif isinstance(output, VadScoringRequested):
-                self._vad_queue.put_nowait(output.frames)
+                self._vad.submit(self._vad_stream, output.frames, self._vad_scored)
             elif isinstance(output, BrainStartRequested):
                 task = asyncio.create_task(self._run_brain(output.response_id))
                 self._brain_tasks[output.response_id] = task
@@ -260,13 +259,8 @@ class SessionDriver:
         else:
             self.emit(self.core.transcription_completed(request.item_id, text))
 
-    async def _vad_loop(self) -> None:
-        """Score this session's frames in order (batched with other sessions')."""
-        while True:
-            frames = await self._vad_queue.get()
-            probabilities = await self._vad.score(self._vad_stream, frames)
-            scored = list(zip(frames, probabilities, strict=True))
-            self._guarded(functools.partial(self.core.vad_scored, scored, self.now_ms()))
+    def _vad_scored(self, scored: list[tuple[VadFrame, float]]) -> None:
+        self._guarded(functools.partial(self.core.vad_scored, scored, self.now_ms()))
 
     async def _cap_timer(self) -> None:
         await asyncio.sleep(self._max_seconds)
