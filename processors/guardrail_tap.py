@@ -31,6 +31,7 @@ from pipecat.frames.frames import (
     AudioRawFrame,
     EndFrame,
     Frame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMMessagesTransformFrame,
@@ -175,6 +176,12 @@ class GuardrailTap(FrameProcessor):
         elif isinstance(frame, LLMFullResponseStartFrame):
             self._begin()
             await self.push_frame(frame, direction)
+        elif isinstance(frame, InterruptionFrame):
+            # A barge-in (or another processor) ended the response: a late
+            # verdict on it is reported, but neither interrupts nor speaks.
+            self._abandon()
+            self._latest = None
+            await self.push_frame(frame, direction)
         elif isinstance(frame, LLMFullResponseEndFrame):
             await self._on_end()
             await self.push_frame(frame, direction)
@@ -192,7 +199,14 @@ class GuardrailTap(FrameProcessor):
             await self.cancel_task(task)
         await super().cleanup()
 
+    def _abandon(self) -> None:
+        if self._rid is not None:  # a response that never got its end frame
+            self.core.discard(self._rid)
+            self.gate.end(self._rid)
+            self._rid = None
+
     def _begin(self) -> str:
+        self._abandon()
         self._responses += 1
         self._rid = self._latest = f"response-{self._responses}"
         self._muted = False

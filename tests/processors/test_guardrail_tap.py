@@ -349,3 +349,15 @@ async def test_end_frame_waits_for_running_checks() -> None:
     down, _ = await run_test(tap, frames_to_send=response("Short."))
     assert of(down, GuardrailTrippedFrame)
     assert isinstance(down[-1], GuardrailTrippedFrame | LLMMessagesTransformFrame | EndFrame)
+
+
+async def test_a_response_that_never_ends_is_not_kept() -> None:
+    tap = GuardrailTap([DenyPolicy(words=["x"]), RecordingPolicy()], every_chars=5, timer=never)
+    frames: list[Frame] = [
+        LLMFullResponseStartFrame(),
+        LLMTextFrame("Cut off mid "),
+        *response("Hi."),
+    ]
+    down, _ = await run_test(tap, frames_to_send=frames)
+    assert texts(down) == "Cut off mid Hi."
+    assert tap.core.open_responses == 0
