@@ -5,16 +5,20 @@ speed) plays a caller recording of spoken questions with pauses -> pipecat's
 user aggregator with Silero VAD (as on the chained path) -> a responder
 standing in for the brain, which answers every end of speech with one second
 of audio -> the file transport's output. The observed run adds every observer
-a ``voxpipe call`` runs: the call timeline, the latency observer and the
-usage observer (one observer group). A third run adds one observer that does
-nothing: pipecat's own cost per observer.
+a ``voxpipe call`` runs (one observer group): the call timeline, latency,
+usage and call-event metrics, exporting to Prometheus metrics. A third run
+adds one observer that does nothing: pipecat's own cost per observer.
+
+The second path is the realtime graph (voxpipe's realtime service) talking
+to ``voxpipe realtime-server`` (scripted brain) in a separate process, so only
+the call's own CPU is counted.
 
 CPU is ``time.process_time`` over the whole run (all threads, so Silero's
 too); first audio is, per turn, the responder's answer start to the first
 answer frame handed to the output (a probe just before it, in both runs).
 Runs alternate (bare, observed, bare, ...) and medians are compared as a ratio.
 
-    python benchmarks/observers.py [--seconds 30] [--repeats 3] [--unpaced]
+    python benchmarks/observers.py [--seconds 30] [--repeats 3] [--unpaced] [--path realtime]
 
 Unpaced, turn detection depends on how fast the pipeline drains (the turn
 strategies time out on the wall clock), so runs may answer different numbers
@@ -25,10 +29,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +56,9 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import TurnSettings
+from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import BrainKind, instrument
 from voxpipe.processors.timeline_observer import TimelineObserver
@@ -57,6 +70,8 @@ OUT_RATE = 24_000
 ANSWER_MS = 1_000
 CHUNK_MS = 20
 BARE, NOOP, OBSERVED = "bare", "one no-op observer", "voxpipe observers"
+VAD_PATH, REALTIME_PATH = "vad+responder", "realtime"
+BENCH_KEY = "bench"
 VARIANTS = (BARE, NOOP, OBSERVED)
 
 
@@ -131,27 +146,40 @@ def make_recording(seconds: float, path: Path) -> float:
     return len(audio) / RATE
 
 
-async def one_run(recording: Path, variant: str, paced: bool) -> Run:
+def _observers(
+    variant: str, transport: FileTransport, brain: FrameProcessor, kind: BrainKind
+) -> list[BaseObserver]:
+    if variant == NOOP:
+        return [NoOp()]
+    if variant == BARE:
+        return []
+    timeline = Timeline()
+    instruments = instrument(
+        transport.clock.now_ms,
+        brain=brain,
+        output=transport.output(),
+        timeline=timeline,
+        kind=kind,
+        capture=transport,
+        playback=transport,
+        metrics=VoxpipeMetrics(),
+    )
+    return instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
+
+
+async def one_run(recording: Path, variant: str, paced: bool, server_url: str | None) -> Run:
     transport = FileTransport(recording, paced=paced, trailing_silence_ms=1_000)
     responder = Responder()
     probe = FirstAudioProbe(responder)
-    pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
-    pipeline = Pipeline([transport.input(), pair.user(), responder, probe, transport.output()])
-    observers: list[BaseObserver] = []
-    if variant == NOOP:
-        observers = [NoOp()]
-    elif variant == OBSERVED:
-        timeline = Timeline()
-        instruments = instrument(
-            transport.clock.now_ms,
-            brain=responder,
-            output=transport.output(),
-            timeline=timeline,
-            kind=BrainKind.SPEECH,
-            capture=transport,
-            playback=transport,
-        )
-        observers = instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
+    if server_url is None:
+        pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
+        stages = [transport.input(), pair.user(), responder, probe, transport.output()]
+        pipeline = Pipeline(stages)
+        observers = _observers(variant, transport, responder, BrainKind.SPEECH)
+    else:
+        graph = build_realtime_pipeline(transport, server_url=server_url, api_key=BENCH_KEY)
+        pipeline = graph.pipeline
+        observers = _observers(variant, transport, graph.brain, BrainKind.SPEECH)
     done = asyncio.Event()
 
     @transport.event_handler("on_input_finished")
@@ -166,43 +194,91 @@ async def one_run(recording: Path, variant: str, paced: bool) -> Run:
     return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms)
 
 
-async def main(seconds: float, repeats: int, paced: bool) -> None:
+@contextmanager
+def realtime_server() -> Iterator[str]:
+    """voxpipe's realtime server (scripted brain) in a process of its own: not our CPU."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "voxpipe", "realtime-server", "--brain", "scripted"]
+    cmd += ["--voice", "synthetic", "--port", str(port), "--api-key", BENCH_KEY]
+    env = {**os.environ, "LOGURU_LEVEL": "WARNING"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
+    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
+    cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
+    return {
+        "path": path,
+        "cpu_ms_median": cpu,
+        "cpu_ratio_vs_bare": {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS},
+        "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
+        "first_audio_ms_median": {
+            v: median([x for r in by[v] for x in r.first_audio_ms]) for v in VARIANTS
+        },
+        "turns": {v: [r.turns for r in by[v]] for v in VARIANTS},
+        "runs": [
+            {
+                "variant": r.variant,
+                "cpu_ms": round(r.cpu_s * 1000, 1),
+                "wall_s": round(r.wall_s, 3),
+                "turns": r.turns,
+                "first_audio_ms_median": median(r.first_audio_ms),
+            }
+            for r in runs
+        ],
+    }
+
+
+async def measure(recording: Path, repeats: int, paced: bool, server: str | None) -> list[Run]:
+    await one_run(recording, BARE, paced=False, server_url=server)  # warm up
+    runs: list[Run] = []
+    for _ in range(repeats):
+        for variant in VARIANTS:  # interleaved, so drift in machine load hits all alike
+            runs.append(await one_run(recording, variant, paced, server))
+    return runs
+
+
+async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> None:
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "caller.wav"
         audio_s = make_recording(seconds, recording)
-        await one_run(recording, BARE, paced=False)  # warm up: Silero, imports
-        runs: list[Run] = []
-        for _ in range(repeats):
-            for variant in VARIANTS:
-                runs.append(await one_run(recording, variant, paced))
-    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
-    cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
-    first_audio = {v: median([x for r in by[v] for x in r.first_audio_ms]) for v in VARIANTS}
-    ratio = {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS}
+        if VAD_PATH in paths:
+            runs = await measure(recording, repeats, paced, None)
+            results.append(summarise(VAD_PATH, runs, audio_s))
+        if REALTIME_PATH in paths:
+            with realtime_server() as url:
+                runs = await measure(recording, repeats, paced, url)
+            results.append(summarise(REALTIME_PATH, runs, audio_s))
     rows = [
         [
+            r["path"],
             v,
-            cpu[v],
-            round(cpu[v] / audio_s, 2),
-            ratio[v],
-            median([r.wall_s for r in by[v]]),
-            by[v][0].turns,
-            first_audio[v],
+            r["cpu_ms_median"][v],
+            r["cpu_ms_per_audio_second"][v],
+            r["cpu_ratio_vs_bare"][v],
+            r["first_audio_ms_median"][v],
         ]
+        for r in results
         for v in VARIANTS
     ]
     print_table(
         f"Observers on the audio path: {audio_s:.0f} s of caller audio "
-        f"({'paced' if paced else 'unpaced'}), {repeats} repeats",
-        [
-            "pipeline",
-            "CPU ms (median)",
-            "CPU ms per audio s",
-            "CPU ratio vs bare",
-            "wall s",
-            "turns",
-            "first audio ms (median)",
-        ],
+        f"({'paced' if paced else 'unpaced'}), {repeats} repeats, medians",
+        ["path", "observers", "CPU ms", "CPU ms per audio s", "ratio vs bare", "first audio ms"],
         rows,
     )
     path = write_result(
@@ -211,22 +287,14 @@ async def main(seconds: float, repeats: int, paced: bool) -> None:
             "audio_seconds": round(audio_s, 1),
             "paced": paced,
             "repeats": repeats,
-            "observers": ["TimelineObserver", "LatencyObserver", "UsageObserver"],
-            "cpu_ms_median": cpu,
-            "cpu_ratio_vs_bare": ratio,
-            "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
-            "first_audio_ms_median": first_audio,
-            "goal": "cpu ratio < 1.02, no added first-audio latency",
-            "runs": [
-                {
-                    "variant": r.variant,
-                    "cpu_ms": round(r.cpu_s * 1000, 1),
-                    "wall_s": round(r.wall_s, 3),
-                    "turns": r.turns,
-                    "first_audio_ms_median": median(r.first_audio_ms),
-                }
-                for r in runs
+            "observers": [
+                "TimelineObserver",
+                "LatencyObserver",
+                "UsageObserver",
+                "CallEventMetrics",
             ],
+            "goal": "cpu ratio < 1.02, no added first-audio latency",
+            "paths": results,
         },
     )
     print(f"wrote {path}")
@@ -237,5 +305,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--unpaced", action="store_true", help="push audio as fast as possible")
+    parser.add_argument("--path", choices=[VAD_PATH, REALTIME_PATH], action="append")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.repeats, not args.unpaced))
+    paths = args.path or [VAD_PATH, REALTIME_PATH]
+    asyncio.run(main(args.seconds, args.repeats, not args.unpaced, paths))

@@ -31,6 +31,14 @@ from voxpipe.transports.file import FileTransport
 
 REPORT_VERSION = 1
 MAX_CHARTS = 60  # a long call's page stays openable; the JSON keeps every turn
+_ORIGINS = (
+    "the caller stopped speaking",
+    "the turn was sent",
+    "the response started",
+    "the first audio arrived",
+    "the audio reached the output",
+    "playback started",
+)
 _MATCH_MS = 500.0  # a timeline turn's first bot audio this close to a budget's is the same
 _COLOURS = {
     Segment.CAPTURE: "#4C72B0",
@@ -246,7 +254,8 @@ def waterfall_png(b: LatencyBudget, title: str) -> bytes:
             ax.text(b.first_audio_ms, -0.55, " first audio", fontsize=8, va="top")
         span = (known[-1] - origin) if len(known) > 1 else 1.0
         ax.set_xlim(min(0.0, *(ms - origin for ms in known)) if known else 0, span * 1.35 + 1)
-        ax.set_xlabel("ms after the caller stopped speaking" if chain[0] is not None else "ms")
+        first = next((i for i, ms in enumerate(chain) if ms is not None), 0)
+        ax.set_xlabel(f"ms after {_ORIGINS[first]}")
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()

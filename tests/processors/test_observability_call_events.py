@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
-import soundfile as sf
 from test_observability_support import sample
+from test_realtime_support import API_KEY, LONG_REPLY, compose
 
 from voxpipe.call import BackoffConfig, CallState
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -33,26 +32,7 @@ from voxpipe.transports.realtime_server import (
     running_realtime_server,
 )
 
-API_KEY = "test-key"
-RATE = 16_000
-LONG_REPLY = (
-    "Our pharmacy opens at nine in the morning on Saturday and closes at one in the "
-    "afternoon, and on Sunday we are closed all day, but the pharmacy on Market Street "
-    "stays open until six in the evening every single day of the week."
-)
 LABELS = {"environment": "test", "project": "events"}
-
-
-def compose(make_speech: Any, parts: list[str | int], path: Path) -> Path:
-    pieces = []
-    for part in parts:
-        if isinstance(part, int):
-            pieces.append(np.zeros(RATE * part // 1000, dtype=np.float32))
-        else:
-            audio, _ = sf.read(str(make_speech(part, lead_ms=0, tail_ms=0)), dtype="float32")
-            pieces.append(np.asarray(audio, dtype=np.float32))
-    sf.write(str(path), np.concatenate(pieces), RATE, subtype="PCM_16")
-    return path
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -106,10 +86,11 @@ async def call_with_metrics(
 async def test_a_barge_in_is_counted_as_a_recovered_interruption(
     make_speech: Any, tmp_path: Path
 ) -> None:
-    recording = compose(
+    recording = tmp_path / "caller.wav"
+    compose(
         make_speech,
         [300, "What time do you open on Saturday?", 2800, "Sorry, one more thing.", 2500],
-        tmp_path / "caller.wav",
+        recording,
     )
     metrics, _ = await call_with_metrics(
         recording,
@@ -127,10 +108,11 @@ async def test_a_barge_in_is_counted_as_a_recovered_interruption(
 async def test_a_socket_closed_mid_response_is_a_reconnect_of_its_class(
     make_speech: Any, tmp_path: Path
 ) -> None:
-    recording = compose(
+    recording = tmp_path / "caller.wav"
+    compose(
         make_speech,
         [300, "What time do you open on Saturday?", 3500, "And on Sunday?", 3500],
-        tmp_path / "caller.wav",
+        recording,
     )
     metrics, instruments = await call_with_metrics(
         recording,
