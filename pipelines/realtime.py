@@ -22,7 +22,7 @@ from pipecat.transports.base_transport import BaseTransport
 
 from voxpipe.call import BackoffConfig, RolloverConfig, StateTimeouts
 from voxpipe.errors import ConfigError
-from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.playback import PlaybackClock
 from voxpipe.processors.realtime import RealtimeService
@@ -32,11 +32,16 @@ OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
 
 
-def realtime_session(instructions: str, *, transcribe: bool = False) -> rt.SessionProperties:
-    """Session properties for a phone-style call: audio out, server VAD turns."""
+def realtime_session(
+    instructions: str, *, transcribe: bool = False, server_vad: bool = True
+) -> rt.SessionProperties:
+    """Session properties for a phone-style call: audio out, server VAD turns (or none)."""
+    turn_detection: rt.TurnDetection | bool = (
+        rt.TurnDetection(type="server_vad", silence_duration_ms=500) if server_vad else False
+    )
     audio_input = rt.AudioInput(
         transcription=rt.InputAudioTranscription() if transcribe else None,
-        turn_detection=rt.TurnDetection(type="server_vad", silence_duration_ms=500),
+        turn_detection=turn_detection,
     )
     return rt.SessionProperties(
         instructions=instructions,
@@ -64,6 +69,7 @@ def build_realtime_pipeline(
     timeouts: StateTimeouts | None = None,
     stall_timeout_ms: int = 8_000,
     ephemeral_ttl_s: int | None = None,
+    local_turns: TurnSettings | None = None,
     brain: Callable[..., FrameProcessor] | None = None,
 ) -> VoiceGraph:
     """Build the realtime graph around ``transport``.
@@ -83,6 +89,8 @@ def build_realtime_pipeline(
         playback, now_ms: the output transport's playback clock and its time
             source (default: the transport's ``playback`` and ``clock.now_ms``).
         transcribe: ask the server to transcribe the caller's audio.
+        local_turns: detect turns locally (Silero VAD in the user aggregator)
+            instead of with the server's VAD; a local barge-in then cancels.
         rollover, backoff, timeouts, stall_timeout_ms: see
             :class:`~voxpipe.processors.realtime.RealtimeService`.
         brain: build a different service for the BRAIN slot from the same
@@ -99,7 +107,10 @@ def build_realtime_pipeline(
     provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
     context = LLMContext(tools=ToolsSchema(standard_tools=list(tools)) if tools else NOT_GIVEN)
     settings = RealtimeService.Settings(
-        model=model, session_properties=realtime_session(instructions, transcribe=transcribe)
+        model=model,
+        session_properties=realtime_session(
+            instructions, transcribe=transcribe, server_vad=local_turns is None
+        ),
     )
     if brain is not None:
         service: FrameProcessor = brain(
@@ -120,7 +131,8 @@ def build_realtime_pipeline(
         )
         relay.target = service.note_token_event
     _register_tools(service, tools, functions or {})
-    pair = LLMContextAggregatorPair(context)
+    user_params = local_turns.user_params() if local_turns is not None else None
+    pair = LLMContextAggregatorPair(context, user_params=user_params)
     return assemble(
         transport,
         context=context,

@@ -105,6 +105,7 @@ class RealtimeBase(OpenAIRealtimeLLMService):
         self._last_server_event_ms = now_ms()
         self._bot_speaking = False
         self._dropping: set[str] = set()  # responses whose output must never be played
+        self._audio_response_id: str | None = None  # the response whose delta is in hand
         self._marked_items: set[str] = set()
         self._playout_pending = False  # response.done seen, its audio still playing
         self._transcripts: dict[str, list[str]] = {}

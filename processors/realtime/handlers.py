@@ -53,6 +53,12 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
         """Ask for a response now, or right after the active one (never both at once)."""
         await self._create_response()
 
+    async def _handle_user_stopped_speaking(self, frame: Any) -> None:
+        if self._is_turn_detection_disabled():
+            # Local turns: commit the caller's audio; the response goes through the guard.
+            await self.send_client_event(rt.InputAudioBufferCommitEvent())
+            await self.request_response()
+
     async def dispatch_server_message(self, message: str | bytes) -> None:
         """Parse one server message and route it (ours first, then pipecat's)."""
         try:
@@ -117,6 +123,7 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
             self._marked_items.add(evt.item_id)
             # In order with the audio: the transport's clock attributes what follows to it.
             await self.push_frame(PlaybackMarkerFrame(utterance_id=evt.item_id))
+        self._audio_response_id = evt.response_id
         self.tracker.handle(AudioReceived(evt.item_id, len(evt.delta) * 3 // 4))
         if self.machine.state is CallState.THINKING:
             await self.fire(CallTrigger.AUDIO_STARTED)

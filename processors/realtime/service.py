@@ -30,6 +30,7 @@ from pipecat.frames.frames import (
     FunctionCallResultFrame,
     InputAudioRawFrame,
     StartFrame,
+    TTSAudioRawFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.openai._constants import OPENAI_SAMPLE_RATE
@@ -140,7 +141,16 @@ class RealtimeService(ServerEventsMixin):
     async def push_frame(
         self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
     ) -> None:
-        """Remember tool results for the next session's seed, then push."""
+        """Remember tool results for the next session's seed, then push.
+
+        Audio of a response that was interrupted while its delta was being
+        handled (an await in pipecat's handler) is dropped here, at the last
+        moment, so it cannot reach the output behind the interruption.
+        """
+        if isinstance(frame, TTSAudioRawFrame) and self.response_is_dropped(
+            self._audio_response_id
+        ):
+            return
         if isinstance(frame, FunctionCallResultFrame) and direction is FrameDirection.DOWNSTREAM:
             self.remember_tool(frame.function_name, frame.result)
         await super().push_frame(frame, direction)

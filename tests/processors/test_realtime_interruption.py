@@ -11,6 +11,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from test_realtime_support import LONG_REPLY, compose, realtime_call
 
 from voxpipe.call import CallState, InterruptionSource, StateChanged, TransitionRejected
+from voxpipe.pipelines.chained import TurnSettings
 from voxpipe.processors.realtime import (
     InterruptionHandled,
     ItemTruncated,
@@ -18,15 +19,27 @@ from voxpipe.processors.realtime import (
     ResponseCreated,
 )
 
+IN_HAND_MS = 25  # one 20 ms output chunk, plus scheduling slack
+
 
 def _frames_after(call: Any, item_id: str, after_ms: float) -> int:
-    """Bot audio chunks written after ``after_ms`` that are not a later item's."""
+    """Bot audio chunks written after ``after_ms`` that are not a later item's.
+
+    pipecat's output transport still delivers the one chunk it had already
+    taken for writing when the interruption came (``handle_interruptions``:
+    "the frame being written ... still delivered"): a chunk starting within
+    one chunk of the interruption is that one, handed to the sound card
+    before the stop, and is not counted.
+    """
     earlier_items = {w.utterance for w in call.transport.written if w.at_ms <= after_ms}
-    return sum(
-        1
+    late = [
+        w
         for w in call.transport.written
         if w.at_ms > after_ms and (w.utterance in earlier_items or not w.utterance)
-    )
+    ]
+    if late and late[0].at_ms - after_ms <= IN_HAND_MS:
+        late = late[1:]
+    return len(late)
 
 
 def _stopped_at(call: Any, item_id: str) -> float:
@@ -139,3 +152,27 @@ async def test_an_application_interrupt_cancels_and_truncates(
     truncated = call.of(ItemTruncated)[0]
     _check_truncation(call, truncated)
     assert _frames_after(call, truncated.item_id, _stopped_at(call, truncated.item_id)) == 0
+
+
+async def test_a_local_vad_barge_in_cancels_with_server_vad_off(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(
+        make_speech,
+        [300, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
+        recording,
+    )
+    script = [LONG_REPLY, "Sure."]
+    async with realtime_call(recording, script=script, local_turns=TurnSettings()) as call:
+        await call.wait_event(ItemTruncated, timeout_s=30)
+        await call.wait_event(ResponseCreated, 2)
+        await call.wait_for(lambda: call.service.machine.state is CallState.LISTENING, 10)
+
+    interruption = call.of(InterruptionHandled)[0]
+    assert interruption.source is InterruptionSource.LOCAL_VAD
+    assert interruption.cancel_sent
+    truncated = call.of(ItemTruncated)[0]
+    _check_truncation(call, truncated)
+    assert _frames_after(call, truncated.item_id, _stopped_at(call, truncated.item_id)) == 0
+    assert call.service.user_turns_committed == 2  # both turns committed by us, not the server
