@@ -82,7 +82,7 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
             "response.output_text.delta": self._on_text_delta,
             "response.function_call_arguments.done": self._on_function_call,
             "response.done": self._on_response_done,
-            "conversation.item.added": self._handle_evt_conversation_item_added,
+            "conversation.item.added": self._on_item_added,
             "conversation.item.done": self._handle_evt_conversation_item_done,
             "conversation.item.retrieved": self._handle_conversation_item_retrieved,
             "conversation.item.input_audio_transcription.delta": (
@@ -95,6 +95,10 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
             "rate_limits.updated": self._on_rate_limits,
             "error": self._on_error,
         }
+
+    async def _on_item_added(self, evt: Any) -> None:
+        self.note_live_item(evt.item.id)
+        await self._handle_evt_conversation_item_added(evt)
 
     async def _on_session_created(self, evt: Any) -> None:
         self.machine.note_session(evt.session.id or "")
@@ -221,7 +225,8 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
 
     async def _on_committed(self, evt: Any) -> None:
         self.relay.on_committed()
-        self.remember_user_item(evt.item_id)
+        if self.remember_user_item(evt.item_id):
+            await self.prune_live_session()
 
     async def _on_rate_limits(self, evt: Any) -> None:
         limits = tuple(

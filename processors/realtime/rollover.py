@@ -40,7 +40,9 @@ class RolloverMixin(RecoveryMixin):
     _user_speaking: bool = False
     _remembered: set[str] | None = None
     _pending_user_items: list[str] | None = None
+    _live_items: list[str] | None = None
     user_turns_committed: int = 0
+    items_pruned: int = 0
 
     async def send_client_event(self, event: rt.ClientEvent) -> None:
         """Send ``event``; a new session's ``session.update`` carries the seed's instructions."""
@@ -53,6 +55,7 @@ class RolloverMixin(RecoveryMixin):
 
     async def _drop_session(self) -> None:
         await super()._drop_session()
+        self._live_items = []
         keep = self.rollover_policy.config.keep_verbatim_turns
         self._flush_pending_user_turns()
         self._seed = self.memory.seed(keep)
@@ -136,14 +139,43 @@ class RolloverMixin(RecoveryMixin):
 
     # -- call memory -------------------------------------------------------------
 
-    def remember_user_item(self, item_id: str) -> None:
-        """``input_audio_buffer.committed``: a user turn exists, transcript or not."""
+    def remember_user_item(self, item_id: str) -> bool:
+        """``input_audio_buffer.committed``: a user turn exists, transcript or not.
+
+        Returns True when the policy says the live conversation is due a prune.
+        """
         self.user_turns_committed += 1
         if self._pending_user_items is None:
             self._pending_user_items = []
         self._pending_user_items.append(item_id)
-        if self.rollover_policy.on_user_turn() is not None:
-            self.memory.prune(self.rollover_policy.config.keep_verbatim_turns)
+        return self.rollover_policy.on_user_turn() is not None
+
+    def note_live_item(self, item_id: str) -> None:
+        """``conversation.item.added``: the item lives in the current session."""
+        if self._live_items is None:
+            self._live_items = []
+        self._live_items.append(item_id)
+
+    async def prune_live_session(self) -> int:
+        """Fold older turns into the summary; delete their items from the live session.
+
+        Every response re-reads the whole conversation, so old audio items
+        are replaced by text in the instructions (the summary); the last
+        turns stay as they are. Returns how many items were deleted.
+        """
+        keep = self.rollover_policy.config.keep_verbatim_turns
+        self._flush_pending_user_turns(keep_last=1)  # the turn just committed stays live
+        plan = self.memory.prune(keep)
+        live = set(self._live_items or [])
+        doomed = [i for i in plan.replaced_item_ids if i in live]
+        for item_id in doomed:
+            await self.send_client_event(rt.ConversationItemDeleteEvent(item_id=item_id))
+        self._live_items = [i for i in self._live_items or [] if i not in set(doomed)]
+        if plan.to_summarise:
+            self._seed = SessionSeed(self.memory.summary or "", (), dict(self.memory.tool_state))
+            await self._send_session_update()  # instructions now carry the summary
+        self.items_pruned += len(doomed)
+        return len(doomed)
 
     def remember_user_transcript(self, item_id: str, text: str) -> None:
         """The provider transcribed user item ``item_id``."""
@@ -151,11 +183,13 @@ class RolloverMixin(RecoveryMixin):
             self._pending_user_items.remove(item_id)
         self._remember(Turn(Role.USER, text, item_id, is_audio=True))
 
-    def _flush_pending_user_turns(self) -> None:
+    def _flush_pending_user_turns(self, keep_last: int = 0) -> None:
         # A user turn without a transcript still happened; the seed says so.
-        for item_id in self._pending_user_items or []:
+        pending = self._pending_user_items or []
+        cut = max(0, len(pending) - keep_last)
+        for item_id in pending[:cut]:
             self._remember(Turn(Role.USER, "(spoke; no transcript)", item_id, is_audio=True))
-        self._pending_user_items = []
+        self._pending_user_items = pending[cut:]
 
     def remember_assistant(self, item_id: str, text: str, interrupted: bool) -> None:
         """The bot's turn ``item_id`` ended; ``interrupted`` marks a cut reply."""

@@ -46,3 +46,25 @@ async def test_rollover_before_the_cap_keeps_every_user_turn(
     assert len(call.of(ResponseCreated)) == len(spans)
     assert call.service.relay.stats().dropped_ms == 0
     assert not call.recorder.errors
+
+
+async def test_pruning_replaces_old_items_with_a_summary_in_the_live_session(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    spans = compose(make_speech, QUESTIONS, recording)
+    prune = RolloverConfig(prune_every_turns=2, keep_verbatim_turns=1)
+    async with realtime_call(recording, script=["Sure, noted."], rollover=prune) as call:
+        await call.input_done()
+        await call.wait_event(ResponseCreated, len(spans), timeout_s=15)
+        await call.wait_for(lambda: call.service.machine.state is CallState.LISTENING, 10)
+        session = next(iter(call.server.server.live_sessions))
+        items = [r.item for r in session.core.conversation.records()]
+        instructions = session.core.config.instructions
+
+    assert call.service.items_pruned >= 1  # at least the first question's audio item
+    assert "Summary of the conversation so far" in instructions
+    users = [i for i in items if i.type == "message" and i.role == "user"]
+    assert len(users) < len(spans)  # old audio no longer re-read by every response
+    assert not call.of(RolledOver)  # pruning alone: one session
+    assert not call.recorder.errors  # every delete named a live item
