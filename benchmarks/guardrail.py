@@ -247,6 +247,17 @@ async def one_call(
     return transport, timeline
 
 
+def on_off(first: dict[str, list[float]], runs: int) -> dict[str, Any]:
+    off, on = median(first["off"]), median(first["on"])
+    return {
+        "first_audio_ms_off": off,
+        "first_audio_ms_on": on,
+        "first_audio_ratio": round(on / off, 3) if on and off else None,
+        "runs": runs,
+        "samples": first,
+    }
+
+
 async def latency_benchmark(runs: int, recording: Path, speech_end_ms: float) -> dict[str, Any]:
     brain = ScriptedBrain(["Sure, let me check that for you right away."], pace=4.0)
     first: dict[str, list[float]] = {"off": [], "on": []}
@@ -256,14 +267,7 @@ async def latency_benchmark(runs: int, recording: Path, speech_end_ms: float) ->
                 tap = make_tap() if name == "on" else None
                 transport, _ = await one_call(srv, recording, tap, lambda t, _tl: bool(t.written))
                 first[name].append(transport.written[0].at_ms - speech_end_ms)
-    off, on = median(first["off"]), median(first["on"])
-    return {
-        "first_audio_ms_off": off,
-        "first_audio_ms_on": on,
-        "first_audio_ratio": round(on / off, 3) if on and off else None,
-        "runs": runs,
-        "samples": first,
-    }
+    return on_off(first, runs)
 
 
 async def chained_latency(runs: int, recording: Path, speech_end_ms: float) -> dict[str, Any]:
@@ -288,14 +292,7 @@ async def chained_latency(runs: int, recording: Path, speech_end_ms: float) -> d
                     while not transport.written:  # noqa: ASYNC110 - polls the transport
                         await asyncio.sleep(0.02)
             first[name].append(transport.written[0].at_ms - speech_end_ms)
-    off, on = median(first["off"]), median(first["on"])
-    return {
-        "first_audio_ms_off": off,
-        "first_audio_ms_on": on,
-        "first_audio_ratio": round(on / off, 3) if on and off else None,
-        "runs": runs,
-        "samples": first,
-    }
+    return on_off(first, runs)
 
 
 def reply_with_phrase_at(words_before: int) -> str:

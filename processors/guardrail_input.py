@@ -32,7 +32,13 @@ from voxpipe.guardrails import (
     Judgement,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_tap import GuardrailTap, SafeLineSpeaker, Timer, bounded_check
+from voxpipe.processors.guardrail_tap import (
+    GuardrailTap,
+    SafeLineSpeaker,
+    Timer,
+    bounded_check,
+    tripped_frame,
+)
 
 DEFAULT_REFUSAL_LINE = "Sorry, I can't help with that."
 
@@ -103,18 +109,7 @@ class GuardrailInputFilter(FrameProcessor):
         return None
 
     async def _refuse(self, text: str, judgement: Judgement) -> None:
-        verdict = judgement.verdict
-        start = verdict.start if verdict.start is not None else 0
-        end = verdict.end if verdict.end is not None else len(text)
-        event = GuardrailTrippedFrame(
-            stage=GuardrailStage.INPUT,
-            policy=judgement.policy,
-            rule=verdict.rule or judgement.policy,
-            span=text[start:end],
-            start=verdict.start,
-            end=verdict.end,
-            failure=judgement.failure,
-        )
+        event = tripped_frame(GuardrailStage.INPUT, judgement, text)
         self.refusals.append(event)
         logger.info(f"{self}: refused a turn ({event.rule}): {event.span!r}")
         if self._call_metrics is not None:

@@ -88,6 +88,25 @@ SafeLineSpeaker = Callable[[str], Awaitable[None]]
 """Says a line in the brain's own voice (the realtime graph's is ``RealtimeSafeLine``)."""
 
 
+def tripped_frame(
+    stage: GuardrailStage, judgement: Judgement, text: str, response_id: str | None = None
+) -> GuardrailTrippedFrame:
+    """The timeline frame for a tripped ``judgement`` on ``text`` (no span: all of it)."""
+    verdict = judgement.verdict
+    start = verdict.start if verdict.start is not None else 0
+    end = verdict.end if verdict.end is not None else len(text)
+    return GuardrailTrippedFrame(
+        stage=stage,
+        policy=judgement.policy,
+        rule=verdict.rule or judgement.policy,
+        span=text[start:end],
+        start=verdict.start,
+        end=verdict.end,
+        failure=judgement.failure,
+        response_id=response_id,
+    )
+
+
 class ScanCadence(enum.Enum):
     """When pattern policies run."""
 
@@ -275,19 +294,8 @@ class GuardrailTap(FrameProcessor):
         self._stopped.add(rid)
         self.core.discard(rid)
         self.gate.end(rid)
-        verdict = judgement.verdict
-        start = verdict.start if verdict.start is not None else 0
-        end = verdict.end if verdict.end is not None else len(text)
-        event = GuardrailTrippedFrame(
-            stage=GuardrailStage.OUTPUT,
-            policy=judgement.policy,
-            rule=verdict.rule or judgement.policy,
-            span=text[start:end],
-            start=verdict.start,
-            end=verdict.end,
-            failure=judgement.failure,
-            response_id=rid,
-        )
+        event = tripped_frame(GuardrailStage.OUTPUT, judgement, text, rid)
+        start = event.start if event.start is not None else 0
         self.trips.append(event)
         logger.info(f"{self}: guardrail {event.rule} tripped on {event.span!r}")
         if self._call_metrics is not None:
