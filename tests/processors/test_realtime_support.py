@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from pipecat.frames.frames import ErrorFrame, Frame
+from pipecat.frames.frames import ErrorFrame, Frame, InterruptionFrame, TTSAudioRawFrame
 from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
 
+from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
@@ -32,6 +34,11 @@ from voxpipe.transports.realtime_server import (
     running_realtime_server,
 )
 
+_KINDS = {
+    TTSAudioRawFrame: "audio",
+    InterruptionFrame: "interruption",
+    PlaybackMarkerFrame: "marker",
+}
 API_KEY = "test-key"
 RATE = 16_000
 LONG_REPLY = (
@@ -68,10 +75,29 @@ class Recorder(BaseObserver):
     def __init__(self) -> None:
         super().__init__()
         self.errors: list[ErrorFrame] = []
+        # What the realtime service pushed downstream, in order: "audio",
+        # "interruption", "marker" (an assistant item's first audio follows).
+        self.service_pushes: list[str] = []
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if data.first_push and isinstance(data.frame, ErrorFrame):
             self.errors.append(data.frame)
+        if isinstance(data.source, RealtimeService) and data.direction is FrameDirection.DOWNSTREAM:
+            kind = _KINDS.get(type(data.frame))
+            if kind is not None:
+                self.service_pushes.append(kind)
+
+    def audio_after_interruption(self) -> int:
+        """Audio frames the service pushed after an interruption, before the next item began."""
+        count, cut = 0, False
+        for kind in self.service_pushes:
+            if kind == "interruption":
+                cut = True
+            elif kind == "marker":
+                cut = False
+            elif cut:
+                count += 1
+        return count
 
 
 @dataclass
