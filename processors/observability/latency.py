@@ -54,6 +54,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.processors.realtime.events import RealtimeCallEventFrame, ResponseCreated
 from voxpipe.timeline import EventKind, Timeline
 
 _KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
@@ -108,13 +109,8 @@ class _Chunk:
 
 
 def is_response_started(frame: Frame) -> bool:
-    """True for a realtime call event saying a response was created (duck-typed: no import).
-
-    The realtime service publishes ``RealtimeCallEventFrame(event=ResponseCreated(...))``;
-    matching by name keeps this observer free of the realtime package.
-    """
-    event = getattr(frame, "event", None)
-    return event is not None and type(event).__name__ == "ResponseCreated"
+    """True for the realtime service's call event saying a response was created."""
+    return isinstance(frame, RealtimeCallEventFrame) and isinstance(frame.event, ResponseCreated)
 
 
 class LatencyObserver(BaseObserver):

@@ -29,6 +29,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from voxpipe.observability.cost import CostLedger, ResponseCost, price_response
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.ratelimits import RateLimitTracker, RateLimitWarning
+from voxpipe.processors.realtime.events import RateLimitsUpdated, RealtimeCallEventFrame
 from voxpipe.timeline import EventKind, Timeline
 
 
@@ -64,27 +65,9 @@ def usage_from_tokens(tokens: LLMTokenUsage) -> dict[str, Any]:
     return usage
 
 
-def rate_limits_payload(event: object) -> dict[str, Any] | None:
-    """A ``rate_limits.updated`` payload from the realtime service's ``RateLimitsUpdated``.
-
-    Duck-typed on the event's ``limits`` (name, limit, remaining, reset_seconds),
-    so this module does not depend on the realtime package.
-    """
-    if type(event).__name__ != "RateLimitsUpdated":
-        return None
-    limits = getattr(event, "limits", ())
-    items = [
-        dataclasses.asdict(x) if dataclasses.is_dataclass(x) and not isinstance(x, type) else x
-        for x in limits
-    ]
-    return {"rate_limits": [_named(item) for item in items]}
-
-
-def _named(item: Any) -> Any:
-    # A name may arrive as an enum; the tracker reads the plain value.
-    if isinstance(item, dict) and hasattr(item.get("name"), "value"):
-        return {**item, "name": item["name"].value}
-    return item
+def rate_limits_payload(event: RateLimitsUpdated) -> dict[str, Any]:
+    """The ``rate_limits.updated`` payload behind the realtime service's event."""
+    return {"rate_limits": [dataclasses.asdict(limit) for limit in event.limits]}
 
 
 class UsageObserver(BaseObserver):
@@ -124,10 +107,10 @@ class UsageObserver(BaseObserver):
             for item in frame.data:
                 if isinstance(item, LLMUsageMetricsData):
                     self.record_usage(usage_from_tokens(item.value), model=item.model)
-            return
-        event = getattr(frame, "event", None)
-        if event is not None and (payload := rate_limits_payload(event)) is not None:
-            self.record_rate_limits(payload)
+        elif isinstance(frame, RealtimeCallEventFrame) and isinstance(
+            frame.event, RateLimitsUpdated
+        ):
+            self.record_rate_limits(rate_limits_payload(frame.event))
 
     def record_usage(
         self,
