@@ -46,6 +46,7 @@ PACE = 1.5  # the CLI's scripted pace: audio streams 1.5x faster than real time
 REPLY = "Hello! This is the voxpipe scripted voice. How can I help you today?"
 LATENCY_LIMIT_MS = 500.0
 STAGGER_S = 2.0
+ENDPOINT_MS = 500  # server_vad's default silence_duration_ms
 
 
 @dataclass
@@ -406,13 +407,21 @@ def report(rows: list[LevelResult], local: dict[str, Any] | None) -> dict[str, A
     }
     print(f"p99 create->created, voxpipe / bare aiohttp by sessions: {latency_ratios}")
     if local:
-        speed = local["median_speech_end_to_first_audio_ms"] / local["median_naive_turn_ms"]
-        local["ratio_to_naive"] = round(speed, 2)
+        naive = local["median_naive_turn_ms"]
+        # The naive turn starts when endpointing has already decided; compare like with like.
+        local["ratio_speech_stopped_to_naive"] = round(
+            local["median_speech_stopped_to_first_audio_ms"] / naive, 2
+        )
+        local["ratio_speech_end_to_naive_plus_endpointing"] = round(
+            local["median_speech_end_to_first_audio_ms"] / (naive + ENDPOINT_MS), 2
+        )
         print(
             f"local brain: end of speech -> first audio delta, median "
             f"{local['median_speech_end_to_first_audio_ms']} ms (speech_stopped -> first delta "
-            f"{local['median_speech_stopped_to_first_audio_ms']} ms); naive turn "
-            f"{local['median_naive_turn_ms']} ms; ratio {local['ratio_to_naive']}"
+            f"{local['median_speech_stopped_to_first_audio_ms']} ms); naive turn {naive} ms "
+            f"(+{ENDPOINT_MS} ms endpointing); ratios "
+            f"{local['ratio_speech_stopped_to_naive']} (from speech_stopped), "
+            f"{local['ratio_speech_end_to_naive_plus_endpointing']} (from end of speech)"
         )
     return {
         "machine": _common.machine(),
