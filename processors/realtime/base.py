@@ -8,6 +8,7 @@ to pipecat's service.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import time
@@ -39,13 +40,15 @@ from voxpipe.call import (
     UserAudioRelay,
 )
 from voxpipe.call.response_guard import GuardOutput
-from voxpipe.call.tokens import TokenMode
+from voxpipe.call.tokens import RotationFailed, SecretRotated, TokenMode
 from voxpipe.playback import PlaybackClock
 from voxpipe.processors.realtime.events import (
     CallEvent,
+    RateLimit,
     RealtimeCallEventFrame,
     ResponseCancelled,
     ResponseRequested,
+    TokenRotated,
 )
 from voxpipe.transports.tokens import StaticKeyProvider, TokenProvider
 
@@ -98,7 +101,8 @@ class RealtimeBase(OpenAIRealtimeLLMService):
         self.recovery = RecoveryPolicy(random_fn, backoff or BackoffConfig())
         self.stall_timeout_ms = stall_timeout_ms
         self.events: list[CallEvent] = []
-        self.rate_limits: tuple[Any, ...] = ()
+        self.rate_limits: tuple[RateLimit, ...] = ()
+        self.tokens_rotated = 0
         if context is not None:
             self._context = context
         self._generation = 0  # which socket is current; a stale socket's close is ignored
@@ -151,10 +155,6 @@ class RealtimeBase(OpenAIRealtimeLLMService):
             if isinstance(result, StateChanged | TransitionRejected):
                 await self.publish(result)
 
-    async def send_event(self, event: rt.ClientEvent) -> None:
-        """Send a client event (the seed's instructions replace ``session.update``'s)."""
-        await self.send_client_event(event)
-
     async def carry_out(self, outputs: tuple[GuardOutput, ...] | list[GuardOutput]) -> None:
         """Send what the response guard decided, publish what it reported."""
         for output in outputs:
@@ -182,20 +182,21 @@ class RealtimeBase(OpenAIRealtimeLLMService):
             return False
         return response_id in self._dropping or self.guard.is_cancelled(response_id)
 
-    def note_token_event(self, event: Any) -> None:
+    def note_token_event(self, event: SecretRotated | RotationFailed) -> None:
         """Called by an :class:`EphemeralTokenProvider`'s ``on_event`` hook (sync)."""
-        from voxpipe.call.tokens import RotationFailed
-        from voxpipe.processors.realtime.events import TokenRotated
+        if isinstance(event, RotationFailed):
+            rotated = TokenRotated(self.tokens_rotated, event.failures, True, event.reason)
+        else:
+            self.tokens_rotated = event.rotations
+            rotated = TokenRotated(event.rotations, 0, False)
+        self.events.append(rotated)
+        # The provider calls back synchronously; tell the application from the loop.
+        with contextlib.suppress(Exception):  # before setup there is no task manager yet
+            self.create_task(self._announce_token(rotated), name="voxpipe-token-event")
 
-        failed = isinstance(event, RotationFailed)
-        rotated = TokenRotated(
-            rotations=getattr(event, "rotations", 0),
-            failures=getattr(event, "failures", 0),
-            failed=failed,
-            reason=getattr(event, "reason", ""),
-        )
-        # The provider calls back synchronously; publish on the loop.
-        self.create_task(self.publish(rotated), name="voxpipe-token-event")
+    async def _announce_token(self, event: TokenRotated) -> None:
+        await self._call_event_handler("on_call_event", event)
+        await self.push_frame(RealtimeCallEventFrame(event=event, at_ms=self.now_ms()))
 
     def state_snapshot(self) -> dict[str, Any]:
         """The call state and context, for logs and tests."""
