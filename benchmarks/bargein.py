@@ -9,7 +9,10 @@ streaming 1.5x real time, server VAD on), one after the other, in the same run.
       the last bot audio out (server VAD detection included, same for both);
     - truncation error: |audio_end_ms sent in conversation.item.truncate -
       ms of the item the output transport really played|;
-    - bot audio frames written after the transport took the interruption.
+    - bot audio chunks (20 ms) written after the transport took the
+      interruption, and audio frames the brain pushed after it passed the
+      interruption on (pipecat's output may still write the one chunk it had
+      already taken: that shows in the first figure, not the second).
 (b) Guardrail-style interrupt: a processor after the brain calls
     ``broadcast_interruption()`` after 10 frames of every answer (server VAD
     on); frames of that answer still reaching the output afterwards, and
@@ -32,7 +35,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from _common import median, percentile, print_table, speak, write_result
-from pipecat.frames.frames import Frame, TTSAudioRawFrame, TTSStartedFrame
+from pipecat.frames.frames import Frame, InterruptionFrame, TTSAudioRawFrame, TTSStartedFrame
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.realtime import events as rt
 from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
@@ -120,9 +124,28 @@ class CutEveryAnswer(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class BrainPushes(BaseObserver):
+    """When the brain pushed audio and interruptions downstream (the transport's clock)."""
+
+    def __init__(self, brain: Any, clock: Any) -> None:
+        super().__init__()
+        self.brain, self.clock = brain, clock
+        self.audio: list[float] = []
+        self.interruptions: list[float] = []
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if data.source is not self.brain or data.direction is not FrameDirection.DOWNSTREAM:
+            return
+        if isinstance(data.frame, TTSAudioRawFrame):
+            self.audio.append(self.clock())
+        elif isinstance(data.frame, InterruptionFrame):
+            self.interruptions.append(self.clock())
+
+
 @dataclass
 class Run:
     transport: FileTransport
+    pushes: BrainPushes
     truncates: list[tuple[float, int]] = field(default_factory=list)  # (t, audio_end_ms)
     cancels: int = 0
     tap: CutEveryAnswer | None = None
@@ -138,8 +161,8 @@ async def run_call(stock: bool, recording: Recording, cut_after: int | None) -> 
         graph = build_realtime_pipeline(
             transport, server_url=srv.realtime_url, api_key=KEY, tap=tap, brain=factory
         )
-        run = Run(transport, tap=tap)
         service = graph.brain
+        run = Run(transport, BrainPushes(service, clock), tap=tap)
         if isinstance(service, RealtimeService):
 
             @service.event_handler("on_call_event")
@@ -155,7 +178,7 @@ async def run_call(stock: bool, recording: Recording, cut_after: int | None) -> 
         async def _done(_t: Any) -> None:
             finished.set()
 
-        async with CallSession(graph.pipeline, end_timeout_secs=5):
+        async with CallSession(graph.pipeline, observers=[run.pushes], end_timeout_secs=5):
             await finished.wait()
             await asyncio.sleep(1.0)
         if isinstance(service, StockRecording):
@@ -179,8 +202,15 @@ def barge_in_metrics(run: Run, recording: Recording) -> list[dict[str, float | N
         answer = [w for w in written if prev_end < w.at_ms < line_end]
         stops = [x for x in t.interruptions_ms if x > onset]
         if not answer or not stops or stops[0] > line_end + 2000:
-            rows.append({"stop_ms": None, "trunc_err_ms": None, "frames_after": None})
+            rows.append(
+                {"stop_ms": None, "trunc_err_ms": None, "frames_after": None, "pushed_after": None}
+            )
             continue
+        # Audio the brain itself pushed after it passed the interruption on.
+        cut_at = next((x for x in run.pushes.interruptions if x > onset), None)
+        pushed_after = 0
+        if cut_at is not None:
+            pushed_after = sum(1 for a in run.pushes.audio if cut_at < a < line_end)
         t_int = stops[0]
         played = sum(min(w.duration_ms, max(0.0, t_int - w.at_ms)) for w in answer)
         last_out = max(min(w.at_ms + w.duration_ms, max(t_int, w.at_ms)) for w in answer)
@@ -191,6 +221,7 @@ def barge_in_metrics(run: Run, recording: Recording) -> list[dict[str, float | N
                 "stop_ms": round(last_out - onset, 1),
                 "trunc_err_ms": None if cut is None else round(abs(cut - played), 1),
                 "frames_after": float(after),
+                "pushed_after": float(pushed_after),
             }
         )
     return rows
@@ -216,6 +247,7 @@ def summarise(rows: list[dict[str, float | None]]) -> dict[str, Any]:
         return [r[name] for r in rows if r[name] is not None]  # type: ignore[misc]
 
     stops, errors, after = col("stop_ms"), col("trunc_err_ms"), col("frames_after")
+    pushed = col("pushed_after")
     return {
         "barge_ins": len(rows),
         "measured": len(stops),
@@ -224,6 +256,7 @@ def summarise(rows: list[dict[str, float | None]]) -> dict[str, Any]:
         "trunc_err_max_ms": max(errors) if errors else None,
         "trunc_err_p50_ms": median(errors),
         "frames_after_interruption": int(sum(after)),
+        "brain_audio_pushed_after_interruption": int(sum(pushed)),
     }
 
 
@@ -271,7 +304,8 @@ def report(results: dict[str, Any]) -> None:
         ("stop latency p95 (ms)", "stop_p95_ms"),
         ("truncation error max (ms)", "trunc_err_max_ms"),
         ("truncation error p50 (ms)", "trunc_err_p50_ms"),
-        ("bot frames after interruption", "frames_after_interruption"),
+        ("bot chunks written after interruption", "frames_after_interruption"),
+        ("audio frames the brain pushed after it", "brain_audio_pushed_after_interruption"),
         ("response.cancel sent (barge-ins)", "response_cancels_sent"),
         ("guardrail cuts", "guardrail_cuts"),
         ("guardrail: frames after cut (total)", "guardrail_frames_after_total"),

@@ -51,6 +51,7 @@ from voxpipe.processors.realtime.handlers import ServerEventsMixin
 from voxpipe.transports.tokens import EphemeralTokenProvider
 
 TICK_S = 0.1
+OUTPUT_CHUNK_MS = 20  # the output transports' chunk (audio_out_10ms_chunks=2)
 
 
 class RealtimeService(ServerEventsMixin):
@@ -143,17 +144,30 @@ class RealtimeService(ServerEventsMixin):
     ) -> None:
         """Remember tool results for the next session's seed, then push.
 
-        Audio of a response that was interrupted while its delta was being
-        handled (an await in pipecat's handler) is dropped here, at the last
-        moment, so it cannot reach the output behind the interruption.
+        Bot audio goes out in 20 ms frames, each checked against the gate: a
+        response interrupted while its delta was in hand (an await in
+        pipecat's handler) stops at the next 20 ms, and the output transport,
+        which cuts frames into 20 ms chunks across awaits, never has more
+        than one chunk of a frame in hand when the interruption lands.
         """
-        if isinstance(frame, TTSAudioRawFrame) and self.response_is_dropped(
-            self._audio_response_id
-        ):
+        if isinstance(frame, TTSAudioRawFrame):
+            await self._push_audio(frame, direction)
             return
         if isinstance(frame, FunctionCallResultFrame) and direction is FrameDirection.DOWNSTREAM:
             self.remember_tool(frame.function_name, frame.result)
         await super().push_frame(frame, direction)
+
+    async def _push_audio(self, frame: TTSAudioRawFrame, direction: FrameDirection) -> None:
+        step = frame.sample_rate * 2 * frame.num_channels * OUTPUT_CHUNK_MS // 1000
+        for start in range(0, len(frame.audio), step):
+            if self.response_is_dropped(self._audio_response_id):
+                return
+            piece = TTSAudioRawFrame(
+                audio=frame.audio[start : start + step],
+                sample_rate=frame.sample_rate,
+                num_channels=frame.num_channels,
+            )
+            await super().push_frame(piece, direction)
 
     async def _send_user_audio(self, frame: InputAudioRawFrame) -> None:
         audio = frame.audio

@@ -19,12 +19,13 @@ from voxpipe.processors.realtime import (
     ResponseCreated,
 )
 
-# pipecat's output transport can still write one chunk of audio it was handed
-# before the interruption (base_output chunks a frame into the audio queue across
-# awaits; the file transport's epoch check only covers a write already waiting).
-# That chunk was pushed before the stop; the service's own guarantee is checked
-# on what it pushes (Recorder.audio_after_interruption).
-OUTPUT_RACE_CHUNKS = 1
+# What the output transport had already taken still plays: the file transport
+# records the interruption (and bumps its epoch) before pipecat's base output
+# resets its audio queue, and a chunk taken in between is written. Under load
+# that is one to three 20 ms chunks, all pushed by the service before the stop;
+# the service's own guarantee is checked on its pushes
+# (Recorder.audio_after_interruption must be 0).
+OUTPUT_RACE_CHUNKS = 3
 
 
 def _frames_after(call: Any, item_id: str, after_ms: float) -> int:
@@ -40,7 +41,7 @@ def _frames_after(call: Any, item_id: str, after_ms: float) -> int:
 def _check_nothing_after(call: Any, truncated: ItemTruncated) -> None:
     # Nothing of the cancelled response left the service after the interruption...
     assert call.recorder.audio_after_interruption() == 0
-    # ...and the caller heard at most the chunk the output already had in hand.
+    # ...and the caller heard at most what the output transport already had in hand.
     stopped = _stopped_at(call, truncated.item_id)
     assert _frames_after(call, truncated.item_id, stopped) <= OUTPUT_RACE_CHUNKS
 
