@@ -44,7 +44,7 @@ class TimelineObserver(BaseObserver):
     """
 
     def __init__(self, timeline: Timeline, now_ms: Callable[[], float]) -> None:
-        super().__init__()
+        super().__init__(observe_every_push=False)  # first pushes are all it records
         self.timeline = timeline
         self._now = now_ms
         self._text: list[str] = []

@@ -47,6 +47,7 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     ProposedUserStoppedSpeakingFrame,
     TTSStartedFrame,
+    VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -152,7 +153,8 @@ class LatencyObserver(BaseObserver):
         self._timeline = timeline
         self._chunks: deque[_Chunk] = deque()
         self._by_frame: dict[int, _Chunk] = {}
-        self._last_into: dict[int, _Chunk] = {}  # processor id -> latest chunk pushed to it
+        self._vads: set[int] = set()  # processors that run a VAD (they sent a VAD frame)
+        self._last_into: dict[int, _Chunk] = {}  # VAD processor id -> latest chunk pushed to it
         self.kind = kind or brain_kind(brain)
         self._brain_hears_audio = self.kind is BrainKind.SPEECH
         self._written_ms: float | None = None  # first audio handed to output, this turn
@@ -180,6 +182,8 @@ class LatencyObserver(BaseObserver):
                 self.finish()
         elif not data.first_push:
             return
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            self._vads.add(id(data.source))  # from now on, audio into it is followed
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if data.direction is FrameDirection.DOWNSTREAM:
                 self._on_vad_stopped(data.source, frame.stop_secs)
@@ -229,12 +233,17 @@ class LatencyObserver(BaseObserver):
         return now - max(lag_ns, 0) / 1e6
 
     def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame) -> None:
-        chunk = self._new_chunk(data, frame) if data.first_push else self._by_frame.get(frame.id)
+        chunk = self._new_chunk(data, frame) if data.first_push else None
+        into = id(data.destination)
+        to_brain = self._brain_hears_audio and data.destination is self._brain
+        if into not in self._vads and not to_brain:
+            return  # only the VAD's and the brain's intake matter
+        chunk = chunk or self._by_frame.get(frame.id)
         if chunk is None:
             return
-        self._last_into[id(data.destination)] = chunk
-        is_brain = data.destination is self._brain
-        if is_brain and self._brain_hears_audio and chunk.at_brain_ms is None:
+        if into in self._vads:
+            self._last_into[into] = chunk
+        if to_brain and chunk.at_brain_ms is None:
             chunk.at_brain_ms = self._pushed_at(data)
 
     def _new_chunk(self, data: FramePushed, frame: InputAudioRawFrame) -> _Chunk:

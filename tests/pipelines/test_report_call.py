@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 from test_report_support import sample
 
@@ -72,7 +73,9 @@ async def test_a_simulated_call_writes_its_report_timeline_latency_and_metrics(
     total = sum(Decimal(r["usd"]) for r in cost["responses"])
     assert Decimal(cost["known_usd"]) == total > 0
     rendered = metrics.render().decode()
-    assert sample(rendered, "voxpipe_cost_usd_total", model="gpt-realtime") == float(total)
+    # Prometheus adds floats; the ledger keeps exact decimals.
+    exported = sample(rendered, "voxpipe_cost_usd_total", model="gpt-realtime")
+    assert exported == pytest.approx(float(total), rel=1e-9)
     assert {r["name"] for r in report["rate_limits"]["low_water"]} == {"requests", "tokens"}
 
     # The timeline carries each turn's boundaries, as written to timeline.jsonl.
