@@ -50,7 +50,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
@@ -60,7 +60,7 @@ from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import TurnSettings
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.observability import BrainKind, instrument
+from voxpipe.processors.observability import BrainKind, ObserverGroup, instrument
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import Timeline
 from voxpipe.transports.file import FileTransport
@@ -119,6 +119,21 @@ class NoOp(BaseObserver):
     """pipecat's floor: one observer that sees every push and does nothing."""
 
 
+class TimedGroup(ObserverGroup):
+    """The instruments' group, timing its own CPU (``time.thread_time``: the loop's thread)."""
+
+    def __init__(self, observers: list[BaseObserver]) -> None:
+        super().__init__(observers)
+        self.own_s = 0.0
+        self.events = 0
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        start = time.thread_time()
+        await super().on_push_frame(data)
+        self.own_s += time.thread_time() - start
+        self.events += 1
+
+
 @dataclass
 class Run:
     variant: str
@@ -126,6 +141,7 @@ class Run:
     wall_s: float
     turns: int
     first_audio_ms: list[float] = field(default_factory=list)
+    own_cpu_s: float = 0.0  # CPU inside voxpipe's observer code (observed runs)
 
 
 def make_recording(seconds: float, path: Path) -> float:
@@ -164,7 +180,9 @@ def _observers(
         playback=transport,
         metrics=VoxpipeMetrics(),
     )
-    return instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
+    [group] = instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
+    assert isinstance(group, ObserverGroup)
+    return [TimedGroup(group.members)]
 
 
 async def one_run(recording: Path, variant: str, paced: bool, server_url: str | None) -> Run:
@@ -191,7 +209,8 @@ async def one_run(recording: Path, variant: str, paced: bool, server_url: str | 
         await asyncio.wait_for(done.wait(), 600)
         await asyncio.sleep(1.0)  # the trailing silence ends the last turn
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms)
+    own = sum(o.own_s for o in observers if isinstance(o, TimedGroup))
+    return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms, own)
 
 
 @contextmanager
@@ -220,8 +239,11 @@ def realtime_server() -> Iterator[str]:
 def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
     by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
     cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
+    own = median([r.own_cpu_s * 1000 for r in by[OBSERVED]]) or 0.0
     return {
         "path": path,
+        "own_observer_cpu_ms_median": own,
+        "own_observer_cpu_ratio_vs_bare": round(own / cpu[BARE], 4),
         "cpu_ms_median": cpu,
         "cpu_ratio_vs_bare": {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS},
         "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
@@ -236,6 +258,7 @@ def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
                 "wall_s": round(r.wall_s, 3),
                 "turns": r.turns,
                 "first_audio_ms_median": median(r.first_audio_ms),
+                "own_observer_cpu_ms": round(r.own_cpu_s * 1000, 1),
             }
             for r in runs
         ],
@@ -275,6 +298,14 @@ async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> N
         for r in results
         for v in VARIANTS
     ]
+    print_table(
+        "CPU inside voxpipe's observer code (thread time), medians",
+        ["path", "observer code CPU ms", "share of the bare pipeline's CPU"],
+        [
+            [r["path"], r["own_observer_cpu_ms_median"], r["own_observer_cpu_ratio_vs_bare"]]
+            for r in results
+        ],
+    )
     print_table(
         f"Observers on the audio path: {audio_s:.0f} s of caller audio "
         f"({'paced' if paced else 'unpaced'}), {repeats} repeats, medians",
