@@ -137,17 +137,35 @@ class FileOutputTransport(BaseOutputTransport):
         self._next_due_ms = 0.0
         self._virtual_ms = 0.0  # unpaced: bot audio is laid end to end
         self._epoch = 0
+        self._flushing = False
+        self._cut_utterance = False
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         await self.set_transport_ready(frame)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        if isinstance(frame, InterruptionFrame):
-            self._epoch += 1  # a write waiting for its slot must not play
-            self._transport.playback.interrupted(self._now())
-            self._transport.interruptions_ms.append(self._now())
-        await super().process_frame(frame, direction)
+        if not isinstance(frame, InterruptionFrame):
+            if isinstance(frame, PlaybackMarkerFrame | TTSStartedFrame):
+                self._cut_utterance = False  # a new utterance may play
+            elif isinstance(frame, OutputAudioRawFrame) and self._cut_utterance:
+                # Pushed before the interruption but still in flight behind it:
+                # the cut utterance's audio never plays.
+                return
+            await super().process_frame(frame, direction)
+            return
+        # Audio of the utterance being cut is refused until the next one begins.
+        self._cut_utterance = self._transport.playback.current is not None
+        self._epoch += 1  # a write waiting for its slot must not play
+        self._transport.playback.interrupted(self._now())
+        self._transport.interruptions_ms.append(self._now())
+        # Until the base class has emptied its audio queue, a chunk the audio
+        # task takes from it is the cancelled response's: it must not play.
+        self._flushing = True
+        try:
+            await super().process_frame(frame, direction)
+        finally:
+            self._flushing = False
 
     async def write_transport_frame(self, frame: Frame) -> None:
         if isinstance(frame, PlaybackMarkerFrame):
@@ -159,6 +177,8 @@ class FileOutputTransport(BaseOutputTransport):
         t = self._transport
         duration_ms = len(frame.audio) / 2 / frame.sample_rate / frame.num_channels * 1000
         epoch = self._epoch
+        if self._flushing or self._cut_utterance:
+            return False
         if t.paced:
             await t.clock.sleep_until(self._next_due_ms)
             if epoch != self._epoch:
