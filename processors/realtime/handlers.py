@@ -159,6 +159,8 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
             self.rollover_policy.on_response_done(usage.input_tokens)
         for item in response.output or []:
             text = "".join(self._transcripts.pop(item.id, []))
+            if cancelled:
+                text = self._heard_part(item.id, text)
             self.remember_assistant(item.id, text, interrupted=cancelled)
         outputs = self.guard.on_response_done(response.id)
         confirmed = any(isinstance(o, CancelConfirmed) for o in outputs)
@@ -169,6 +171,22 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
             await self._finish_state(response)
         await self._handle_evt_response_done(evt)
         await self.carry_out(outputs)
+
+    def _heard_part(self, item_id: str, text: str) -> str:
+        """The words of a cut reply the caller heard, in proportion to the audio played.
+
+        The transcript runs ahead of the audio, so a cancelled reply's text holds
+        words nobody heard (a guardrail trip's among them): they must not reach
+        a later session's seed.
+        """
+        if not self.tracker.has_item(item_id):
+            return text
+        received = self.tracker.received_ms(item_id)
+        if received <= 0:
+            return ""
+        words = text.split()
+        heard = int(len(words) * min(1.0, self.tracker.truncate_point(item_id) / received))
+        return " ".join(words[:heard])
 
     async def _finish_state(self, response: Any) -> None:
         state = self.machine.state
