@@ -110,8 +110,10 @@ def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
 
 def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
     from voxpipe.pipelines.realtime import build_realtime_pipeline
+    from voxpipe.processors.guardrail_realtime import RealtimeSafeLine
+    from voxpipe.processors.guardrail_tap import GuardrailTap
 
-    return build_realtime_pipeline(
+    graph = build_realtime_pipeline(
         transport,
         instructions=spec.instructions,
         tools=spec.tools,
@@ -120,6 +122,10 @@ def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         api_key=spec.api_key,
         transcribe=True,  # transcript.json shows what the caller said
     )
+    if isinstance(spec.tap, GuardrailTap):
+        # On the realtime path the brain itself says the safe line.
+        spec.tap.set_safe_line_speaker(RealtimeSafeLine(graph.brain))  # type: ignore[arg-type]
+    return graph
 
 
 LOCAL_SERVER_KEY = "voxpipe-local"

@@ -25,6 +25,9 @@ def add_parser(subparsers: Any) -> None:
         default="scripted",
         help="realtime, no key: the in-process server's brain (a script, or the local engines)",
     )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="agent.toml: its [guardrails] guard the demo"
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,17 +40,31 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     mode = Mode(args.mode)
+    instructions, tap = demo_agent.INSTRUCTIONS, None
+    if args.config is not None:
+        from voxpipe.cli.call import _agent
+
+        configured, tap = _agent(args.config)
+        # The demo's pharmacy agent keeps its prompt unless the file sets one.
+        instructions = configured if _sets_instructions(args.config) else instructions
     spec = CallSpec(
         input_path=demo_agent.caller_recording(),
         out_dir=args.out,
         mode=mode,
-        instructions=demo_agent.INSTRUCTIONS,
+        instructions=instructions,
         tools=demo_agent.TOOLS,
+        tap=tap,
     )
     console.print(f"[bold]voxpipe demo[/bold]: a caller rings the pharmacy ({_brain(args)})")
     result = asyncio.run(_run(spec, args.brain))
     print_call(result, args.out)
     return 0 if result.turns else 1
+
+
+def _sets_instructions(path: Path) -> bool:
+    from voxpipe.guardrails.config import load_agent_file
+
+    return bool(load_agent_file(path).instructions)
 
 
 def _brain(args: argparse.Namespace) -> str:
