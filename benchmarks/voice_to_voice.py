@@ -1,29 +1,42 @@
 """Voice-to-voice latency on the embedded stack: true end of speech -> first bot audio out.
 
 A recording of N spoken turns (generated speech, varied sentences, some with
-mid-sentence pauses) is played in real time through the file transport into
-the chained graph; for each turn the time from the true end of the caller's
-speech in the input audio to the first bot audio chunk written by the output
-transport is measured, with the per-stage split (end-of-turn wait, STT, LLM
-first token, TTS first audio). Premature end of turn: the bot's turn began
-before the caller finished the sentence. Baseline in the same run: the naive
-sequential turn (whole STT, whole LLM reply, then TTS) on the same clips,
-which excludes end-of-turn detection entirely (so the ratio flatters it).
+mid-sentence pauses) is played in real time into each path:
 
-    python benchmarks/voice_to_voice.py [--turns 20] [--calls 1]
+- chained: through the file transport into the chained graph; stamps on the
+  transport clock, first audio = first bot chunk the output transport wrote;
+- realtime: over the Realtime protocol into ``voxpipe realtime-server``'s local
+  brain (in process, server VAD with ``--realtime-silence-ms``), fed in real
+  time by a websocket client; first audio = first ``response.output_audio.delta``.
+
+For each turn the time from the true end of the caller's speech (the voice's
+own trailing silence excluded) to the first bot audio is measured, with the
+per-stage split (VAD stop, end of turn, transcript, first LLM text, first
+audio), the STT word error rate on what the path heard, and the LLM's prompt
+work (prompt tokens, how many were not in the KV cache, time to first token).
+Premature end of turn: the turn ended before the caller finished the
+sentence. Baseline in the same run: the naive sequential turn (whole STT,
+whole LLM reply, then TTS) on the same clips, which excludes end-of-turn
+detection entirely (so the ratio flatters it).
+
+    python benchmarks/voice_to_voice.py [--turns 20] [--calls 1] [--path both]
+        [--speech-timeout-secs 0.6] [--smart-turn] [--first-words 5] [--tag _x]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import soundfile as sf
-from _common import median, percentile, print_table, speak, write_result
+from _common import machine, median, percentile, print_table, speak, write_result
 from chained_turn import naive_turn
 from pipecat.frames.frames import (
     LLMTextFrame,
@@ -33,9 +46,12 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from voxpipe.pipelines.chained import build_chained_pipeline
+from voxpipe.evaluation import word_error_rate
+from voxpipe.pipelines.chained import TurnSettings, build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.local.engines import LocalEngines, shared_engines
+from voxpipe.processors.local.engines import LocalEngines, WhisperEngine, shared_engines
+from voxpipe.processors.local.stt import LocalWhisperSTTService
+from voxpipe.processors.local.tts import LocalTTSService
 from voxpipe.transports.file import FileTransport
 
 SENTENCES = [
@@ -70,6 +86,7 @@ class Stamps(BaseObserver):
         super().__init__()
         self.now = now
         self.events: dict[str, list[float]] = {}
+        self.transcripts: list[tuple[float, str]] = []
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if not data.first_push:
@@ -83,15 +100,28 @@ class Stamps(BaseObserver):
         for cls, name in kinds.items():
             if isinstance(data.frame, cls):
                 self.events.setdefault(name, []).append(self.now())
+        if isinstance(data.frame, TranscriptionFrame):
+            self.transcripts.append((self.now(), data.frame.text))
 
 
 def first_after(times: list[float], t: float, before: float) -> float | None:
     return next((x for x in sorted(times) if t <= x < before), None)
 
 
-async def one_call(recording: Path, ends: list[float]) -> list[dict[str, float | None]]:
+async def one_call(
+    recording: Path, ends: list[float], turn: TurnSettings, options: argparse.Namespace
+) -> list[dict[str, float | None]]:
     transport = FileTransport(recording, paced=True)
-    graph = build_chained_pipeline(transport)
+    stt, tts = None, None
+    if options.stt_window_secs:
+        engine = WhisperEngine(short_window_secs=options.stt_window_secs or None)
+        stt = LocalWhisperSTTService(engine=engine)
+    if options.first_clause_words != 4 or options.first_words:
+        tts = LocalTTSService(
+            first_clause_words=options.first_clause_words or None,
+            first_words=options.first_words or None,
+        )
+    graph = build_chained_pipeline(transport, turn=turn, stt=stt, tts=tts)
     stamps = Stamps(now=transport.clock.now_ms)
     finished = asyncio.Event()
 
@@ -102,13 +132,22 @@ async def one_call(recording: Path, ends: list[float]) -> list[dict[str, float |
     async with CallSession(graph.pipeline, observers=[stamps]):
         await finished.wait()
     origin = transport.input_started_ms
-    audio = [w.at_ms - origin for w in transport.written]
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}
+    ev["audio"] = [w.at_ms - origin for w in transport.written]
+    rows = turn_rows(ev, ends)
+    for row, end in zip(rows, ends, strict=True):
+        heard = [t for at, t in stamps.transcripts if end - 4_000 <= at - origin < end + 3_000]
+        row["heard"] = " ".join(heard)  # type: ignore[assignment]
+    return rows
+
+
+def turn_rows(ev: dict[str, list[float]], ends: list[float]) -> list[dict[str, float | None]]:
+    """Per turn, each stage's first time relative to the true end of speech (ms)."""
     rows = []
     for i, end in enumerate(ends):
         limit = ends[i + 1] - 3_000 if i + 1 < len(ends) else float("inf")
         start = end - 4_000  # the sentence began before its end
-        first_audio = first_after(audio, end - 2_000, limit)
+        first_audio = first_after(ev.get("audio", []), end - 2_000, limit)
         turn_end = first_after(ev.get("turn_end", []), start, limit)
         row = {
             "first_audio_ms": None if first_audio is None else first_audio - end,
@@ -126,6 +165,94 @@ def _rel(t: float | None, end: float) -> float | None:
     return None if t is None else t - end
 
 
+# -- realtime path: voxpipe realtime-server --brain local ---------------------------------
+
+CHUNK_MS = 20
+
+
+async def realtime_call(
+    url: str, pcm24: bytes, ends: list[float], silence_ms: int
+) -> list[dict[str, float | None]]:
+    """One call fed in real time over the Realtime protocol; stamps on the client's clock."""
+    loop = asyncio.get_running_loop()
+    step = 48 * CHUNK_MS
+    events: dict[str, list[float]] = {}
+    transcripts: list[tuple[float, str]] = []
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            f"{url}?model=local", headers={"Authorization": "Bearer bench"}, max_msg_size=0
+        ) as ws,
+    ):
+        await ws.receive()
+        session = {
+            "type": "realtime",
+            "audio": {
+                "input": {
+                    "transcription": {"model": "whisper-1"},
+                    "turn_detection": {"type": "server_vad", "silence_duration_ms": silence_ms},
+                }
+            },
+        }
+        await ws.send_str(json.dumps({"type": "session.update", "session": session}))
+        origin = loop.time()
+
+        async def send_audio() -> None:
+            for i, start in enumerate(range(0, len(pcm24), step)):
+                chunk = base64.b64encode(pcm24[start : start + step]).decode()
+                await ws.send_str(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+                # Real time against the call's own clock, so lateness does not accumulate.
+                await asyncio.sleep(max(0.0, origin + (i + 1) * CHUNK_MS / 1000 - loop.time()))
+
+        async def receive() -> None:
+            kinds = {
+                "input_audio_buffer.speech_stopped": "vad_stop",
+                "input_audio_buffer.committed": "turn_end",
+                "conversation.item.input_audio_transcription.completed": "transcript",
+                "response.output_audio_transcript.delta": "llm_text",
+                "response.output_audio.delta": "audio",
+            }
+            async for message in ws:
+                event = json.loads(message.data)
+                now = (loop.time() - origin) * 1000
+                if (name := kinds.get(event["type"])) is not None:
+                    events.setdefault(name, []).append(now)
+                if name == "transcript":
+                    transcripts.append((now, event.get("transcript", "")))
+
+        receiver = asyncio.create_task(receive())
+        await send_audio()
+        await asyncio.sleep(3)
+        receiver.cancel()
+    rows = turn_rows(events, ends)
+    for row, end in zip(rows, ends, strict=True):
+        row["heard"] = next((t for at, t in transcripts if end - 500 <= at), None)  # type: ignore[assignment]
+    return rows
+
+
+async def realtime_path(
+    recording: Path, ends: list[float], calls: int, silence_ms: int, first_words: int | None
+) -> list[dict[str, float | None]]:
+    from voxpipe.realtime import codec
+    from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+    audio, rate = sf.read(str(recording), dtype="int16")
+    pcm24 = codec.resample(audio.tobytes(), rate, 24_000)
+    brain = await LocalBrain.load(first_words=first_words)
+    async with running_realtime_server(config=ServerConfig(api_key="bench"), brain=brain) as srv:
+        results = await asyncio.gather(
+            *(realtime_call(srv.realtime_url, pcm24, ends, silence_ms) for _ in range(calls))
+        )
+    return [r for call in results for r in call]
+
+
+def trailing_silence_ms(samples: np.ndarray) -> float:
+    level = np.abs(samples.astype(np.float32))
+    voiced = np.nonzero(level > 0.02 * level.max())[0]
+    return (samples.size - (voiced[-1] + 1 if voiced.size else samples.size)) / 16
+
+
 def make_recording(
     engines: LocalEngines, folder: Path, turns: int
 ) -> tuple[Path, list[float], list[bytes]]:
@@ -135,7 +262,8 @@ def make_recording(
         clips.append(pcm)
         samples = np.frombuffer(pcm, dtype="<i2")
         cursor += samples.size / 16
-        ends.append(cursor)
+        # The true end of speech: the voice's own trailing silence is not speech.
+        ends.append(cursor - trailing_silence_ms(samples))
         parts += [samples, np.zeros(16 * GAP_MS, dtype="<i2")]
         cursor += GAP_MS
     path = folder / "caller.wav"
@@ -143,56 +271,139 @@ def make_recording(
     return path, ends, clips
 
 
-async def main(turns: int, calls: int) -> None:
+STAGES = ["vad_stop_ms", "turn_end_ms", "transcript_ms", "llm_first_text_ms", "first_audio_ms"]
+
+
+def summarise(
+    path: str, rows: list[dict[str, float | None]], texts: list[str], naive_p50: float | None
+) -> tuple[list[list[object]], dict[str, object]]:
+    v2v = [r["first_audio_ms"] for r in rows]
+    answered = [x for x in v2v if x is not None]
+    premature = sum(r["premature"] or 0 for r in rows) / len(rows)
+    wers = [
+        word_error_rate(text, str(r.get("heard") or ""))
+        for r, text in zip(rows, texts * (len(rows) // len(texts)), strict=True)
+    ]
+    table: list[list[object]] = [
+        [f"{path}: {s}", median([r[s] for r in rows]), percentile([r[s] for r in rows], 95)]
+        for s in STAGES
+    ]
+    p50 = median(v2v)  # type: ignore[arg-type]
+    ratio = round(p50 / naive_p50, 2) if p50 and naive_p50 else None
+    table += [
+        [f"{path}: ratio / naive (p50)", ratio, None],
+        [f"{path}: premature end of turn", f"{premature:.0%}", None],
+        [f"{path}: turns answered", f"{len(answered)}/{len(rows)}", None],
+        [f"{path}: STT word error rate (mean)", round(sum(wers) / len(wers), 3), None],
+    ]
+    result = {
+        "p50_ms": p50,
+        "p95_ms": percentile(v2v, 95),  # type: ignore[arg-type]
+        "ratio_to_naive_p50": ratio,
+        "premature_rate": premature,
+        "answered": len(answered),
+        "wer_mean": round(sum(wers) / len(wers), 3),
+        "stages_p50": {s: median([r[s] for r in rows]) for s in STAGES},  # type: ignore[misc]
+        "stages_p95": {s: percentile([r[s] for r in rows], 95) for s in STAGES},  # type: ignore[misc]
+        "rows": rows,
+    }
+    return table, result
+
+
+async def main(
+    turns: int,
+    calls: int,
+    paths: list[str],
+    turn: TurnSettings,
+    silence_ms: int,
+    options: argparse.Namespace,
+) -> None:
     engines = await shared_engines()
+    texts = (SENTENCES * 3)[:turns]
+    load_before = machine()["load_1m"]
+    results: dict[str, list[dict[str, float | None]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         recording, ends, clips = make_recording(engines, Path(tmp), turns)
-        results = await asyncio.gather(*(one_call(recording, ends) for _ in range(calls)))
-    rows = [r for call in results for r in call]
+        engines.llm.generations = []
+        if "chained" in paths:
+            calls_rows = await asyncio.gather(
+                *(one_call(recording, ends, turn, options) for _ in range(calls))
+            )
+            results["chained"] = [r for call in calls_rows for r in call]
+        if "realtime" in paths:
+            results["realtime"] = await realtime_path(
+                recording, ends, calls, silence_ms, options.first_words or None
+            )
+    generations = engines.llm.generations  # the calls' LLM prompt work, before the naive turns
     naive = [await asyncio.to_thread(naive_turn, engines, pcm) for pcm in clips]
-    v2v = [r["first_audio_ms"] for r in rows]
     naive_first = [n["first_audio_ms"] for n in naive]
-    answered = [x for x in v2v if x is not None]
-    stages = ["vad_stop_ms", "turn_end_ms", "transcript_ms", "llm_first_text_ms", "first_audio_ms"]
-    table = [
-        [s, median([r[s] for r in rows]), percentile([r[s] for r in rows], 95)] for s in stages
+    n50 = median(naive_first)
+    table: list[list[object]] = [
+        ["naive sequential (no end-of-turn wait)", n50, percentile(naive_first, 95)]
     ]
-    table.append(
-        ["naive sequential (no end-of-turn wait)", median(naive_first), percentile(naive_first, 95)]
-    )
-    p50, n50 = median(v2v), median(naive_first)
-    table.append(
-        ["ratio voxpipe / naive (p50)", round(p50 / n50, 2) if p50 and n50 else None, None]
-    )
-    premature = sum(r["premature"] or 0 for r in rows) / len(rows)
-    table.append(["premature end of turn", f"{premature:.0%}", None])
-    table.append(["turns answered", f"{len(answered)}/{len(rows)}", None])
+    summary: dict[str, object] = {}
+    for path, rows in results.items():
+        rows_table, summary[path] = summarise(path, rows, texts, n50)
+        table += rows_table
+    llm_work = {
+        "prompt_tokens_p50": median([g.prompt_tokens for g in generations]),
+        "new_prompt_tokens_p50": median([g.prompt_tokens - g.cached_tokens for g in generations]),
+        "first_token_ms_p50": median([g.first_token_ms for g in generations]),
+        "first_token_ms_p95": percentile([g.first_token_ms for g in generations], 95),
+    }
+    table += [[f"LLM {k}", v, None] for k, v in llm_work.items()]
     print_table(
-        f"Voice to voice, chained path, {turns} turns x {calls} concurrent call(s) "
-        "(ms after the true end of speech)",
+        f"Voice to voice, {turns} turns x {calls} concurrent call(s) "
+        f"(ms after the true end of speech; load before {load_before})",
         ["stage", "p50", "p95"],
         table,
     )
-    path = write_result(
-        f"voice_to_voice_chained_{calls}call",
+    out = write_result(
+        f"voice_to_voice_{'_'.join(paths)}_{calls}call{options.tag}",
         {
             "turns": turns,
             "calls": calls,
-            "p50_ms": p50,
-            "p95_ms": percentile(v2v, 95),
+            "load_1m_before": load_before,
+            "turn_settings": turn.__dict__,
+            "realtime_silence_ms": silence_ms,
+            "stt_window_secs": options.stt_window_secs,
+            "tts_first_clause_words": options.first_clause_words,
+            "tts_first_words": options.first_words,
             "naive_p50_ms": n50,
-            "premature_rate": premature,
-            "answered": len(answered),
-            "stages_p50": {s: median([r[s] for r in rows]) for s in stages},
-            "rows": rows,
+            "llm_prompt_work": llm_work,
+            "naive_p95_ms": percentile(naive_first, 95),
+            **summary,
         },
     )
-    print(f"wrote {path}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--calls", type=int, default=1)
+    parser.add_argument("--path", choices=["chained", "realtime", "both"], default="both")
+    parser.add_argument("--vad-stop-secs", type=float, default=TurnSettings.vad_stop_secs)
+    parser.add_argument(
+        "--speech-timeout-secs", type=float, default=TurnSettings.user_speech_timeout_secs
+    )
+    parser.add_argument("--smart-turn", action="store_true")
+    parser.add_argument(
+        "--realtime-silence-ms", type=int, default=500, help="server VAD silence_duration_ms"
+    )
+    parser.add_argument(
+        "--stt-window-secs", type=float, default=0.0, help="Whisper window; 0: 30 s"
+    )
+    parser.add_argument(
+        "--first-clause-words", type=int, default=4, help="TTS first clause; 0: sentences"
+    )
+    parser.add_argument("--first-words", type=int, default=0, help="TTS first piece cut")
+    parser.add_argument("--tag", default="", help="suffix of the JSON result's name")
     args = parser.parse_args()
-    asyncio.run(main(args.turns, args.calls))
+    settings = TurnSettings(
+        vad_stop_secs=args.vad_stop_secs,
+        user_speech_timeout_secs=args.speech_timeout_secs,
+        smart_turn=args.smart_turn,
+    )
+    chosen = ["chained", "realtime"] if args.path == "both" else [args.path]
+    asyncio.run(main(args.turns, args.calls, chosen, settings, args.realtime_silence_ms, args))

@@ -46,15 +46,44 @@ class LocalLLMService(OpenAILLMService):
         self._engine = engine
         self._max_tokens = max_tokens
         self._temperature = temperature
+        self._heard: list[str] = []  # the caller's words since the last reply began
+        self._last_prefill: asyncio.Task[int] | None = None
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         if self._engine is None:
             self._engine = await shared_llm()
 
-    async def get_chat_completions(self, context: LLMContext) -> Any:  # type: ignore[override]
-        if self._engine is None:
-            self._engine = await shared_llm()
+    def prefill(self, context: LLMContext, heard: str) -> asyncio.Task[int]:
+        """Warm the KV cache with the prompt the caller's turn so far would give.
+
+        Called with each transcript while the turn is still open (the chained
+        pipeline wires it to the STT): the end-of-turn wait then pays for the
+        prompt evaluation instead of the caller. Fire and forget; a running
+        generation wins the model and the prefill is skipped. The task
+        returned gives the number of tokens evaluated.
+        """
+        self._heard.append(heard)
+        # One prefill at a time, each on the words heard when it starts: a later
+        # segment's prefill must not be skipped because an earlier one holds the model.
+        task = asyncio.get_running_loop().create_task(self._prefill(context, self._last_prefill))
+        self._last_prefill = task
+        return task
+
+    async def _prefill(self, context: LLMContext, previous: asyncio.Task[int] | None) -> int:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if not self._heard:
+            return 0  # the reply has begun: its generation owns the model now
+        engine = self._engine or await shared_llm()
+        messages, tools = await self._prompt(context)
+        messages.append({"role": "user", "content": " ".join(self._heard)})
+        evaluated: int = await asyncio.to_thread(engine.prefill, messages, tools)
+        return evaluated
+
+    async def _prompt(
+        self, context: LLMContext
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
         adapter = self.get_llm_adapter()
         params = await adapter.get_llm_invocation_params(
             context,
@@ -66,6 +95,13 @@ class LocalLLMService(OpenAILLMService):
         tools_list: list[dict[str, Any]] | None = (
             [dict(t) for t in tools] if isinstance(tools, list) and tools else None
         )
+        return messages, tools_list
+
+    async def get_chat_completions(self, context: LLMContext) -> Any:  # type: ignore[override]
+        if self._engine is None:
+            self._engine = await shared_llm()
+        self._heard = []
+        messages, tools_list = await self._prompt(context)
         return _ThreadedChunkStream(
             lambda stop: self._engine.stream_openai_chunks(  # type: ignore[union-attr]
                 messages,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from pipecat.frames.frames import ErrorFrame, Frame, StartFrame, TranscriptionFrame
@@ -24,6 +24,15 @@ class LocalWhisperSTTService(SegmentedSTTService):
         kwargs.setdefault("ttfs_p99_latency", 0.8)
         super().__init__(**kwargs)
         self._engine = engine
+        self._listeners: list[Callable[[str], object]] = []
+
+    def add_transcript_listener(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(text)`` with each segment's transcript as soon as it exists.
+
+        The chained pipeline uses it to prefill the LLM's prompt during the
+        end-of-turn wait; a listener must return at once (schedule, never block).
+        """
+        self._listeners.append(listener)
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -48,6 +57,8 @@ class LocalWhisperSTTService(SegmentedSTTService):
         finally:
             await self.stop_processing_metrics()
         if text:
+            for listener in self._listeners:
+                listener(text)
             # A segment's transcript is final: say so, so the turn ends without
             # waiting out the STT safety timer.
             yield TranscriptionFrame(

@@ -8,19 +8,29 @@ from typing import Any
 
 from pipecat.frames.frames import ErrorFrame, Frame, StartFrame
 from pipecat.services.settings import TTSSettings
-from pipecat.services.tts_service import TTSService
+from pipecat.services.tts_service import TextAggregationMode, TTSService
 
 from voxpipe.processors.local.engines import SpeechEngine, TTSEngineKind, shared_tts
+from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
 
 
 class LocalTTSService(TTSService):
-    """Speaks text with the process's shared local voice, sentence by sentence."""
+    """Speaks text with the process's shared local voice, sentence by sentence.
+
+    With ``first_clause_words`` (the default, 4) a reply's first piece of speech
+    is its first clause once that clause has so many words (see
+    :class:`ClauseTextAggregator`), so the first audio does not wait for the
+    whole first sentence; ``None`` keeps pipecat's sentence aggregation.
+    ``first_words`` also cuts the first piece after that many words.
+    """
 
     def __init__(
         self,
         *,
         voice: TTSEngineKind | str = TTSEngineKind.AUTO,
         engine: SpeechEngine | None = None,
+        first_clause_words: int | None = 4,
+        first_words: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("push_start_frame", True)
@@ -31,6 +41,15 @@ class LocalTTSService(TTSService):
         )
         super().__init__(**kwargs)
         self._engine = engine
+        if first_clause_words is not None and self._text_aggregation_mode == (
+            TextAggregationMode.SENTENCE
+        ):
+            # TTSService takes no aggregator argument; this is its own slot.
+            self._text_aggregator = ClauseTextAggregator(
+                min_words=first_clause_words,
+                first_words=first_words,
+                language=self._text_aggregator.language,
+            )
 
     def can_generate_metrics(self) -> bool:
         return True

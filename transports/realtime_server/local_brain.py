@@ -31,34 +31,49 @@ _FIRST_CLAUSE = re.compile(r"^(.{16,}?[,.!?;:])(\s+|$)", re.S)
 _DONE = object()
 
 
-def split_sentences(buffer: str, *, first: bool = False) -> tuple[list[str], str]:
+def split_sentences(
+    buffer: str, *, first: bool = False, first_words: int | None = None
+) -> tuple[list[str], str]:
     """Complete sentences at the start of ``buffer`` and the unfinished rest.
 
     With ``first`` (nothing spoken yet) a clause of 16 or more characters ending
-    in a comma also counts, so the first audio leaves sooner.
+    in a comma also counts, so the first audio leaves sooner; with
+    ``first_words`` too, so do that many finished words with no punctuation.
     """
     sentences = []
-    if first and (match := _FIRST_CLAUSE.match(buffer)) and match.group(2):
-        sentences.append(match.group(1).strip())
-        buffer = buffer[match.end() :]
+    if first and (head := _first_piece(buffer, first_words)) is not None:
+        sentences.append(buffer[:head].strip())
+        buffer = buffer[head:]
     while (match := _SENTENCE.match(buffer)) and match.group(2):
         sentences.append(match.group(1).strip())
         buffer = buffer[match.end() :]
     return sentences, buffer
 
 
+def _first_piece(buffer: str, first_words: int | None) -> int | None:
+    """Where a reply's first piece ends: a long enough clause, or ``first_words`` words."""
+    if (match := _FIRST_CLAUSE.match(buffer)) and match.group(2):
+        return match.end()
+    if not first_words or _SENTENCE.match(buffer):
+        return None
+    # Only finished words count: each is followed by whitespace.
+    match = re.match(rf"^\s*(?:\S+\s+){{{first_words}}}", buffer)
+    return match.end() if match else None
+
+
 class LocalBrain:
     """A :class:`~voxpipe.transports.realtime_server.brains.Brain` on the offline engines."""
 
-    def __init__(self, engines: Any) -> None:
+    def __init__(self, engines: Any, *, first_words: int | None = None) -> None:
         self.engines = engines
+        self.first_words = first_words
 
     @classmethod
-    async def load(cls, *, tts: str = "auto") -> LocalBrain:
+    async def load(cls, *, tts: str = "auto", first_words: int | None = None) -> LocalBrain:
         """Load the shared engines once per process (off the event loop)."""
         from voxpipe.processors.local.engines import shared_engines
 
-        return cls(await shared_engines(tts=tts))
+        return cls(await shared_engines(tts=tts), first_words=first_words)
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
         """Whisper's transcript of a user's audio item."""
@@ -84,7 +99,9 @@ class LocalBrain:
                     if chunk.text:
                         yield TextProduced(chunk.text)
                     continue
-                sentences, pending = split_sentences(pending + chunk.text, first=not spoke)
+                sentences, pending = split_sentences(
+                    pending + chunk.text, first=not spoke, first_words=self.first_words
+                )
                 for sentence in sentences:
                     spoke = True
                     async for output in self._speak(sentence):
