@@ -43,6 +43,8 @@ class TimelineObserver(BaseObserver):
     ``first_bot_audio`` is when audio really left for the caller.
     """
 
+    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+
     def __init__(self, timeline: Timeline, now_ms: Callable[[], float]) -> None:
         super().__init__(observe_every_push=False)  # first pushes are all it records
         self.timeline = timeline

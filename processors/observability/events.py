@@ -38,6 +38,8 @@ _UNSETTLED = frozenset({CallState.RECOVERING, CallState.RECONNECTING, CallState.
 class CallEventMetrics(BaseObserver):
     """Counts interruptions, recoveries, reconnects, rotations, rollovers and errors."""
 
+    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+
     def __init__(self, metrics: VoxpipeMetrics) -> None:
         super().__init__(observe_every_push=False)
         self.metrics = metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pipecat.frames.frames import AudioRawFrame
 from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.utils.asyncio.task_manager import BaseTaskManager
@@ -40,6 +41,10 @@ class ObserverGroup(BaseObserver):
         self._processing = [
             o for o in self.members if type(o).on_process_frame is not BaseObserver.on_process_frame
         ]
+        # Audio frames are most of the traffic (50 a second through every
+        # processor); only members that say they need them see them.
+        self._audio = [o for o in self.members if getattr(o, "wants_audio_frames", True)]
+        self._audio_every = [o for o in self._audio if o.observe_every_push]
 
     async def setup(self, task_manager: BaseTaskManager) -> None:
         await super().setup(task_manager)
@@ -56,7 +61,11 @@ class ObserverGroup(BaseObserver):
             await observer.on_pipeline_started()
 
     async def on_push_frame(self, data: FramePushed) -> None:
-        for observer in self.members if data.first_push else self._every:
+        if isinstance(data.frame, AudioRawFrame):
+            targets = self._audio if data.first_push else self._audio_every
+        else:
+            targets = self.members if data.first_push else self._every
+        for observer in targets:
             await observer.on_push_frame(data)
 
     async def on_process_frame(self, data: FrameProcessed) -> None:

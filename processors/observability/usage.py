@@ -82,6 +82,8 @@ class UsageObserver(BaseObserver):
         on_warning: called with each rate-limit warning (they are logged either way).
     """
 
+    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+
     def __init__(
         self,
         now_ms: Callable[[], float],
