@@ -41,7 +41,7 @@ def _onnx_session() -> Any:
     )
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the batcher finds jobs in lists, and arrays have no ==
 class VadStream:
     """One session's recurrent Silero state."""
 
@@ -50,7 +50,7 @@ class VadStream:
     closed: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     stream: VadStream
     frames: tuple[VadFrame, ...]
