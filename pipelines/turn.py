@@ -8,7 +8,6 @@ TTS, so the first audio comes from the first sentence, not the whole reply.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pipecat.utils.string import match_endofsentence
 
 from voxpipe.processors.local.engines import LocalEngines
+from voxpipe.processors.local.in_thread import iterate_in_thread
 
 
 @dataclass
@@ -75,35 +75,23 @@ async def _think(
     start: float,
     timings: dict[str, float],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue[str | None] = asyncio.Queue()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in engines.llm.stream_chat(messages, max_tokens=max_tokens, stop=stop):
-                loop.call_soon_threadsafe(pieces.put_nowait, chunk.text)
-        finally:
-            loop.call_soon_threadsafe(pieces.put_nowait, None)
-
-    producer = loop.run_in_executor(None, produce)
+    chunks = iterate_in_thread(
+        lambda stop: engines.llm.stream_chat(messages, max_tokens=max_tokens, stop=stop)
+    )
     pending = ""
-    try:
-        while (piece := await pieces.get()) is not None:
-            timings.setdefault("llm_first_token_ms", _ms(start))
-            reply_parts.append(piece)
-            pending += piece
-            while end := match_endofsentence(pending):
-                timings.setdefault("llm_first_sentence_ms", _ms(start))
-                await sentences.put(pending[:end])
-                pending = pending[end:]
-        if pending.strip():
+    async for chunk in chunks:
+        piece = chunk.text
+        timings.setdefault("llm_first_token_ms", _ms(start))
+        reply_parts.append(piece)
+        pending += piece
+        while end := match_endofsentence(pending):
             timings.setdefault("llm_first_sentence_ms", _ms(start))
-            await sentences.put(pending)
-        timings["llm_done_ms"] = _ms(start)
-    finally:
-        stop.set()
-        await producer
+            await sentences.put(pending[:end])
+            pending = pending[end:]
+    if pending.strip():
+        timings.setdefault("llm_first_sentence_ms", _ms(start))
+        await sentences.put(pending)
+    timings["llm_done_ms"] = _ms(start)
 
 
 async def _speak(

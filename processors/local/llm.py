@@ -9,8 +9,7 @@ replaces where the chunks come from: a worker thread running the shared
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
@@ -19,8 +18,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from voxpipe.processors.local.engines import LlamaEngine, shared_llm
-
-_DONE = object()
+from voxpipe.processors.local.in_thread import iterate_in_thread
 
 
 class LocalLLMService(OpenAILLMService):
@@ -102,49 +100,22 @@ class LocalLLMService(OpenAILLMService):
             self._engine = await shared_llm()
         self._heard = []
         messages, tools_list = await self._prompt(context)
-        return _ThreadedChunkStream(
-            lambda stop: self._engine.stream_openai_chunks(  # type: ignore[union-attr]
-                messages,
-                tools_list,
-                max_tokens=self._max_tokens,
-                temperature=self._temperature,
-                stop=stop,
+        engine = self._engine
+        # An async generator: pipecat closes it (aclose) when the response is
+        # interrupted, and closing it stops llama.cpp at the next token.
+        return _chunks(
+            iterate_in_thread(
+                lambda stop: engine.stream_openai_chunks(
+                    messages,
+                    tools_list,
+                    max_tokens=self._max_tokens,
+                    temperature=self._temperature,
+                    stop=stop,
+                )
             )
         )
 
 
-class _ThreadedChunkStream:
-    """An async stream of ``ChatCompletionChunk`` fed by a generator in a worker thread."""
-
-    def __init__(self, produce: Any) -> None:
-        self._produce = produce
-        self._stop = threading.Event()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._task: asyncio.Future[None] | None = None
-
-    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
-        loop = asyncio.get_running_loop()
-        self._task = loop.run_in_executor(None, self._run, loop)
-        return self._iterate()
-
-    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            chunks: Iterator[dict[str, Any]] = self._produce(self._stop)
-            for chunk in chunks:
-                loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
-        except BaseException as exc:  # handed to the awaiting side, re-raised there
-            loop.call_soon_threadsafe(self._queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(self._queue.put_nowait, _DONE)
-
-    async def _iterate(self) -> AsyncIterator[ChatCompletionChunk]:
-        try:
-            while (item := await self._queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield ChatCompletionChunk.model_validate(item)
-        finally:
-            self._stop.set()  # interrupted or done: the thread stops at the next token
-
-    async def close(self) -> None:
-        self._stop.set()
+async def _chunks(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ChatCompletionChunk]:
+    async for item in stream:
+        yield ChatCompletionChunk.model_validate(item)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from voxpipe.processors.local.in_thread import iterate_in_thread
 from voxpipe.realtime import codec
 from voxpipe.realtime.effects import (
     AudioProduced,
@@ -28,7 +28,6 @@ DEFAULT_MAX_TOKENS = 200
 AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
 _SENTENCE = re.compile(r"^(.+?[.!?;:])(\s+|$)", re.S)
 _FIRST_CLAUSE = re.compile(r"^(.{16,}?[,.!?;:])(\s+|$)", re.S)
-_DONE = object()
 
 
 def split_sentences(
@@ -82,17 +81,18 @@ class LocalBrain:
 
     async def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
         """Stream the LLM's reply, spoken sentence by sentence."""
-        stop = threading.Event()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        worker = asyncio.create_task(
-            asyncio.to_thread(self._generate, request, stop, queue, asyncio.get_running_loop())
+        chunks = iterate_in_thread(
+            lambda stop: self.engines.llm.stream_chat(
+                list(request.messages),
+                list(request.tools) or None,
+                max_tokens=request.max_output_tokens or DEFAULT_MAX_TOKENS,
+                stop=stop,
+            )
         )
         pending = ""
         spoke = False
         try:
-            while (chunk := await queue.get()) is not _DONE:
-                if isinstance(chunk, BaseException):
-                    raise chunk
+            async for chunk in chunks:
                 for call in chunk.tool_calls:
                     yield FunctionCallProduced(call.name, call.arguments, call.call_id)
                 if request.modality is Modality.TEXT:
@@ -110,30 +110,7 @@ class LocalBrain:
                 async for output in self._speak(pending.strip()):
                     yield output
         finally:
-            stop.set()
-            await asyncio.shield(worker)
-
-    def _generate(
-        self,
-        request: BrainRequest,
-        stop: threading.Event,
-        queue: asyncio.Queue[Any],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        try:
-            for chunk in self.engines.llm.stream_chat(
-                list(request.messages),
-                list(request.tools) or None,
-                max_tokens=request.max_output_tokens or DEFAULT_MAX_TOKENS,
-                stop=stop,
-            ):
-                loop.call_soon_threadsafe(queue.put_nowait, chunk)
-                if stop.is_set():
-                    break
-        except Exception as exc:
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            await chunks.aclose()  # an abandoned reply stops the model at its next token
 
     async def _speak(self, sentence: str) -> AsyncIterator[BrainOutput]:
         tts = self.engines.tts

@@ -1,0 +1,52 @@
+"""The thread bridge the engine drivers use: order kept, errors re-raised, early exit stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from voxpipe.processors.local.in_thread import iterate_in_thread
+
+
+async def test_items_arrive_in_order_and_off_the_loop_thread() -> None:
+    threads: set[int] = set()
+
+    def produce(_stop: threading.Event) -> Iterator[int]:
+        for i in range(5):
+            threads.add(threading.get_ident())
+            yield i
+
+    assert [i async for i in iterate_in_thread(produce)] == [0, 1, 2, 3, 4]
+    assert threading.get_ident() not in threads
+
+
+async def test_an_error_in_the_thread_is_raised_where_items_are_awaited() -> None:
+    def produce(_stop: threading.Event) -> Iterator[int]:
+        yield 1
+        raise ValueError("model failed")
+
+    seen = []
+    with pytest.raises(ValueError, match="model failed"):
+        async for item in iterate_in_thread(produce):
+            seen.append(item)
+    assert seen == [1]
+
+
+async def test_leaving_early_stops_the_thread_at_its_next_item() -> None:
+    produced = []
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        for i in range(1000):
+            if stop.is_set():
+                return
+            produced.append(i)
+            time.sleep(0.002)
+            yield i
+
+    async for item in iterate_in_thread(produce):
+        if item == 2:
+            break
+    assert len(produced) < 10  # the generator saw stop, it did not run to 1000
