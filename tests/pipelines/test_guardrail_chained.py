@@ -61,7 +61,10 @@ async def test_a_deny_listed_word_from_the_llm_is_never_synthesised(make_speech)
     # What the caller heard: never the word, and the safe line instead.
     heard = (await shared_stt()).transcribe(transport.bot_pcm(), 24_000).lower()
     assert "pineapple" not in heard, heard
-    assert heard.rstrip(". ").endswith(SAFE.lower().rstrip(".")) or "sorry" in heard, heard
+    # The safe line ends what was heard. Whisper sometimes drops its first word
+    # ("Sorry,") right after the cut, so it is matched by word error rate.
+    tail = " ".join(heard.split()[-len(SAFE.split()) :])
+    assert word_error_rate(SAFE, tail) <= 0.25, heard
     # The model's conversation does not hold it either.
     assert "pineapple" not in all_text(graph.context.get_messages())
 
