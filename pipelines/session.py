@@ -81,6 +81,11 @@ class CallSession:
         else:
             await self.end()
 
+    @property
+    def finished(self) -> bool:
+        """Whether the pipeline has stopped (ended, cancelled, or failed)."""
+        return self._task is not None and self._task.done()
+
     async def queue(
         self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
     ) -> None:

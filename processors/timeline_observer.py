@@ -110,4 +110,6 @@ class TimelineObserver(BaseObserver):
             if entry is not None:
                 add(now, entry[0], **entry[1])
         elif isinstance(frame, ErrorFrame):
-            add(now, EventKind.ERROR, error=str(frame.error), fatal=bool(frame.fatal))
+            # Fatal: the processor that raised it can no longer do its job.
+            fatal = frame.processor is not None and not frame.processor.is_usable
+            add(now, EventKind.ERROR, error=str(frame.error), fatal=bool(frame.fatal) or fatal)

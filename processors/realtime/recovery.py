@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame
+from pipecat.frames.frames import CancelWorkerFrame, ErrorFrame
+from pipecat.processors.frame_processor import FrameDirection
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websocket_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -185,6 +186,8 @@ class RecoveryMixin(RealtimeBase):
         await self.publish(CallFailed(error, failure_class))
         await self._call_event_handler("on_fatal_error", error)
         await self.push_error_frame(
-            ErrorFrame(error=str(error), fatal=True, exception=error),
+            ErrorFrame(error=str(error), exception=error),
             force_treat_as_permanent=True,
         )
+        # The call cannot go on: end it now, whatever the worker's unusable policy.
+        await self.push_frame(CancelWorkerFrame(reason=str(error)), FrameDirection.UPSTREAM)

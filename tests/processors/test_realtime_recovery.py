@@ -61,7 +61,9 @@ async def test_socket_closed_mid_response_reconnects_and_the_call_goes_on(
     assert reconnecting[0].delay_ms <= FAST.max_ms
     assert call.of(Reconnected)[0].seeded_turns >= 1  # the first question came along
     assert call.service.user_turns_committed == 2  # no user turn lost
-    assert not [e for e in call.recorder.errors if e.fatal]
+    assert call.service.is_usable and not [
+        e for e in call.recorder.errors if isinstance(e.exception, FatalProviderError)
+    ]
 
 
 async def test_session_expired_opens_a_new_session_seeded_with_a_summary(
@@ -128,14 +130,18 @@ async def test_fatal_errors_surface_a_typed_error_and_stop(
         await call.wait_event(ResponseCreated)
         call.server.arm(SendError(error_type="invalid_request_error", code=code, message=code))
         await call.wait_event(CallFailed)
-        await call.wait_for(lambda: any(e.fatal for e in call.recorder.errors), 5)
+        await call.wait_for(
+            lambda: any(isinstance(e.exception, FatalProviderError) for e in call.recorder.errors),
+            5,
+        )
+        await call.wait_for(lambda: call.session.finished, 10)  # the call was ended, not left
 
     assert len(fatal) == 1 and isinstance(fatal[0], FatalProviderError)
     assert fatal[0].code == code and not fatal[0].retryable
     assert call.service.failed and call.service.machine.state is CallState.FAILED
     assert not call.of(Reconnecting)  # no retry loop
-    errors = [e for e in call.recorder.errors if e.fatal]
-    assert isinstance(errors[0].exception, FatalProviderError)
+    errors = [e for e in call.recorder.errors if isinstance(e.exception, FatalProviderError)]
+    assert len(errors) == 1 and not call.service.is_usable
 
 
 async def test_exhausted_rate_limits_are_exposed_and_the_response_comes_after_reset(
@@ -155,7 +161,9 @@ async def test_exhausted_rate_limits_are_exposed_and_the_response_comes_after_re
 
     assert any(e.exhausted for e in call.of(RateLimitsUpdated))
     assert call.service.rate_limits  # the latest limits, for the application
-    assert not [e for e in call.recorder.errors if e.fatal]
+    assert call.service.is_usable and not [
+        e for e in call.recorder.errors if isinstance(e.exception, FatalProviderError)
+    ]
     assert not call.service.failed
 
 
