@@ -91,9 +91,16 @@ def build_chained_pipeline(
         stt, llm, tts: explicit services, overriding the defaults per slot.
     """
     key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
-    stt = stt or _default_stt(key)
-    llm = llm or _default_llm(key, instructions)
-    tts = tts or _default_tts(key, voice)
+    headers = None
+    if key and (stt is None or llm is None or tts is None):
+        from voxpipe.processors.openai_http import openai_services
+
+        remote = openai_services(key, instructions=instructions)
+        headers = remote.headers
+        stt, llm, tts = stt or remote.stt, llm or remote.llm, tts or remote.tts
+    stt = stt or _local_stt()
+    llm = llm or _local_llm(instructions)
+    tts = tts or _local_tts(voice)
     for name, handler in (functions or {}).items():
         llm.register_function(name, handler)
     context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
@@ -109,6 +116,7 @@ def build_chained_pipeline(
         tap=tap,
         voice=[tts],
         services={"stt": stt, "llm": llm, "tts": tts},
+        rate_limit_headers=headers,
     )
 
 
@@ -121,33 +129,19 @@ def _prefill_on_transcripts(stt: FrameProcessor, llm: Any, context: LLMContext) 
         stt.add_transcript_listener(lambda heard: llm.prefill(context, heard))
 
 
-def _default_stt(key: str | None) -> FrameProcessor:
-    if key:
-        from pipecat.services.openai.stt import OpenAISTTService
-
-        return OpenAISTTService(api_key=key)
+def _local_stt() -> FrameProcessor:
     from voxpipe.processors.local.stt import LocalWhisperSTTService
 
     return LocalWhisperSTTService()
 
 
-def _default_llm(key: str | None, instructions: str) -> Any:
-    if key:
-        from pipecat.services.openai.llm import OpenAILLMService
-
-        return OpenAILLMService(
-            api_key=key, settings=OpenAILLMService.Settings(system_instruction=instructions)
-        )
+def _local_llm(instructions: str) -> Any:
     from voxpipe.processors.local.llm import LocalLLMService
 
     return LocalLLMService(instructions=instructions)
 
 
-def _default_tts(key: str | None, voice: TTSEngineKind | str) -> FrameProcessor:
-    if key:
-        from pipecat.services.openai.tts import OpenAITTSService
-
-        return OpenAITTSService(api_key=key)
+def _local_tts(voice: TTSEngineKind | str) -> FrameProcessor:
     from voxpipe.processors.local.tts import LocalTTSService
 
     return LocalTTSService(voice=voice)

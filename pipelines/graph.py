@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -22,6 +23,9 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+
+if TYPE_CHECKING:
+    from voxpipe.processors.openai_http import RateLimitHeaders
 
 
 @dataclass
@@ -36,6 +40,8 @@ class VoiceGraph:
     brain: FrameProcessor
     tap: FrameProcessor | None = None
     services: dict[str, FrameProcessor] = field(default_factory=dict)
+    # The OpenAI HTTP services' rate-limit headers, when the chained slots use them.
+    rate_limit_headers: RateLimitHeaders | None = None
 
 
 def assemble(
@@ -49,6 +55,7 @@ def assemble(
     tap: FrameProcessor | None = None,
     voice: Sequence[FrameProcessor] = (),
     services: dict[str, FrameProcessor] | None = None,
+    rate_limit_headers: RateLimitHeaders | None = None,
 ) -> VoiceGraph:
     """Put the slots in the shared order and return the graph."""
     stages: list[FrameProcessor] = [transport.input(), *pre, user_aggregator, brain]
@@ -64,4 +71,5 @@ def assemble(
         brain=brain,
         tap=tap,
         services=dict(services or {}),
+        rate_limit_headers=rate_limit_headers,
     )

@@ -66,8 +66,12 @@ def instrument_call(
     model: str = DEFAULT_MODEL,
     warn_below: float = 0.1,
 ) -> Instruments:
-    """The instruments of a call on the file transport (capture stamps, playback reports)."""
-    return instrument(
+    """The instruments of a call on the file transport (capture stamps, playback reports).
+
+    When the graph's chained slots are OpenAI's HTTP services, their answers'
+    rate-limit headers feed the call's rate-limit tracker too.
+    """
+    instruments = instrument(
         transport.clock.now_ms,
         brain=graph.brain,
         output=transport.output(),
@@ -78,6 +82,9 @@ def instrument_call(
         model=model,
         warn_below=warn_below,
     )
+    if graph.rate_limit_headers is not None:
+        graph.rate_limit_headers.add_listener(instruments.usage.record_http_headers)
+    return instruments
 
 
 def report_call(out_dir: Path, instruments: Instruments) -> ReportFiles:

@@ -1,0 +1,182 @@
+"""A loopback stand-in for OpenAI's paid HTTP API: transcriptions, chat, speech (no tests here).
+
+It answers as the real endpoints do, in their wire formats, and sends the
+``x-ratelimit-*`` headers on every answer. Its answers come from voxpipe's
+local engines: the Whisper API is faster-whisper on the uploaded WAV, speech
+is Piper resampled to the 24 kHz PCM the API streams. The chat reply is a
+fixed line, so the test knows what the bot should say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+from aiohttp import web
+
+from voxpipe.processors.local.engines import TTSEngineKind, shared_stt, shared_tts
+
+API_KEY = "sk-test-chained"
+REPLY = "We open at nine on Saturday."
+MODEL = "gpt-4.1"
+
+
+@dataclass
+class Limits:
+    """The account's limits as the stand-in reports them; every answer spends one request."""
+
+    requests_limit: int = 100
+    requests_remaining: int = 12
+    tokens_limit: int = 30_000
+    tokens_remaining: int = 29_000
+
+    def spend(self, tokens: int) -> dict[str, str]:
+        self.requests_remaining = max(self.requests_remaining - 1, 0)
+        self.tokens_remaining = max(self.tokens_remaining - tokens, 0)
+        return {
+            "x-ratelimit-limit-requests": str(self.requests_limit),
+            "x-ratelimit-remaining-requests": str(self.requests_remaining),
+            "x-ratelimit-reset-requests": "8.64s",
+            "x-ratelimit-limit-tokens": str(self.tokens_limit),
+            "x-ratelimit-remaining-tokens": str(self.tokens_remaining),
+            "x-ratelimit-reset-tokens": "6m0s",
+        }
+
+
+@dataclass
+class FakeOpenAI:
+    """The stand-in's state: what it was asked and which headers it sent."""
+
+    url: str = ""
+    limits: Limits = field(default_factory=Limits)
+    sent_headers: list[dict[str, str]] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)
+    chats: list[dict[str, Any]] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    unauthorised: int = 0
+
+    def _headers(self, tokens: int) -> dict[str, str]:
+        headers = self.limits.spend(tokens)
+        self.sent_headers.append(headers)
+        return headers
+
+    def _authorised(self, request: web.Request) -> bool:
+        ok = request.headers.get("Authorization") == f"Bearer {API_KEY}"
+        self.unauthorised += 0 if ok else 1
+        return ok
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _unauthorised()
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        audio, rate = sf.read(io.BytesIO(upload.file.read()), dtype="int16")
+        engine = await shared_stt()
+        text = await asyncio.to_thread(engine.transcribe, np.asarray(audio).tobytes(), rate)
+        self.transcripts.append(text)
+        return web.json_response({"text": text}, headers=self._headers(len(text.split())))
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return _unauthorised()
+        body = await request.json()
+        self.chats.append(body)
+        words = REPLY.split(" ")
+        usage = {
+            "prompt_tokens": 40,
+            "completion_tokens": len(words),
+            "total_tokens": 40 + len(words),
+        }
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", **self._headers(usage["total_tokens"])}
+        )
+        await response.prepare(request)
+        created = int(time.time())
+        for i, word in enumerate(words):
+            delta: dict[str, Any] = {"content": word if i == 0 else " " + word}
+            if i == 0:
+                delta["role"] = "assistant"
+            await _event(response, _chunk(created, [_choice(delta, None)]))
+        await _event(response, _chunk(created, [_choice({}, "stop")]))
+        if body.get("stream_options", {}).get("include_usage"):
+            await _event(response, _chunk(created, [], usage))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def speech(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return _unauthorised()
+        body = await request.json()
+        text = str(body["input"])
+        self.spoken.append(text)
+        if body.get("response_format") != "pcm":
+            return web.json_response({"error": {"message": "only pcm here"}}, status=400)
+        engine = await shared_tts(TTSEngineKind.PIPER)
+        pcm = b"".join(await asyncio.to_thread(lambda: list(engine.synthesize(text))))
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        at_24k = soxr.resample(samples, engine.sample_rate, 24_000).astype(np.int16).tobytes()
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/octet-stream", **self._headers(len(text))}
+        )
+        await response.prepare(request)
+        for start in range(0, len(at_24k), 4800):
+            await response.write(at_24k[start : start + 4800])
+        await response.write_eof()
+        return response
+
+
+def _unauthorised() -> web.Response:
+    error = {"message": "Incorrect API key provided", "type": "invalid_request_error"}
+    return web.json_response({"error": {**error, "code": "invalid_api_key"}}, status=401)
+
+
+def _choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+
+
+def _chunk(
+    created: int, choices: list[dict[str, Any]], usage: dict[str, int] | None = None
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+        "choices": choices,
+        "usage": usage,
+    }
+
+
+async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(payload)}\n\n".encode())
+
+
+@asynccontextmanager
+async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """Serve the stand-in on a free loopback port; ``url`` is its ``/v1`` base."""
+    fake = FakeOpenAI()
+    app = web.Application()
+    app.router.add_post("/v1/audio/transcriptions", fake.transcriptions)
+    app.router.add_post("/v1/chat/completions", fake.chat)
+    app.router.add_post("/v1/audio/speech", fake.speech)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
