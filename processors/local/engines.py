@@ -188,6 +188,24 @@ class GenerationStats:
     first_token_ms: float
 
 
+@dataclass
+class GenerationUsage:
+    """Tokens one reply took, summed over its generations (a retry after a bad tool call)."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_openai(self) -> dict[str, Any]:
+        """The ``usage`` object of a chat completion."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+
 class LlamaEngine:
     """Qwen2.5-0.5B-Instruct (GGUF) through llama-cpp-python: streaming, with tool calls.
 
@@ -232,6 +250,7 @@ class LlamaEngine:
         max_tokens: int = 200,
         temperature: float = 0.2,
         stop: threading.Event | None = None,
+        usage: GenerationUsage | None = None,
     ) -> Iterator[LLMChunk]:
         """Stream a reply: text deltas, then one chunk carrying any tool calls.
 
@@ -243,7 +262,7 @@ class LlamaEngine:
         offer_tools = bool(tools) and messages[-1].get("role") != "tool"
         with self._lock:
             prompt = self._render(chat, tools if offer_tools else None)
-            pieces = self._generate(prompt, max_tokens, temperature, stop)
+            pieces = self._generate(prompt, max_tokens, temperature, stop, usage)
             if not offer_tools:
                 for piece in pieces:
                     yield LLMChunk(text=piece)
@@ -265,7 +284,7 @@ class LlamaEngine:
                 return
             # Not a call to a tool it has: answer in words instead.
             prompt = self._render(chat, None)
-            for piece in self._generate(prompt, max_tokens, temperature, stop):
+            for piece in self._generate(prompt, max_tokens, temperature, stop, usage):
                 yield LLMChunk(text=piece)
 
     def prefill(
@@ -303,15 +322,16 @@ class LlamaEngine:
         temperature: float = 0.2,
         stop: threading.Event | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The same reply as OpenAI ``chat.completion.chunk`` dicts."""
+        """The same reply as OpenAI ``chat.completion.chunk`` dicts, ending with its usage."""
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion.chunk",
             "created": 0,
-            "model": "qwen2.5-0.5b-instruct",
+            "model": weights.LLM_MODEL,
         }
         finish = "stop"
-        for chunk in self.stream_chat(messages, tools, max_tokens, temperature, stop):
+        usage = GenerationUsage()
+        for chunk in self.stream_chat(messages, tools, max_tokens, temperature, stop, usage):
             delta: dict[str, Any] = {"role": "assistant"}
             if chunk.text:
                 delta["content"] = chunk.text
@@ -328,12 +348,21 @@ class LlamaEngine:
                 ]
             yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        yield {**base, "choices": [], "usage": usage.as_openai()}
 
     def _generate(
-        self, prompt: str, max_tokens: int, temperature: float, stop: threading.Event | None
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float,
+        stop: threading.Event | None,
+        usage: GenerationUsage | None = None,
     ) -> Iterator[str]:
         tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
         cached = _common_prefix(self._llm._input_ids.tolist(), tokens)
+        if usage is not None:
+            usage.prompt_tokens += len(tokens)
+            usage.cached_tokens += cached
         started = time.perf_counter()
         stream = self._llm.create_completion(
             tokens,
@@ -352,6 +381,8 @@ class LlamaEngine:
                         *self.generations[-63:],
                         GenerationStats(len(tokens), cached, elapsed),
                     ]
+                if usage is not None:
+                    usage.completion_tokens += 1  # llama.cpp streams one token per part
                 if stop is not None and stop.is_set():
                     return
                 text = part["choices"][0]["text"]  # type: ignore[index]

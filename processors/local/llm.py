@@ -19,6 +19,7 @@ from pipecat.services.openai.llm import OpenAILLMService
 
 from voxpipe.processors.local.engines import LlamaEngine, shared_llm
 from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.weights import LLM_MODEL
 
 
 class LocalLLMService(OpenAILLMService):
@@ -36,9 +37,7 @@ class LocalLLMService(OpenAILLMService):
         # The OpenAI client the base class builds is never used: no request leaves the process.
         kwargs.setdefault(
             "settings",
-            OpenAILLMService.Settings(
-                model="qwen2.5-0.5b-instruct", system_instruction=instructions
-            ),
+            OpenAILLMService.Settings(model=LLM_MODEL, system_instruction=instructions),
         )
         super().__init__(api_key="local", **kwargs)
         self._engine = engine

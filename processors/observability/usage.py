@@ -33,19 +33,39 @@ from voxpipe.processors.realtime.events import RateLimitsUpdated, RealtimeCallEv
 from voxpipe.timeline import EventKind, Timeline
 
 
-def usage_from_tokens(tokens: LLMTokenUsage) -> dict[str, Any]:
+def usage_from_tokens(tokens: LLMTokenUsage, model: str | None = None) -> dict[str, Any]:
     """pipecat's token usage as a Realtime ``usage`` object, leaving out what it lacks.
 
-    The audio/text split is only given when pipecat had it (a realtime response);
-    without it the cost ledger prices the tokens as audio and marks an upper bound.
+    The audio/text split is given when pipecat had it (a realtime response). A
+    model that is not a realtime model (a chat LLM in the chained slot) takes
+    and gives text only, so its tokens are text. Otherwise, with no split, the
+    cost ledger prices the tokens as audio and marks an upper bound.
     """
     usage: dict[str, Any] = {
         "input_tokens": tokens.prompt_tokens,
         "output_tokens": tokens.completion_tokens,
         "total_tokens": tokens.total_tokens,
     }
+    cached = tokens.cache_read_input_tokens or 0
+    text_only = (
+        model is not None
+        and "realtime" not in model
+        and tokens.input_audio_tokens is None
+        and tokens.output_audio_tokens is None
+    )
+    if text_only:
+        usage["input_token_details"] = {
+            "audio_tokens": 0,
+            "text_tokens": tokens.prompt_tokens,
+            "cached_tokens": cached,
+            "cached_tokens_details": {"audio_tokens": 0, "text_tokens": cached},
+        }
+        usage["output_token_details"] = {
+            "audio_tokens": 0,
+            "text_tokens": tokens.completion_tokens,
+        }
+        return usage
     if tokens.input_audio_tokens is not None:
-        cached = tokens.cache_read_input_tokens or 0
         details: dict[str, Any] = {
             "audio_tokens": tokens.input_audio_tokens,
             "text_tokens": tokens.prompt_tokens - tokens.input_audio_tokens,
@@ -108,7 +128,7 @@ class UsageObserver(BaseObserver):
         if isinstance(frame, MetricsFrame):
             for item in frame.data:
                 if isinstance(item, LLMUsageMetricsData):
-                    self.record_usage(usage_from_tokens(item.value), model=item.model)
+                    self.record_usage(usage_from_tokens(item.value, item.model), model=item.model)
         elif isinstance(frame, RealtimeCallEventFrame) and isinstance(
             frame.event, RateLimitsUpdated
         ):

@@ -19,11 +19,13 @@ from test_observability_support import sample
 
 from voxpipe.observability import Segment
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.observability.prices import TokenKind
 from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import BrainKind, instrument
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.file import FileTransport
+from voxpipe.weights import LLM_MODEL
 
 pytestmark = pytest.mark.models
 
@@ -90,5 +92,11 @@ async def test_a_chained_turn_is_measured_end_to_end_and_its_segments_add_up(
     assert event.data["segments_ms"]["inference"] == turn.segments[Segment.INFERENCE]
     rendered = metrics.render().decode()
     assert sample(rendered, "voxpipe_first_audio_seconds_count") == 1.0
-    # The local LLM reports no usage: the ledger has nothing, and says nothing is known.
-    assert instruments.ledger.entries == []
+    # The local LLM reports its usage under its own name, priced at zero (it runs here).
+    [reply] = instruments.ledger.entries
+    assert reply.model == LLM_MODEL and reply.usd == 0
+    assert reply.counts.of(TokenKind.TEXT_IN) + reply.counts.of(TokenKind.CACHED_TEXT_IN) > 20
+    assert reply.counts.of(TokenKind.TEXT_OUT) > 2
+    assert sample(rendered, "voxpipe_tokens_total", model=LLM_MODEL, kind="text_out") == (
+        reply.counts.of(TokenKind.TEXT_OUT)
+    )

@@ -17,10 +17,12 @@ from test_observability_support import sample
 
 from voxpipe.observability import UsageIssue
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.observability.prices import TokenKind
 from voxpipe.pipelines.report import cost_section
 from voxpipe.processors.observability import UsageObserver, usage_from_tokens
 from voxpipe.processors.realtime import RateLimit, RateLimitsUpdated, RealtimeCallEventFrame
 from voxpipe.timeline import EventKind, Timeline
+from voxpipe.weights import LLM_MODEL
 
 
 class ManualClock:
@@ -109,6 +111,27 @@ async def test_a_full_realtime_usage_converts_without_loss() -> None:
         + 20 * Decimal(16)
     ) / 1_000_000
     assert entry.usd == by_hand
+
+
+async def test_a_chat_models_usage_is_text_and_priced_exactly() -> None:
+    # A chat LLM in the chained slot: no audio split, and none is needed.
+    tokens = LLMTokenUsage(
+        prompt_tokens=500, completion_tokens=30, total_tokens=530, cache_read_input_tokens=420
+    )
+    # The same counts from a realtime model lack their audio/text split: it stays unknown.
+    assert "input_token_details" not in usage_from_tokens(tokens, "gpt-realtime")
+    assert usage_from_tokens(tokens, LLM_MODEL)["output_token_details"]["audio_tokens"] == 0
+    observer = await observe(usage_frame(LLM_MODEL, **tokens.model_dump()))
+    [entry] = observer.ledger.entries
+    assert entry.issues == frozenset() and not entry.is_upper_bound
+    assert entry.counts.of(TokenKind.TEXT_IN) == 80
+    assert entry.counts.of(TokenKind.CACHED_TEXT_IN) == 420
+    assert entry.counts.of(TokenKind.TEXT_OUT) == 30
+    assert entry.counts.of(TokenKind.AUDIO_IN) == entry.counts.of(TokenKind.AUDIO_OUT) == 0
+    assert entry.usd == 0  # the embedded model runs here: no per-token fee
+    unpriced = await observe(usage_frame("gpt-4.1", **tokens.model_dump()))
+    [chat] = unpriced.ledger.entries
+    assert not isinstance(chat.usd, Decimal) and "gpt-4.1" in str(chat.usd)
 
 
 async def test_no_usage_at_all_is_unknown_and_the_timeline_says_why() -> None:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from voxpipe.weights import LLM_MODEL
+
 MILLION = Decimal(1_000_000)
 
 # A dated snapshot ("gpt-realtime-2025-08-28") is priced like its alias.
@@ -131,6 +133,8 @@ DEFAULT_PRICE_TABLE = PriceTable(
         "gpt-realtime-mini": _prices(
             "gpt-realtime-mini", "10", "0.30", "20", "0.60", "0.06", "2.40"
         ),
+        # voxpipe's embedded chained LLM runs on your own hardware: no per-token fee.
+        LLM_MODEL: _prices(LLM_MODEL, "0", "0", "0", "0", "0", "0"),
     },
 )
 DEFAULT_MODEL = "gpt-realtime"
