@@ -17,6 +17,7 @@ class EventKind(enum.Enum):
     CALL_STARTED = "call_started"
     USER_STARTED_SPEAKING = "user_started_speaking"
     USER_STOPPED_SPEAKING = "user_stopped_speaking"
+    SERVER_SPEECH_STOPPED = "server_speech_stopped"  # the server VAD ended the turn
     USER_TRANSCRIPT = "user_transcript"
     RESPONSE_CREATED = "response_created"
     FIRST_BOT_AUDIO = "first_bot_audio"

@@ -6,12 +6,19 @@ and comes from something the pipeline did, never from a guess:
 =====================  ===================================================================
 boundary               where it comes from
 =====================  ===================================================================
-speech_end             the VAD's stop frame: the audio that triggered it, ``stop_secs``
+speech_end             local VAD: its stop frame; the audio that triggered it, ``stop_secs``
                        earlier, at that audio's capture stamp (the transport's
-                       ``capture_ms`` when it has one, else when the input pushed it)
+                       ``capture_ms`` when it has one, else when the input pushed it).
+                       Server VAD (realtime): the service's ``ServerSpeechStopped``
+                       event names the caller frame holding ``audio_end_ms -
+                       silence_ms`` and the offset into it: that frame's capture
+                       stamp plus the offset. Unknown when the position fell in
+                       audio replayed into a new session (no frame), or was pruned
 sent                   audio brain (realtime): the chunk holding the speech end reached
-                       the brain, which sends what it receives; text brain (chained):
-                       the user aggregator handed the turn's context to the LLM
+                       the brain, which sends what it receives (server VAD: plus the
+                       same offset, so capture is the chunk's own transit); text
+                       brain (chained): the user aggregator handed the turn's
+                       context to the LLM
 server_received        the brain's first response event, as we received it (the
                        protocol carries no server stamp): the realtime service's
                        ``ResponseCreated`` call event, else its first response frame;
@@ -21,6 +28,13 @@ first_audio_written    the first bot audio frame handed to the output transport
 playback               the output transport's playback report
                        (:class:`PlaybackReports`); unknown when it gives none
 =====================  ===================================================================
+
+On the realtime path "uplink" (sent -> first response event) therefore
+holds the network both ways *and* the server's end-of-turn wait (server VAD:
+``silence_ms`` of silence after the speech end, plus its decision), since the
+protocol carries no server timestamps to split them. When a local VAD and
+the server's both report a speech end, the later one before the response
+starts wins (the tracker's rule).
 
 A boundary that is not observed stays ``None``, so its segments are unknown
 and the time across them is reported as unattributed. Finished turns go to
@@ -55,7 +69,11 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.realtime.events import RealtimeCallEventFrame, ResponseCreated
+from voxpipe.processors.realtime.events import (
+    RealtimeCallEventFrame,
+    ResponseCreated,
+    ServerSpeechStopped,
+)
 from voxpipe.timeline import EventKind, Timeline
 
 _KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
@@ -188,10 +206,17 @@ class LatencyObserver(BaseObserver):
             if data.direction is FrameDirection.DOWNSTREAM:
                 self._on_vad_stopped(data.source, frame.stop_secs)
         elif isinstance(frame, ProposedUserStoppedSpeakingFrame):
-            # Server VAD: the caller's next turn ended, with no speech-end stamp. It
-            # arrives before that turn's response.created, so an answered turn closes here.
+            # Server VAD: the caller's next turn ended. It arrives before that turn's
+            # response.created, so an answered turn closes here (if the service's
+            # ServerSpeechStopped, pushed just before, did not already start the next).
             if data.direction is FrameDirection.DOWNSTREAM and self._marked & _ANSWERED:
                 self._close_turn()
+        elif (
+            isinstance(frame, RealtimeCallEventFrame)
+            and isinstance(frame.event, ServerSpeechStopped)
+            and data.source is self._brain
+        ):
+            self._on_server_speech_stopped(frame.event)
         elif (
             data.source is self._brain
             and Boundary.SERVER_RECEIVED not in self._marked
@@ -277,6 +302,18 @@ class LatencyObserver(BaseObserver):
         self._mark(Boundary.SPEECH_END, chunk.captured_ms + (end_pos - chunk.start_pos_ms))
         if self._brain_hears_audio and chunk.at_brain_ms is not None:
             self._mark(Boundary.SENT, chunk.at_brain_ms)
+
+    def _on_server_speech_stopped(self, event: ServerSpeechStopped) -> None:
+        if event.frame_id is None or event.offset_ms is None:
+            return  # replayed or forgotten audio: the speech end is unknown
+        chunk = self._by_frame.get(event.frame_id)
+        if chunk is None:
+            return
+        self._mark(Boundary.SPEECH_END, chunk.captured_ms + event.offset_ms)
+        if chunk.at_brain_ms is not None:
+            self._mark(Boundary.SENT, chunk.at_brain_ms + event.offset_ms)
+        elif event.sent_at_ms is not None:
+            self._mark(Boundary.SENT, event.sent_at_ms + event.offset_ms)
 
     def _on_context(self, data: FramePushed) -> None:
         if data.direction is FrameDirection.DOWNSTREAM and not self._brain_hears_audio:

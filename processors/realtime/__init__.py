@@ -18,6 +18,7 @@ from voxpipe.processors.realtime.events import (
     ResponseCreated,
     ResponseRequested,
     RolledOver,
+    ServerSpeechStopped,
     TokenRotated,
     timeline_entry,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ResponseCreated",
     "ResponseRequested",
     "RolledOver",
+    "ServerSpeechStopped",
     "TokenRotated",
     "timeline_entry",
 ]

@@ -34,6 +34,7 @@ from voxpipe.call import (
     RolloverPolicy,
     SendResponseCancel,
     SendResponseCreate,
+    SessionAudioLog,
     StateChanged,
     StateTimeouts,
     TransitionRejected,
@@ -96,6 +97,7 @@ class RealtimeBase(OpenAIRealtimeLLMService):
         self.guard = ResponseGuard(server_auto_cancels=False)
         self.tracker = PlaybackTracker()
         self.relay = UserAudioRelay()
+        self.sent_audio = SessionAudioLog()  # this session's input audio line, by frame
         self.rollover_policy = RolloverPolicy(rollover or RolloverConfig())
         self.memory = CallMemory()
         self.recovery = RecoveryPolicy(random_fn, backoff or BackoffConfig())

@@ -42,6 +42,27 @@ class ResponseCreated:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerSpeechStopped:
+    """``input_audio_buffer.speech_stopped``: the server's VAD ended the caller's turn.
+
+    ``audio_end_ms`` is the server's position on this session's input audio
+    line; it includes the VAD's ``silence_ms`` wait, so the caller's speech
+    ended at ``audio_end_ms - silence_ms``. That position lies ``offset_ms``
+    into caller frame ``frame_id``, whose audio went out at ``sent_at_ms``
+    (service clock). All three are None when the position is unknown: audio
+    replayed into a new session, audio no longer remembered, or a VAD whose
+    wait is not a fixed silence (``semantic_vad``, ``silence_ms`` None).
+    """
+
+    audio_end_ms: int
+    item_id: str | None
+    silence_ms: int | None
+    frame_id: int | None
+    offset_ms: float | None
+    sent_at_ms: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class InterruptionHandled:
     """An interruption stopped the bot; ``cancel_sent`` says if ``response.cancel`` went out."""
 
@@ -158,6 +179,7 @@ CallEvent = (
     | TransitionRejected
     | ResponseRequested
     | ResponseCreated
+    | ServerSpeechStopped
     | InterruptionHandled
     | ResponseCancelled
     | ItemTruncated
@@ -190,6 +212,14 @@ def timeline_entry(event: CallEvent) -> tuple[EventKind, dict[str, Any]] | None:
             }
         case ResponseCreated():
             return EventKind.RESPONSE_CREATED, {"response_id": event.response_id}
+        case ServerSpeechStopped():
+            return EventKind.SERVER_SPEECH_STOPPED, {
+                "audio_end_ms": event.audio_end_ms,
+                "item_id": event.item_id,
+                "silence_ms": event.silence_ms,
+                "frame_id": event.frame_id,
+                "offset_ms": None if event.offset_ms is None else round(event.offset_ms, 1),
+            }
         case ResponseCancelled():
             return EventKind.RESPONSE_CANCELLED, {
                 "response_id": event.response_id,

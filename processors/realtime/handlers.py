@@ -33,6 +33,7 @@ from voxpipe.processors.realtime.events import (
     RateLimitsUpdated,
     ResponseCancelled,
     ResponseCreated,
+    ServerSpeechStopped,
 )
 from voxpipe.processors.realtime.interruption import BOT_ACTIVE, InterruptionMixin
 from voxpipe.processors.realtime.rollover import RolloverMixin
@@ -40,6 +41,7 @@ from voxpipe.processors.realtime.rollover import RolloverMixin
 RATE_LIMIT_CODE = "rate_limit_exceeded"
 MAX_RATE_LIMIT_RETRIES = 4
 MAX_RATE_LIMIT_WAIT_S = 30.0
+DEFAULT_SILENCE_MS = 500  # server_vad's silence_duration_ms when the session sets none
 _GUARD_CODES = {code.value: code for code in GuardErrorCode}
 
 
@@ -239,7 +241,38 @@ class ServerEventsMixin(InterruptionMixin, RolloverMixin):
 
     async def _on_speech_stopped(self, evt: Any) -> None:
         self._user_speaking = False
+        # Before pipecat's ProposedUserStoppedSpeakingFrame: the speech end is known first.
+        await self.publish(self.server_speech_stopped(evt.audio_end_ms, evt.item_id))
         await self._handle_evt_speech_stopped(evt)
+
+    def server_speech_stopped(self, audio_end_ms: int, item_id: str | None) -> ServerSpeechStopped:
+        """Which caller frame the server's speech end lies in (see :class:`ServerSpeechStopped`)."""
+        silence_ms = self._vad_silence_ms()
+        located = None
+        if silence_ms is not None:
+            located = self.sent_audio.locate(audio_end_ms - silence_ms)
+        if located is None or located.frame_id is None:
+            return ServerSpeechStopped(audio_end_ms, item_id, silence_ms, None, None, None)
+        return ServerSpeechStopped(
+            audio_end_ms,
+            item_id,
+            silence_ms,
+            located.frame_id,
+            located.offset_ms,
+            located.append.sent_at_ms,
+        )
+
+    def _vad_silence_ms(self) -> int | None:
+        """The server VAD's end-of-turn silence; None when its wait is not a fixed silence."""
+        properties = getattr(self._settings, "session_properties", None)
+        audio = getattr(properties, "audio", None)
+        detection = getattr(getattr(audio, "input", None), "turn_detection", None)
+        if detection is None:  # the provider's default: server_vad
+            return DEFAULT_SILENCE_MS
+        if isinstance(detection, rt.TurnDetection) and detection.type in (None, "server_vad"):
+            silence = detection.silence_duration_ms
+            return DEFAULT_SILENCE_MS if silence is None else silence
+        return None
 
     async def _on_committed(self, evt: Any) -> None:
         self.relay.on_committed()

@@ -79,6 +79,7 @@ class RecoveryMixin(RealtimeBase):
             return NetworkFailed(f"{type(exc).__name__}: {exc}")
         self._generation += 1
         self._websocket = ws  # type: ignore[assignment]
+        self.sent_audio.new_session()  # a new session's audio positions start at 0
         self._last_server_event_ms = self.now_ms()
         self._receive_task = self.create_task(  # type: ignore[assignment]
             self._receive_task_handler(), name="realtime-recv"

@@ -110,7 +110,9 @@ class RolloverMixin(RecoveryMixin):
                 )
             )
 
-    async def _append_user_audio(self, audio: bytes) -> None:
+    async def _append_user_audio(self, audio: bytes, frame_id: int | None = None) -> None:
+        """Append to the session's input; ``frame_id`` is the caller frame (None: replayed)."""
+        self.sent_audio.on_append(len(audio), frame_id=frame_id, now_ms=self.now_ms())
         await self.send_client_event(rt.InputAudioBufferAppendEvent(audio=_b64(audio)))
 
     async def maybe_roll_over(self) -> None:

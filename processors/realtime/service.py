@@ -166,7 +166,7 @@ class RealtimeService(ServerEventsMixin):
             return
         for chunk in self.relay.on_audio(audio):
             self.machine.note_user_audio(chunk.seq)
-            await self._append_user_audio(chunk.audio)
+            await self._append_user_audio(chunk.audio, frame.id)
 
     async def _create_response(self) -> None:
         if not self._api_session_ready or self._failed:

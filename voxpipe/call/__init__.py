@@ -11,6 +11,7 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.recovery`: transport / session / fatal, backoff, retry budget.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
 - :mod:`~voxpipe.call.user_audio`: hold and replay user audio across a session switch.
+- :mod:`~voxpipe.call.session_audio`: which caller frame sits at a session audio position.
 - :mod:`~voxpipe.call.simulation`: a policy-level long call, for benchmarks.
 """
 
@@ -59,6 +60,7 @@ from voxpipe.call.rollover import (
     Summariser,
     Turn,
 )
+from voxpipe.call.session_audio import AudioAppended, AudioLocated, SessionAudioLog
 from voxpipe.call.state import (
     CallContext,
     CallState,
@@ -79,6 +81,8 @@ from voxpipe.call.tokens import (
 from voxpipe.call.user_audio import RelayStats, SendUserAudio, UserAudioRelay
 
 __all__ = [
+    "AudioAppended",
+    "AudioLocated",
     "AudioReceived",
     "BackoffConfig",
     "CallContext",
@@ -120,6 +124,7 @@ __all__ = [
     "SendResponseCancel",
     "SendResponseCreate",
     "SendUserAudio",
+    "SessionAudioLog",
     "SessionSeed",
     "SocketClosed",
     "StateChanged",
