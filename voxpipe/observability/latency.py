@@ -12,6 +12,10 @@ known and is reported as ``unattributed_ms``, so the measured segments plus the
 unattributed time always add up to the end-to-end figure. ``server_received``
 comes from the server's clock; when it disagrees with ours a segment turns
 negative, and that is flagged in ``skewed`` rather than clamped to zero.
+
+On the realtime path "uplink" (sent -> first response event) also holds the
+server's end-of-turn wait (server VAD: its silence window, then its
+decision): the protocol carries no server timestamps to split it off.
 """
 
 from __future__ import annotations
