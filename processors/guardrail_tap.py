@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -53,6 +54,17 @@ from voxpipe.guardrails import (
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.processors.guardrail_gate import SafePrefix, WordGate
+
+_WORD_CHAR = re.compile(r"\w")
+
+
+def _after_last_boundary(text: str) -> int:
+    """Index just past the last non-word character of ``text`` (0 if it has none)."""
+    for i in range(len(text) - 1, -1, -1):
+        if not _WORD_CHAR.match(text[i]):
+            return i + 1
+    return 0
+
 
 Timer = Callable[[float], Awaitable[None]]
 """Sleeps for the given seconds; injected in tests (default ``asyncio.sleep``)."""
@@ -169,6 +181,10 @@ class GuardrailTap(FrameProcessor):
         self._muted = False  # a trip stopped the latest response: drop its text and audio
         self._stopped: set[str] = set()
         self._parts: list[str] = []  # the current response's text, joined only on a trip
+        # The unfinished last word, held until a later delta or the response's end
+        # finishes it and the gate has scanned it (see _release).
+        self._held = ""
+        self._held_from: LLMTextFrame | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.trips: list[GuardrailTrippedFrame] = []
         self._register_event_handler("on_guardrail_tripped")
@@ -205,6 +221,10 @@ class GuardrailTap(FrameProcessor):
             await self._on_end()
             await self.push_frame(frame, direction)
         elif isinstance(frame, EndFrame):
+            # The call ends mid-response: the TTS would speak whatever text it
+            # holds, so the unfinished word is scanned (as at a response's end) first.
+            if self._rid is not None:
+                await self._on_end()
             # A graceful end lets running checks (each bounded) report first.
             while self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -219,6 +239,7 @@ class GuardrailTap(FrameProcessor):
         await super().cleanup()
 
     def _abandon(self) -> None:
+        self._held, self._held_from = "", None
         if self._rid is not None:  # a response that never got its end frame
             self.core.discard(self._rid)
             self.gate.end(self._rid)
@@ -240,23 +261,58 @@ class GuardrailTap(FrameProcessor):
             self.core.on_delta(rid, frame.text)  # counted as ignored, and dropped
             return
         self._parts.append(frame.text)
-        trip = self.gate.feed(rid, frame.text)
+        delta = frame.text
+        trip = self.gate.feed(rid, delta)
         if trip is not None:
+            self._held, self._held_from = "", None
             await self._trip(rid, trip, "".join(self._parts))
             return  # the frame that finished the unsafe words never moves on
-        await self.push_frame(frame)
-        check = self.core.on_delta(rid, frame.text)
+        await self._release(frame)
+        check = self.core.on_delta(rid, delta)
         if check is not None:
             await self._check(check, self._debounced_scanners)
+
+    async def _release(self, frame: LLMTextFrame) -> None:
+        """Pass on the text up to the last finished word; hold the unfinished rest.
+
+        The gate scans only finished words, and a TTS speaks whatever text it
+        holds when a response or the call ends, so an unfinished word (``"pine"``
+        of ``"pineapple"``) waits here until it is finished and scanned.
+        """
+        if not self._word_scanners:
+            await self.push_frame(frame)
+            return
+        text = self._held + frame.text
+        cut = _after_last_boundary(text)
+        self._held, self._held_from = text[cut:], frame
+        if cut:
+            frame.text = text[:cut]
+            await self.push_frame(frame)
+
+    async def _flush_held(self) -> None:
+        held, source = self._held, self._held_from
+        self._held, self._held_from = "", None
+        if not held or source is None:
+            return
+        frame = LLMTextFrame(held)
+        frame.skip_tts = source.skip_tts
+        frame.includes_inter_frame_spaces = source.includes_inter_frame_spaces
+        frame.append_to_context = source.append_to_context
+        await self.push_frame(frame)
 
     async def _on_end(self) -> None:
         rid, self._rid = self._rid, None
         if rid is None or self._muted:
+            self._held, self._held_from = "", None
             return
         self.gate.end(rid)
         check = self.core.on_response_done(rid)
         if check is not None:
             await self._check(check, self._final_scanners)
+        if self._muted or rid in self._stopped:
+            self._held, self._held_from = "", None
+        else:
+            await self._flush_held()  # scanned whole by the final check: safe to speak
 
     async def _check(self, check: CheckDue, scanners: Sequence[IncrementalScanner]) -> None:
         for scanner in scanners:

@@ -167,7 +167,7 @@ async def test_a_deny_word_trips_before_the_frame_that_finishes_it_moves_on() ->
         tap, frames_to_send=frames, observers=[TimelineObserver(timeline, lambda: 0.0)]
     )
     assert "password" not in texts(down)
-    assert texts(down) == "Sure. The pass"  # no word boundary after "pass": TTS holds it
+    assert texts(down) == "Sure. The "  # "pass" was unfinished: the tap held it
     assert of(down, InterruptionFrame) and of(up, InterruptionFrame)
     assert [f.text for f in of(down, TTSSpeakFrame)] == [SAFE]
     (trip,) = of(down, GuardrailTrippedFrame)
@@ -185,6 +185,31 @@ async def test_a_word_that_only_starts_like_a_deny_word_is_not_a_trip() -> None:
     down, _ = await run_test(tap, frames_to_send=response("Let's ", "kill", "ing ", "time."))
     assert texts(down) == "Let's killing time."
     assert not of(down, GuardrailTrippedFrame)
+
+
+async def test_an_unfinished_word_never_leaves_the_tap_even_when_the_call_ends_on_it() -> None:
+    # A fast brain's whole reply arrives at once and the call ends before its last
+    # word is finished by a boundary: the TTS would speak what it holds at the end.
+    tap = GuardrailTap([DenyPolicy(words=["pineapple"])], safe_line=SAFE)
+    frames = [
+        LLMFullResponseStartFrame(),
+        LLMTextFrame("The secret word is "),
+        LLMTextFrame("pine"),
+    ]
+    frames.append(LLMTextFrame("apple"))
+    down, _ = await run_test(tap, frames_to_send=frames)  # then an EndFrame, no response end
+    assert texts(down) == "The secret word is "
+    (trip,) = of(down, GuardrailTrippedFrame)
+    assert isinstance(trip, GuardrailTrippedFrame) and trip.span == "pineapple"
+
+
+async def test_a_safe_unfinished_word_follows_once_the_response_ends() -> None:
+    tap = GuardrailTap([DenyPolicy(words=["password"])])
+    down, _ = await run_test(tap, frames_to_send=response("Hello ", "wor", "ld"))
+    assert texts(down) == "Hello world"
+    order = [f for f in down if isinstance(f, LLMTextFrame | LLMFullResponseEndFrame)]
+    assert [type(f) for f in order[-2:]] == [LLMTextFrame, LLMFullResponseEndFrame]
+    assert order[-2].text == "world"  # type: ignore[attr-defined]
 
 
 class HoldUntilInterrupted(FrameProcessor):
