@@ -6,9 +6,16 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from pipecat.frames.frames import ErrorFrame, Frame, StartFrame, TranscriptionFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    StartFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import STTSettings
-from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.services.stt_service import SegmentedSTTService, STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
@@ -20,11 +27,17 @@ class LocalWhisperSTTService(SegmentedSTTService):
 
     def __init__(self, *, engine: WhisperEngine | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("settings", STTSettings(model="whisper-tiny.en", language=Language.EN))
-        # Whisper tiny.en on a short segment on 2 CPU cores (measured p99).
-        kwargs.setdefault("ttfs_p99_latency", 0.8)
+        # How long the turn waits for a segment's transcript after the VAD's stop.
+        # A finalized transcript ends the wait at once, so this only matters when
+        # Whisper is slow (a loaded machine): then a late transcript must still
+        # join its turn, not arrive after it and interrupt the reply as a new one.
+        # Whisper tiny.en takes 0.3-0.8 s on a segment on 2 idle cores.
+        kwargs.setdefault("ttfs_p99_latency", 2.0)
         super().__init__(**kwargs)
         self._engine = engine
         self._listeners: list[Callable[[str], object]] = []
+        self._speech_listeners: list[Callable[[], object]] = []
+        self._speech_starts = 0  # VAD starts seen: tells a segment the caller went on
 
     def add_transcript_listener(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(text)`` with each segment's transcript as soon as it exists.
@@ -33,6 +46,28 @@ class LocalWhisperSTTService(SegmentedSTTService):
         end-of-turn wait; a listener must return at once (schedule, never block).
         """
         self._listeners.append(listener)
+
+    def add_speech_started_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` when the VAD hears the caller start (or resume) speaking.
+
+        The chained pipeline uses it to drop a reply speculated on words the
+        caller is now adding to; a listener must return at once.
+        """
+        self._speech_listeners.append(listener)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._speech_starts += 1
+            for listener in self._speech_listeners:
+                listener()
+        await super().process_frame(frame, direction)
+
+    async def push_frame(
+        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        # SegmentedSTTService.push_frame marks every transcript final, which is all
+        # it does; a segment the caller talked past must stay non-final (run_stt).
+        await STTService.push_frame(self, frame, direction)
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -48,6 +83,7 @@ class LocalWhisperSTTService(SegmentedSTTService):
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         engine = self._engine or await shared_stt()
+        starts = self._speech_starts
         await self.start_processing_metrics()
         try:
             text = await asyncio.to_thread(engine.transcribe, audio, self.sample_rate)
@@ -59,8 +95,10 @@ class LocalWhisperSTTService(SegmentedSTTService):
         if text:
             for listener in self._listeners:
                 listener(text)
-            # A segment's transcript is final: say so, so the turn ends without
-            # waiting out the STT safety timer.
+            # A segment's transcript is final for the turn unless the caller started
+            # speaking again while it was transcribed: then more is coming, and a
+            # "final" here would let the turn end without the next segment's words.
+            final = self._speech_starts == starts
             yield TranscriptionFrame(
-                text, self._user_id, time_now_iso8601(), Language.EN, finalized=True
+                text, self._user_id, time_now_iso8601(), Language.EN, finalized=final
             )
