@@ -121,12 +121,17 @@ def build_chained_pipeline(
 
 
 def _prefill_on_transcripts(stt: FrameProcessor, llm: Any, context: LLMContext) -> None:
-    """Local engines: evaluate the prompt while the end of the caller's turn is decided."""
+    """Local engines: get ahead on the reply while the end of the caller's turn is decided.
+
+    Each transcript starts a speculative reply (or a prompt prefill); the
+    caller speaking again drops it.
+    """
     from voxpipe.processors.local.llm import LocalLLMService
     from voxpipe.processors.local.stt import LocalWhisperSTTService
 
     if isinstance(stt, LocalWhisperSTTService) and isinstance(llm, LocalLLMService):
         stt.add_transcript_listener(lambda heard: llm.prefill(context, heard))
+        stt.add_speech_started_listener(llm.caller_resumed)
 
 
 def _local_stt() -> FrameProcessor:

@@ -9,7 +9,7 @@ replaces where the chunks come from: a worker thread running the shared
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
@@ -19,6 +19,7 @@ from pipecat.services.openai.llm import OpenAILLMService
 
 from voxpipe.processors.local.engines import LlamaEngine, shared_llm
 from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.processors.local.speculation import Speculation, SpeculationStats, prompt_key
 from voxpipe.weights import LLM_MODEL
 
 
@@ -32,6 +33,7 @@ class LocalLLMService(OpenAILLMService):
         instructions: str | None = None,
         max_tokens: int = 120,
         temperature: float = 0.2,
+        speculate: bool = True,
         **kwargs: Any,
     ) -> None:
         # The OpenAI client the base class builds is never used: no request leaves the process.
@@ -45,6 +47,10 @@ class LocalLLMService(OpenAILLMService):
         self._temperature = temperature
         self._heard: list[str] = []  # the caller's words since the last reply began
         self._last_prefill: asyncio.Task[int] | None = None
+        self._speculate = speculate
+        self._speculation: Speculation | None = None
+        self._replies = 0  # replies begun; a prefill that started before one stands down
+        self.speculations = SpeculationStats()
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -52,13 +58,16 @@ class LocalLLMService(OpenAILLMService):
             self._engine = await shared_llm()
 
     def prefill(self, context: LLMContext, heard: str) -> asyncio.Task[int]:
-        """Warm the KV cache with the prompt the caller's turn so far would give.
+        """Get ahead on the reply the caller's turn so far would get.
 
         Called with each transcript while the turn is still open (the chained
-        pipeline wires it to the STT): the end-of-turn wait then pays for the
-        prompt evaluation instead of the caller. Fire and forget; a running
-        generation wins the model and the prefill is skipped. The task
-        returned gives the number of tokens evaluated.
+        pipeline wires it to the STT), so the end-of-turn wait pays for work
+        the caller would otherwise wait for. With ``speculate`` (the default)
+        the whole reply is generated into a :class:`Speculation`, which the
+        reply replays if its prompt turns out the same and which is dropped if
+        the caller goes on speaking; without it only the prompt is evaluated
+        into the KV cache. Fire and forget; the task returned gives the number
+        of prompt tokens evaluated (0 when speculating).
         """
         self._heard.append(heard)
         # One prefill at a time, each on the words heard when it starts: a later
@@ -70,13 +79,52 @@ class LocalLLMService(OpenAILLMService):
     async def _prefill(self, context: LLMContext, previous: asyncio.Task[int] | None) -> int:
         if previous is not None:
             await asyncio.wait([previous])
+        replies = self._replies
         if not self._heard:
             return 0  # the reply has begun: its generation owns the model now
         engine = self._engine or await shared_llm()
         messages, tools = await self._prompt(context)
+        if replies != self._replies or not self._heard:
+            return 0
         messages.append({"role": "user", "content": " ".join(self._heard)})
-        evaluated: int = await asyncio.to_thread(engine.prefill, messages, tools)
-        return evaluated
+        if not self._speculate:
+            evaluated: int = await asyncio.to_thread(engine.prefill, messages, tools)
+            return evaluated
+        await self._drop_speculation()  # the caller said more: that reply is stale
+        self._speculation = Speculation.start(
+            prompt_key(messages, tools), self._generate(engine, messages, tools)
+        )
+        self.speculations.started += 1
+        return 0
+
+    def caller_resumed(self) -> None:
+        """The caller is speaking again: a speculated reply is stale, stop it now.
+
+        It would otherwise compete for the CPU with the transcription of what
+        the caller is adding. Fire and forget.
+        """
+        if self._speculation is not None:
+            asyncio.get_running_loop().create_task(self._drop_speculation())
+
+    async def _drop_speculation(self) -> None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            self.speculations.dropped += 1
+            await speculation.cancel()
+
+    def _generate(
+        self, engine: LlamaEngine, messages: list[dict[str, Any]], tools: Any
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        # An async generator: closing it (an interruption) stops llama.cpp at the next token.
+        return iterate_in_thread(
+            lambda stop: engine.stream_openai_chunks(
+                messages,
+                tools,
+                max_tokens=self._max_tokens,
+                temperature=self._temperature,
+                stop=stop,
+            )
+        )
 
     async def _prompt(
         self, context: LLMContext
@@ -98,23 +146,25 @@ class LocalLLMService(OpenAILLMService):
         if self._engine is None:
             self._engine = await shared_llm()
         self._heard = []
+        self._replies += 1
         messages, tools_list = await self._prompt(context)
-        engine = self._engine
-        # An async generator: pipecat closes it (aclose) when the response is
-        # interrupted, and closing it stops llama.cpp at the next token.
-        return _chunks(
-            iterate_in_thread(
-                lambda stop: engine.stream_openai_chunks(
-                    messages,
-                    tools_list,
-                    max_tokens=self._max_tokens,
-                    temperature=self._temperature,
-                    stop=stop,
-                )
-            )
-        )
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            if speculation.key == prompt_key(messages, tools_list):
+                self.speculations.used += 1
+                return _chunks(speculation.replay())
+            self.speculations.dropped += 1
+            await speculation.cancel()
+        return _chunks(self._generate(self._engine, messages, tools_list))
 
 
-async def _chunks(stream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ChatCompletionChunk]:
-    async for item in stream:
-        yield ChatCompletionChunk.model_validate(item)
+async def _chunks(
+    stream: AsyncGenerator[dict[str, Any], None],
+) -> AsyncIterator[ChatCompletionChunk]:
+    try:
+        async for item in stream:
+            yield ChatCompletionChunk.model_validate(item)
+    finally:
+        # Closed early (an interruption): close the source now, not when it is collected,
+        # so the generation stops and the model is free before the next turn.
+        await stream.aclose()

@@ -43,7 +43,7 @@ async def test_prefill_gives_way_to_a_running_generation() -> None:
 
 async def test_service_prefills_what_the_caller_said_so_far() -> None:
     llm = await eng.shared_llm()
-    service = LocalLLMService(engine=llm, instructions=SYSTEM["content"])
+    service = LocalLLMService(engine=llm, instructions=SYSTEM["content"], speculate=False)
     context = LLMContext()
     first = service.prefill(context, "What is the capital")
     await asyncio.gather(first, service.prefill(context, "of Spain?"))
