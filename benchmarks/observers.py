@@ -17,6 +17,9 @@ CPU is ``time.process_time`` over the whole run (all threads, so Silero's
 too); first audio is, per turn, the responder's answer start to the first
 answer frame handed to the output (a probe just before it, in both runs).
 Runs alternate (bare, observed, bare, ...) and medians are compared as a ratio.
+Whole-run CPU on a shared 2-core machine varies by more than the observers
+cost, so their own code is also timed directly: per event in the call, less
+the timer's own cost, and by replaying the call's events back to back.
 
     python benchmarks/observers.py [--seconds 30] [--repeats 3] [--unpaced] [--path realtime]
 
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,23 +119,58 @@ class FirstAudioProbe(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+TIMER_COST_S = 0.0  # set by main() before any run
+
+
 class NoOp(BaseObserver):
     """pipecat's floor: one observer that sees every push and does nothing."""
 
 
 class TimedGroup(ObserverGroup):
-    """The instruments' group, timing its own CPU (``time.thread_time``: the loop's thread)."""
+    """The instruments' group, timing its own CPU (``time.thread_time``: the loop's thread).
+
+    Each event is timed, and the timer's own cost (two clock reads, measured
+    by :func:`timer_cost_s`) is taken off, else it would be most of the figure.
+    The events are kept so they can be replayed (:func:`replay_cost_s`).
+    """
 
     def __init__(self, observers: list[BaseObserver]) -> None:
         super().__init__(observers)
         self.own_s = 0.0
-        self.events = 0
+        self.events: list[FramePushed] = []
 
     async def on_push_frame(self, data: FramePushed) -> None:
         start = time.thread_time()
         await super().on_push_frame(data)
         self.own_s += time.thread_time() - start
-        self.events += 1
+        self.events.append(data)
+
+
+def timer_cost_s(samples: int = 200_000) -> float:
+    """CPU one timed section costs with nothing inside it (median of 5 batches)."""
+    costs = []
+    for _ in range(5):
+        total = 0.0
+        begin = time.process_time()
+        for _ in range(samples):
+            start = time.thread_time()
+            total += time.thread_time() - start
+        costs.append((time.process_time() - begin) / samples)
+    return statistics.median(costs)
+
+
+async def replay_cost_s(group: TimedGroup, repeats: int = 5) -> float:
+    """CPU the group's code takes for the call's recorded events, replayed back to back.
+
+    A lower bound next to the in-call figure: caches stay warm in a tight loop.
+    """
+    costs = []
+    for _ in range(repeats):
+        begin = time.process_time()
+        for data in group.events:
+            await ObserverGroup.on_push_frame(group, data)
+        costs.append(time.process_time() - begin)
+    return statistics.median(costs)
 
 
 @dataclass
@@ -142,6 +181,8 @@ class Run:
     turns: int
     first_audio_ms: list[float] = field(default_factory=list)
     own_cpu_s: float = 0.0  # CPU inside voxpipe's observer code (observed runs)
+    events: int = 0  # pushes the observer group saw
+    replay_cpu_s: float = 0.0  # the same events replayed back to back
 
 
 def make_recording(seconds: float, path: Path) -> float:
@@ -209,8 +250,12 @@ async def one_run(recording: Path, variant: str, paced: bool, server_url: str | 
         await asyncio.wait_for(done.wait(), 600)
         await asyncio.sleep(1.0)  # the trailing silence ends the last turn
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    own = sum(o.own_s for o in observers if isinstance(o, TimedGroup))
-    return Run(variant, cpu, wall, len(responder.answered_at), probe.first_audio_ms, own)
+    timed = [o for o in observers if isinstance(o, TimedGroup)]
+    events = sum(len(o.events) for o in timed)
+    own = sum(o.own_s for o in timed) - events * TIMER_COST_S
+    replay = sum([await replay_cost_s(o) for o in timed])
+    answered = len(responder.answered_at)
+    return Run(variant, cpu, wall, answered, probe.first_audio_ms, own, events, replay)
 
 
 @contextmanager
@@ -240,10 +285,17 @@ def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
     by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
     cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
     own = median([r.own_cpu_s * 1000 for r in by[OBSERVED]]) or 0.0
+    replay = median([r.replay_cpu_s * 1000 for r in by[OBSERVED]]) or 0.0
+    events = median([float(r.events) for r in by[OBSERVED]]) or 0.0
     return {
         "path": path,
+        "timer_cost_us": round(TIMER_COST_S * 1e6, 3),
+        "observed_events_median": events,
         "own_observer_cpu_ms_median": own,
         "own_observer_cpu_ratio_vs_bare": round(own / cpu[BARE], 4),
+        "replayed_observer_cpu_ms_median": round(replay, 2),
+        "replayed_observer_cpu_ratio_vs_bare": round(replay / cpu[BARE], 4),
+        "observer_us_per_event": round(own * 1000 / events, 3) if events else None,
         "cpu_ms_median": cpu,
         "cpu_ratio_vs_bare": {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS},
         "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
@@ -259,6 +311,8 @@ def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
                 "turns": r.turns,
                 "first_audio_ms_median": median(r.first_audio_ms),
                 "own_observer_cpu_ms": round(r.own_cpu_s * 1000, 1),
+                "replayed_observer_cpu_ms": round(r.replay_cpu_s * 1000, 2),
+                "events": r.events,
             }
             for r in runs
         ],
@@ -275,6 +329,8 @@ async def measure(recording: Path, repeats: int, paced: bool, server: str | None
 
 
 async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> None:
+    global TIMER_COST_S
+    TIMER_COST_S = timer_cost_s()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "caller.wav"
@@ -299,10 +355,27 @@ async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> N
         for v in VARIANTS
     ]
     print_table(
-        "CPU inside voxpipe's observer code (thread time), medians",
-        ["path", "observer code CPU ms", "share of the bare pipeline's CPU"],
+        "CPU inside voxpipe's observer code, medians (in the call: thread time less the "
+        f"timer's {TIMER_COST_S * 1e6:.2f} us a read; replayed: the call's events back to back)",
         [
-            [r["path"], r["own_observer_cpu_ms_median"], r["own_observer_cpu_ratio_vs_bare"]]
+            "path",
+            "events",
+            "in-call ms",
+            "in-call share of bare CPU",
+            "us per event",
+            "replayed ms",
+            "replayed share",
+        ],
+        [
+            [
+                r["path"],
+                r["observed_events_median"],
+                r["own_observer_cpu_ms_median"],
+                r["own_observer_cpu_ratio_vs_bare"],
+                r["observer_us_per_event"],
+                r["replayed_observer_cpu_ms_median"],
+                r["replayed_observer_cpu_ratio_vs_bare"],
+            ]
             for r in results
         ],
     )
