@@ -48,7 +48,7 @@ class LocalLLMService(OpenAILLMService):
         self._heard: list[str] = []  # the caller's words since the last reply began
         self._last_prefill: asyncio.Task[int] | None = None
         self._speculate = speculate
-        self._speculation: Speculation | None = None
+        self._speculation: Speculation[dict[str, Any]] | None = None
         self._replies = 0  # replies begun; a prefill that started before one stands down
         self.speculations = SpeculationStats()
 

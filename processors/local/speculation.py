@@ -16,7 +16,9 @@ import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 _SPACES = re.compile(r"\s+")
 
@@ -45,25 +47,25 @@ class SpeculationStats:
     dropped: int = 0  # the caller went on, or the prompt differed: cancelled
 
 
-class Speculation:
+class Speculation(Generic[T]):
     """One speculative reply: a task collecting chunks, which any number of readers replay."""
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.chunks: list[dict[str, Any]] = []
+        self.chunks: list[T] = []
         self.finished = False
         self.error: BaseException | None = None
         self._grew = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def start(cls, key: str, stream: AsyncIterator[dict[str, Any]]) -> Speculation:
+    def start(cls, key: str, stream: AsyncIterator[T]) -> Speculation[T]:
         """Begin collecting ``stream`` in a task of its own."""
-        speculation = cls(key)
+        speculation: Speculation[T] = cls(key)
         speculation._task = asyncio.get_running_loop().create_task(speculation._collect(stream))
         return speculation
 
-    async def _collect(self, stream: AsyncIterator[dict[str, Any]]) -> None:
+    async def _collect(self, stream: AsyncIterator[T]) -> None:
         try:
             async for chunk in stream:
                 self.chunks.append(chunk)
@@ -76,7 +78,7 @@ class Speculation:
             self.finished = True
             self._grew.set()
 
-    async def replay(self) -> AsyncGenerator[dict[str, Any], None]:
+    async def replay(self) -> AsyncGenerator[T, None]:
         """Every chunk in order, waiting for the ones not made yet.
 
         Leaving early (the reply was interrupted) cancels the generation.

@@ -240,3 +240,58 @@ async def test_cli_local_brain_answers() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def ask(
+    server: RunningServer, audio: bytes, silence_ms: int = 500
+) -> tuple[dict[str, Any], str]:
+    turns = {"type": "server_vad", "silence_duration_ms": silence_ms}
+    audio_in = {"transcription": {"model": "whisper-1"}, "turn_detection": turns}
+    async with raw_client(server) as client:
+        await client.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "instructions": "Answer in one short sentence.",
+                    "audio": {"input": audio_in},
+                },
+            }
+        )
+        await client.until("session.updated")
+        await client.append(audio + silence(silence_ms + 700), paced=True)
+        done = await client.until("response.done", 120)
+    return done, spoken(client)[1]
+
+
+async def test_the_reply_is_generated_during_the_silence_wait_and_replayed(
+    make_speech: Any,
+) -> None:
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+    brain = await LocalBrain.load()
+    question = read_pcm16(
+        make_speech("What is the capital of France?", rate=24_000, lead_ms=500, tail_ms=0)
+    )
+    # A one-second silence window: the pause's transcript is ready well inside it
+    # (Whisper takes 0.3-0.8 s here), so the reply is under way before the turn ends.
+    async with running_realtime_server(config=ServerConfig(api_key="test-key"), brain=brain) as srv:
+        done, text = await ask(srv, question, silence_ms=1000)
+    assert done["response"]["status"] == "completed"
+    assert "paris" in text.lower()
+    assert brain.speculations_used == 1  # the reply came from the pause's speculation
+
+
+async def test_a_reply_speculated_on_half_a_question_is_not_what_the_caller_gets(
+    make_speech: Any,
+) -> None:
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+    brain = await LocalBrain.load()
+    first = read_pcm16(make_speech("What is the capital", rate=24_000, lead_ms=500, tail_ms=0))
+    rest = read_pcm16(make_speech("of Spain?", rate=24_000, lead_ms=0, tail_ms=0))
+    # A 600 ms pause: long enough to speculate on, too short to end the turn (1 s).
+    async with running_realtime_server(config=ServerConfig(api_key="test-key"), brain=brain) as srv:
+        done, text = await ask(srv, first + silence(600) + rest, silence_ms=1000)
+    assert done["response"]["status"] == "completed"
+    assert "madrid" in text.lower(), text

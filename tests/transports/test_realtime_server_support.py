@@ -57,11 +57,18 @@ class RawClient:
     async def send(self, event: dict[str, Any] | str) -> None:
         await self.ws.send_str(event if isinstance(event, str) else json.dumps(event))
 
-    async def append(self, pcm: bytes) -> None:
+    async def append(self, pcm: bytes, *, paced: bool = False) -> None:
+        """Append 24 kHz PCM16; ``paced`` sends it in real time, as a live caller would."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sent_ms = 0.0
         for piece in chunks(pcm):
             await self.send(
                 {"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()}
             )
+            sent_ms += len(piece) / 48
+            if paced:
+                await asyncio.sleep(max(0.0, started + sent_ms / 1000 - loop.time()))
 
     async def next(self, wait_s: float = 10.0) -> dict[str, Any]:
         message = await asyncio.wait_for(self.ws.receive(), wait_s)

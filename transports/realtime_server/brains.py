@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from voxpipe.realtime.effects import (
     TextProduced,
 )
 from voxpipe.realtime.session_config import Modality
+
+if TYPE_CHECKING:
+    from voxpipe.processors.local.speculation import Speculation
 
 DEFAULT_SCRIPT: tuple[str | dict[str, Any], ...] = (
     "Hello! This is the voxpipe scripted voice. How can I help you today?",
@@ -47,6 +50,21 @@ class Brain(Protocol):
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
         """Text of a user's audio item, or ``None`` when this brain cannot transcribe."""
+        ...
+
+
+@runtime_checkable
+class SpeculativeBrain(Brain, Protocol):
+    """A brain that can start a reply before the turn has ended (see ``LocalBrain``)."""
+
+    def speculate(self, request: BrainRequest) -> Speculation[Any]:
+        """Start generating the reply ``request`` would get."""
+        ...
+
+    def respond(
+        self, request: BrainRequest, speculation: Speculation[Any] | None = None
+    ) -> AsyncIterator[BrainOutput]:
+        """Stream the response, replaying ``speculation`` when it was made for this request."""
         ...
 
 

@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 from openai.types.realtime import ResponseAudioDeltaEvent
 
+from voxpipe.processors.local.speculation import Speculation
 from voxpipe.realtime.effects import (
     BrainStartRequested,
     BrainStopRequested,
@@ -36,7 +37,7 @@ from voxpipe.realtime.protocol_errors import ErrorCode, ErrorType, ProtocolError
 from voxpipe.realtime.rate_limits import RateLimitPolicy
 from voxpipe.realtime.session import RealtimeSession
 from voxpipe.realtime.turn import VadFrame
-from voxpipe.transports.realtime_server.brains import Brain
+from voxpipe.transports.realtime_server.brains import Brain, SpeculativeBrain
 from voxpipe.transports.realtime_server.faults import (
     CloseMidResponse,
     ExhaustRateLimits,
@@ -91,6 +92,7 @@ class SessionDriver:
         self._watched_response: str | None = None
         self._speculation: asyncio.Task[str | None] | None = None
         self._speculation_key: tuple[str, int | None] | None = None
+        self._reply: Speculation[Any] | None = None  # a reply started at the last pause
 
     def now_ms(self) -> int:
         """Milliseconds since the connection opened (the session's clock)."""
@@ -114,6 +116,8 @@ class SessionDriver:
                 task.cancel()
             if self._speculation is not None:
                 self._speculation.cancel()
+            if self._reply is not None:
+                await self._reply.cancel()  # its thread lets go of the shared model
             await self._outbox.put(CloseRequested(1000, ""))
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer, timeout=1.0)
@@ -217,7 +221,12 @@ class SessionDriver:
             if self._transcriptions:
                 await asyncio.gather(*self._transcriptions, return_exceptions=True)
             request = self.core.brain_request(response_id)
-            async for output in self._brain.respond(request):
+            reply, self._reply = self._reply, None
+            if isinstance(self._brain, SpeculativeBrain):
+                outputs = self._brain.respond(request, speculation=reply)
+            else:
+                outputs = self._brain.respond(request)
+            async for output in outputs:
                 self.emit(self.core.brain_output(response_id, output, self.now_ms()))
                 active = self.core.active
                 if active is None or active.id != response_id:
@@ -232,13 +241,24 @@ class SessionDriver:
             self._brain_tasks.pop(response_id, None)
 
     def _speculate(self, request: TranscriptionRequested) -> None:
-        """Transcribe at a pause, so the turn's transcript is ready when the pause ends it."""
+        """Transcribe at a pause, so the turn's transcript is ready when the pause ends it.
+
+        A brain that can speculate also starts on the reply that transcript
+        would get, while the server waits out the rest of the silence.
+        """
         if self._speculation is not None and not self._speculation.done():
             return  # one guess at a time: a busy recogniser would only slow the real turn
         self._speculation_key = (request.item_id, request.speech_end_ms)
-        self._speculation = asyncio.create_task(
-            self._brain.transcribe(request.pcm16, request.sample_rate)
-        )
+        self._speculation = asyncio.create_task(self._transcribe_and_speculate(request))
+
+    async def _transcribe_and_speculate(self, request: TranscriptionRequested) -> str | None:
+        text = await self._brain.transcribe(request.pcm16, request.sample_rate)
+        if text and isinstance(self._brain, SpeculativeBrain) and self.core.active is None:
+            stale, self._reply = self._reply, None  # a later pause: the caller said more
+            if stale is not None:
+                await stale.cancel()
+            self._reply = self._brain.speculate(self.core.speculative_request(text))
+        return text
 
     async def _recognise(self, request: TranscriptionRequested) -> str | None:
         speculation = self._speculation

@@ -4,16 +4,25 @@ The LLM runs in a worker thread and hands text to the event loop as it is
 generated; each finished sentence is synthesised (off the loop) and its audio
 sent at once, so the first audio leaves after the first sentence, not after
 the whole reply. Cancelling the response stops generation between tokens.
+
+It can also speculate: when the server's VAD hears a pause, the driver has
+the pause's audio transcribed and asks for :meth:`LocalBrain.speculate`, the
+reply that transcript would get, generated while the server waits out
+``silence_duration_ms``. The driver keeps it (one per session) and hands it to
+:meth:`LocalBrain.respond`, which replays it when the turn ended with the same
+prompt, and cancels it otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from voxpipe.processors.local.engines import LLMChunk
 from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.processors.local.speculation import Speculation, prompt_key
 from voxpipe.realtime import codec
 from voxpipe.realtime.effects import (
     AudioProduced,
@@ -60,12 +69,18 @@ def _first_piece(buffer: str, first_words: int | None) -> int | None:
     return match.end() if match else None
 
 
+def request_key(request: BrainRequest) -> str:
+    """What makes two requests the same reply: prompt, tools and output limit."""
+    return f"{request.max_output_tokens}|{prompt_key(list(request.messages), list(request.tools))}"
+
+
 class LocalBrain:
     """A :class:`~voxpipe.transports.realtime_server.brains.Brain` on the offline engines."""
 
     def __init__(self, engines: Any, *, first_words: int | None = None) -> None:
         self.engines = engines
         self.first_words = first_words
+        self.speculations_used = 0  # replies replayed from a speculation, all sessions
 
     @classmethod
     async def load(cls, *, tts: str = "auto", first_words: int | None = None) -> LocalBrain:
@@ -79,9 +94,12 @@ class LocalBrain:
         text: str = await asyncio.to_thread(self.engines.stt.transcribe, pcm16, sample_rate)
         return text
 
-    async def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
-        """Stream the LLM's reply, spoken sentence by sentence."""
-        chunks = iterate_in_thread(
+    def speculate(self, request: BrainRequest) -> Speculation[LLMChunk]:
+        """Start generating the reply ``request`` would get (see the module docstring)."""
+        return Speculation.start(request_key(request), self._generate(request))
+
+    def _generate(self, request: BrainRequest) -> AsyncGenerator[LLMChunk, None]:
+        return iterate_in_thread(
             lambda stop: self.engines.llm.stream_chat(
                 list(request.messages),
                 list(request.tools) or None,
@@ -89,6 +107,22 @@ class LocalBrain:
                 stop=stop,
             )
         )
+
+    async def respond(
+        self, request: BrainRequest, speculation: Speculation[LLMChunk] | None = None
+    ) -> AsyncIterator[BrainOutput]:
+        """Stream the LLM's reply, spoken sentence by sentence.
+
+        A ``speculation`` made for the same prompt is replayed instead of
+        generating again; one made for another prompt is cancelled.
+        """
+        if speculation is not None and speculation.key == request_key(request):
+            self.speculations_used += 1
+            chunks: AsyncGenerator[LLMChunk, None] = speculation.replay()
+        else:
+            if speculation is not None:
+                await speculation.cancel()
+            chunks = self._generate(request)
         pending = ""
         spoke = False
         try:

@@ -6,6 +6,7 @@ response runs at a time; its events come from :class:`ResponseRun`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -179,14 +180,19 @@ class ResponseControl:
 
     def brain_request(self, response_id: str) -> BrainRequest:
         """What the brain needs for the active response (call when starting it)."""
-        messages: list[dict[str, Any]] = [{"role": "system", "content": self._instructions}]
+        return self._brain_request(response_id, self._instructions, self._tools)
+
+    def _brain_request(
+        self, response_id: str, instructions: str, tools_given: list[dict[str, Any]]
+    ) -> BrainRequest:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}]
         messages += [m for r in self._context if (m := _chat_message(r)) is not None]
         tools = tuple(
             {
                 "type": "function",
                 "function": {k: t[k] for k in ("name", "description", "parameters") if k in t},
             }
-            for t in self._tools
+            for t in tools_given
         )
         run = self.active
         return BrainRequest(
@@ -197,6 +203,22 @@ class ResponseControl:
             max_output_tokens=run.max_output_tokens if run else None,
             voice=self.config.voice,
             turn_index=self.responses_created - 1,
+        )
+
+    def speculative_request(self, transcript: str) -> BrainRequest:
+        """The request a response would get if the user's turn ended now, saying ``transcript``.
+
+        For a brain that starts on the reply during the server VAD's silence
+        wait; the real request is compared with it when the response starts.
+        """
+        # What server VAD's automatic response will use: the session's settings.
+        request = self._brain_request("speculative", self.config.instructions, self.config.tools)
+        return dataclasses.replace(
+            request,
+            messages=(*request.messages, {"role": "user", "content": transcript}),
+            modality=self.config.modality,
+            max_output_tokens=None,
+            turn_index=self.responses_created,
         )
 
     def brain_output(self, response_id: str, output: BrainOutput, now_ms: int) -> list[Output]:
