@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import tempfile
 from collections.abc import Callable
@@ -47,9 +48,10 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 from voxpipe.evaluation import word_error_rate
-from voxpipe.pipelines.chained import TurnSettings, build_chained_pipeline
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings, build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.local.engines import LocalEngines, WhisperEngine, shared_engines
+from voxpipe.processors.local.llm import LocalLLMService
 from voxpipe.processors.local.stt import LocalWhisperSTTService
 from voxpipe.processors.local.tts import LocalTTSService
 from voxpipe.transports.file import FileTransport
@@ -104,6 +106,9 @@ class Stamps(BaseObserver):
             self.transcripts.append((self.now(), data.frame.text))
 
 
+SPECULATIONS: list[dict[str, int]] = []  # each chained call's speculation counts
+
+
 def first_after(times: list[float], t: float, before: float) -> float | None:
     return next((x for x in sorted(times) if t <= x < before), None)
 
@@ -121,7 +126,8 @@ async def one_call(
             first_clause_words=options.first_clause_words or None,
             first_words=options.first_words or None,
         )
-    graph = build_chained_pipeline(transport, turn=turn, stt=stt, tts=tts)
+    llm = LocalLLMService(instructions=DEFAULT_INSTRUCTIONS, speculate=not options.no_speculate)
+    graph = build_chained_pipeline(transport, turn=turn, stt=stt, llm=llm, tts=tts)
     stamps = Stamps(now=transport.clock.now_ms)
     finished = asyncio.Event()
 
@@ -131,6 +137,7 @@ async def one_call(
 
     async with CallSession(graph.pipeline, observers=[stamps]):
         await finished.wait()
+    SPECULATIONS.append(dataclasses.asdict(llm.speculations))
     origin = transport.input_started_ms
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}
     ev["audio"] = [w.at_ms - origin for w in transport.written]
@@ -345,13 +352,16 @@ async def main(
     for path, rows in results.items():
         rows_table, summary[path] = summarise(path, rows, texts, n50)
         table += rows_table
-    llm_work = {
+    llm_work: dict[str, object] = {
+        "speculate": not options.no_speculate,
+        "speculations_per_call": SPECULATIONS,
         "prompt_tokens_p50": median([g.prompt_tokens for g in generations]),
         "new_prompt_tokens_p50": median([g.prompt_tokens - g.cached_tokens for g in generations]),
         "first_token_ms_p50": median([g.first_token_ms for g in generations]),
         "first_token_ms_p95": percentile([g.first_token_ms for g in generations], 95),
     }
-    table += [[f"LLM {k}", v, None] for k, v in llm_work.items()]
+    table += [[f"LLM {k}", v, None] for k, v in llm_work.items() if k != "speculations_per_call"]
+    table += [[f"speculation call {i + 1}", str(s), None] for i, s in enumerate(SPECULATIONS)]
     print_table(
         f"Voice to voice, {turns} turns x {calls} concurrent call(s) "
         f"(ms after the true end of speech; load before {load_before})",
@@ -399,6 +409,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--first-words", type=int, default=0, help="TTS first piece cut")
     parser.add_argument("--tag", default="", help="suffix of the JSON result's name")
+    parser.add_argument(
+        "--no-speculate", action="store_true", help="prefill the prompt only, no speculative reply"
+    )
     args = parser.parse_args()
     settings = TurnSettings(
         vad_stop_secs=args.vad_stop_secs,
