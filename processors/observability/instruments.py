@@ -45,6 +45,14 @@ class ObserverGroup(BaseObserver):
         # processor); only members that say they need them see them.
         self._audio = [o for o in self.members if getattr(o, "wants_audio_frames", True)]
         self._audio_every = [o for o in self._audio if o.observe_every_push]
+        # A member may screen audio pushes with a plain call (``wants_audio_push``)
+        # instead of being awaited for each of them: most pushes of a chunk are
+        # between processors it does not watch.
+        self._screens = {
+            id(o): screen
+            for o in self._audio
+            if (screen := getattr(o, "wants_audio_push", None)) is not None
+        }
 
     async def setup(self, task_manager: BaseTaskManager) -> None:
         await super().setup(task_manager)
@@ -62,10 +70,13 @@ class ObserverGroup(BaseObserver):
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if isinstance(data.frame, AudioRawFrame):
-            targets = self._audio if data.first_push else self._audio_every
-        else:
-            targets = self.members if data.first_push else self._every
-        for observer in targets:
+            screens = self._screens
+            for observer in self._audio if data.first_push else self._audio_every:
+                screen = screens.get(id(observer))
+                if screen is None or screen(data):
+                    await observer.on_push_frame(data)
+            return
+        for observer in self.members if data.first_push else self._every:
             await observer.on_push_frame(data)
 
     async def on_process_frame(self, data: FrameProcessed) -> None:

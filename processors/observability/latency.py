@@ -185,6 +185,22 @@ class LatencyObserver(BaseObserver):
         """Every turn finished so far."""
         return self.tracker.turns
 
+    def wants_audio_push(self, data: FramePushed) -> bool:
+        """Whether an audio push matters here (screened by :class:`ObserverGroup`, no await).
+
+        A first push always does (a new chunk, a first delta); a later push only
+        into a VAD or an audio brain (input), into the output, or while a
+        playback report is owed (output).
+        """
+        if data.first_push:
+            return True
+        destination = data.destination
+        if isinstance(data.frame, InputAudioRawFrame):
+            return id(destination) in self._vads or (
+                self._brain_hears_audio and destination is self._brain
+            )
+        return destination is self._output or self._playback_due
+
     async def on_push_frame(self, data: FramePushed) -> None:
         frame = data.frame
         if isinstance(frame, InputAudioRawFrame):
