@@ -29,10 +29,12 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import itertools
 import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -107,6 +109,20 @@ class Stamps(BaseObserver):
 
 
 SPECULATIONS: list[dict[str, int]] = []  # each chained call's speculation counts
+GAPS_MS: list[float] = []  # output jitter: silence between chunks inside an utterance
+
+
+def output_gaps(written: list[Any]) -> list[float]:
+    """Per consecutive pair of chunks of one utterance, how late the second began (ms).
+
+    0 is a seamless join; anything above is silence the caller heard inside the
+    bot's speech: the output pacing stalled, or the TTS fell behind real time.
+    """
+    gaps = []
+    for before, after in itertools.pairwise(written):
+        if before.utterance is not None and before.utterance == after.utterance:
+            gaps.append(max(0.0, after.at_ms - (before.at_ms + before.duration_ms)))
+    return gaps
 
 
 def first_after(times: list[float], t: float, before: float) -> float | None:
@@ -138,6 +154,7 @@ async def one_call(
     async with CallSession(graph.pipeline, observers=[stamps]):
         await finished.wait()
     SPECULATIONS.append(dataclasses.asdict(llm.speculations))
+    GAPS_MS.extend(output_gaps(transport.written))
     origin = transport.input_started_ms
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}
     ev["audio"] = [w.at_ms - origin for w in transport.written]
@@ -362,6 +379,26 @@ async def main(
     }
     table += [[f"LLM {k}", v, None] for k, v in llm_work.items() if k != "speculations_per_call"]
     table += [[f"speculation call {i + 1}", str(s), None] for i, s in enumerate(SPECULATIONS)]
+    jitter = {
+        "joins": len(GAPS_MS),
+        "gap_ms_p50": median(GAPS_MS),
+        "gap_ms_p95": percentile(GAPS_MS, 95),
+        "gap_ms_max": round(max(GAPS_MS), 1) if GAPS_MS else None,
+        "gaps_over_20ms": sum(1 for g in GAPS_MS if g > 20),
+    }
+    if GAPS_MS:
+        table += [
+            [
+                "chained output: gap inside an utterance, ms",
+                jitter["gap_ms_p50"],
+                jitter["gap_ms_p95"],
+            ],
+            [
+                "chained output: joins with a gap > 20 ms",
+                f"{jitter['gaps_over_20ms']}/{jitter['joins']} (max {jitter['gap_ms_max']} ms)",
+                None,
+            ],
+        ]
     print_table(
         f"Voice to voice, {turns} turns x {calls} concurrent call(s) "
         f"(ms after the true end of speech; load before {load_before})",
@@ -381,6 +418,7 @@ async def main(
             "tts_first_words": options.first_words,
             "naive_p50_ms": n50,
             "llm_prompt_work": llm_work,
+            "chained_output_jitter": jitter,
             "naive_p95_ms": percentile(naive_first, 95),
             **summary,
         },
