@@ -144,6 +144,7 @@ async def one_call(
         )
     llm = LocalLLMService(instructions=DEFAULT_INSTRUCTIONS, speculate=not options.no_speculate)
     graph = build_chained_pipeline(transport, turn=turn, stt=stt, llm=llm, tts=tts)
+    tts_used = graph.services["tts"]
     stamps = Stamps(now=transport.clock.now_ms)
     finished = asyncio.Event()
 
@@ -153,7 +154,12 @@ async def one_call(
 
     async with CallSession(graph.pipeline, observers=[stamps]):
         await finished.wait()
-    SPECULATIONS.append(dataclasses.asdict(llm.speculations))
+    SPECULATIONS.append(
+        {
+            **dataclasses.asdict(llm.speculations),
+            "tts_ahead_used": getattr(tts_used, "ahead_used", 0),
+        }
+    )
     GAPS_MS.extend(output_gaps(transport.written))
     origin = transport.input_started_ms
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}

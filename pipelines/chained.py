@@ -7,11 +7,13 @@ OpenAI's Whisper, chat and TTS services.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loguru import logger
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -27,6 +29,9 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.processors.local.engines import TTSEngineKind
+
+if TYPE_CHECKING:
+    from voxpipe.processors.local.speculation import Speculation
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant on a phone line. Answer in one or two short "
@@ -104,7 +109,7 @@ def build_chained_pipeline(
     for name, handler in (functions or {}).items():
         llm.register_function(name, handler)
     context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
-    _prefill_on_transcripts(stt, llm, context)
+    _prefill_on_transcripts(stt, llm, context, tts)
     pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
     return assemble(
         transport,
@@ -120,7 +125,9 @@ def build_chained_pipeline(
     )
 
 
-def _prefill_on_transcripts(stt: FrameProcessor, llm: Any, context: LLMContext) -> None:
+def _prefill_on_transcripts(
+    stt: FrameProcessor, llm: Any, context: LLMContext, tts: FrameProcessor
+) -> None:
     """Local engines: get ahead on the reply while the end of the caller's turn is decided.
 
     Each transcript starts a speculative reply (or a prompt prefill); the
@@ -128,10 +135,41 @@ def _prefill_on_transcripts(stt: FrameProcessor, llm: Any, context: LLMContext) 
     """
     from voxpipe.processors.local.llm import LocalLLMService
     from voxpipe.processors.local.stt import LocalWhisperSTTService
+    from voxpipe.processors.local.tts import LocalTTSService
 
     if isinstance(stt, LocalWhisperSTTService) and isinstance(llm, LocalLLMService):
         stt.add_transcript_listener(lambda heard: llm.prefill(context, heard))
         stt.add_speech_started_listener(llm.caller_resumed)
+        if isinstance(tts, LocalTTSService):
+            voice = tts
+
+            def _speak_ahead(speculation: Speculation[dict[str, Any]]) -> None:
+                asyncio.get_running_loop().create_task(_first_piece_ahead(speculation, voice))
+
+            llm.add_speculation_listener(_speak_ahead)
+
+
+async def _first_piece_ahead(speculation: Speculation[dict[str, Any]], tts: Any) -> None:
+    """Synthesise a speculated reply's first piece of speech while the turn is decided."""
+    try:
+        await _presynthesize_first_piece(speculation, tts)
+    except Exception as exc:  # only a head start was lost: the turn speaks as usual
+        logger.debug(f"speaking ahead failed: {exc}")
+
+
+async def _presynthesize_first_piece(speculation: Speculation[dict[str, Any]], tts: Any) -> None:
+    aggregator = tts.first_piece_aggregator()
+    async for chunk in speculation.replay(cancel_on_exit=False):
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if not text:
+                continue
+            async for piece in aggregator.aggregate(text):
+                await tts.presynthesize(piece.text)
+                return
+    last = await aggregator.flush()
+    if last is not None and last.text.strip():
+        await tts.presynthesize(last.text)
 
 
 def _local_stt() -> FrameProcessor:

@@ -9,7 +9,7 @@ replaces where the chunks come from: a worker thread running the shared
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
@@ -51,6 +51,7 @@ class LocalLLMService(OpenAILLMService):
         self._speculation: Speculation[dict[str, Any]] | None = None
         self._replies = 0  # replies begun; a prefill that started before one stands down
         self.speculations = SpeculationStats()
+        self._speculation_listeners: list[Callable[[Speculation[dict[str, Any]]], object]] = []
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -95,7 +96,18 @@ class LocalLLMService(OpenAILLMService):
             prompt_key(messages, tools), self._generate(engine, messages, tools)
         )
         self.speculations.started += 1
+        for listener in self._speculation_listeners:
+            listener(self._speculation)
         return 0
+
+    def add_speculation_listener(
+        self, listener: Callable[[Speculation[dict[str, Any]]], object]
+    ) -> None:
+        """Call ``listener(speculation)`` when a speculative reply starts (must return at once).
+
+        The chained pipeline uses it to synthesise the reply's first words ahead.
+        """
+        self._speculation_listeners.append(listener)
 
     def caller_resumed(self) -> None:
         """The caller is speaking again: a speculated reply is stale, stop it now.

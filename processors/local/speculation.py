@@ -78,10 +78,11 @@ class Speculation(Generic[T]):
             self.finished = True
             self._grew.set()
 
-    async def replay(self) -> AsyncGenerator[T, None]:
+    async def replay(self, *, cancel_on_exit: bool = True) -> AsyncGenerator[T, None]:
         """Every chunk in order, waiting for the ones not made yet.
 
-        Leaving early (the reply was interrupted) cancels the generation.
+        Leaving early (the reply was interrupted) cancels the generation, unless
+        ``cancel_on_exit`` is False (a reader that only looks ahead).
         """
         sent = 0
         try:
@@ -97,7 +98,7 @@ class Speculation(Generic[T]):
             if self.error is not None:
                 raise self.error
         finally:
-            if not self.finished:
+            if cancel_on_exit and not self.finished:
                 await self.cancel()
 
     async def cancel(self) -> None:

@@ -1,4 +1,12 @@
-"""The local text-to-speech service: Piper (joe) or eSpeak NG, streamed as synthesised."""
+"""The local text-to-speech service: Piper (joe) or eSpeak NG, streamed as synthesised.
+
+It can also speak ahead: :meth:`LocalTTSService.presynthesize` starts
+synthesising a piece of text before the pipeline asks for it (the chained
+path does this with a speculated reply's first piece during the end-of-turn
+wait). When the TTS is then asked for that exact text, the audio made so far
+plays at once; text it is never asked for is dropped, so nothing is spoken
+that did not come through the pipeline (and past the guardrail tap).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,15 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 
 from voxpipe.processors.local.engines import SpeechEngine, TTSEngineKind, shared_tts
+from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.processors.local.speculation import Speculation
 from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
+
+_AHEAD_KEPT = 4  # pieces synthesised ahead and not yet asked for (older ones are dropped)
+
+
+def _piece_key(text: str) -> str:
+    return " ".join(text.split())
 
 
 class LocalTTSService(TTSService):
@@ -41,15 +57,36 @@ class LocalTTSService(TTSService):
         )
         super().__init__(**kwargs)
         self._engine = engine
+        self._first_clause_words = first_clause_words
+        self._first_words = first_words
+        self._ahead: dict[str, Speculation[bytes]] = {}
+        self.ahead_used = 0  # pieces spoken from audio synthesised ahead
         if first_clause_words is not None and self._text_aggregation_mode == (
             TextAggregationMode.SENTENCE
         ):
             # TTSService takes no aggregator argument; this is its own slot.
-            self._text_aggregator = ClauseTextAggregator(
-                min_words=first_clause_words,
-                first_words=first_words,
-                language=self._text_aggregator.language,
-            )
+            self._text_aggregator = self.first_piece_aggregator()
+
+    def first_piece_aggregator(self) -> ClauseTextAggregator:
+        """A fresh aggregator cutting text exactly as this service cuts a reply's pieces."""
+        return ClauseTextAggregator(
+            min_words=self._first_clause_words or 4,
+            first_words=self._first_words,
+            language=self._text_aggregator.language,
+        )
+
+    async def presynthesize(self, text: str) -> None:
+        """Start synthesising ``text`` now, for when the pipeline asks for it."""
+        key = _piece_key(text)
+        if not key or key in self._ahead:
+            return
+        engine = self._engine or await shared_tts(self._voice_kind)
+        while len(self._ahead) >= _AHEAD_KEPT:
+            stale = self._ahead.pop(next(iter(self._ahead)))
+            await stale.cancel()
+        self._ahead[key] = Speculation.start(
+            key, iterate_in_thread(lambda _stop: engine.synthesize(text))
+        )
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -61,10 +98,17 @@ class LocalTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         engine = self._engine or await shared_tts(self._voice_kind)
+        ahead = self._ahead.pop(_piece_key(text), None)
+        chunks: AsyncIterator[bytes]
+        if ahead is not None:
+            self.ahead_used += 1
+            chunks = ahead.replay()
+        else:
+            chunks = _in_thread(engine.synthesize(text))
         try:
             await self.start_tts_usage_metrics(text)
             async for frame in self._stream_audio_frames_from_iterator(
-                _in_thread(engine.synthesize(text)),
+                chunks,
                 in_sample_rate=engine.sample_rate,
                 context_id=context_id,
             ):

@@ -122,3 +122,26 @@ def test_prompt_keys_ignore_whitespace_but_not_words() -> None:
     assert prompt_key(a, None) == prompt_key(b, None)
     assert prompt_key(a, None) != prompt_key(c, None)
     assert prompt_key(a, None) != prompt_key(a, [{"type": "function"}])
+
+
+async def test_text_synthesised_ahead_is_spoken_from_that_audio_and_other_text_as_usual() -> None:
+    from pipecat.frames.frames import TTSAudioRawFrame, TTSSpeakFrame
+    from pipecat.tests.utils import run_test
+
+    from voxpipe.processors.local.tts import LocalTTSService
+
+    tts = LocalTTSService(voice="piper")
+    await tts.presynthesize("The capital of Spain is Madrid,")
+    await tts.presynthesize("Something nobody asks for.")
+    down, _ = await run_test(
+        tts,
+        frames_to_send=[
+            TTSSpeakFrame("The capital  of Spain is Madrid, "),  # spacing aside, the same text
+            TTSSpeakFrame("Bye."),
+        ],
+    )
+    audio = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
+    assert tts.ahead_used == 1  # the first piece came from the audio made ahead
+    heard = (await eng.shared_stt()).transcribe(audio, 24_000).lower()
+    assert "madrid" in heard and "bye" in heard, heard
+    assert "nobody" not in heard  # synthesised ahead but never asked for: never spoken
