@@ -77,7 +77,7 @@ class WordGate:
             return None
         current.tail += delta
         current.length += len(delta)
-        last = _last_non_word(delta)
+        last = last_non_word(delta)
         if last < 0:
             return None  # still inside a word: nothing new is finished
         current.stable = current.length - len(delta) + last + 1
@@ -120,7 +120,8 @@ class WordGate:
             current.origin = keep_from
 
 
-def _last_non_word(text: str) -> int:
+def last_non_word(text: str) -> int:
+    """Index of the last non-word character of ``text``; -1 when it is all one word."""
     for index in range(len(text) - 1, -1, -1):
         if _NON_WORD.match(text[index]):
             return index

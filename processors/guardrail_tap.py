@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -53,18 +52,7 @@ from voxpipe.guardrails import (
     Judgement,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_gate import SafePrefix, WordGate
-
-_WORD_CHAR = re.compile(r"\w")
-
-
-def _after_last_boundary(text: str) -> int:
-    """Index just past the last non-word character of ``text`` (0 if it has none)."""
-    for i in range(len(text) - 1, -1, -1):
-        if not _WORD_CHAR.match(text[i]):
-            return i + 1
-    return 0
-
+from voxpipe.processors.guardrail_gate import SafePrefix, WordGate, last_non_word
 
 Timer = Callable[[float], Awaitable[None]]
 """Sleeps for the given seconds; injected in tests (default ``asyncio.sleep``)."""
@@ -283,7 +271,7 @@ class GuardrailTap(FrameProcessor):
             await self.push_frame(frame)
             return
         text = self._held + frame.text
-        cut = _after_last_boundary(text)
+        cut = last_non_word(text) + 1  # 0: no finished word yet
         self._held, self._held_from = text[cut:], frame
         if cut:
             frame.text = text[:cut]

@@ -10,8 +10,7 @@ that did not come through the pipeline (and past the guardrail tap).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from pipecat.frames.frames import ErrorFrame, Frame, StartFrame
@@ -104,7 +103,7 @@ class LocalTTSService(TTSService):
             self.ahead_used += 1
             chunks = ahead.replay()
         else:
-            chunks = _in_thread(engine.synthesize(text))
+            chunks = iterate_in_thread(lambda _stop: engine.synthesize(text))
         try:
             await self.start_tts_usage_metrics(text)
             async for frame in self._stream_audio_frames_from_iterator(
@@ -118,9 +117,3 @@ class LocalTTSService(TTSService):
             yield ErrorFrame(f"local TTS failed: {exc}")
         finally:
             await self.stop_ttfb_metrics()
-
-
-async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Pull each chunk of a blocking generator in a worker thread."""
-    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-        yield chunk

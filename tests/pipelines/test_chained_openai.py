@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from metric_samples import sample
 from test_openai_http_support import API_KEY, MODEL, REPLY, running_fake_openai
-from test_report_support import sample
 
 from voxpipe.evaluation import word_error_rate
 from voxpipe.observability.metrics import VoxpipeMetrics

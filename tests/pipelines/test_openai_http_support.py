@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 from aiohttp import web
+from loopback import serving
 
 from voxpipe.processors.local.engines import TTSEngineKind, shared_stt, shared_tts
 
@@ -170,13 +171,6 @@ async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
     app.router.add_post("/v1/audio/transcriptions", fake.transcriptions)
     app.router.add_post("/v1/chat/completions", fake.chat)
     app.router.add_post("/v1/audio/speech", fake.speech)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}/v1"
-    try:
+    async with serving(app) as base:
+        fake.url = f"{base}/v1"
         yield fake
-    finally:
-        await runner.cleanup()

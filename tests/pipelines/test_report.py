@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from test_report_support import sample
+from metric_samples import sample
 
 from voxpipe.observability import (
     CostLedger,

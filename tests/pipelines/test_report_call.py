@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from test_report_support import sample
+from metric_samples import sample
 
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.simulated_call import CallSpec, Mode, simulate_call

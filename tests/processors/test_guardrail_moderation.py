@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from loopback import serving
 from openai.types.moderation import Categories
 from pipecat.frames.frames import (
     Frame,
@@ -55,12 +56,8 @@ async def endpoint() -> AsyncIterator[tuple[Moderations, str]]:
     state = Moderations()
     app = web.Application()
     app.router.add_post("/v1/moderations", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield state, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield state, f"{base}/v1"
 
 
 def response(*deltas: str) -> list[Frame]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from test_observability_support import sample
+from metric_samples import sample
 from test_realtime_support import API_KEY, LONG_REPLY, compose
 
 from voxpipe.call import BackoffConfig, CallState

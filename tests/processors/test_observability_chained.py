@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from metric_samples import sample
 from pipecat.frames.frames import BotStoppedSpeakingFrame
 from pipecat.observers.base_observer import BaseObserver, FramePushed
-from test_observability_support import sample
 
 from voxpipe.observability import Segment
 from voxpipe.observability.metrics import VoxpipeMetrics

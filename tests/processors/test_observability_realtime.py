@@ -15,10 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from metric_samples import sample
 from pipecat.frames.frames import MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
-from test_observability_support import sample
 
 from voxpipe.observability import Segment
 from voxpipe.observability.metrics import VoxpipeMetrics

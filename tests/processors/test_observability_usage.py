@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from metric_samples import sample
 from pipecat.frames.frames import MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
 from pipecat.processors.filters.identity_filter import IdentityFilter
 from pipecat.tests.utils import run_test
-from test_observability_support import sample
 
 from voxpipe.observability import UsageIssue
 from voxpipe.observability.metrics import VoxpipeMetrics

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from loopback import serving
 from openai.types.moderation import Categories
 
 from voxpipe.errors import FatalProviderError, RemoteProtocolError, TransportError
@@ -63,15 +64,10 @@ async def server() -> AsyncIterator[ModerationServer]:
     state = ModerationServer()
     app = web.Application()
     app.router.add_post("/v1/moderations", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/v1"
-    yield state
-    state.released.set()
-    await runner.cleanup()
+    async with serving(app) as base:
+        state.url = f"{base}/v1"
+        yield state
+        state.released.set()
 
 
 def _policy(server: ModerationServer, **kwargs: Any) -> ModerationPolicy:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from loopback import serving
 
 from voxpipe.call.tokens import RotationConfig, RotationFailed, SecretRotated, TokenMode
 from voxpipe.errors import ConfigError, FatalProviderError, TokenRotationError
@@ -61,14 +62,9 @@ async def server() -> AsyncIterator[MintServer]:
     state = MintServer()
     app = web.Application()
     app.router.add_post("/v1/realtime/client_secrets", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/v1/realtime/client_secrets"
-    yield state
-    await runner.cleanup()
+    async with serving(app) as base:
+        state.url = f"{base}/v1/realtime/client_secrets"
+        yield state
 
 
 class Recorder:

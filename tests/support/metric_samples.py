@@ -1,4 +1,4 @@
-"""Helpers for the observability tests (no tests here)."""
+"""Read one sample out of Prometheus text, as `/metrics` serves it (no tests here)."""
 
 from __future__ import annotations
 
