@@ -1,40 +1,56 @@
 """Overhead of voxpipe's observers on the audio path, against the same pipeline without them.
 
-The pipeline: the file transport (paced, as a live call; ``--unpaced`` for
-speed) plays a caller recording of spoken questions with pauses -> pipecat's
-user aggregator with Silero VAD (as on the chained path) -> a responder
-standing in for the brain, which answers every end of speech with one second
-of audio -> the file transport's output. The observed run adds every observer
-a ``voxpipe call`` runs (one observer group): the call timeline, latency,
-usage and call-event metrics, exporting to Prometheus metrics. A third run
-adds one observer that does nothing: pipecat's own cost per observer.
+Two pipelines, each run bare and observed:
 
-The second path is the realtime graph (voxpipe's realtime service) talking
-to ``voxpipe realtime-server`` (scripted brain) in a separate process, so only
-the call's own CPU is counted.
+- ``vad+responder``: the file transport plays a recording of spoken questions
+  with pauses -> pipecat's user aggregator with Silero VAD (as on the chained
+  path) -> a responder standing in for the brain, which answers every end of
+  speech with one second of audio -> the file transport's output;
+- ``realtime``: the realtime graph (voxpipe's realtime service) talking to
+  ``voxpipe realtime-server`` (scripted brain) in another process, so only the
+  call's own CPU is counted.
 
-CPU is ``time.process_time`` over the whole run (all threads, so Silero's
-too); first audio is, per turn, the responder's answer start to the first
-answer frame handed to the output (a probe just before it, in both runs).
-Runs alternate (bare, observed, bare, ...) and medians are compared as a ratio.
-Whole-run CPU on a shared 2-core machine varies by more than the observers
-cost, so their own code is also timed directly: per event in the call, less
-the timer's own cost, and by replaying the call's events back to back.
+Observed means every instrument a ``voxpipe call`` runs: the call timeline,
+latency, usage and call-event metrics, exporting to Prometheus metrics. They
+run in one of two ways, both measured:
 
-    python benchmarks/observers.py [--seconds 30] [--repeats 3] [--unpaced] [--path realtime]
+- inline (the default: every voxpipe graph is an ``ObservedPipeline``), inside
+  the pushes they observe;
+- as one ordinary pipecat observer (``ObserverGroup``): pipecat queues every
+  push and every processed frame to it and runs it in a task of its own.
 
-Unpaced, turn detection depends on how fast the pipeline drains (the turn
-strategies time out on the wall clock), so runs may answer different numbers
-of turns; the paced default keeps the work identical across runs.
+A fourth variant adds one pipecat observer that does nothing and asks only
+for first pushes: the floor of pipecat's own observer machinery.
+
+CPU is measured twice, because whole-run CPU time on a shared 2-core machine
+varies from run to run by more than the goal (2%):
+
+1. **Instructions** (the headline): each variant runs in a process of its own
+   under ``valgrind --tool=callgrind``, counting only during the call, with the
+   recording pushed unpaced (paced real time cannot be kept under valgrind).
+   The count is the CPU work itself, repeatable to about 0.3% whatever else
+   the machine does; bare is run twice to show the spread.
+2. **CPU time**, paced in real time as a live call: ``time.process_time`` over
+   the run (all threads, Silero's too), variants interleaved, medians.
+
+First audio, in the paced runs, is per turn the responder's answer start to
+the first answer frame handed to the output (a probe just before it, in
+every variant): inline observers run inside the pushes, so this is where
+they would add latency.
+
+    python benchmarks/observers.py [--seconds 20] [--repeats 3] [--path realtime]
+                                   [--no-instructions]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import os
+import re
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,12 +66,12 @@ import soundfile as sf
 from _common import QUESTIONS, median, print_table, speak, write_result
 from pipecat.frames.frames import (
     Frame,
+    InputAudioRawFrame,
     OutputAudioRawFrame,
     TTSAudioRawFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver, FramePushed
-from pipecat.pipeline.pipeline import Pipeline
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -64,7 +80,13 @@ from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import TurnSettings
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.observability import BrainKind, ObserverGroup, instrument
+from voxpipe.processors.observability import (
+    BrainKind,
+    InlineObserver,
+    ObservedPipeline,
+    ObserverGroup,
+    instrument,
+)
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import Timeline
 from voxpipe.transports.file import FileTransport
@@ -73,10 +95,19 @@ RATE = 16_000
 OUT_RATE = 24_000
 ANSWER_MS = 1_000
 CHUNK_MS = 20
-BARE, NOOP, OBSERVED = "bare", "one no-op observer", "voxpipe observers"
+TRAILING_MS = 1_000
 VAD_PATH, REALTIME_PATH = "vad+responder", "realtime"
 BENCH_KEY = "bench"
-VARIANTS = (BARE, NOOP, OBSERVED)
+
+
+class Variant(enum.Enum):
+    BARE = "bare"
+    PIPECAT_NOOP = "one no-op pipecat observer (first pushes)"
+    PIPECAT_GROUP = "voxpipe instruments as a pipecat observer"
+    INLINE = "voxpipe instruments inline (default)"
+
+
+PACED_VARIANTS = (Variant.BARE, Variant.INLINE, Variant.PIPECAT_GROUP)
 
 
 class Responder(FrameProcessor):
@@ -85,6 +116,7 @@ class Responder(FrameProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.answered_at: list[float] = []
+        self.chunks_heard = 0
         samples = OUT_RATE * CHUNK_MS // 1000
         tone = np.sin(2 * np.pi * 220 * np.arange(samples) / OUT_RATE) * 3000
         self._chunk = tone.astype("<i2").tobytes()
@@ -92,7 +124,9 @@ class Responder(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
-        if (
+        if isinstance(frame, InputAudioRawFrame):
+            self.chunks_heard += 1
+        elif (
             isinstance(frame, VADUserStoppedSpeakingFrame)
             and direction is FrameDirection.DOWNSTREAM
         ):
@@ -119,70 +153,198 @@ class FirstAudioProbe(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-TIMER_COST_S = 0.0  # set by main() before any run
-
-
 class NoOp(BaseObserver):
-    """pipecat's floor: one observer that sees every push and does nothing."""
+    """pipecat's floor: one observer that asks for first pushes only and does nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(observe_every_push=False)
 
 
-class TimedGroup(ObserverGroup):
-    """The instruments' group, timing its own CPU (``time.thread_time``: the loop's thread).
+@dataclass
+class Call:
+    """One built call: its pipeline, observers, and what tells us it is over."""
 
-    Each event is timed, and the timer's own cost (two clock reads, measured
-    by :func:`timer_cost_s`) is taken off, else it would be most of the figure.
-    The events are kept so they can be replayed (:func:`replay_cost_s`).
-    """
-
-    def __init__(self, observers: list[BaseObserver]) -> None:
-        super().__init__(observers)
-        self.own_s = 0.0
-        self.events: list[FramePushed] = []
-
-    async def on_push_frame(self, data: FramePushed) -> None:
-        start = time.thread_time()
-        await super().on_push_frame(data)
-        self.own_s += time.thread_time() - start
-        self.events.append(data)
+    transport: FileTransport
+    pipeline: ObservedPipeline
+    observers: list[BaseObserver]
+    responder: Responder | None = None
+    probe: FirstAudioProbe | None = None
 
 
-def timer_cost_s(samples: int = 200_000) -> float:
-    """CPU one timed section costs with nothing inside it (median of 5 batches)."""
-    costs = []
-    for _ in range(5):
-        total = 0.0
-        begin = time.process_time()
-        for _ in range(samples):
-            start = time.thread_time()
-            total += time.thread_time() - start
-        costs.append((time.process_time() - begin) / samples)
-    return statistics.median(costs)
+def _instruments(transport: FileTransport, brain: FrameProcessor) -> list[InlineObserver]:
+    timeline = Timeline()
+    instruments = instrument(
+        transport.clock.now_ms,
+        brain=brain,
+        output=transport.output(),
+        timeline=timeline,
+        kind=BrainKind.SPEECH,
+        capture=transport,
+        playback=transport,
+        metrics=VoxpipeMetrics(),
+    )
+    return [TimelineObserver(timeline, transport.clock.now_ms), *instruments.observers]
 
 
-async def replay_cost_s(group: TimedGroup, repeats: int = 5) -> float:
-    """CPU the group's code takes for the call's recorded events, replayed back to back.
+def _observers(variant: Variant, transport: FileTransport, brain: FrameProcessor) -> list[Any]:
+    if variant is Variant.BARE:
+        return []
+    if variant is Variant.PIPECAT_NOOP:
+        return [NoOp()]
+    instruments = _instruments(transport, brain)
+    if variant is Variant.PIPECAT_GROUP:
+        return [ObserverGroup(instruments)]  # not inline: the worker queues to it
+    return list(instruments)  # CallSession runs these inside the pipeline's pushes
 
-    A lower bound next to the in-call figure: caches stay warm in a tight loop.
-    """
-    costs = []
-    for _ in range(repeats):
-        begin = time.process_time()
-        for data in group.events:
-            await ObserverGroup.on_push_frame(group, data)
-        costs.append(time.process_time() - begin)
-    return statistics.median(costs)
+
+def build_call(recording: Path, variant: Variant, paced: bool, server_url: str | None) -> Call:
+    transport = FileTransport(recording, paced=paced, trailing_silence_ms=TRAILING_MS)
+    if server_url is not None:
+        graph = build_realtime_pipeline(transport, server_url=server_url, api_key=BENCH_KEY)
+        return Call(transport, graph.pipeline, _observers(variant, transport, graph.brain))
+    responder = Responder()
+    probe = FirstAudioProbe(responder)
+    pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
+    stages = [transport.input(), pair.user(), responder, probe, transport.output()]
+    observers = _observers(variant, transport, responder)
+    return Call(transport, ObservedPipeline(stages), observers, responder, probe)
+
+
+async def run_call(call: Call, audio_s: float, on_start: Any = None) -> None:
+    """Run ``call`` until its recording (and trailing silence) has been heard and answered."""
+    done = asyncio.Event()
+
+    @call.transport.event_handler("on_input_finished")
+    async def _finished(_t: FileTransport) -> None:
+        done.set()
+
+    chunks = int((audio_s * 1000 + TRAILING_MS) // CHUNK_MS)
+    async with CallSession(call.pipeline, observers=call.observers, end_timeout_secs=30):
+        if on_start is not None:
+            on_start()
+        await asyncio.wait_for(done.wait(), 6000)
+        await _settled(call, chunks)
+
+
+async def _settled(call: Call, chunks: int) -> None:
+    """Every chunk reached the responder (VAD path), or the bot has been quiet a while."""
+    if call.responder is not None:
+        while call.responder.chunks_heard < chunks:  # noqa: ASYNC110 - a real pipeline drains
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        return
+    written, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < 2.0:
+        await asyncio.sleep(0.1)
+        if len(call.transport.written) != written:
+            written, quiet_since = len(call.transport.written), time.monotonic()
+
+
+# -- instructions, under callgrind -------------------------------------------------------
+
+
+def _callgrind_instrumentation(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def child(recording: Path, variant: Variant, server_url: str | None) -> None:
+    """One variant in this process (run under callgrind): a warm-up, then the counted call."""
+    audio_s = sf.info(str(recording)).duration
+    await run_call(build_call(recording, Variant.BARE, False, server_url), audio_s)
+    call = build_call(recording, variant, False, server_url)
+    await run_call(call, audio_s, on_start=lambda: _callgrind_instrumentation(True))
+    _callgrind_instrumentation(False)
+    answered = len(call.responder.answered_at) if call.responder else len(call.transport.written)
+    print(f"answered {answered}", file=sys.stderr)
+
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def count_instructions(recording: Path, variant: Variant, server_url: str | None) -> int:
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"]
+    cmd += [sys.executable, __file__, "--child", variant.name, "--recording", str(recording)]
+    if server_url is not None:
+        cmd += ["--server-url", server_url]
+    env = {**os.environ, "LOGURU_LEVEL": "WARNING"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    found = _COLLECTED.findall(done.stderr)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"callgrind run of {variant.name} failed:\n{done.stderr[-2000:]}")
+    return int(found[-1])
+
+
+def instruction_counts(recording: Path, server_url: str | None) -> dict[str, Any]:
+    counts: dict[Variant, list[int]] = {v: [] for v in Variant}
+    for variant in [*Variant, Variant.BARE]:  # bare first and last: its spread is the noise
+        counts[variant].append(count_instructions(recording, variant, server_url))
+    bare = min(counts[Variant.BARE])
+    spread = (max(counts[Variant.BARE]) - bare) / bare
+    return {
+        "instructions": {v.value: counts[v] for v in Variant},
+        "ratio_vs_bare": {v.value: round(min(counts[v]) / bare, 4) for v in Variant},
+        "bare_spread": round(spread, 4),
+    }
+
+
+# -- CPU time and first audio, paced -----------------------------------------------------
 
 
 @dataclass
 class Run:
-    variant: str
+    variant: Variant
     cpu_s: float
-    wall_s: float
     turns: int
     first_audio_ms: list[float] = field(default_factory=list)
-    own_cpu_s: float = 0.0  # CPU inside voxpipe's observer code (observed runs)
-    events: int = 0  # pushes the observer group saw
-    replay_cpu_s: float = 0.0  # the same events replayed back to back
+
+
+async def paced_run(recording: Path, variant: Variant, server_url: str | None) -> Run:
+    audio_s = sf.info(str(recording)).duration
+    call = build_call(recording, variant, True, server_url)
+    cpu = time.process_time()
+    await run_call(call, audio_s)
+    cpu = time.process_time() - cpu
+    turns = len(call.responder.answered_at) if call.responder else len(call.transport.written)
+    return Run(variant, cpu, turns, call.probe.first_audio_ms if call.probe else [])
+
+
+async def paced_runs(recording: Path, repeats: int, server_url: str | None) -> list[Run]:
+    await paced_run(recording, Variant.BARE, server_url)  # warm up
+    runs = []
+    for _ in range(repeats):
+        for variant in PACED_VARIANTS:  # interleaved: drift in machine load hits all alike
+            runs.append(await paced_run(recording, variant, server_url))
+    return runs
+
+
+def summarise_paced(runs: list[Run], audio_s: float) -> dict[str, Any]:
+    by = {v: [r for r in runs if r.variant is v] for v in PACED_VARIANTS}
+    cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in PACED_VARIANTS}
+    return {
+        "cpu_ms_median": {v.value: cpu[v] for v in PACED_VARIANTS},
+        "cpu_ratio_vs_bare": {v.value: round(cpu[v] / cpu[Variant.BARE], 4) for v in by},
+        "cpu_ms_per_audio_second": {v.value: round(cpu[v] / audio_s, 2) for v in by},
+        "first_audio_ms_median": {
+            v.value: median([x for r in by[v] for x in r.first_audio_ms]) for v in by
+        },
+        "turns": {v.value: [r.turns for r in by[v]] for v in by},
+        "runs": [
+            {
+                "variant": r.variant.value,
+                "cpu_ms": round(r.cpu_s * 1000, 1),
+                "turns": r.turns,
+                "first_audio_ms_median": median(r.first_audio_ms),
+            }
+            for r in runs
+        ],
+    }
+
+
+# -- set-up and report -------------------------------------------------------------------
 
 
 def make_recording(seconds: float, path: Path) -> float:
@@ -201,61 +363,6 @@ def make_recording(seconds: float, path: Path) -> float:
     audio = np.concatenate(parts)[: int(seconds * RATE)]
     sf.write(str(path), audio, RATE, subtype="PCM_16")
     return len(audio) / RATE
-
-
-def _observers(
-    variant: str, transport: FileTransport, brain: FrameProcessor, kind: BrainKind
-) -> list[BaseObserver]:
-    if variant == NOOP:
-        return [NoOp()]
-    if variant == BARE:
-        return []
-    timeline = Timeline()
-    instruments = instrument(
-        transport.clock.now_ms,
-        brain=brain,
-        output=transport.output(),
-        timeline=timeline,
-        kind=kind,
-        capture=transport,
-        playback=transport,
-        metrics=VoxpipeMetrics(),
-    )
-    [group] = instruments.observers_with(TimelineObserver(timeline, transport.clock.now_ms))
-    assert isinstance(group, ObserverGroup)
-    return [TimedGroup(group.members)]
-
-
-async def one_run(recording: Path, variant: str, paced: bool, server_url: str | None) -> Run:
-    transport = FileTransport(recording, paced=paced, trailing_silence_ms=1_000)
-    responder = Responder()
-    probe = FirstAudioProbe(responder)
-    if server_url is None:
-        pair = LLMContextAggregatorPair(LLMContext(), user_params=TurnSettings().user_params())
-        stages = [transport.input(), pair.user(), responder, probe, transport.output()]
-        pipeline = Pipeline(stages)
-        observers = _observers(variant, transport, responder, BrainKind.SPEECH)
-    else:
-        graph = build_realtime_pipeline(transport, server_url=server_url, api_key=BENCH_KEY)
-        pipeline = graph.pipeline
-        observers = _observers(variant, transport, graph.brain, BrainKind.SPEECH)
-    done = asyncio.Event()
-
-    @transport.event_handler("on_input_finished")
-    async def _finished(_t: FileTransport) -> None:
-        done.set()
-
-    cpu, wall = time.process_time(), time.perf_counter()
-    async with CallSession(pipeline, observers=observers, end_timeout_secs=30):
-        await asyncio.wait_for(done.wait(), 600)
-        await asyncio.sleep(1.0)  # the trailing silence ends the last turn
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    timed = [o for o in observers if isinstance(o, TimedGroup)]
-    events = sum(len(o.events) for o in timed)
-    own = sum(o.own_s for o in timed) - events * TIMER_COST_S
-    replay = sum([await replay_cost_s(o) for o in timed])
-    answered = len(responder.answered_at)
-    return Run(variant, cpu, wall, answered, probe.first_audio_ms, own, events, replay)
 
 
 @contextmanager
@@ -281,115 +388,69 @@ def realtime_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def summarise(path: str, runs: list[Run], audio_s: float) -> dict[str, Any]:
-    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
-    cpu = {v: median([r.cpu_s * 1000 for r in by[v]]) or 0.0 for v in VARIANTS}
-    own = median([r.own_cpu_s * 1000 for r in by[OBSERVED]]) or 0.0
-    replay = median([r.replay_cpu_s * 1000 for r in by[OBSERVED]]) or 0.0
-    events = median([float(r.events) for r in by[OBSERVED]]) or 0.0
-    return {
-        "path": path,
-        "timer_cost_us": round(TIMER_COST_S * 1e6, 3),
-        "observed_events_median": events,
-        "own_observer_cpu_ms_median": own,
-        "own_observer_cpu_ratio_vs_bare": round(own / cpu[BARE], 4),
-        "replayed_observer_cpu_ms_median": round(replay, 2),
-        "replayed_observer_cpu_ratio_vs_bare": round(replay / cpu[BARE], 4),
-        "observer_us_per_event": round(own * 1000 / events, 3) if events else None,
-        "cpu_ms_median": cpu,
-        "cpu_ratio_vs_bare": {v: round(cpu[v] / cpu[BARE], 4) for v in VARIANTS},
-        "cpu_ms_per_audio_second": {v: round(cpu[v] / audio_s, 2) for v in VARIANTS},
-        "first_audio_ms_median": {
-            v: median([x for r in by[v] for x in r.first_audio_ms]) for v in VARIANTS
-        },
-        "turns": {v: [r.turns for r in by[v]] for v in VARIANTS},
-        "runs": [
-            {
-                "variant": r.variant,
-                "cpu_ms": round(r.cpu_s * 1000, 1),
-                "wall_s": round(r.wall_s, 3),
-                "turns": r.turns,
-                "first_audio_ms_median": median(r.first_audio_ms),
-                "own_observer_cpu_ms": round(r.own_cpu_s * 1000, 1),
-                "replayed_observer_cpu_ms": round(r.replay_cpu_s * 1000, 2),
-                "events": r.events,
-            }
-            for r in runs
+@contextmanager
+def endpoint(path: str) -> Iterator[str | None]:
+    if path == REALTIME_PATH:
+        with realtime_server() as url:
+            yield url
+    else:
+        yield None
+
+
+def print_results(results: list[dict[str, Any]], audio_s: float, repeats: int) -> None:
+    counted = [r for r in results if "instructions" in r]
+    if counted:
+        print_table(
+            "Instructions executed during the call (callgrind, unpaced), ratio vs bare",
+            ["path", *[v.value for v in Variant], "bare run-to-run spread"],
+            [
+                [
+                    r["path"],
+                    *[r["instructions"]["ratio_vs_bare"][v.value] for v in Variant],
+                    r["instructions"]["bare_spread"],
+                ]
+                for r in counted
+            ],
+        )
+    print_table(
+        f"Paced in real time: {audio_s:.0f} s of caller audio, {repeats} repeats, medians",
+        ["path", "observers", "CPU ms", "CPU ms per audio s", "ratio vs bare", "first audio ms"],
+        [
+            [
+                r["path"],
+                v.value,
+                r["paced"]["cpu_ms_median"][v.value],
+                r["paced"]["cpu_ms_per_audio_second"][v.value],
+                r["paced"]["cpu_ratio_vs_bare"][v.value],
+                r["paced"]["first_audio_ms_median"][v.value],
+            ]
+            for r in results
+            for v in PACED_VARIANTS
         ],
-    }
+    )
 
 
-async def measure(recording: Path, repeats: int, paced: bool, server: str | None) -> list[Run]:
-    await one_run(recording, BARE, paced=False, server_url=server)  # warm up
-    runs: list[Run] = []
-    for _ in range(repeats):
-        for variant in VARIANTS:  # interleaved, so drift in machine load hits all alike
-            runs.append(await one_run(recording, variant, paced, server))
-    return runs
-
-
-async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> None:
-    global TIMER_COST_S
-    TIMER_COST_S = timer_cost_s()
+async def main(seconds: float, repeats: int, paths: list[str], instructions: bool) -> None:
+    if instructions and shutil.which("valgrind") is None:
+        print("valgrind not found: instruction counts skipped")
+        instructions = False
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "caller.wav"
         audio_s = make_recording(seconds, recording)
-        if VAD_PATH in paths:
-            runs = await measure(recording, repeats, paced, None)
-            results.append(summarise(VAD_PATH, runs, audio_s))
-        if REALTIME_PATH in paths:
-            with realtime_server() as url:
-                runs = await measure(recording, repeats, paced, url)
-            results.append(summarise(REALTIME_PATH, runs, audio_s))
-    rows = [
-        [
-            r["path"],
-            v,
-            r["cpu_ms_median"][v],
-            r["cpu_ms_per_audio_second"][v],
-            r["cpu_ratio_vs_bare"][v],
-            r["first_audio_ms_median"][v],
-        ]
-        for r in results
-        for v in VARIANTS
-    ]
-    print_table(
-        "CPU inside voxpipe's observer code, medians (in the call: thread time less the "
-        f"timer's {TIMER_COST_S * 1e6:.2f} us a read; replayed: the call's events back to back)",
-        [
-            "path",
-            "events",
-            "in-call ms",
-            "in-call share of bare CPU",
-            "us per event",
-            "replayed ms",
-            "replayed share",
-        ],
-        [
-            [
-                r["path"],
-                r["observed_events_median"],
-                r["own_observer_cpu_ms_median"],
-                r["own_observer_cpu_ratio_vs_bare"],
-                r["observer_us_per_event"],
-                r["replayed_observer_cpu_ms_median"],
-                r["replayed_observer_cpu_ratio_vs_bare"],
-            ]
-            for r in results
-        ],
-    )
-    print_table(
-        f"Observers on the audio path: {audio_s:.0f} s of caller audio "
-        f"({'paced' if paced else 'unpaced'}), {repeats} repeats, medians",
-        ["path", "observers", "CPU ms", "CPU ms per audio s", "ratio vs bare", "first audio ms"],
-        rows,
-    )
-    path = write_result(
+        for path in paths:
+            with endpoint(path) as url:
+                result: dict[str, Any] = {"path": path}
+                if instructions:
+                    result["instructions"] = instruction_counts(recording, url)
+                runs = await paced_runs(recording, repeats, url)
+                result["paced"] = summarise_paced(runs, audio_s)
+            results.append(result)
+    print_results(results, audio_s, repeats)
+    out = write_result(
         "observers",
         {
             "audio_seconds": round(audio_s, 1),
-            "paced": paced,
             "repeats": repeats,
             "observers": [
                 "TimelineObserver",
@@ -397,19 +458,25 @@ async def main(seconds: float, repeats: int, paced: bool, paths: list[str]) -> N
                 "UsageObserver",
                 "CallEventMetrics",
             ],
-            "goal": "cpu ratio < 1.02, no added first-audio latency",
+            "goal": "instructions and CPU ratio < 1.02 (inline), no added first-audio latency",
             "paths": results,
         },
     )
-    print(f"wrote {path}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--unpaced", action="store_true", help="push audio as fast as possible")
     parser.add_argument("--path", choices=[VAD_PATH, REALTIME_PATH], action="append")
+    parser.add_argument("--no-instructions", action="store_true", help="skip callgrind")
+    parser.add_argument("--child", choices=[v.name for v in Variant], help=argparse.SUPPRESS)
+    parser.add_argument("--recording", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--server-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    paths = args.path or [VAD_PATH, REALTIME_PATH]
-    asyncio.run(main(args.seconds, args.repeats, not args.unpaced, paths))
+    if args.child:
+        asyncio.run(child(args.recording, Variant[args.child], args.server_url))
+    else:
+        paths = args.path or [VAD_PATH, REALTIME_PATH]
+        asyncio.run(main(args.seconds, args.repeats, paths, not args.no_instructions))

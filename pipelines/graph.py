@@ -6,7 +6,8 @@
 The chained brain is the LLM (STT sits in ``pre``, TTS in ``voice``, so the tap
 sees text before it is spoken); the realtime brain is the speech-to-speech
 service with no ``pre`` or ``voice``. Anything that fits a slot is a pipecat
-``FrameProcessor``.
+``FrameProcessor``. The pipeline is an :class:`ObservedPipeline`, so voxpipe's
+instruments run inside its pushes rather than behind pipecat's observer queues.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
     LLMAssistantAggregator,
@@ -23,6 +23,8 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+
+from voxpipe.processors.observability.inline import ObservedPipeline
 
 if TYPE_CHECKING:
     from voxpipe.processors.openai_http import RateLimitHeaders
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 class VoiceGraph:
     """A built graph and the parts an application or a test reaches for."""
 
-    pipeline: Pipeline
+    pipeline: ObservedPipeline
     context: LLMContext
     transport: BaseTransport
     user_aggregator: LLMUserAggregator
@@ -63,7 +65,7 @@ def assemble(
         stages.append(tap)
     stages += [*voice, transport.output(), assistant_aggregator]
     return VoiceGraph(
-        pipeline=Pipeline(stages),
+        pipeline=ObservedPipeline(stages),
         context=context,
         transport=transport,
         user_aggregator=user_aggregator,

@@ -14,12 +14,21 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.workers.runner import WorkerRunner
 
+from voxpipe.processors.observability.inline import (
+    ObservedPipeline,
+    ObserverGroup,
+    split_observers,
+)
+
 
 class CallSession:
     """One running call. Use as ``async with CallSession(pipeline) as call: ...``.
 
     On exit the call is ended gracefully (queued audio is played out) within
-    ``end_timeout_secs``, and cancelled after that.
+    ``end_timeout_secs``, and cancelled after that. Inline observers (voxpipe's
+    instruments) run inside the pushes of an :class:`ObservedPipeline` (every
+    graph voxpipe builds is one); on another pipeline they share one ordinary
+    pipecat observer. Other observers go to the worker as they are.
     """
 
     def __init__(
@@ -33,6 +42,11 @@ class CallSession:
         end_timeout_secs: float = 30.0,
         enable_metrics: bool = True,
     ) -> None:
+        inline, others = split_observers(observers)
+        if inline and isinstance(pipeline, ObservedPipeline):
+            pipeline.observe_inline(inline)
+        elif inline:
+            others.append(ObserverGroup(inline))
         self.worker = PipelineWorker(
             pipeline,
             params=PipelineParams(
@@ -41,7 +55,7 @@ class CallSession:
                 enable_metrics=enable_metrics,
                 enable_usage_metrics=enable_metrics,
             ),
-            observers=list(observers),
+            observers=others,
             cancel_on_idle_timeout=False,
             idle_timeout_secs=None,
         )

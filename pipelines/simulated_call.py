@@ -18,11 +18,12 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    Frame,
     UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -33,7 +34,7 @@ from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeli
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.report import ReportFiles, instrument_call, report_call
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.observability import Instruments
+from voxpipe.processors.observability import InlineObserver, Instruments
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline, Turn
 from voxpipe.transports.file import FileTransport
@@ -78,8 +79,14 @@ class CallResult:
     report: ReportFiles | None = None
 
 
-class _BotActivity(BaseObserver):
+class _BotActivity(InlineObserver):
     """Knows whether the bot is speaking or owes the caller an answer."""
+
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        UserStoppedSpeakingFrame,
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,7 +98,7 @@ class _BotActivity(BaseObserver):
     def busy(self) -> bool:
         return self.speaking or self.answer_due
 
-    async def on_push_frame(self, data: FramePushed) -> None:
+    def observe(self, data: FramePushed, first: bool) -> None:
         frame = data.frame
         if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
             self.speaking = isinstance(frame, BotStartedSpeakingFrame)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     ErrorFrame,
+    Frame,
     FunctionCallInProgressFrame,
     FunctionCallResultFrame,
     InterruptionFrame,
@@ -17,10 +19,11 @@ from pipecat.frames.frames import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxpipe.frames import GuardrailTrippedFrame
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.realtime.events import RealtimeCallEventFrame, timeline_entry
 from voxpipe.timeline import EventKind, Timeline
 
@@ -36,25 +39,31 @@ _BROADCAST = (
 )
 
 
-class TimelineObserver(BaseObserver):
+class TimelineObserver(InlineObserver):
     """Records call events once each (at their first push), stamped by ``now_ms``.
 
     Bot speech is taken from the output transport's own frames, so
     ``first_bot_audio`` is when audio really left for the caller.
     """
 
-    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (
+        *_BROADCAST,
+        TranscriptionFrame,
+        LLMTextFrame,
+        LLMFullResponseEndFrame,
+        GuardrailTrippedFrame,
+        RealtimeCallEventFrame,
+        ErrorFrame,
+    )
 
     def __init__(self, timeline: Timeline, now_ms: Callable[[], float]) -> None:
-        super().__init__(observe_every_push=False)  # first pushes are all it records
+        super().__init__()  # first pushes are all it records
         self.timeline = timeline
         self._now = now_ms
         self._text: list[str] = []
 
-    async def on_push_frame(self, data: FramePushed) -> None:
+    def observe(self, data: FramePushed, first: bool) -> None:
         frame, add, now = data.frame, self.timeline.add, self._now()
-        if not data.first_push:
-            return
         # Speaking and interruption frames are broadcast both ways: count one direction.
         if isinstance(frame, _BROADCAST) and data.direction is not FrameDirection.DOWNSTREAM:
             return

@@ -1,12 +1,18 @@
 """Pipeline-side instruments: per-turn latency boundaries, cost and rate limits.
 
 The observers here are thin drivers of the sans-I/O cores in
-:mod:`voxpipe.observability`; the per-call report is written by
-:func:`voxpipe.pipelines.report.write_report`.
+:mod:`voxpipe.observability`, and run inline, inside the pushes of an
+:class:`ObservedPipeline` (see :mod:`~voxpipe.processors.observability.inline`);
+the per-call report is written by :func:`voxpipe.pipelines.report.write_report`.
 """
 
 from voxpipe.processors.observability.events import CallEventMetrics
-from voxpipe.processors.observability.instruments import Instruments, ObserverGroup, instrument
+from voxpipe.processors.observability.inline import (
+    InlineObserver,
+    ObservedPipeline,
+    ObserverGroup,
+)
+from voxpipe.processors.observability.instruments import Instruments, instrument
 from voxpipe.processors.observability.latency import (
     BrainKind,
     CaptureStamps,
@@ -24,8 +30,10 @@ __all__ = [
     "BrainKind",
     "CallEventMetrics",
     "CaptureStamps",
+    "InlineObserver",
     "Instruments",
     "LatencyObserver",
+    "ObservedPipeline",
     "ObserverGroup",
     "PlaybackReports",
     "UsageObserver",

@@ -17,10 +17,14 @@ Guardrail trips are counted by the guardrail tap itself (give it the metrics).
 
 from __future__ import annotations
 
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from typing import ClassVar
+
+from pipecat.frames.frames import Frame
+from pipecat.observers.base_observer import FramePushed
 
 from voxpipe.call import CallState, StateChanged
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.realtime.events import (
     CallEvent,
     CallFailed,
@@ -35,16 +39,16 @@ from voxpipe.processors.realtime.events import (
 _UNSETTLED = frozenset({CallState.RECOVERING, CallState.RECONNECTING, CallState.FAILED})
 
 
-class CallEventMetrics(BaseObserver):
+class CallEventMetrics(InlineObserver):
     """Counts interruptions, recoveries, reconnects, rotations, rollovers and errors."""
 
-    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (RealtimeCallEventFrame,)
 
     def __init__(self, metrics: VoxpipeMetrics) -> None:
-        super().__init__(observe_every_push=False)
+        super().__init__()
         self.metrics = metrics
 
-    async def on_push_frame(self, data: FramePushed) -> None:
+    def observe(self, data: FramePushed, first: bool) -> None:
         if isinstance(data.frame, RealtimeCallEventFrame):
             self.record(data.frame.event)
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipecat.frames.frames import AudioRawFrame
-from pipecat.observers.base_observer import BaseObserver, FrameProcessed, FramePushed
 from pipecat.processors.frame_processor import FrameProcessor
-from pipecat.utils.asyncio.task_manager import BaseTaskManager
 
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget
@@ -16,6 +13,7 @@ from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
 from voxpipe.processors.observability.events import CallEventMetrics
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.observability.latency import (
     BrainKind,
     CaptureStamps,
@@ -24,64 +22,6 @@ from voxpipe.processors.observability.latency import (
 )
 from voxpipe.processors.observability.usage import UsageObserver
 from voxpipe.timeline import Timeline
-
-
-class ObserverGroup(BaseObserver):
-    """Several observers behind one pipecat observer.
-
-    pipecat queues every push and every processed frame once per observer and
-    runs each observer in a task of its own; a group pays that once. Children
-    keep their own ``observe_every_push`` choice.
-    """
-
-    def __init__(self, observers: Sequence[BaseObserver]) -> None:
-        super().__init__(observe_every_push=any(o.observe_every_push for o in observers))
-        self.members = list(observers)
-        self._every = [o for o in self.members if o.observe_every_push]
-        self._processing = [
-            o for o in self.members if type(o).on_process_frame is not BaseObserver.on_process_frame
-        ]
-        # Audio frames are most of the traffic (50 a second through every
-        # processor); only members that say they need them see them.
-        self._audio = [o for o in self.members if getattr(o, "wants_audio_frames", True)]
-        self._audio_every = [o for o in self._audio if o.observe_every_push]
-        # A member may screen audio pushes with a plain call (``wants_audio_push``)
-        # instead of being awaited for each of them: most pushes of a chunk are
-        # between processors it does not watch.
-        self._screens = {
-            id(o): screen
-            for o in self._audio
-            if (screen := getattr(o, "wants_audio_push", None)) is not None
-        }
-
-    async def setup(self, task_manager: BaseTaskManager) -> None:
-        await super().setup(task_manager)
-        for observer in self.members:
-            await observer.setup(task_manager)
-
-    async def cleanup(self) -> None:
-        for observer in self.members:
-            await observer.cleanup()
-        await super().cleanup()
-
-    async def on_pipeline_started(self) -> None:
-        for observer in self.members:
-            await observer.on_pipeline_started()
-
-    async def on_push_frame(self, data: FramePushed) -> None:
-        if isinstance(data.frame, AudioRawFrame):
-            screens = self._screens
-            for observer in self._audio if data.first_push else self._audio_every:
-                screen = screens.get(id(observer))
-                if screen is None or screen(data):
-                    await observer.on_push_frame(data)
-            return
-        for observer in self.members if data.first_push else self._every:
-            await observer.on_push_frame(data)
-
-    async def on_process_frame(self, data: FrameProcessed) -> None:
-        for observer in self._processing:
-            await observer.on_process_frame(data)
 
 
 @dataclass
@@ -95,14 +35,14 @@ class Instruments:
     call_events: CallEventMetrics | None = None
 
     @property
-    def observers(self) -> list[BaseObserver]:
-        """The observers to give the pipeline worker (one group: see :class:`ObserverGroup`)."""
-        return self.observers_with()
+    def observers(self) -> list[InlineObserver]:
+        """The observers to give :class:`~voxpipe.pipelines.session.CallSession`.
 
-    def observers_with(self, *others: BaseObserver) -> list[BaseObserver]:
-        """The instruments and ``others`` (a timeline observer, ...) as one group."""
+        They are inline observers: inside the pushes of an ``ObservedPipeline``
+        (every voxpipe graph), else behind one pipecat observer.
+        """
         events = [self.call_events] if self.call_events is not None else []
-        return [ObserverGroup([*others, self.latency, self.usage, *events])]
+        return [self.latency, self.usage, *events]
 
     @property
     def budgets(self) -> list[LatencyBudget]:

@@ -48,7 +48,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from pipecat.frames.frames import (
     CancelFrame,
@@ -64,11 +64,12 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.realtime.events import (
     RealtimeCallEventFrame,
     ResponseCreated,
@@ -76,6 +77,20 @@ from voxpipe.processors.realtime.events import (
 )
 from voxpipe.timeline import EventKind, Timeline
 
+_FRAME_TYPES: tuple[type[Frame], ...] = (
+    InputAudioRawFrame,
+    OutputAudioRawFrame,
+    LLMContextFrame,
+    EndFrame,
+    CancelFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+    ProposedUserStoppedSpeakingFrame,
+    RealtimeCallEventFrame,
+    TTSStartedFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+)
 _KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
 _AUDIO_RESPONSE = (TTSStartedFrame, OutputAudioRawFrame)
 _ANSWERED = frozenset(
@@ -132,8 +147,13 @@ def is_response_started(frame: Frame) -> bool:
     return isinstance(frame, RealtimeCallEventFrame) and isinstance(frame.event, ResponseCreated)
 
 
-class LatencyObserver(BaseObserver):
+class LatencyObserver(InlineObserver):
     """Feeds a :class:`TurnLatencyTracker` from pipeline frames; see the module docstring.
+
+    It follows audio through the pipeline (into a VAD, into an audio brain, into
+    the output), so it observes every push of the frame types it needs; run
+    inline (:class:`~voxpipe.processors.observability.inline.ObservedPipeline`)
+    that costs a call per push and no queueing.
 
     Args:
         now_ms: the clock every stamp is read from (use the transport's).
@@ -146,6 +166,8 @@ class LatencyObserver(BaseObserver):
         metrics: where finished turns are observed, if anywhere.
         timeline: the call timeline that gets a ``turn_latency`` event per turn.
     """
+
+    frame_types: ClassVar[tuple[type[Frame], ...]] = _FRAME_TYPES
 
     def __init__(
         self,
@@ -160,7 +182,7 @@ class LatencyObserver(BaseObserver):
         metrics: VoxpipeMetrics | None = None,
         timeline: Timeline | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(every_push=True)
         self.tracker = tracker or TurnLatencyTracker()
         self._now = now_ms
         self._brain = brain
@@ -185,28 +207,12 @@ class LatencyObserver(BaseObserver):
         """Every turn finished so far."""
         return self.tracker.turns
 
-    def wants_audio_push(self, data: FramePushed) -> bool:
-        """Whether an audio push matters here (screened by :class:`ObserverGroup`, no await).
-
-        A first push always does (a new chunk, a first delta); a later push only
-        into a VAD or an audio brain (input), into the output, or while a
-        playback report is owed (output).
-        """
-        if data.first_push:
-            return True
-        destination = data.destination
-        if isinstance(data.frame, InputAudioRawFrame):
-            return id(destination) in self._vads or (
-                self._brain_hears_audio and destination is self._brain
-            )
-        return destination is self._output or self._playback_due
-
-    async def on_push_frame(self, data: FramePushed) -> None:
+    def observe(self, data: FramePushed, first: bool) -> None:
         frame = data.frame
         if isinstance(frame, InputAudioRawFrame):
-            self._on_input_audio(data, frame)
+            self._on_input_audio(data, frame, first)
         elif isinstance(frame, OutputAudioRawFrame):
-            self._on_output_audio(data)
+            self._on_output_audio(data, first)
         elif isinstance(frame, LLMContextFrame):
             if data.destination is self._brain:
                 self._on_context(data)
@@ -214,7 +220,7 @@ class LatencyObserver(BaseObserver):
             # Once the end reaches the output, every frame before it has been handed over.
             if data.destination is self._output:
                 self.finish()
-        elif not data.first_push:
+        elif not first:
             return
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             self._vads.add(id(data.source))  # from now on, audio into it is followed
@@ -273,8 +279,8 @@ class LatencyObserver(BaseObserver):
         lag_ns = data.source.get_clock().get_time() - data.timestamp
         return now - max(lag_ns, 0) / 1e6
 
-    def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame) -> None:
-        chunk = self._new_chunk(data, frame) if data.first_push else None
+    def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame, first: bool) -> None:
+        chunk = self._new_chunk(data, frame) if first else None
         into = id(data.destination)
         to_brain = self._brain_hears_audio and data.destination is self._brain
         if into not in self._vads and not to_brain:
@@ -335,9 +341,9 @@ class LatencyObserver(BaseObserver):
         if data.direction is FrameDirection.DOWNSTREAM and not self._brain_hears_audio:
             self._mark(Boundary.SENT, self._pushed_at(data))
 
-    def _on_output_audio(self, data: FramePushed) -> None:
+    def _on_output_audio(self, data: FramePushed, first: bool) -> None:
         first_delta = Boundary.FIRST_AUDIO_DELTA not in self._marked
-        if first_delta and data.first_push and data.source is not self._output:
+        if first_delta and first and data.source is not self._output:
             self._mark(Boundary.FIRST_AUDIO_DELTA, self._pushed_at(data))
             if data.source is self._brain and self._brain_hears_audio:
                 self._mark(Boundary.SERVER_RECEIVED, self._pushed_at(data))

@@ -19,16 +19,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from loguru import logger
-from pipecat.frames.frames import MetricsFrame
+from pipecat.frames.frames import Frame, MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import FramePushed
 
 from voxpipe.observability.cost import CostLedger, ResponseCost, price_response
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.ratelimits import RateLimitTracker, RateLimitWarning
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.realtime.events import RateLimitsUpdated, RealtimeCallEventFrame
 from voxpipe.timeline import EventKind, Timeline
 
@@ -90,7 +91,7 @@ def rate_limits_payload(event: RateLimitsUpdated) -> dict[str, Any]:
     return {"rate_limits": [dataclasses.asdict(limit) for limit in event.limits]}
 
 
-class UsageObserver(BaseObserver):
+class UsageObserver(InlineObserver):
     """Feeds the cost ledger and the rate-limit tracker; exports both to metrics and timeline.
 
     Args:
@@ -102,7 +103,7 @@ class UsageObserver(BaseObserver):
         on_warning: called with each rate-limit warning (they are logged either way).
     """
 
-    wants_audio_frames = False  # read by ObserverGroup: audio frames are never needed here
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (MetricsFrame, RealtimeCallEventFrame)
 
     def __init__(
         self,
@@ -114,7 +115,7 @@ class UsageObserver(BaseObserver):
         timeline: Timeline | None = None,
         on_warning: Callable[[RateLimitWarning], None] | None = None,
     ) -> None:
-        super().__init__(observe_every_push=False)
+        super().__init__()
         self.ledger = ledger or CostLedger()
         self.ratelimits = ratelimits or RateLimitTracker()
         self.warnings: list[RateLimitWarning] = []
@@ -123,7 +124,7 @@ class UsageObserver(BaseObserver):
         self._timeline = timeline
         self._on_warning = on_warning
 
-    async def on_push_frame(self, data: FramePushed) -> None:
+    def observe(self, data: FramePushed, first: bool) -> None:
         frame = data.frame
         if isinstance(frame, MetricsFrame):
             for item in frame.data:
