@@ -89,7 +89,7 @@ from voxpipe.processors.observability import (
 )
 from voxpipe.processors.timeline_observer import TimelineObserver
 from voxpipe.timeline import Timeline
-from voxpipe.transports.file import FileTransport
+from voxpipe.transports.file import FileTransport, MonotonicClock
 
 RATE = 16_000
 OUT_RATE = 24_000
@@ -177,6 +177,7 @@ def _instruments(transport: FileTransport, brain: FrameProcessor) -> list[Inline
         transport.clock.now_ms,
         brain=brain,
         output=transport.output(),
+        input=transport.input(),
         timeline=timeline,
         kind=BrainKind.SPEECH,
         capture=transport,
@@ -197,8 +198,32 @@ def _observers(variant: Variant, transport: FileTransport, brain: FrameProcessor
     return list(instruments)  # CallSession runs these inside the pipeline's pushes
 
 
-def build_call(recording: Path, variant: Variant, paced: bool, server_url: str | None) -> Call:
-    transport = FileTransport(recording, paced=paced, trailing_silence_ms=TRAILING_MS)
+class DilatedClock(MonotonicClock):
+    """The call's clock running ``factor`` times slower than the wall.
+
+    A paced call under valgrind: the pipeline keeps up with the caller and
+    idles between chunks as in a live call, and the server's replies arrive
+    at the same points of the conversation in every run.
+    """
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def now_ms(self) -> float:
+        return super().now_ms() / self.factor
+
+    async def sleep_until(self, t_ms: float) -> None:
+        delay = (t_ms - self.now_ms()) * self.factor / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def build_call(
+    recording: Path, variant: Variant, paced: bool, server_url: str | None, dilation: float = 1.0
+) -> Call:
+    clock = DilatedClock(dilation) if dilation != 1.0 else None
+    transport = FileTransport(recording, paced=paced, trailing_silence_ms=TRAILING_MS, clock=clock)
     if server_url is not None:
         graph = build_realtime_pipeline(transport, server_url=server_url, api_key=BENCH_KEY)
         return Call(transport, graph.pipeline, _observers(variant, transport, graph.brain))
@@ -233,11 +258,12 @@ async def _settled(call: Call, chunks: int) -> None:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         return
-    written, quiet_since = -1, time.monotonic()
-    while time.monotonic() - quiet_since < 2.0:
+    clock = call.transport.clock
+    written, quiet_since = -1, clock.now_ms()
+    while clock.now_ms() - quiet_since < 2_000:  # two seconds of the call's time
         await asyncio.sleep(0.1)
         if len(call.transport.written) != written:
-            written, quiet_since = len(call.transport.written), time.monotonic()
+            written, quiet_since = len(call.transport.written), clock.now_ms()
 
 
 # -- instructions, under callgrind -------------------------------------------------------
@@ -251,11 +277,16 @@ def _callgrind_instrumentation(on: bool) -> None:
     )
 
 
-async def child(recording: Path, variant: Variant, server_url: str | None) -> None:
-    """One variant in this process (run under callgrind): a warm-up, then the counted call."""
+async def child(recording: Path, variant: Variant, server_url: str | None, dilation: float) -> None:
+    """One variant in this process (run under callgrind): a warm-up, then the counted call.
+
+    ``dilation`` 0 pushes the recording unpaced; otherwise it is paced on a
+    clock that many times slower than the wall.
+    """
     audio_s = sf.info(str(recording)).duration
     await run_call(build_call(recording, Variant.BARE, False, server_url), audio_s)
-    call = build_call(recording, variant, False, server_url)
+    paced = dilation > 0
+    call = build_call(recording, variant, paced, server_url, dilation if paced else 1.0)
     await run_call(call, audio_s, on_start=lambda: _callgrind_instrumentation(True))
     _callgrind_instrumentation(False)
     answered = len(call.responder.answered_at) if call.responder else len(call.transport.written)
@@ -265,9 +296,12 @@ async def child(recording: Path, variant: Variant, server_url: str | None) -> No
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def count_instructions(recording: Path, variant: Variant, server_url: str | None) -> int:
+def count_instructions(
+    recording: Path, variant: Variant, server_url: str | None, dilation: float = 0.0
+) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"]
     cmd += [sys.executable, __file__, "--child", variant.name, "--recording", str(recording)]
+    cmd += ["--dilation", str(dilation)]
     if server_url is not None:
         cmd += ["--server-url", server_url]
     env = {**os.environ, "LOGURU_LEVEL": "WARNING"}
@@ -474,9 +508,10 @@ if __name__ == "__main__":
     parser.add_argument("--child", choices=[v.name for v in Variant], help=argparse.SUPPRESS)
     parser.add_argument("--recording", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--server-url", help=argparse.SUPPRESS)
+    parser.add_argument("--dilation", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args.recording, Variant[args.child], args.server_url))
+        asyncio.run(child(args.recording, Variant[args.child], args.server_url, args.dilation))
     else:
         paths = args.path or [VAD_PATH, REALTIME_PATH]
         asyncio.run(main(args.seconds, args.repeats, paths, not args.no_instructions))

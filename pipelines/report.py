@@ -75,6 +75,7 @@ def instrument_call(
         transport.clock.now_ms,
         brain=graph.brain,
         output=transport.output(),
+        input=transport.input(),
         timeline=timeline,
         capture=transport,
         playback=transport,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,12 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voxpipe.frames import PlaybackMarkerFrame
+from voxpipe.observability.capture import CaptureLog
 from voxpipe.playback import PlaybackClock
 from voxpipe.recording import Track, interleave
 from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
 
 CHUNK_MS = 20
-_CAPTURES_KEPT = 1_500  # 30 s of 20 ms chunks: enough to look back past any VAD stop delay
 
 
 class MonotonicClock:
@@ -124,7 +123,7 @@ class FileInputTransport(BaseInputTransport):
         captured_ms = t.input_started_ms + offset_ms if t.paced else t.clock.now_ms()
         t.caller.write_at(offset_ms + t.input_started_ms, chunk)
         frame = InputAudioRawFrame(audio=chunk, sample_rate=self.sample_rate, num_channels=1)
-        t.note_capture(frame.id, captured_ms)
+        t.captures.append(frame.id, CHUNK_MS, captured_ms)
         await self.push_audio_frame(frame)
 
 
@@ -232,7 +231,9 @@ class FileTransport(BaseTransport):
         self.interruptions_ms: list[float] = []
         self.input_started_ms = 0.0
         self.input_finished_ms: float | None = None
-        self._captures: OrderedDict[int, float] = OrderedDict()
+        # Where each caller frame sits in the recording and when it was captured
+        # (the latency instruments read it; the last 30 s of frames are kept).
+        self.captures = CaptureLog()
         self._audio = audio
         if audio is None and input_path is not None:
             # Decode now: a bad file fails before any pipeline starts.
@@ -264,19 +265,14 @@ class FileTransport(BaseTransport):
             self._audio = load_audio(self.input_path, sample_rate)
         return self._audio
 
-    def note_capture(self, frame_id: int, at_ms: float) -> None:
-        """Remember when the caller's audio frame ``frame_id`` was captured (bounded)."""
-        self._captures[frame_id] = at_ms
-        if len(self._captures) > _CAPTURES_KEPT:
-            self._captures.popitem(last=False)
-
     def capture_ms(self, frame: InputAudioRawFrame) -> float | None:
         """When ``frame`` was captured on this transport's clock; None if not one of ours.
 
         Paced, that is the chunk's slot on the call's time line (as in ``call.wav``);
         unpaced, the moment it was pushed. Only the last 30 s of frames are kept.
         """
-        return self._captures.get(frame.id)
+        chunk = self.captures.by_frame(frame.id)
+        return None if chunk is None else chunk.captured_ms
 
     def first_played_ms(self, since_ms: float) -> float | None:
         """When the first bot chunk written at or after ``since_ms`` started playing.

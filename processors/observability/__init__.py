@@ -13,11 +13,12 @@ from voxpipe.processors.observability.inline import (
     ObserverGroup,
 )
 from voxpipe.processors.observability.instruments import Instruments, instrument
-from voxpipe.processors.observability.latency import (
+from voxpipe.processors.observability.latency import LatencyObserver
+from voxpipe.processors.observability.sources import (
     BrainKind,
     CaptureStamps,
-    LatencyObserver,
     PlaybackReports,
+    SendReports,
     brain_kind,
 )
 from voxpipe.processors.observability.usage import (
@@ -36,6 +37,7 @@ __all__ = [
     "ObservedPipeline",
     "ObserverGroup",
     "PlaybackReports",
+    "SendReports",
     "UsageObserver",
     "brain_kind",
     "cost_dict",

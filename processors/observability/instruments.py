@@ -14,12 +14,8 @@ from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
 from voxpipe.processors.observability.events import CallEventMetrics
 from voxpipe.processors.observability.inline import InlineObserver
-from voxpipe.processors.observability.latency import (
-    BrainKind,
-    CaptureStamps,
-    LatencyObserver,
-    PlaybackReports,
-)
+from voxpipe.processors.observability.latency import LatencyObserver
+from voxpipe.processors.observability.sources import BrainKind, CaptureStamps, PlaybackReports
 from voxpipe.processors.observability.usage import UsageObserver
 from voxpipe.timeline import Timeline
 
@@ -70,6 +66,7 @@ def instrument(
     brain: FrameProcessor,
     output: FrameProcessor,
     timeline: Timeline,
+    input: FrameProcessor | None = None,
     kind: BrainKind | None = None,
     capture: CaptureStamps | None = None,
     playback: PlaybackReports | None = None,
@@ -84,6 +81,7 @@ def instrument(
         brain: the realtime service or the chained LLM.
         kind: speech or text brain (guessed from the brain's type by default).
         output: the output transport processor.
+        input: the input transport processor (cheaper to follow caller audio from).
         timeline: the call timeline the instruments write into.
         capture, playback: the transport's capture stamps and playback reports
             (the file transport gives both).
@@ -96,6 +94,7 @@ def instrument(
         now_ms,
         brain=brain,
         output=output,
+        input=input,
         kind=kind,
         capture=capture,
         playback=playback,

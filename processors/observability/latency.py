@@ -7,16 +7,17 @@ and comes from something the pipeline did, never from a guess:
 boundary               where it comes from
 =====================  ===================================================================
 speech_end             local VAD: its stop frame; the audio that triggered it, ``stop_secs``
-                       earlier, at that audio's capture stamp (the transport's
-                       ``capture_ms`` when it has one, else when the input pushed it).
+                       earlier, at that audio's capture stamp (from the transport's
+                       capture log when it keeps one, else when the input pushed it).
                        Server VAD (realtime): the service's ``ServerSpeechStopped``
                        event names the caller frame holding ``audio_end_ms -
                        silence_ms`` and the offset into it: that frame's capture
                        stamp plus the offset. Unknown when the position fell in
                        audio replayed into a new session (no frame), or was pruned
-sent                   audio brain (realtime): the chunk holding the speech end reached
-                       the brain, which sends what it receives (server VAD: plus the
-                       same offset, so capture is the chunk's own transit); text
+sent                   audio brain (realtime): the chunk holding the speech end went
+                       out to the model, plus the offset into it (so capture is the
+                       chunk's own transit): the service's own send report
+                       (:class:`SendReports`), else when the chunk reached it; text
                        brain (chained): the user aggregator handed the turn's
                        context to the LLM
 server_received        the brain's first response event, as we received it (the
@@ -24,6 +25,7 @@ server_received        the brain's first response event, as we received it (the
                        ``ResponseCreated`` call event, else its first response frame;
                        for a text brain, the LLM's first text
 first_audio_delta      the first bot audio frame out of the brain (realtime) or TTS
+                       (a speech brain's own audio; a text brain's first pushed)
 first_audio_written    the first bot audio frame handed to the output transport
 playback               the output transport's playback report
                        (:class:`PlaybackReports`); unknown when it gives none
@@ -44,12 +46,11 @@ call timeline (a ``turn_latency`` event per turn).
 
 from __future__ import annotations
 
-import enum
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
+from pipecat.clocks.base_clock import BaseClock
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -67,9 +68,17 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from voxpipe.observability.capture import CapturedChunk, CaptureLog
 from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.observability.inline import InlineObserver
+from voxpipe.processors.observability.inline import FIRST_PUSH, InlineObserver, Route
+from voxpipe.processors.observability.sources import (
+    BrainKind,
+    CaptureStamps,
+    PlaybackReports,
+    SendReports,
+    brain_kind,
+)
 from voxpipe.processors.realtime.events import (
     RealtimeCallEventFrame,
     ResponseCreated,
@@ -91,7 +100,7 @@ _FRAME_TYPES: tuple[type[Frame], ...] = (
     LLMFullResponseStartFrame,
     LLMTextFrame,
 )
-_KEPT_CHUNKS = 1_500  # input chunks remembered (30 s of 20 ms): far more than a VAD stop delay
+_KEPT_SENDS = 1_500  # frames whose arrival at the brain is remembered (30 s of 20 ms)
 _AUDIO_RESPONSE = (TTSStartedFrame, OutputAudioRawFrame)
 _ANSWERED = frozenset(
     {
@@ -103,45 +112,6 @@ _ANSWERED = frozenset(
 )
 
 
-class BrainKind(enum.Enum):
-    """What the brain takes in and gives out, which decides where a turn is "sent"."""
-
-    SPEECH = "speech"  # a speech-to-speech service: hears the caller's audio, speaks
-    TEXT = "text"  # the chained LLM: gets the turn's context, writes text for the TTS
-
-
-def brain_kind(brain: FrameProcessor) -> BrainKind:
-    """SPEECH for pipecat's OpenAI Realtime service and its subclasses, else TEXT."""
-    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
-
-    return BrainKind.SPEECH if isinstance(brain, OpenAIRealtimeLLMService) else BrainKind.TEXT
-
-
-class CaptureStamps(Protocol):
-    """A transport that knows when each caller audio frame was captured."""
-
-    def capture_ms(self, frame: InputAudioRawFrame) -> float | None:
-        """Capture time of ``frame`` on the observer's clock, or None if unknown."""
-        ...
-
-
-class PlaybackReports(Protocol):
-    """An output transport that reports when audio really started playing."""
-
-    def first_played_ms(self, since_ms: float) -> float | None:
-        """When the first audio handed over at or after ``since_ms`` started playing."""
-        ...
-
-
-@dataclass
-class _Chunk:
-    frame_id: int
-    start_pos_ms: float  # position in the caller's audio
-    end_pos_ms: float
-    captured_ms: float
-    at_brain_ms: float | None = None
-
-
 def is_response_started(frame: Frame) -> bool:
     """True for the realtime service's call event saying a response was created."""
     return isinstance(frame, RealtimeCallEventFrame) and isinstance(frame.event, ResponseCreated)
@@ -150,17 +120,23 @@ def is_response_started(frame: Frame) -> bool:
 class LatencyObserver(InlineObserver):
     """Feeds a :class:`TurnLatencyTracker` from pipeline frames; see the module docstring.
 
-    It follows audio through the pipeline (into a VAD, into an audio brain, into
-    the output), so it observes every push of the frame types it needs; run
-    inline (:class:`~voxpipe.processors.observability.inline.ObservedPipeline`)
-    that costs a call per push and no queueing.
+    Stamps come from the parts that know them where they can: the transport's
+    capture log and playback reports, the brain's send reports. Otherwise it
+    follows a few frames into or out of a few processors (:meth:`route`):
+    caller audio out of the input and into an audio brain, and into a VAD
+    always; the context into the brain; bot audio out of a speech brain, and
+    into the output; the call's end into the output. Run inline
+    (:class:`~voxpipe.processors.observability.inline.ObservedPipeline`), the
+    other hops cost it nothing.
 
     Args:
         now_ms: the clock every stamp is read from (use the transport's).
         brain: the realtime service, or the LLM on the chained path.
-        kind: what the brain is; guessed from its type by default (:func:`brain_kind`).
         output: the output transport processor (``transport.output()``).
-        capture: the transport's capture stamps, if it keeps them.
+        input: the input transport processor (``transport.input()``): with no
+            capture log from the transport, caller audio is logged as it leaves it.
+        kind: what the brain is; guessed from its type by default (:func:`brain_kind`).
+        capture: the transport's capture log, if it keeps one.
         playback: the transport's playback reports, if it gives them.
         tracker: where turns are cut; a new one by default.
         metrics: where finished turns are observed, if anywhere.
@@ -168,6 +144,7 @@ class LatencyObserver(InlineObserver):
     """
 
     frame_types: ClassVar[tuple[type[Frame], ...]] = _FRAME_TYPES
+    follows_hops: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -175,6 +152,7 @@ class LatencyObserver(InlineObserver):
         *,
         brain: FrameProcessor,
         output: FrameProcessor,
+        input: FrameProcessor | None = None,
         kind: BrainKind | None = None,
         capture: CaptureStamps | None = None,
         playback: PlaybackReports | None = None,
@@ -182,25 +160,51 @@ class LatencyObserver(InlineObserver):
         metrics: VoxpipeMetrics | None = None,
         timeline: Timeline | None = None,
     ) -> None:
-        super().__init__(every_push=True)
+        super().__init__()
         self.tracker = tracker or TurnLatencyTracker()
         self._now = now_ms
         self._brain = brain
         self._output = output
-        self._capture = capture
+        self._input = input
         self._playback = playback
         self._metrics = metrics
         self._timeline = timeline
-        self._chunks: deque[_Chunk] = deque()
-        self._by_frame: dict[int, _Chunk] = {}
-        self._vads: set[int] = set()  # processors that run a VAD (they sent a VAD frame)
-        self._last_into: dict[int, _Chunk] = {}  # VAD processor id -> latest chunk pushed to it
         self.kind = kind or brain_kind(brain)
         self._brain_hears_audio = self.kind is BrainKind.SPEECH
+        # The caller's audio by position: the transport's log, else our own.
+        self._own_log = capture is None
+        self._log = capture.captures if capture is not None else CaptureLog()
+        # When caller frames went out: the brain's own report, else when they reached it.
+        self._sends = brain if isinstance(brain, SendReports) else None
+        self._at_brain: OrderedDict[int, int] = OrderedDict()  # frame id -> pipeline ns
+        self._clock: BaseClock | None = None  # the pipeline's, once audio reached the brain
+        self._vads: set[FrameProcessor] = set()  # processors that run a VAD (sent a VAD frame)
+        self._last_into: dict[FrameProcessor, int] = {}  # VAD -> last frame id pushed into it
+        # Where later hops of caller audio matter: the VADs (as found) and, when it
+        # does not report its sends, an audio brain.
+        self._follow_brain = self._brain_hears_audio and self._sends is None
+        self._audio_intakes: set[FrameProcessor] = {brain} if self._follow_brain else set()
         self._written_ms: float | None = None  # first audio handed to output, this turn
         self._playback_due = False
         self._finished = False
         self._marked: set[Boundary] = set()  # later boundaries keep their first mark anyway
+
+    def route(self, kind: type[Frame]) -> Route:
+        if issubclass(kind, InputAudioRawFrame):
+            if not self._own_log:
+                return Route(first=False, destinations=self._audio_intakes)
+            if self._input is not None:
+                return Route(first=False, sources={self._input}, destinations=self._audio_intakes)
+            return Route(destinations=self._audio_intakes)  # a new chunk at its first push
+        if issubclass(kind, OutputAudioRawFrame):
+            if self._brain_hears_audio:  # the brain's own audio, and into the output
+                return Route(first=False, sources={self._brain}, destinations={self._output})
+            return Route(destinations={self._output})  # the TTS's: its first push
+        if issubclass(kind, LLMContextFrame):
+            return Route(first=False, destinations={self._brain})
+        if issubclass(kind, EndFrame | CancelFrame):
+            return Route(first=False, destinations={self._output})
+        return FIRST_PUSH
 
     @property
     def turns(self) -> list[LatencyBudget]:
@@ -220,10 +224,9 @@ class LatencyObserver(InlineObserver):
             # Once the end reaches the output, every frame before it has been handed over.
             if data.destination is self._output:
                 self.finish()
-        elif not first:
-            return
         elif isinstance(frame, VADUserStartedSpeakingFrame):
-            self._vads.add(id(data.source))  # from now on, audio into it is followed
+            self._vads.add(data.source)  # from now on, audio into it is followed
+            self._audio_intakes.add(data.source)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if data.direction is FrameDirection.DOWNSTREAM:
                 self._on_vad_stopped(data.source, frame.stop_secs)
@@ -280,72 +283,67 @@ class LatencyObserver(InlineObserver):
         return now - max(lag_ns, 0) / 1e6
 
     def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame, first: bool) -> None:
-        chunk = self._new_chunk(data, frame) if first else None
-        into = id(data.destination)
-        to_brain = self._brain_hears_audio and data.destination is self._brain
-        if into not in self._vads and not to_brain:
-            return  # only the VAD's and the brain's intake matter
-        chunk = chunk or self._by_frame.get(frame.id)
-        if chunk is None:
-            return
-        if into in self._vads:
-            self._last_into[into] = chunk
-        if to_brain and chunk.at_brain_ms is None:
-            chunk.at_brain_ms = self._pushed_at(data)
+        if self._own_log and (first or data.source is self._input):
+            stamp = self._pushed_at(data)
+            self._log.append(frame.id, frame.num_frames / frame.sample_rate * 1000, stamp)
+        destination = data.destination
+        if destination in self._vads:
+            self._last_into[destination] = frame.id
+        if self._follow_brain and destination is self._brain and data.timestamp > 0:
+            # Kept on the pipeline's clock; turned into ms only if it becomes a stamp.
+            self._at_brain.setdefault(frame.id, data.timestamp)
+            if len(self._at_brain) > _KEPT_SENDS:
+                self._at_brain.popitem(last=False)
+            self._clock = self._clock or data.source.get_clock()
 
-    def _new_chunk(self, data: FramePushed, frame: InputAudioRawFrame) -> _Chunk:
-        duration = len(frame.audio) / 2 / max(frame.num_channels, 1) / frame.sample_rate * 1000
-        start = self._chunks[-1].end_pos_ms if self._chunks else 0.0
-        stamp = self._capture.capture_ms(frame) if self._capture is not None else None
-        captured = self._pushed_at(data) if stamp is None else stamp
-        chunk = _Chunk(frame.id, start, start + duration, captured)
-        if len(self._chunks) >= _KEPT_CHUNKS:
-            del self._by_frame[self._chunks.popleft().frame_id]
-        self._chunks.append(chunk)
-        self._by_frame[frame.id] = chunk
-        return chunk
-
-    def _at_position(self, pos_ms: float) -> _Chunk | None:
-        for chunk in reversed(self._chunks):
-            if chunk.start_pos_ms <= pos_ms < chunk.end_pos_ms:
-                return chunk
-            if chunk.end_pos_ms <= pos_ms:
-                return None
-        return None
+    def _sent_ms(self, frame_id: int) -> float | None:
+        """When the caller's frame went out to the model, on our clock."""
+        if self._sends is not None:
+            return self._sends.sent_ms(frame_id)
+        at_ns = self._at_brain.get(frame_id)
+        if at_ns is None or self._clock is None:
+            return None
+        return self._now() - max(self._clock.get_time() - at_ns, 0) / 1e6
 
     def _on_vad_stopped(self, vad: FrameProcessor, stop_secs: float) -> None:
-        trigger = self._last_into.get(id(vad))
+        trigger_id = self._last_into.get(vad)
+        trigger = None if trigger_id is None else self._log.by_frame(trigger_id)
         if trigger is None:
             return  # no audio seen going into the VAD: the speech end is unknown
-        end_pos = trigger.end_pos_ms - stop_secs * 1000
-        chunk = self._at_position(end_pos)
-        if chunk is None:
-            return
-        self._mark(Boundary.SPEECH_END, chunk.captured_ms + (end_pos - chunk.start_pos_ms))
-        if self._brain_hears_audio and chunk.at_brain_ms is not None:
-            self._mark(Boundary.SENT, chunk.at_brain_ms)
+        end_pos = trigger.end_ms - stop_secs * 1000
+        chunk = self._log.at_position(end_pos)
+        if chunk is not None:
+            self._speech_ended(chunk, end_pos - chunk.start_ms)
 
     def _on_server_speech_stopped(self, event: ServerSpeechStopped) -> None:
         if event.frame_id is None or event.offset_ms is None:
             return  # replayed or forgotten audio: the speech end is unknown
-        chunk = self._by_frame.get(event.frame_id)
-        if chunk is None:
+        chunk = self._log.by_frame(event.frame_id)
+        if chunk is not None:
+            self._speech_ended(chunk, event.offset_ms, sent_ms=event.sent_at_ms)
+
+    def _speech_ended(
+        self, chunk: CapturedChunk, offset_ms: float, *, sent_ms: float | None = None
+    ) -> None:
+        """The voice stopped ``offset_ms`` into ``chunk``; an audio brain sent it at ``sent_ms``."""
+        self._mark(Boundary.SPEECH_END, chunk.captured_ms + offset_ms)
+        if not self._brain_hears_audio:
             return
-        self._mark(Boundary.SPEECH_END, chunk.captured_ms + event.offset_ms)
-        if chunk.at_brain_ms is not None:
-            self._mark(Boundary.SENT, chunk.at_brain_ms + event.offset_ms)
-        elif event.sent_at_ms is not None:
-            self._mark(Boundary.SENT, event.sent_at_ms + event.offset_ms)
+        sent = sent_ms if sent_ms is not None else self._sent_ms(chunk.frame_id)
+        if sent is not None:
+            self._mark(Boundary.SENT, sent + offset_ms)
 
     def _on_context(self, data: FramePushed) -> None:
         if data.direction is FrameDirection.DOWNSTREAM and not self._brain_hears_audio:
             self._mark(Boundary.SENT, self._pushed_at(data))
 
     def _on_output_audio(self, data: FramePushed, first: bool) -> None:
-        first_delta = Boundary.FIRST_AUDIO_DELTA not in self._marked
-        if first_delta and first and data.source is not self._output:
+        # A speech brain's audio is its own (routed by source); a TTS's is at its first push.
+        from_brain = self._brain_hears_audio and data.source is self._brain
+        new_audio = from_brain or (first and data.source is not self._output)
+        if new_audio and Boundary.FIRST_AUDIO_DELTA not in self._marked:
             self._mark(Boundary.FIRST_AUDIO_DELTA, self._pushed_at(data))
-            if data.source is self._brain and self._brain_hears_audio:
+            if from_brain:
                 self._mark(Boundary.SERVER_RECEIVED, self._pushed_at(data))
         if data.destination is self._output and self._written_ms is None:
             self._written_ms = self._pushed_at(data)

@@ -22,6 +22,10 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from loguru import logger
+
+# Parsing usage needs the openai package's realtime types, which take most of a
+# second to build: imported with this module, not inside a call's first response.
+from openai.types.realtime import RealtimeResponseUsage  # noqa: F401
 from pipecat.frames.frames import Frame, MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
 from pipecat.observers.base_observer import FramePushed

@@ -118,6 +118,14 @@ class RealtimeBase(OpenAIRealtimeLLMService):
         self._register_event_handler("on_call_event")
         self._register_event_handler("on_fatal_error")
 
+    def sent_ms(self, frame_id: int) -> float | None:
+        """When the caller's frame ``frame_id`` went out to the model, on ``now_ms``'s clock.
+
+        None for a frame this session never sent (or sent too long ago); the
+        latency instruments read it (``SendReports``).
+        """
+        return self.sent_audio.sent_at(frame_id)
+
     @property
     def token_mode(self) -> TokenMode:
         """Static key or rotating ephemeral secrets."""

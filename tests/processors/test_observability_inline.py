@@ -23,6 +23,8 @@ from pipecat.workers.runner import WorkerRunner
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import InlineObserver, ObservedPipeline, ObserverGroup
+from voxpipe.processors.observability.inline import Route
+
 
 class Passing(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -42,8 +44,8 @@ class Speaker(Passing):
 class Seen(InlineObserver):
     frame_types: ClassVar[tuple[type[Frame], ...]] = (TextFrame,)
 
-    def __init__(self, *, every_push: bool = False) -> None:
-        super().__init__(every_push=every_push)
+    def __init__(self) -> None:
+        super().__init__()
         self.pushes: list[tuple[str, bool, str]] = []
         self.in_task: list[bool] = []
 
@@ -53,6 +55,31 @@ class Seen(InlineObserver):
 
     def firsts(self) -> list[str]:
         return [name for name, first, _ in self.pushes if first]
+
+
+class SeenEveryHop(Seen):
+    follows_hops: ClassVar[bool] = True
+
+    def route(self, kind: type[Frame]) -> Route:
+        return Route(every=True)
+
+
+class Routed(InlineObserver):
+    """Wants texts as they leave one processor and as they go into another."""
+
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (TextFrame,)
+    follows_hops: ClassVar[bool] = True
+
+    def __init__(self, out_of: FrameProcessor, into: FrameProcessor) -> None:
+        super().__init__()
+        self._route = Route(first=False, sources={out_of}, destinations={into})
+        self.pushes: list[tuple[str, str, bool]] = []
+
+    def route(self, kind: type[Frame]) -> Route:
+        return self._route
+
+    def observe(self, data: FramePushed, first: bool) -> None:
+        self.pushes.append((data.source.name, data.destination.name, first))
 
 
 class Broken(InlineObserver):
@@ -87,7 +114,7 @@ async def run_call(pipeline: Pipeline, observers: list[InlineObserver], texts: l
 
 async def test_first_pushes_are_told_once_per_frame_and_every_hop_when_asked() -> None:
     processors, sink = stages()
-    first, every = Seen(), Seen(every_push=True)
+    first, every = Seen(), SeenEveryHop()
     await run_call(ObservedPipeline(processors), [first, every], ["one", "two"])
 
     assert sink.texts == ["one", "one", "two", "two"]  # each text, then its transcript
@@ -104,6 +131,22 @@ async def test_first_pushes_are_told_once_per_frame_and_every_hop_when_asked() -
     assert all(every.in_task)
 
 
+async def test_a_route_picks_hops_by_where_they_come_from_and_go() -> None:
+    for make in (ObservedPipeline, Pipeline):
+        processors, sink = stages()
+        speaker = processors[1]
+        routed = Routed(out_of=speaker, into=sink)
+        await run_call(make(processors), [routed], ["one"])
+
+        # The text and its transcript leave the speaker, and both go into the sink;
+        # no other hop is handed over, and none is said to be a first push.
+        out_of = [p for p in routed.pushes if p[0] == speaker.name]
+        into = [p for p in routed.pushes if p[1] == sink.name]
+        assert len(out_of) == 2 and len(into) == 2, (make, routed.pushes)
+        assert len(routed.pushes) == 4
+        assert not any(first for *_, first in routed.pushes)
+
+
 async def test_a_failing_inline_observer_is_logged_and_the_call_loses_nothing() -> None:
     processors, sink = stages()
     pipeline = ObservedPipeline(processors)
@@ -118,7 +161,7 @@ async def test_a_failing_inline_observer_is_logged_and_the_call_loses_nothing() 
 async def test_on_a_plain_pipeline_the_same_observers_share_one_pipecat_observer() -> None:
     inline_processors, _ = stages()
     plain_processors, sink = stages()
-    inline, plain = Seen(every_push=True), Seen(every_push=True)
+    inline, plain = SeenEveryHop(), SeenEveryHop()
     await run_call(ObservedPipeline(inline_processors), [inline], ["a", "b"])
     await run_call(Pipeline(plain_processors), [plain], ["a", "b"])
 
@@ -163,5 +206,5 @@ async def test_attaching_after_set_up_is_refused() -> None:
 
 
 def test_a_group_needs_every_push_if_any_member_does() -> None:
-    assert ObserverGroup([Seen(), Seen(every_push=True)]).observe_every_push
+    assert ObserverGroup([Seen(), SeenEveryHop()]).observe_every_push
     assert not ObserverGroup([Seen(), Seen()]).observe_every_push

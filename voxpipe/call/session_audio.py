@@ -106,6 +106,13 @@ class SessionAudioLog:
                 return None
         return None
 
+    def sent_at(self, frame_id: int) -> float | None:
+        """When caller frame ``frame_id`` went out in this session; None if not, or forgotten."""
+        for entry in reversed(self._appends):
+            if entry.frame_id == frame_id:
+                return entry.sent_at_ms
+        return None
+
     def _prune(self) -> None:
         horizon = self._position_ms - self._keep_ms
         while self._appends and self._appends[0].end_ms <= horizon:
