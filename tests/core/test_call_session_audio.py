@@ -90,3 +90,12 @@ def test_an_empty_append_is_not_remembered_and_odd_sizes_keep_exact_positions() 
 def test_nonsense_configuration_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SessionAudioLog(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_frame_sent_in_this_session_reports_when_it_went_out() -> None:
+    log = _live_call(10)
+    assert log.sent_at(100) == 1_000.0
+    assert log.sent_at(107) == 1_140.0
+    assert log.sent_at(999) is None  # never sent
+    log.new_session()
+    assert log.sent_at(107) is None  # sent in an earlier session: not this one's to report
