@@ -93,6 +93,7 @@ class InlineObserver(BaseObserver):
 
     def __init__(self) -> None:
         super().__init__(observe_every_push=self.follows_hops)
+        self._alone: InlineDispatch | None = None  # routing when run as a plain observer
 
     def observe(self, data: FramePushed, first: bool) -> None:
         """Handle one push of a frame of ``frame_types``; ``first`` marks its first push."""
@@ -103,11 +104,10 @@ class InlineObserver(BaseObserver):
         return FIRST_PUSH
 
     async def on_push_frame(self, data: FramePushed) -> None:
-        if isinstance(data.frame, self.frame_types):
-            route = self.route(type(data.frame))
-            first = data.first_push and route.needs_marking
-            if route.wants(data, first):
-                self.observe(data, first)
+        # As a plain pipecat observer: the same routing as inline, looked up once per type.
+        if self._alone is None:
+            self._alone = InlineDispatch([self])
+        self._alone.dispatch(data, data.first_push)
 
 
 @dataclass(frozen=True)
