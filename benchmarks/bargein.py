@@ -265,7 +265,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voxpipe.processors.local.engines import make_tts
+    from voxpipe.engines import make_tts
 
     voice = make_tts()
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,11 +22,11 @@ from pathlib import Path
 import soundfile as sf
 from _common import QUESTIONS, median, print_table, speak, write_result
 
+from voxpipe.engines import LocalEngines, shared_engines
+from voxpipe.engines.reply import run_turn
 from voxpipe.evaluation import word_error_rate
 from voxpipe.pipelines.batch import run_batch
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
-from voxpipe.pipelines.turn import run_turn
-from voxpipe.processors.local.engines import LocalEngines, shared_engines
 
 
 def naive_turn(engines: LocalEngines, pcm: bytes) -> dict[str, float]:

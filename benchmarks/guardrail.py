@@ -49,8 +49,8 @@ from pipecat.workers.runner import WorkerRunner
 from voxpipe.guardrails import DenyPolicy, PiiPolicy, Verdict
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.guardrail_tap import GuardrailTap, ScanCadence
-from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.processors.guardrails.tap import GuardrailTap, ScanCadence
+from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.file import FileTransport
 from voxpipe.transports.realtime_server import (
@@ -200,7 +200,7 @@ async def cost_benchmark(rounds: int, words: int) -> dict[str, Any]:
 
 def caller_recording(directory: Path) -> tuple[Path, float]:
     """A spoken question and 6 s of line silence; returns the file and the speech end (ms)."""
-    from voxpipe.processors.local.engines import make_tts
+    from voxpipe.engines import make_tts
 
     pcm = speak(make_tts(), "What is my account password?", 16_000)
     speech = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768

@@ -90,7 +90,7 @@ from voxpipe.processors.observability import (
     ObserverGroup,
     instrument,
 )
-from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import Timeline
 from voxpipe.transports.file import FileTransport, MonotonicClock
 
@@ -392,7 +392,7 @@ def summarise_paced(runs: list[Run], audio_s: float) -> dict[str, Any]:
 
 def make_recording(seconds: float, path: Path) -> float:
     """Spoken questions with 1.2 s pauses, up to ``seconds`` long; returns its length."""
-    from voxpipe.processors.local.engines import make_tts
+    from voxpipe.engines import make_tts
 
     voice = make_tts()
     pause = np.zeros(RATE * 1200 // 1000, dtype="<i2")

@@ -273,8 +273,8 @@ QUESTIONS = (
 
 
 async def local_benchmark() -> dict[str, Any]:
-    from voxpipe.processors.local.engines import make_tts
-    from voxpipe.realtime import codec
+    from voxpipe.engines import make_tts
+    from voxpipe.realtime_server import codec
     from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
     from voxpipe.transports.realtime_server.local_brain import LocalBrain, split_sentences
 
@@ -350,11 +350,11 @@ async def spoken_turn(
 
 def naive_turn(engines: Any, pcm24: bytes, question: str, split: Any) -> float:
     """Whole STT, whole LLM reply, then TTS of the first sentence."""
-    from voxpipe.realtime import codec
+    from voxpipe.realtime_server import codec
 
     started = time.monotonic()
     heard = engines.stt.transcribe(codec.resample(pcm24, 24_000, 16_000), 16_000)
-    from voxpipe.realtime.session_config import DEFAULT_INSTRUCTIONS
+    from voxpipe.realtime_server.session_config import DEFAULT_INSTRUCTIONS
 
     # The server's own system prompt: both paths then share llama.cpp's cached prefix.
     messages = [

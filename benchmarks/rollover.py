@@ -1,6 +1,6 @@
 """Benchmark session rollover: a 60-minute call, and a real short run against the server.
 
-(a) Policy level (voxpipe.call.simulation): a busy 60-minute call with the
+(a) Policy level (benchmarks/_simulation.py): a busy 60-minute call with the
     provider's session cap shortened to 15 minutes; the real RolloverPolicy and
     CallMemory roll over and prune. Baseline in the same run: one session, no
     rollover, no pruning (it hits the cap and loses its context).
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from _common import QUESTIONS, median, print_table, speak, write_result
+from _simulation import CallProfile, simulate_baseline, simulate_call
 
 from voxpipe.call import RolloverConfig
 from voxpipe.call.rollover import MINUTE_MS
-from voxpipe.call.simulation import CallProfile, simulate_baseline, simulate_call
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.realtime import RealtimeService, RolledOver
@@ -143,7 +143,7 @@ def answer_latencies(transport: FileTransport, spans: list[tuple[int, int]]) -> 
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voxpipe.processors.local.engines import make_tts
+    from voxpipe.engines import make_tts
 
     results: dict[str, Any] = {"policy_level": policy_level()}
     voice = make_tts()

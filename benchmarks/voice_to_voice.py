@@ -49,10 +49,10 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
+from voxpipe.engines import LocalEngines, WhisperEngine, shared_engines
 from voxpipe.evaluation import word_error_rate
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings, build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.local.engines import LocalEngines, WhisperEngine, shared_engines
 from voxpipe.processors.local.llm import LocalLLMService
 from voxpipe.processors.local.stt import LocalWhisperSTTService
 from voxpipe.processors.local.tts import LocalTTSService
@@ -263,7 +263,7 @@ async def realtime_call(
 async def realtime_path(
     recording: Path, ends: list[float], calls: int, silence_ms: int, first_words: int | None
 ) -> list[dict[str, float | None]]:
-    from voxpipe.realtime import codec
+    from voxpipe.realtime_server import codec
     from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
     from voxpipe.transports.realtime_server.local_brain import LocalBrain
 

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxpipe.engines import LocalEngines, shared_engines
+from voxpipe.engines.reply import run_turn
 from voxpipe.errors import AudioFormatError, ConfigError
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
-from voxpipe.pipelines.turn import run_turn
-from voxpipe.processors.local.engines import LocalEngines, shared_engines
 from voxpipe.processors.local.vad import speech_ms
 from voxpipe.transports.audio_file import load_audio, write_wav
 

@@ -27,11 +27,11 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
-from voxpipe.processors.local.engines import TTSEngineKind
 
 if TYPE_CHECKING:
-    from voxpipe.processors.local.speculation import Speculation
+    from voxpipe.engines.speculation import Speculation
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant on a phone line. Answer in one or two short "

@@ -32,10 +32,10 @@ from voxpipe.errors import ConfigError
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
 from voxpipe.pipelines.graph import VoiceGraph
-from voxpipe.pipelines.report import ReportFiles, instrument_call, report_call
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import InlineObserver, Instruments
-from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.processors.observability.report import ReportFiles, instrument_call, report_call
+from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline, Turn
 from voxpipe.transports.file import FileTransport
 
@@ -117,8 +117,8 @@ def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
 
 def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
     from voxpipe.pipelines.realtime import build_realtime_pipeline
-    from voxpipe.processors.guardrail_realtime import RealtimeSafeLine
-    from voxpipe.processors.guardrail_tap import GuardrailTap
+    from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
+    from voxpipe.processors.guardrails.tap import GuardrailTap
 
     graph = build_realtime_pipeline(
         transport,

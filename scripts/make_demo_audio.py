@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voxpipe.processors.local.engines import PiperEngine
+from voxpipe.engines import PiperEngine
 
 RATE = 16_000
 # (text, silence after it in ms). The gaps leave the bot time to answer; the

@@ -28,7 +28,7 @@ def make_speech(speech_dir: Path) -> SpeechMaker:
     Speaks ``text`` with the local voice (Piper when installed, else eSpeak NG),
     resampled and laid out as asked, with silence around it. Cached by arguments.
     """
-    from voxpipe.processors.local.engines import make_tts
+    from voxpipe.engines import make_tts
 
     voice = make_tts()
     cache: dict[tuple[object, ...], Path] = {}

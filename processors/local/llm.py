@@ -17,9 +17,9 @@ from pipecat.frames.frames import StartFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
-from voxpipe.processors.local.engines import LlamaEngine, shared_llm
-from voxpipe.processors.local.in_thread import iterate_in_thread
-from voxpipe.processors.local.speculation import Speculation, SpeculationStats, prompt_key
+from voxpipe.engines import LlamaEngine, shared_llm
+from voxpipe.engines.in_thread import iterate_in_thread
+from voxpipe.engines.speculation import Speculation, SpeculationStats, prompt_key
 from voxpipe.weights import LLM_MODEL
 
 

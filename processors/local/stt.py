@@ -19,7 +19,7 @@ from pipecat.services.stt_service import SegmentedSTTService, STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from voxpipe.processors.local.engines import WhisperEngine, shared_stt
+from voxpipe.engines import WhisperEngine, shared_stt
 
 
 class LocalWhisperSTTService(SegmentedSTTService):

@@ -17,9 +17,9 @@ from pipecat.frames.frames import ErrorFrame, Frame, StartFrame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 
-from voxpipe.processors.local.engines import SpeechEngine, TTSEngineKind, shared_tts
-from voxpipe.processors.local.in_thread import iterate_in_thread
-from voxpipe.processors.local.speculation import Speculation
+from voxpipe.engines import SpeechEngine, TTSEngineKind, shared_tts
+from voxpipe.engines.in_thread import iterate_in_thread
+from voxpipe.engines.speculation import Speculation
 from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
 
 _AHEAD_KEPT = 4  # pieces synthesised ahead and not yet asked for (older ones are dropped)

@@ -3,7 +3,7 @@
 The observers here are thin drivers of the sans-I/O cores in
 :mod:`voxpipe.observability`, and run inline, inside the pushes of an
 :class:`ObservedPipeline` (see :mod:`~voxpipe.processors.observability.inline`);
-the per-call report is written by :func:`voxpipe.pipelines.report.write_report`.
+the per-call report is written by :func:`voxpipe.processors.observability.report.write_report`.
 """
 
 from voxpipe.processors.observability.events import CallEventMetrics

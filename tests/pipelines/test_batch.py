@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from voxpipe.cli import main
+from voxpipe.engines import WhisperEngine
 from voxpipe.evaluation import word_error_rate
-from voxpipe.processors.local.engines import WhisperEngine
 
 pytestmark = pytest.mark.models
 

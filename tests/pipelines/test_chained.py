@@ -12,10 +12,10 @@ from pipecat.frames.frames import Frame, LLMFullResponseEndFrame, LLMTextFrame, 
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import FunctionCallParams
 
+from voxpipe.engines import shared_stt
 from voxpipe.evaluation import word_error_rate
 from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.local.engines import shared_stt
 from voxpipe.transports.file import FileTransport
 
 pytestmark = pytest.mark.models

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from pipecat.pipeline.pipeline import Pipeline
 
+from voxpipe.engines import shared_stt
 from voxpipe.evaluation import word_error_rate
 from voxpipe.frames import GuardrailStage, GuardrailTrippedFrame
 from voxpipe.guardrails import DenyPolicy
 from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.guardrail_input import GuardrailInputFilter
-from voxpipe.processors.guardrail_tap import GuardrailTap
-from voxpipe.processors.local.engines import shared_stt
+from voxpipe.processors.guardrails.input import GuardrailInputFilter
+from voxpipe.processors.guardrails.tap import GuardrailTap
 from voxpipe.processors.local.stt import LocalWhisperSTTService
-from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.file import FileTransport
 

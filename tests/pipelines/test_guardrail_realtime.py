@@ -24,8 +24,8 @@ from voxpipe.guardrails import DenyPolicy
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.guardrail_realtime import RealtimeSafeLine
-from voxpipe.processors.guardrail_tap import GuardrailTap
+from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
+from voxpipe.processors.guardrails.tap import GuardrailTap
 from voxpipe.processors.realtime import CallEvent, ItemTruncated, RealtimeService, ResponseCreated
 from voxpipe.transports.file import FileTransport
 from voxpipe.transports.realtime_server import (

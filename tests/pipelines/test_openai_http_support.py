@@ -24,7 +24,7 @@ import soxr
 from aiohttp import web
 from loopback import serving
 
-from voxpipe.processors.local.engines import TTSEngineKind, shared_stt, shared_tts
+from voxpipe.engines import TTSEngineKind, shared_stt, shared_tts
 
 API_KEY = "sk-test-chained"
 REPLY = "We open at nine on Saturday."

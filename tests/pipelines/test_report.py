@@ -17,7 +17,7 @@ from voxpipe.observability import (
     budget,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.pipelines.report import write_report
+from voxpipe.processors.observability.report import write_report
 from voxpipe.timeline import EventKind, Timeline
 
 USAGE = {

@@ -12,7 +12,7 @@ from pipecat.tests.utils import run_test
 from voxpipe.frames import GuardrailStage, GuardrailTrippedFrame
 from voxpipe.guardrails import CheckFailure, FailMode, Verdict, parse_agent_config
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_input import (
+from voxpipe.processors.guardrails.input import (
     DEFAULT_REFUSAL_LINE,
     GuardrailInputFilter,
     build_guardrails,

@@ -21,8 +21,8 @@ from pipecat.tests.utils import run_test
 
 from voxpipe.frames import GuardrailTrippedFrame
 from voxpipe.guardrails import CheckFailure, FailMode
-from voxpipe.guardrails.moderation import ModerationPolicy
-from voxpipe.processors.guardrail_tap import GuardrailTap
+from voxpipe.processors.guardrails.moderation import ModerationPolicy
+from voxpipe.processors.guardrails.tap import GuardrailTap
 
 KEY = "sk-test-tap"
 NAMES = [f.alias or name for name, f in Categories.model_fields.items()]

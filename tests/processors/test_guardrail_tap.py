@@ -33,8 +33,8 @@ from voxpipe.guardrails import (
     Verdict,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_tap import GuardrailTap, ScanCadence
-from voxpipe.processors.timeline_observer import TimelineObserver
+from voxpipe.processors.guardrails.tap import GuardrailTap, ScanCadence
+from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
 
 SAFE = "Sorry, I can't talk about that."

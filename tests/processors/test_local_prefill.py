@@ -8,7 +8,7 @@ import threading
 import pytest
 from pipecat.processors.aggregators.llm_context import LLMContext
 
-from voxpipe.processors.local import engines as eng
+from voxpipe import engines as eng
 from voxpipe.processors.local.llm import LocalLLMService
 
 pytestmark = pytest.mark.models

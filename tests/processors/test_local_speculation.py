@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pipecat.processors.aggregators.llm_context import LLMContext
 
-from voxpipe.processors.local import engines as eng
+from voxpipe import engines as eng
+from voxpipe.engines.speculation import Speculation, prompt_key
 from voxpipe.processors.local.llm import LocalLLMService
-from voxpipe.processors.local.speculation import Speculation, prompt_key
 
 pytestmark = pytest.mark.models
 

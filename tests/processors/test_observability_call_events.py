@@ -18,13 +18,13 @@ from test_realtime_support import API_KEY, LONG_REPLY, compose
 
 from voxpipe.call import BackoffConfig, CallState
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.observability.metrics_http import start_metrics_server
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import Instruments, instrument
 from voxpipe.processors.realtime import RealtimeService
 from voxpipe.timeline import Timeline
 from voxpipe.transports.file import FileTransport
+from voxpipe.transports.metrics_http import start_metrics_server
 from voxpipe.transports.realtime_server import (
     CloseMidResponse,
     ScriptedBrain,

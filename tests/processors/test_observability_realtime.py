@@ -22,14 +22,14 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 from voxpipe.observability import Segment
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.observability.metrics_http import start_metrics_server
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import BrainKind, Instruments, instrument
 from voxpipe.processors.realtime import RateLimitsUpdated, RealtimeService
-from voxpipe.realtime.rate_limits import RateLimitPolicy
+from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.file import FileTransport
+from voxpipe.transports.metrics_http import start_metrics_server
 from voxpipe.transports.realtime_server import (
     ScriptedBrain,
     ServerConfig,

@@ -18,8 +18,8 @@ from pipecat.tests.utils import run_test
 from voxpipe.observability import UsageIssue
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.prices import TokenKind
-from voxpipe.pipelines.report import cost_section
 from voxpipe.processors.observability import UsageObserver, usage_from_tokens
+from voxpipe.processors.observability.report import cost_section
 from voxpipe.processors.realtime import RateLimit, RateLimitsUpdated, RealtimeCallEventFrame
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.weights import LLM_MODEL

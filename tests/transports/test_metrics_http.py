@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import TurnStamps, budget
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.observability.metrics_http import (
+from voxpipe.transports.metrics_http import (
     MetricsServer,
     metrics_handler,
     start_metrics_server,

@@ -14,8 +14,8 @@ from openai.types.moderation import Categories
 
 from voxpipe.errors import FatalProviderError, RemoteProtocolError, TransportError
 from voxpipe.guardrails.debounce import TIMED_OUT, CheckDue, CheckFailure, GuardrailDebouncer
-from voxpipe.guardrails.moderation import ModerationPolicy
 from voxpipe.guardrails.policy import FailMode, GuardrailPolicy
+from voxpipe.processors.guardrails.moderation import ModerationPolicy
 
 API_KEY = "sk-test-moderation"
 CATEGORY_NAMES = [f.alias or name for name, f in Categories.model_fields.items()]

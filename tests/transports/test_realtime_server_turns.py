@@ -11,7 +11,7 @@ import pytest
 from test_realtime_server_support import API_KEY, noise, raw_client, read_pcm16, silence
 
 from voxpipe.audio import AudioFormat
-from voxpipe.realtime import codec
+from voxpipe.realtime_server import codec
 from voxpipe.transports.realtime_server import (
     RunningServer,
     ScriptedBrain,
@@ -239,7 +239,7 @@ async def test_batched_vad_scores_match_pipecats_silero(question: bytes) -> None
 
     from pipecat.audio.vad.silero import SileroOnnxModel
 
-    from voxpipe.realtime.turn import VadChunker
+    from voxpipe.realtime_server.turn_detection import VadChunker
     from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
     frames = tuple(VadChunker().feed(codec.resample(question, 24_000, 16_000)))

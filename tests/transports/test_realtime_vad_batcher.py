@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from voxpipe.realtime.turn import VadFrame
+from voxpipe.realtime_server.turn_detection import VadFrame
 from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
 

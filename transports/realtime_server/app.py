@@ -19,8 +19,8 @@ from aiohttp import web
 from loguru import logger
 
 from voxpipe.errors import ConfigError
-from voxpipe.realtime.protocol_errors import ProtocolError
-from voxpipe.realtime.rate_limits import RateLimitPolicy
+from voxpipe.realtime_server.protocol_errors import ProtocolError
+from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
 from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
 from voxpipe.transports.realtime_server.driver import SessionDriver

@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from voxpipe.errors import ConfigError
-from voxpipe.realtime import codec
-from voxpipe.realtime.effects import (
+from voxpipe.realtime_server import codec
+from voxpipe.realtime_server.effects import (
     AudioProduced,
     BrainOutput,
     BrainRequest,
     FunctionCallProduced,
     TextProduced,
 )
-from voxpipe.realtime.session_config import Modality
+from voxpipe.realtime_server.session_config import Modality
 
 if TYPE_CHECKING:
-    from voxpipe.processors.local.speculation import Speculation
+    from voxpipe.engines.speculation import Speculation
 
 DEFAULT_SCRIPT: tuple[str | dict[str, Any], ...] = (
     "Hello! This is the voxpipe scripted voice. How can I help you today?",

@@ -1,7 +1,7 @@
 """One WebSocket connection: the asyncio glue around the sans-I/O session.
 
 The driver feeds client messages, VAD scores, transcripts and brain output
-into :class:`~voxpipe.realtime.session.RealtimeSession` and carries out what
+into :class:`~voxpipe.realtime_server.session.RealtimeSession` and carries out what
 comes back. Every server event goes through one queue and one writer task,
 so events reach the client in exactly the order the session produced them.
 """
@@ -23,8 +23,8 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 from openai.types.realtime import ResponseAudioDeltaEvent
 
-from voxpipe.processors.local.speculation import Speculation
-from voxpipe.realtime.effects import (
+from voxpipe.engines.speculation import Speculation
+from voxpipe.realtime_server.effects import (
     BrainStartRequested,
     BrainStopRequested,
     CloseRequested,
@@ -32,11 +32,16 @@ from voxpipe.realtime.effects import (
     TranscriptionRequested,
     VadScoringRequested,
 )
-from voxpipe.realtime.ids import IdFactory
-from voxpipe.realtime.protocol_errors import ErrorCode, ErrorType, ProtocolError, invalid_request
-from voxpipe.realtime.rate_limits import RateLimitPolicy
-from voxpipe.realtime.session import RealtimeSession
-from voxpipe.realtime.turn import VadFrame
+from voxpipe.realtime_server.ids import IdFactory
+from voxpipe.realtime_server.protocol_errors import (
+    ErrorCode,
+    ErrorType,
+    ProtocolError,
+    invalid_request,
+)
+from voxpipe.realtime_server.rate_limits import RateLimitPolicy
+from voxpipe.realtime_server.session import RealtimeSession
+from voxpipe.realtime_server.turn_detection import VadFrame
 from voxpipe.transports.realtime_server.brains import Brain, SpeculativeBrain
 from voxpipe.transports.realtime_server.faults import (
     CloseMidResponse,

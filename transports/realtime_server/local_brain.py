@@ -20,18 +20,18 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from voxpipe.processors.local.engines import LLMChunk
-from voxpipe.processors.local.in_thread import iterate_in_thread
-from voxpipe.processors.local.speculation import Speculation, prompt_key
-from voxpipe.realtime import codec
-from voxpipe.realtime.effects import (
+from voxpipe.engines import LLMChunk
+from voxpipe.engines.in_thread import iterate_in_thread
+from voxpipe.engines.speculation import Speculation, prompt_key
+from voxpipe.realtime_server import codec
+from voxpipe.realtime_server.effects import (
     AudioProduced,
     BrainOutput,
     BrainRequest,
     FunctionCallProduced,
     TextProduced,
 )
-from voxpipe.realtime.session_config import Modality
+from voxpipe.realtime_server.session_config import Modality
 
 DEFAULT_MAX_TOKENS = 200
 AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
@@ -85,7 +85,7 @@ class LocalBrain:
     @classmethod
     async def load(cls, *, tts: str = "auto", first_words: int | None = None) -> LocalBrain:
         """Load the shared engines once per process (off the event loop)."""
-        from voxpipe.processors.local.engines import shared_engines
+        from voxpipe.engines import shared_engines
 
         return cls(await shared_engines(tts=tts), first_words=first_words)
 

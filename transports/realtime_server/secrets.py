@@ -14,9 +14,9 @@ from typing import Any
 import pydantic
 from openai.types.realtime import RealtimeSessionCreateRequest
 
-from voxpipe.realtime.parsing import error_from_validation
-from voxpipe.realtime.protocol_errors import ProtocolError, invalid_value
-from voxpipe.realtime.session_config import SessionConfig
+from voxpipe.realtime_server.parsing import error_from_validation
+from voxpipe.realtime_server.protocol_errors import ProtocolError, invalid_value
+from voxpipe.realtime_server.session_config import SessionConfig
 
 MIN_SECONDS = 10
 MAX_SECONDS = 7200

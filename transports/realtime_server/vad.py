@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from voxpipe.realtime.turn import VAD_RATE, VadFrame
+from voxpipe.realtime_server.turn_detection import VAD_RATE, VadFrame
 
 CONTEXT_SAMPLES = 64
 Scored = list[tuple[VadFrame, float]]

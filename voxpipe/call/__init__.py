@@ -12,7 +12,6 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
 - :mod:`~voxpipe.call.user_audio`: hold and replay user audio across a session switch.
 - :mod:`~voxpipe.call.session_audio`: which caller frame sits at a session audio position.
-- :mod:`~voxpipe.call.simulation`: a policy-level long call, for benchmarks.
 """
 
 from voxpipe.call.interruption import InterruptionPlan, StopOutputAudio, plan_interruption

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def _agent(path: Path) -> tuple[str, Any]:
     from voxpipe.guardrails.config import load_agent_file
     from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
-    from voxpipe.processors.guardrail_input import build_guardrails
+    from voxpipe.processors.guardrails.input import build_guardrails
 
     agent = load_agent_file(path)
     # The tap sits after the brain in either graph; a trip interrupts the response.
@@ -91,7 +91,7 @@ async def _run(spec: Any, brain: str, script: Path | None, metrics_port: int | N
     if metrics_port is None:
         return await simulate_call(spec)
     from voxpipe.observability.metrics import VoxpipeMetrics
-    from voxpipe.observability.metrics_http import start_metrics_server
+    from voxpipe.transports.metrics_http import start_metrics_server
 
     spec.metrics = VoxpipeMetrics()
     server = await start_metrics_server(spec.metrics, port=metrics_port)

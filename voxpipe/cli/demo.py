@@ -92,8 +92,8 @@ async def _run(spec: Any, brain: str) -> Any:
 
 async def _local_stt() -> Any:
     """Local Whisper for the caller's transcript, if its weights are installed."""
+    from voxpipe.engines import shared_stt
     from voxpipe.errors import ModelMissingError
-    from voxpipe.processors.local.engines import shared_stt
 
     try:
         return await shared_stt()

@@ -57,7 +57,7 @@ async def _build_brain(args: argparse.Namespace) -> Any:
 
 async def _local_voice(kind: str) -> Any:
     try:
-        from voxpipe.processors.local.engines import shared_tts
+        from voxpipe.engines import shared_tts
 
         return await shared_tts(kind)
     except Exception as exc:  # no TTS installed: the synthetic voice stands in

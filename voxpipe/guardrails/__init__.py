@@ -3,7 +3,7 @@
 The sans-I/O pieces the guardrail tap is built on: the policy protocol and
 its verdicts, the built-in deny and PII policies, the debounce core and the
 agent-file configuration. The moderation-endpoint policy lives in
-:mod:`voxpipe.guardrails.moderation` (it loads the ``openai`` client).
+:mod:`voxpipe.processors.guardrails.moderation` (it loads the ``openai`` client).
 """
 
 from voxpipe.guardrails.config import (

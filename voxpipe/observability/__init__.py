@@ -2,7 +2,7 @@
 
 Sans-I/O cores: the price table and cost ledger, the call cost model, the
 per-turn latency budget and the rate-limit tracker. The Prometheus side is in
-:mod:`voxpipe.observability.metrics` and :mod:`voxpipe.observability.metrics_http`.
+:mod:`voxpipe.observability.metrics` and :mod:`voxpipe.transports.metrics_http`.
 """
 
 from voxpipe.observability.cost import (

@@ -13,8 +13,8 @@ from typing import Any
 
 import pydantic
 
-from voxpipe.realtime.session_config import Modality
-from voxpipe.realtime.turn import VadFrame
+from voxpipe.realtime_server.session_config import Modality
+from voxpipe.realtime_server.turn_detection import VadFrame
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 from pipecat.utils.string import match_endofsentence
 
-from voxpipe.processors.local.engines import LocalEngines
-from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.engines import LocalEngines
+from voxpipe.engines.in_thread import iterate_in_thread
 
 
 @dataclass

@@ -33,23 +33,23 @@ from openai.types.realtime import (
 )
 from openai.types.realtime.realtime_server_event import ConversationItemRetrieved
 
-from voxpipe.realtime import codec, parsing
-from voxpipe.realtime.conversation import Conversation, ItemRecord, validate_item
-from voxpipe.realtime.effects import CloseRequested, Output, TranscriptionRequested
-from voxpipe.realtime.ids import IdFactory, IdKind
-from voxpipe.realtime.input_audio import InputAudioBuffer, decode_append
-from voxpipe.realtime.protocol_errors import (
+from voxpipe.realtime_server import codec, parsing
+from voxpipe.realtime_server.conversation import Conversation, ItemRecord, validate_item
+from voxpipe.realtime_server.effects import CloseRequested, Output, TranscriptionRequested
+from voxpipe.realtime_server.ids import IdFactory, IdKind
+from voxpipe.realtime_server.input_audio import InputAudioBuffer, decode_append
+from voxpipe.realtime_server.protocol_errors import (
     ErrorCode,
     ErrorType,
     ProtocolError,
     invalid_request,
     session_expired,
 )
-from voxpipe.realtime.rate_limits import RateLimiter, RateLimitPolicy
-from voxpipe.realtime.response_control import ResponseControl
-from voxpipe.realtime.session_config import SessionConfig
-from voxpipe.realtime.turn import TurnDetector
-from voxpipe.realtime.user_turns import TRANSCRIBE_RATE, UserTurns
+from voxpipe.realtime_server.rate_limits import RateLimiter, RateLimitPolicy
+from voxpipe.realtime_server.response_control import ResponseControl
+from voxpipe.realtime_server.session_config import SessionConfig
+from voxpipe.realtime_server.turn_detection import TurnDetector
+from voxpipe.realtime_server.user_turns import TRANSCRIBE_RATE, UserTurns
 
 CLOSE_NORMAL = 1000
 

@@ -52,7 +52,7 @@ from voxpipe.guardrails import (
     Judgement,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_gate import SafePrefix, WordGate, last_non_word
+from voxpipe.processors.guardrails.gate import SafePrefix, WordGate, last_non_word
 
 Timer = Callable[[float], Awaitable[None]]
 """Sleeps for the given seconds; injected in tests (default ``asyncio.sleep``)."""

@@ -42,11 +42,11 @@ from openai.types.realtime.realtime_conversation_item_assistant_message import C
 from openai.types.realtime.realtime_response_status import Error, RealtimeResponseStatus
 
 from voxpipe.audio import AudioFormat
-from voxpipe.realtime import codec
-from voxpipe.realtime.conversation import Conversation, ItemRecord, TranscriptSegment
-from voxpipe.realtime.ids import IdFactory, IdKind
-from voxpipe.realtime.session_config import Modality
-from voxpipe.realtime.usage import output_audio_tokens, text_tokens
+from voxpipe.realtime_server import codec
+from voxpipe.realtime_server.conversation import Conversation, ItemRecord, TranscriptSegment
+from voxpipe.realtime_server.ids import IdFactory, IdKind
+from voxpipe.realtime_server.session_config import Modality
+from voxpipe.realtime_server.usage import output_audio_tokens, text_tokens
 
 
 class ResponseStatus(enum.Enum):

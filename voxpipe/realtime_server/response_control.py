@@ -1,6 +1,6 @@
 """The model's side of a session: response create/cancel, brain output, usage.
 
-A mixin of :class:`voxpipe.realtime.session.RealtimeSession`. Only one
+A mixin of :class:`voxpipe.realtime_server.session.RealtimeSession`. Only one
 response runs at a time; its events come from :class:`ResponseRun`.
 """
 
@@ -24,8 +24,8 @@ from openai.types.realtime import (
 )
 from openai.types.realtime.realtime_response_status import Error
 
-from voxpipe.realtime.conversation import Conversation, ItemRecord, item_text, validate_item
-from voxpipe.realtime.effects import (
+from voxpipe.realtime_server.conversation import Conversation, ItemRecord, item_text, validate_item
+from voxpipe.realtime_server.effects import (
     AudioProduced,
     BrainOutput,
     BrainRequest,
@@ -34,12 +34,12 @@ from voxpipe.realtime.effects import (
     Output,
     TextProduced,
 )
-from voxpipe.realtime.ids import IdFactory, IdKind
-from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request
-from voxpipe.realtime.rate_limits import DEFAULT_MAX_OUTPUT_TOKENS, RateLimiter, Reservation
-from voxpipe.realtime.responses import ResponseRun, ResponseStatus, StatusReason
-from voxpipe.realtime.session_config import Modality, SessionConfig
-from voxpipe.realtime.usage import (
+from voxpipe.realtime_server.ids import IdFactory, IdKind
+from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request
+from voxpipe.realtime_server.rate_limits import DEFAULT_MAX_OUTPUT_TOKENS, RateLimiter, Reservation
+from voxpipe.realtime_server.responses import ResponseRun, ResponseStatus, StatusReason
+from voxpipe.realtime_server.session_config import Modality, SessionConfig
+from voxpipe.realtime_server.usage import (
     ContextPiece,
     ContextTokens,
     build_usage,

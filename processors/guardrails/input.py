@@ -32,7 +32,7 @@ from voxpipe.guardrails import (
     Judgement,
 )
 from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.guardrail_tap import (
+from voxpipe.processors.guardrails.tap import (
     GuardrailTap,
     SafeLineSpeaker,
     Timer,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from voxpipe.call.rollover import MINUTE_MS, RolloverConfig, RolloverReason
-from voxpipe.call.simulation import (
+from _simulation import (
     CallProfile,
     estimate_tokens,
     simulate_baseline,
     simulate_call,
 )
+
+from voxpipe.call.rollover import MINUTE_MS, RolloverConfig, RolloverReason
 
 
 def short_cap(cap_min: int) -> RolloverConfig:

@@ -19,7 +19,7 @@ from openai.types.realtime import (
     ResponseCreateEvent,
 )
 
-from voxpipe.realtime.protocol_errors import (
+from voxpipe.realtime_server.protocol_errors import (
     ErrorCode,
     ProtocolError,
     invalid_request,

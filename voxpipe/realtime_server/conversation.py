@@ -21,7 +21,7 @@ from openai.types.realtime import (
 )
 
 from voxpipe.audio import AudioFormat, bytes_to_ms, ms_to_bytes
-from voxpipe.realtime.protocol_errors import (
+from voxpipe.realtime_server.protocol_errors import (
     ErrorCode,
     invalid_request,
     invalid_value,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxpipe.realtime.session_config import TurnConfig
+from voxpipe.realtime_server.session_config import TurnConfig
 
 VAD_RATE = 16_000
 VAD_FRAME_SAMPLES = 512

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from voxpipe.processors.local.in_thread import iterate_in_thread
+from voxpipe.engines.in_thread import iterate_in_thread
 
 
 async def test_items_arrive_in_order_and_off_the_loop_thread() -> None:

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from voxpipe import engines as eng
 from voxpipe.evaluation import word_error_rate
-from voxpipe.processors.local import engines as eng
 from voxpipe.transports.audio_file import load_audio
 
 pytestmark = pytest.mark.models

@@ -20,7 +20,7 @@ INSTRUCTION = "Say exactly this, and nothing else: {line}"
 
 
 class RealtimeSafeLine:
-    """A :data:`~voxpipe.processors.guardrail_tap.SafeLineSpeaker` for the realtime graph.
+    """A :data:`~voxpipe.processors.guardrails.tap.SafeLineSpeaker` for the realtime graph.
 
     Usage::
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voxpipe.realtime.effects import (
+from voxpipe.realtime_server.effects import (
     AudioProduced,
     BrainStartRequested,
     BrainStopRequested,
@@ -18,8 +18,8 @@ from voxpipe.realtime.effects import (
     TranscriptionRequested,
     VadScoringRequested,
 )
-from voxpipe.realtime.ids import IdFactory
-from voxpipe.realtime.session import RealtimeSession
+from voxpipe.realtime_server.ids import IdFactory
+from voxpipe.realtime_server.session import RealtimeSession
 
 
 def session() -> RealtimeSession:

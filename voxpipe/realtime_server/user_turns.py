@@ -1,6 +1,6 @@
 """The user's side of a session: VAD turns, committed audio items, transcripts.
 
-A mixin of :class:`voxpipe.realtime.session.RealtimeSession`, kept apart so
+A mixin of :class:`voxpipe.realtime_server.session.RealtimeSession`, kept apart so
 each file reads on its own.
 """
 
@@ -29,14 +29,14 @@ from openai.types.realtime import (
 from openai.types.realtime.realtime_conversation_item_user_message import Content
 
 from voxpipe.audio import AudioFormat
-from voxpipe.realtime import codec
-from voxpipe.realtime.conversation import Conversation, ItemRecord
-from voxpipe.realtime.effects import Output, TranscriptionRequested, VadScoringRequested
-from voxpipe.realtime.ids import IdFactory, IdKind
-from voxpipe.realtime.input_audio import CommittedAudio, InputAudioBuffer
-from voxpipe.realtime.protocol_errors import invalid_value
-from voxpipe.realtime.session_config import SessionConfig
-from voxpipe.realtime.turn import (
+from voxpipe.realtime_server import codec
+from voxpipe.realtime_server.conversation import Conversation, ItemRecord
+from voxpipe.realtime_server.effects import Output, TranscriptionRequested, VadScoringRequested
+from voxpipe.realtime_server.ids import IdFactory, IdKind
+from voxpipe.realtime_server.input_audio import CommittedAudio, InputAudioBuffer
+from voxpipe.realtime_server.protocol_errors import invalid_value
+from voxpipe.realtime_server.session_config import SessionConfig
+from voxpipe.realtime_server.turn_detection import (
     SilenceBegan,
     SpeechStarted,
     SpeechStopped,

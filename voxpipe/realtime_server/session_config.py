@@ -17,8 +17,8 @@ import pydantic
 from openai.types.realtime import RealtimeSessionCreateRequest
 
 from voxpipe.audio import AudioFormat
-from voxpipe.realtime.parsing import error_from_validation
-from voxpipe.realtime.protocol_errors import (
+from voxpipe.realtime_server.parsing import error_from_validation
+from voxpipe.realtime_server.protocol_errors import (
     ErrorCode,
     ProtocolError,
     invalid_request,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import soxr
 
 from voxpipe.audio import AudioFormat, bytes_per_ms, bytes_to_ms
-from voxpipe.realtime import codec
-from voxpipe.realtime.protocol_errors import ErrorCode, invalid_request, invalid_value
-from voxpipe.realtime.turn import VAD_RATE, VadChunker, VadFrame
+from voxpipe.realtime_server import codec
+from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request, invalid_value
+from voxpipe.realtime_server.turn_detection import VAD_RATE, VadChunker, VadFrame
 
 MIN_COMMIT_MS = 100
 

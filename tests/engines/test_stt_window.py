@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from voxpipe import engines as eng
 from voxpipe.evaluation import word_error_rate
-from voxpipe.processors.local import engines as eng
 from voxpipe.transports.audio_file import load_audio
 
 pytestmark = pytest.mark.models
@@ -46,5 +46,5 @@ async def test_short_window_stays_silent_on_silence_and_noise() -> None:
 
 
 def test_a_looped_short_window_transcript_is_recognised() -> None:
-    assert eng._looped("Sorry, I can't share that. Sorry, I can't share that.")
-    assert not eng._looped("Yes. Yes, it is ready.")
+    assert eng.stt._looped("Sorry, I can't share that. Sorry, I can't share that.")
+    assert not eng.stt._looped("Yes. Yes, it is ready.")

@@ -14,13 +14,18 @@ from openai.types.realtime import (
 from openai.types.realtime.realtime_conversation_item_assistant_message import Content
 
 from voxpipe.audio import AudioFormat
-from voxpipe.realtime.conversation import Conversation, ItemRecord, TranscriptSegment
-from voxpipe.realtime.parsing import CLIENT_EVENT_CLASSES, parse_client_event
-from voxpipe.realtime.protocol_errors import ProtocolError
-from voxpipe.realtime.rate_limits import RateLimiter, RateLimitPolicy
-from voxpipe.realtime.session_config import SessionConfig, TurnConfig
-from voxpipe.realtime.turn import SilenceBegan, SpeechStarted, SpeechStopped, TurnDetector
-from voxpipe.realtime.usage import (
+from voxpipe.realtime_server.conversation import Conversation, ItemRecord, TranscriptSegment
+from voxpipe.realtime_server.parsing import CLIENT_EVENT_CLASSES, parse_client_event
+from voxpipe.realtime_server.protocol_errors import ProtocolError
+from voxpipe.realtime_server.rate_limits import RateLimiter, RateLimitPolicy
+from voxpipe.realtime_server.session_config import SessionConfig, TurnConfig
+from voxpipe.realtime_server.turn_detection import (
+    SilenceBegan,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+)
+from voxpipe.realtime_server.usage import (
     ContextPiece,
     ContextTokens,
     build_usage,

@@ -1,0 +1,1 @@
+"""voxpipe.realtime_server."""
