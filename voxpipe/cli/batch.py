@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voxpipe.cli import summary
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "batch",
-        help="transcribe and answer every recording in a folder (offline chained path)",
+        help=summary("batch"),
         description="For each audio file in IN_DIR write OUT_DIR/<stem>.json and "
         "<stem>.reply.wav, then OUT_DIR/summary.json. Exit code 1 if any file failed.",
     )

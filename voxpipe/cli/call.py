@@ -18,11 +18,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from voxpipe.cli import summary
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "call",
-        help="simulate a live call from a recording (realtime or chained)",
+        help=summary("call"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

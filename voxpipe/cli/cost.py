@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voxpipe.call.rollover import RolloverConfig
+from voxpipe.cli import summary
 from voxpipe.errors import ConfigError
 from voxpipe.observability.cost_model import CallAssumptions, CallEstimate, model_call
 from voxpipe.observability.prices import (
@@ -34,9 +35,7 @@ _ROLLOVER_FIELDS = tuple(f.name for f in dataclasses.fields(RolloverConfig))
 
 def add_parser(subparsers: Any) -> None:
     defaults = CallAssumptions()
-    parser = subparsers.add_parser(
-        "cost", help="model a Realtime call's cost by length, naive vs with rollover"
-    )
+    parser = subparsers.add_parser("cost", help=summary("cost"))
     parser.add_argument("--minutes", default="1,5,15,60", help="call lengths, comma separated")
     parser.add_argument(
         "--rollover",

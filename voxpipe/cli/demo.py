@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from voxpipe.cli import summary
+
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="run a whole call offline and print its turns")
+    parser = subparsers.add_parser("demo", help=summary("demo"))
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output directory")
     parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
     parser.add_argument(

@@ -6,11 +6,12 @@ import argparse
 from typing import Any
 
 from voxpipe import weights
+from voxpipe.cli import summary
 from voxpipe.errors import ModelMissingError
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("models", help="prepare or check the offline model weights")
+    parser = subparsers.add_parser("models", help=summary("models"))
     parser.add_argument("action", choices=["prepare", "check"])
     parser.set_defaults(func=run)
 

@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from voxpipe.cli import summary
 from voxpipe.errors import ConfigError
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "realtime-server",
-        help="serve the OpenAI Realtime protocol (GA) offline, backed by local models",
+        help=summary("realtime-server"),
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     parser.add_argument("--port", type=int, default=8765)
