@@ -1,12 +1,13 @@
 """One chained turn on the embedded stack, streamed vs naive; and batch real-time factor.
 
-Streamed (voxpipe's turn): Whisper on the utterance, LLM tokens into
-sentence-level TTS, first audio from the first sentence. Naive baseline, same
-process, same engines and inputs: whole STT, then the whole LLM reply, then
-TTS of the whole reply. Timings start at the end of the caller's speech (the
-utterance is handed over whole), so ``first audio`` is end-of-speech -> first
-audio byte, excluding the VAD's end-of-turn wait (reported separately by the
-voice-to-voice benchmark).
+Streamed (voxpipe's turn, ``voxpipe.engines.reply.run_turn``): Whisper on the
+utterance, LLM tokens cut into pieces of speech (a first clause, then
+sentences) and synthesised as they are cut, first audio from the first piece.
+Naive baseline, same process, same engines and inputs: whole STT, then the
+whole LLM reply, then TTS of the whole reply. Timings start at the end of the
+caller's speech (the utterance is handed over whole), so ``first audio`` is
+end-of-speech -> first audio byte, excluding the VAD's end-of-turn wait
+(reported separately by the voice-to-voice benchmark).
 
     python benchmarks/chained_turn.py [--turns 8]
 """
@@ -66,7 +67,7 @@ async def main(turns: int) -> None:
     stages = [
         "stt_ms",
         "llm_first_token_ms",
-        "llm_first_sentence_ms",
+        "llm_first_piece_ms",
         "llm_done_ms",
         "first_audio_ms",
     ]

@@ -276,7 +276,7 @@ async def local_benchmark() -> dict[str, Any]:
     from voxpipe.engines import make_tts
     from voxpipe.realtime_server import codec
     from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
-    from voxpipe.transports.realtime_server.local_brain import LocalBrain, split_sentences
+    from voxpipe.transports.realtime_server.local_brain import LocalBrain
 
     brain = await LocalBrain.load()
     voice = make_tts("espeak")
@@ -286,11 +286,11 @@ async def local_benchmark() -> dict[str, Any]:
         q: codec.resample(b"".join(voice.synthesize(q)), voice.sample_rate, 24_000)
         for q in ("Hello there.", *QUESTIONS)
     }
-    naive_turn(brain.engines, spoken["Hello there."], "Hello there.", split_sentences)  # warm-up
+    naive_turn(brain.engines, spoken["Hello there."], "Hello there.")  # warm-up
     # Naive turns first, then the server's: run back to back on the same question, the
     # second would find the whole prompt in llama.cpp's cache; apart, both reuse only the
     # shared system prompt.
-    naive = [naive_turn(brain.engines, spoken[q], q, split_sentences) * 1000 for q in QUESTIONS]
+    naive = [naive_turn(brain.engines, spoken[q], q) * 1000 for q in QUESTIONS]
     async with running_realtime_server(config=ServerConfig(api_key="bench"), brain=brain) as srv:
         for question in QUESTIONS:
             lead, tail = bytes(48 * 400), bytes(48 * 1200)
@@ -348,9 +348,10 @@ async def spoken_turn(
     return speech_end, first, stopped
 
 
-def naive_turn(engines: Any, pcm24: bytes, question: str, split: Any) -> float:
+def naive_turn(engines: Any, pcm24: bytes, question: str) -> float:
     """Whole STT, whole LLM reply, then TTS of the first sentence."""
     from voxpipe.realtime_server import codec
+    from voxpipe.speech_text import SENTENCES_ONLY, split_text
 
     started = time.monotonic()
     heard = engines.stt.transcribe(codec.resample(pcm24, 24_000, 16_000), 16_000)
@@ -362,8 +363,7 @@ def naive_turn(engines: Any, pcm24: bytes, question: str, split: Any) -> float:
         {"role": "user", "content": heard or question},
     ]
     reply = "".join(c.text for c in engines.llm.stream_chat(messages, None, max_tokens=200))
-    sentences, rest = split(reply + " ")
-    first = (sentences or [rest])[0]
+    first = (split_text(reply, SENTENCES_ONLY) or [""])[0]
     next(iter(engines.tts.synthesize(first)), b"")
     return time.monotonic() - started
 

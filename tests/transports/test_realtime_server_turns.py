@@ -257,25 +257,3 @@ async def test_batched_vad_scores_match_pipecats_silero(question: bytes) -> None
     assert mine == pytest.approx(reference, abs=1e-5)
     assert reversed_order == pytest.approx(reference_reversed, abs=1e-5)
     assert max(reference) > 0.9  # the question really is speech
-
-
-@pytest.mark.parametrize(
-    ("text", "first", "spoken", "rest"),
-    [
-        ("The capital is Paris. It is", False, ["The capital is Paris."], "It is"),
-        (
-            "Well, sure thing, Paris is the capital. And",
-            True,
-            ["Well, sure thing,", "Paris is the capital."],
-            "And",
-        ),
-        ("Well, sure thing, Paris", False, [], "Well, sure thing, Paris"),
-        ("Paris.", False, [], "Paris."),  # may still continue ("Paris.com"): wait for a space
-    ],
-)
-def test_local_brain_speaks_as_soon_as_a_sentence_is_complete(
-    text: str, first: bool, spoken: list[str], rest: str
-) -> None:
-    from voxpipe.transports.realtime_server.local_brain import split_sentences
-
-    assert split_sentences(text, first=first) == (spoken, rest)
