@@ -158,18 +158,15 @@ async def _first_piece_ahead(speculation: Speculation[dict[str, Any]], tts: Any)
 
 
 async def _presynthesize_first_piece(speculation: Speculation[dict[str, Any]], tts: Any) -> None:
-    aggregator = tts.first_piece_aggregator()
+    splitter = tts.piece_splitter()
     async for chunk in speculation.replay(cancel_on_exit=False):
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content")
-            if not text:
-                continue
-            async for piece in aggregator.aggregate(text):
-                await tts.presynthesize(piece.text)
+            if text and (pieces := splitter.feed(text)):
+                await tts.presynthesize(pieces[0])
                 return
-    last = await aggregator.flush()
-    if last is not None and last.text.strip():
-        await tts.presynthesize(last.text)
+    if (last := splitter.finish()) is not None:
+        await tts.presynthesize(last)
 
 
 def _local_stt() -> FrameProcessor:

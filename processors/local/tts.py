@@ -21,6 +21,7 @@ from voxpipe.engines import SpeechEngine, TTSEngineKind, shared_tts
 from voxpipe.engines.in_thread import iterate_in_thread
 from voxpipe.engines.speculation import Speculation
 from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
+from voxpipe.speech_text import PieceRule, SpeechTextSplitter
 
 _AHEAD_KEPT = 4  # pieces synthesised ahead and not yet asked for (older ones are dropped)
 
@@ -30,13 +31,14 @@ def _piece_key(text: str) -> str:
 
 
 class LocalTTSService(TTSService):
-    """Speaks text with the process's shared local voice, sentence by sentence.
+    """Speaks text with the process's shared local voice, piece by piece.
 
-    With ``first_clause_words`` (the default, 4) a reply's first piece of speech
-    is its first clause once that clause has so many words (see
-    :class:`ClauseTextAggregator`), so the first audio does not wait for the
-    whole first sentence; ``None`` keeps pipecat's sentence aggregation.
-    ``first_words`` also cuts the first piece after that many words.
+    Text is cut into pieces by voxpipe's one rule (:mod:`voxpipe.speech_text`,
+    through :class:`ClauseTextAggregator`): with ``first_clause_words`` (the
+    default, 4) a reply's first piece is its first clause once that clause has
+    so many words, so the first audio does not wait for the whole first
+    sentence; ``None`` speaks whole sentences only. ``first_words`` also cuts
+    the first piece after that many words.
     """
 
     def __init__(
@@ -56,23 +58,19 @@ class LocalTTSService(TTSService):
         )
         super().__init__(**kwargs)
         self._engine = engine
-        self._first_clause_words = first_clause_words
-        self._first_words = first_words
+        self._piece_rule = PieceRule(clause_words=first_clause_words, first_words=first_words)
         self._ahead: dict[str, Speculation[bytes]] = {}
         self.ahead_used = 0  # pieces spoken from audio synthesised ahead
-        if first_clause_words is not None and self._text_aggregation_mode == (
-            TextAggregationMode.SENTENCE
-        ):
-            # TTSService takes no aggregator argument; this is its own slot.
-            self._text_aggregator = self.first_piece_aggregator()
+        if self._text_aggregation_mode == TextAggregationMode.SENTENCE:
+            # TTSService takes no aggregator argument; this is its own slot. Its type is
+            # inferred from pipecat's default, but only BaseTextAggregator's interface is used.
+            self._text_aggregator = ClauseTextAggregator(  # type: ignore[assignment]
+                self._piece_rule, language=self._text_aggregator.language
+            )
 
-    def first_piece_aggregator(self) -> ClauseTextAggregator:
-        """A fresh aggregator cutting text exactly as this service cuts a reply's pieces."""
-        return ClauseTextAggregator(
-            min_words=self._first_clause_words or 4,
-            first_words=self._first_words,
-            language=self._text_aggregator.language,
-        )
+    def piece_splitter(self) -> SpeechTextSplitter:
+        """A fresh splitter cutting text exactly as this service cuts a reply's pieces."""
+        return SpeechTextSplitter(self._piece_rule, language=self._text_aggregator.language)
 
     async def presynthesize(self, text: str) -> None:
         """Start synthesising ``text`` now, for when the pipeline asks for it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pipecat.frames.frames import (
@@ -15,6 +16,7 @@ from pipecat.tests.utils import run_test
 
 from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
 from voxpipe.processors.local.tts import LocalTTSService
+from voxpipe.speech_text import SpeechTextSplitter
 
 
 async def pieces(aggregator: ClauseTextAggregator, tokens: list[str]) -> list[str]:
@@ -26,50 +28,23 @@ async def pieces(aggregator: ClauseTextAggregator, tokens: list[str]) -> list[st
     return out
 
 
-@pytest.mark.parametrize(
-    ("tokens", "expected"),
-    [
-        # A long first clause leaves at its comma; the rest goes sentence by sentence.
-        (
-            [
-                "Sure",
-                ",",
-                " the pharmacy",
-                " opens at nine",
-                ",",
-                " and closes at six.",
-                " Bye",
-                ".",
-            ],
-            ["Sure, the pharmacy opens at nine,", "and closes at six.", "Bye."],
-        ),
-        # A short opener ("Yes,") waits for more words.
-        (["Yes", ",", " it is", " open today."], ["Yes, it is open today."]),
-        # A comma inside a number is no clause boundary.
-        (
-            ["It costs", " about 1", ",", "000 euros in total."],
-            ["It costs about 1,000 euros in total."],
-        ),
-        # A colon ends a clause too.
-        (["Here is what you need", ":", " a card."], ["Here is what you need:", "a card."]),
-    ],
-)
-async def test_first_clause_leaves_early(tokens: list[str], expected: list[str]) -> None:
-    assert await pieces(ClauseTextAggregator(), tokens) == expected
-
-
-async def test_each_response_gets_its_own_early_clause() -> None:
+async def test_the_graph_cuts_pieces_with_the_one_rule() -> None:
+    """The same pieces as the local brain and batch: see tests/core/test_speech_text.py."""
+    tokens = ["Sure", ",", " the pharmacy", " opens at nine", ",", " and closes at six.", " Bye."]
     aggregator = ClauseTextAggregator()
-    tokens = ["Well, I think that", ", in short", ", yes."]
-    first = await pieces(aggregator, tokens)
-    second = await pieces(aggregator, tokens)
-    assert first == second == ["Well, I think that,", "in short, yes."]
-
-
-async def test_every_clause_mode_splits_each_long_clause() -> None:
-    aggregator = ClauseTextAggregator(every_clause=True, min_words=2)
-    tokens = ["Open today", ", closed tomorrow", ", back Monday."]
-    assert await pieces(aggregator, tokens) == ["Open today,", "closed tomorrow,", "back Monday."]
+    splitter = SpeechTextSplitter()
+    expected = [p for t in tokens for p in splitter.feed(t)] + [splitter.finish()]
+    assert (
+        await pieces(aggregator, tokens)
+        == expected
+        == [
+            "Sure, the pharmacy opens at nine,",
+            "and closes at six.",
+            "Bye.",
+        ]
+    )
+    # Each response gets its own early first piece.
+    assert await pieces(aggregator, tokens) == expected
 
 
 async def test_interruption_drops_the_unspoken_text() -> None:
@@ -94,13 +69,21 @@ class RecordingVoice:
 
 
 @pytest.mark.parametrize(
-    ("words", "expected_first"), [(4, "Sure, the pharmacy opens at nine,"), (None, None)]
+    ("options", "said"),
+    [
+        ({}, ["Sure, the pharmacy opens at nine,", "and closes at six."]),
+        ({"first_clause_words": None}, ["Sure, the pharmacy opens at nine, and closes at six."]),
+        (
+            {"first_clause_words": None, "first_words": 3},
+            ["Sure, the pharmacy", "opens at nine, and closes at six."],
+        ),
+    ],
 )
-async def test_local_tts_speaks_the_first_clause_on_its_own(
-    words: int | None, expected_first: str | None
+async def test_local_tts_speaks_the_first_piece_on_its_own(
+    options: dict[str, Any], said: list[str]
 ) -> None:
     voice = RecordingVoice()
-    tts = LocalTTSService(engine=voice, first_clause_words=words)
+    tts = LocalTTSService(engine=voice, **options)
     text = ["Sure", ",", " the pharmacy", " opens at nine", ",", " and closes at six", "."]
     frames = [
         LLMFullResponseStartFrame(),
@@ -108,24 +91,6 @@ async def test_local_tts_speaks_the_first_clause_on_its_own(
         LLMFullResponseEndFrame(),
     ]
     down, _ = await run_test(tts, frames_to_send=frames)
-    whole = "Sure, the pharmacy opens at nine, and closes at six."
-    if expected_first is None:
-        assert voice.said == [whole]
-    else:
-        assert voice.said == [expected_first, "and closes at six."]
+    assert voice.said == said
     spoken = " ".join(f.text for f in down if isinstance(f, TTSTextFrame))
-    assert spoken.split() == whole.split()
-
-
-async def test_first_words_cut_the_first_piece_without_punctuation() -> None:
-    aggregator = ClauseTextAggregator(first_words=5)
-    tokens = ["The capital", " city of", " Canada is", " Ottawa. It", " is", " in Ontario."]
-    assert await pieces(aggregator, tokens) == [
-        "The capital city of Canada",
-        "is Ottawa.",
-        "It is in Ontario.",
-    ]
-    # Only the first piece of each response is cut short.
-    assert (await pieces(aggregator, ["Yes it is", " open on Sunday too."]))[
-        0
-    ] == "Yes it is open on"
+    assert spoken.split() == "".join(text).split()
