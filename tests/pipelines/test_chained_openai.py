@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_openai import API_KEY, MODEL, REPLY, running_fake_openai
 from metric_samples import sample
-from test_openai_http_support import API_KEY, MODEL, REPLY, running_fake_openai
 
 from voxpipe.evaluation import word_error_rate
 from voxpipe.observability.metrics import VoxpipeMetrics

@@ -1,4 +1,4 @@
-"""A loopback stand-in for OpenAI's paid HTTP API: transcriptions, chat, speech (no tests here).
+"""A loopback stand-in for OpenAI's paid HTTP API: transcriptions, chat, speech.
 
 It answers as the real endpoints do, in their wire formats, and sends the
 ``x-ratelimit-*`` headers on every answer. Its answers come from voxpipe's
