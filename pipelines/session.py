@@ -1,28 +1,126 @@
-"""Run a graph as one call: a pipecat worker with a start, an end and a timeout."""
+"""Run a graph as one call: a pipecat worker with a start, an end and a timeout.
+
+A call whose caller is a recording (the file transport) also has a natural
+end: the recording has played out and the bot has answered and fallen quiet
+(:meth:`CallSession.run_until_input_ends`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pipecat.frames.frames import EndFrame, Frame
-from pipecat.observers.base_observer import BaseObserver
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.base_pipeline import BasePipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.workers.runner import WorkerRunner
 
+from voxpipe.errors import ConfigError
+from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.processors.observability.inline import (
+    InlineObserver,
     ObservedPipeline,
     ObserverGroup,
     split_observers,
 )
 
 
+@runtime_checkable
+class FiniteInput(Protocol):
+    """A transport whose caller audio runs out, as a recording's does (``FileTransport``).
+
+    It notes when (``input_finished_ms``) and fires ``on_input_finished`` then.
+    """
+
+    input_finished_ms: float | None
+
+    def add_event_handler(self, event_name: str, handler: Any) -> None: ...
+
+    def remove_event_handler(self, event_name: str, handler: Any) -> None: ...
+
+
+class BotActivity(InlineObserver):
+    """What the bot is doing, as far as the natural end of a recorded call goes.
+
+    It is speaking (between the output's started and stopped frames), generating
+    a reply (between the brain's response start and end, pushed by pipecat's
+    OpenAI-shaped LLMs even on failure), or owes the caller an answer (their turn
+    ended and the bot has not spoken since). An interruption ends a generation.
+    """
+
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        UserStoppedSpeakingFrame,
+        LLMFullResponseStartFrame,
+        LLMFullResponseEndFrame,
+        InterruptionFrame,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+        self.speaking = False
+        self.generating = False
+        self.answer_due = False
+
+    def observe(self, data: FramePushed, first: bool) -> None:
+        self.note(data.frame)
+
+    def note(self, frame: Frame) -> None:
+        """Take in one frame of ``frame_types``."""
+        if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
+            self.speaking = isinstance(frame, BotStartedSpeakingFrame)
+            self.answer_due = False
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self.answer_due = True
+        elif isinstance(frame, LLMFullResponseStartFrame | LLMFullResponseEndFrame):
+            self.generating = isinstance(frame, LLMFullResponseStartFrame)
+        elif isinstance(frame, InterruptionFrame):
+            self.generating = False
+        self.changed.set()
+
+    def next_wait(self, quiet_secs: float, answer_secs: float) -> float | None:
+        """How long to wait for the next change before deciding (None: as long as it takes).
+
+        A reply being generated is waited for: on a loaded 2-core machine the
+        local LLM's first token once took 35 s, past any sensible answer timeout.
+        """
+        if self.generating:
+            return None
+        return answer_secs if self.answer_due else quiet_secs
+
+    async def until_quiet(self, quiet_secs: float, answer_secs: float) -> None:
+        """Return once the bot has been idle for ``quiet_secs``, or has owed an
+        answer for ``answer_secs`` without starting one."""
+        while True:
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), self.next_wait(quiet_secs, answer_secs))
+            except TimeoutError:
+                if not self.speaking:
+                    return
+
+
 class CallSession:
-    """One running call. Use as ``async with CallSession(pipeline) as call: ...``.
+    """One running call. Use as ``async with CallSession(graph) as call: ...``.
+
+    ``graph`` is a :class:`VoiceGraph` (what the graph builders return) or any
+    pipecat pipeline; given the graph, the session also knows its transport,
+    which :meth:`run_until_input_ends` needs.
 
     On exit the call is ended gracefully (queued audio is played out) within
     ``end_timeout_secs``, and cancelled after that. Inline observers (voxpipe's
@@ -33,7 +131,7 @@ class CallSession:
 
     def __init__(
         self,
-        pipeline: BasePipeline,
+        graph: VoiceGraph | BasePipeline,
         *,
         observers: Sequence[BaseObserver] = (),
         in_sample_rate: int = 16_000,
@@ -42,6 +140,12 @@ class CallSession:
         end_timeout_secs: float = 30.0,
         enable_metrics: bool = True,
     ) -> None:
+        self.graph = graph if isinstance(graph, VoiceGraph) else None
+        pipeline = graph.pipeline if isinstance(graph, VoiceGraph) else graph
+        # Only a graph's transport can say its input ended; only then is the bot watched.
+        self._activity = BotActivity() if self.graph is not None else None
+        if self._activity is not None:
+            observers = [*observers, self._activity]
         inline, others = split_observers(observers)
         if inline and isinstance(pipeline, ObservedPipeline):
             pipeline.observe_inline(inline)
@@ -100,6 +204,56 @@ class CallSession:
         """Whether the pipeline has stopped (ended, cancelled, or failed)."""
         return self._task is not None and self._task.done()
 
+    async def run_until_input_ends(
+        self,
+        *,
+        quiet_secs: float = 2.5,
+        answer_timeout_secs: float = 30.0,
+        max_secs: float | None = None,
+    ) -> None:
+        """Wait until a recorded caller is done: the recording has played to its end,
+        the bot owes no answer and has been quiet for ``quiet_secs``.
+
+        Call it inside ``async with``; leaving the block then ends the call. A
+        reply being generated is waited for however long it takes; an answer
+        that never starts is given up on after ``answer_timeout_secs``. The
+        whole wait raises ``TimeoutError`` after ``max_secs`` (None: no limit).
+        Returns early if the pipeline stops by itself.
+
+        Raises:
+            ConfigError: the session runs a bare pipeline (pass the
+                :class:`VoiceGraph`), or its transport's input never ends (a
+                live caller), or the session has not started.
+        """
+        transport, activity = self._finite_input()
+        if self._task is None:
+            raise ConfigError("run_until_input_ends() runs inside 'async with CallSession(...)'")
+        waiting = asyncio.create_task(
+            _input_then_quiet(transport, activity, quiet_secs, answer_timeout_secs)
+        )
+        try:
+            async with asyncio.timeout(max_secs):
+                await asyncio.wait({waiting, self._task}, return_when="FIRST_COMPLETED")
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.wait({waiting})
+
+    def _finite_input(self) -> tuple[FiniteInput, BotActivity]:
+        if self.graph is None or self._activity is None:
+            raise ConfigError(
+                "run_until_input_ends() needs the graph's transport",
+                hint="pass the VoiceGraph to CallSession, not graph.pipeline",
+            )
+        transport = self.graph.transport
+        if not isinstance(transport, FiniteInput):
+            raise ConfigError(
+                f"{type(transport).__name__}'s input never ends, so a call on it has no "
+                "natural end",
+                hint="end it yourself: leave the 'async with' block or call end()",
+            )
+        return transport, self._activity
+
     async def queue(
         self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
     ) -> None:
@@ -128,3 +282,20 @@ class CallSession:
         """Wait for the pipeline to finish on its own (wrap in ``asyncio.timeout``)."""
         if self._task is not None:
             await asyncio.shield(self._task)
+
+
+async def _input_then_quiet(
+    transport: FiniteInput, activity: BotActivity, quiet_secs: float, answer_secs: float
+) -> None:
+    finished = asyncio.Event()
+
+    async def _on_finished(_transport: Any) -> None:
+        finished.set()
+
+    transport.add_event_handler("on_input_finished", _on_finished)
+    try:
+        if transport.input_finished_ms is None:
+            await finished.wait()
+    finally:
+        transport.remove_event_handler("on_input_finished", _on_finished)
+    await activity.until_quiet(quiet_secs, answer_secs)

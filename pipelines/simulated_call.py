@@ -2,14 +2,15 @@
 
 The caller's recording is played in real time through the file transport into
 the graph of the chosen mode; the call ends once the recording is over and
-the bot has been quiet for ``quiet_secs``. Outputs: ``call.wav`` (caller left,
-bot right), ``transcript.json``, ``timeline.jsonl`` (with each turn's latency
-boundaries) and the call report, ``report.json`` and ``report.html``.
+the bot has been quiet for ``quiet_secs`` (see
+:meth:`~voxpipe.pipelines.session.CallSession.run_until_input_ends`). Outputs:
+``call.wav`` (caller left, bot right), ``transcript.json``, ``timeline.jsonl``
+(with each turn's latency boundaries) and the call report, ``report.json`` and
+``report.html``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import enum
@@ -18,22 +19,16 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from pipecat.frames.frames import (
-    BotStartedSpeakingFrame,
-    BotStoppedSpeakingFrame,
-    Frame,
-    UserStoppedSpeakingFrame,
-)
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import BaseObserver
 
 from voxpipe.errors import ConfigError
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.session import CallSession
-from voxpipe.processors.observability import InlineObserver, Instruments
+from voxpipe.processors.observability import Instruments
 from voxpipe.processors.observability.report import ReportFiles, instrument_call, report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline, Turn
@@ -77,36 +72,6 @@ class CallResult:
     graph: VoiceGraph
     instruments: Instruments | None = None
     report: ReportFiles | None = None
-
-
-class _BotActivity(InlineObserver):
-    """Knows whether the bot is speaking or owes the caller an answer."""
-
-    frame_types: ClassVar[tuple[type[Frame], ...]] = (
-        BotStartedSpeakingFrame,
-        BotStoppedSpeakingFrame,
-        UserStoppedSpeakingFrame,
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = asyncio.Event()
-        self.speaking = False
-        self.answer_due = False
-
-    @property
-    def busy(self) -> bool:
-        return self.speaking or self.answer_due
-
-    def observe(self, data: FramePushed, first: bool) -> None:
-        frame = data.frame
-        if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
-            self.speaking = isinstance(frame, BotStartedSpeakingFrame)
-            self.answer_due = False
-            self.changed.set()
-        elif isinstance(frame, UserStoppedSpeakingFrame):
-            self.answer_due = True
-            self.changed.set()
 
 
 def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
@@ -169,25 +134,19 @@ async def _simulate(spec: CallSpec) -> CallResult:
     factory = spec.graph_factory or _graph_for(spec.mode)
     graph = factory(transport, spec)
     timeline = Timeline()
-    activity = _BotActivity()
     instruments = attach_instruments(spec, transport, graph, timeline)
     observers = [
         TimelineObserver(timeline, transport.clock.now_ms),
-        activity,
         *spec.extra_observers,
         *instruments.observers,
     ]
-    finished = asyncio.Event()
-
-    @transport.event_handler("on_input_finished")
-    async def _input_done(_t: FileTransport) -> None:
-        finished.set()
-
     timeline.add(transport.clock.now_ms(), EventKind.CALL_STARTED, mode=spec.mode.value)
-    async with CallSession(graph.pipeline, observers=observers):
-        async with asyncio.timeout(spec.max_secs):
-            await finished.wait()
-            await _until_quiet(activity, spec.quiet_secs, spec.answer_timeout_secs)
+    async with CallSession(graph, observers=observers) as call:
+        await call.run_until_input_ends(
+            quiet_secs=spec.quiet_secs,
+            answer_timeout_secs=spec.answer_timeout_secs,
+            max_secs=spec.max_secs,
+        )
     timeline.add(transport.clock.now_ms(), EventKind.CALL_ENDED)
     instruments.finish()  # the last turn's latency lands in the timeline before it is written
     write_outputs(spec.out_dir, transport, timeline, graph)
@@ -208,21 +167,6 @@ def _graph_for(mode: Mode) -> Callable[[FileTransport, CallSpec], VoiceGraph]:
     if mode is Mode.REALTIME:
         return _realtime_graph
     raise ConfigError(f"mode {mode.value} needs a graph factory")
-
-
-async def _until_quiet(activity: _BotActivity, quiet_secs: float, answer_secs: float) -> None:
-    """Return once the bot owes no answer and has not spoken for ``quiet_secs``.
-
-    An answer that never comes is given up on after ``answer_secs``.
-    """
-    while True:
-        activity.changed.clear()
-        wait = answer_secs if activity.answer_due else quiet_secs
-        try:
-            await asyncio.wait_for(activity.changed.wait(), wait)
-        except TimeoutError:
-            if not activity.speaking:
-                return
 
 
 def write_outputs(
