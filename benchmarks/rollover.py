@@ -100,13 +100,13 @@ async def real_run(path: Path, spans: list[tuple[int, int]], rollover: bool) -> 
     after = after_rollover(transport, spans, roll_times, latencies)
     return {
         "user_lines": len(spans),
-        "user_turns_committed": service.user_turns_committed,
-        "user_turns_lost": len(spans) - service.user_turns_committed,
+        "user_turns_committed": service.call.record.user_turns_committed,
+        "user_turns_lost": len(spans) - service.call.record.user_turns_committed,
         "rollovers": len(rolled),
         "switch_ms_max": round(max((r.switch_ms for r in rolled), default=0.0), 1),
         "switch_ms_p50": median([r.switch_ms for r in rolled]),
         "replayed_user_ms_total": sum(r.replayed_user_ms for r in rolled),
-        "user_audio_dropped_ms": service.relay.stats().dropped_ms,
+        "user_audio_dropped_ms": service.call.relay.stats().dropped_ms,
         "answer_latency_p50_ms": median([x for x in latencies if x is not None]),
         "answer_latency_max_ms": max((x for x in latencies if x is not None), default=None),
         "unanswered_lines": sum(1 for x in latencies if x is None),

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from loguru import logger
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
@@ -20,16 +21,19 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.openai.realtime import events as rt
 from pipecat.transports.base_transport import BaseTransport
 
-from voxpipe.call import BackoffConfig, RolloverConfig, StateTimeouts
+from voxpipe.call import BackoffConfig, CallConfig, RolloverConfig, StateTimeouts, TurnDetection
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
-from voxpipe.playback import PlaybackClock
+from voxpipe.playback import PlaybackLedger, PlaybackReporter
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.transports.playback_reports import SentPlaybackEstimator
 from voxpipe.transports.tokens import EphemeralTokenProvider, StaticKeyProvider, TokenProvider
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
+SERVER_VAD_SILENCE_MS = 500
+STRICT_ENV = "VOXPIPE_STRICT_STATES"  # "1": an illegal call state transition ends the call
 
 
 def realtime_session(
@@ -37,7 +41,9 @@ def realtime_session(
 ) -> rt.SessionProperties:
     """Session properties for a phone-style call: audio out, server VAD turns (or none)."""
     turn_detection: rt.TurnDetection | bool = (
-        rt.TurnDetection(type="server_vad", silence_duration_ms=500) if server_vad else False
+        rt.TurnDetection(type="server_vad", silence_duration_ms=SERVER_VAD_SILENCE_MS)
+        if server_vad
+        else False
     )
     audio_input = rt.AudioInput(
         transcription=rt.InputAudioTranscription() if transcribe else None,
@@ -60,8 +66,7 @@ def build_realtime_pipeline(
     server_url: str | None = None,
     api_key: str | None = None,
     token_provider: TokenProvider | None = None,
-    playback: PlaybackClock | None = None,
-    now_ms: Callable[[], float] | None = None,
+    estimate_playback: bool = False,
     model: str = DEFAULT_MODEL,
     transcribe: bool = False,
     rollover: RolloverConfig | None = None,
@@ -71,6 +76,7 @@ def build_realtime_pipeline(
     ephemeral_ttl_s: int | None = None,
     local_turns: TurnSettings | None = None,
     brain: Callable[..., FrameProcessor] | None = None,
+    strict_states: bool | None = None,
 ) -> VoiceGraph:
     """Build the realtime graph around ``transport``.
 
@@ -86,8 +92,10 @@ def build_realtime_pipeline(
             to mint ephemeral secrets of ``ephemeral_ttl_s`` seconds from the
             server's ``/v1/realtime/client_secrets`` (rotated in the background).
         token_provider: a provider of your own instead (its events are yours).
-        playback, now_ms: the output transport's playback clock and its time
-            source (default: the transport's ``playback`` and ``clock.now_ms``).
+        estimate_playback: the output transport does not report playback (it is
+            no :class:`~voxpipe.playback.PlaybackReporter`): count audio as heard
+            when it is pushed to the output instead. An estimate, logged as one;
+            without it such a transport is refused with a ``ConfigError``.
         transcribe: ask the server to transcribe the caller's audio.
         local_turns: detect turns locally (Silero VAD in the user aggregator)
             instead of with the server's VAD; a local barge-in then cancels.
@@ -95,6 +103,9 @@ def build_realtime_pipeline(
             :class:`~voxpipe.processors.realtime.RealtimeService`.
         brain: build a different service for the BRAIN slot from the same
             keyword arguments as pipecat's (a benchmark baseline).
+        strict_states: an illegal call state transition ends the call instead of
+            being logged (default: the ``VOXPIPE_STRICT_STATES`` environment
+            variable; the test suite sets it).
     """
     key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
     if server_url is None:
@@ -112,22 +123,33 @@ def build_realtime_pipeline(
             instructions, transcribe=transcribe, server_vad=local_turns is None
         ),
     )
+    voice: list[FrameProcessor] = []
     if brain is not None:
         service: FrameProcessor = brain(
             api_key=key or "voxpipe-local", base_url=server_url, settings=settings
         )
     else:
+        ledger = PlaybackLedger()
+        now_ms = _report_playback(transport, ledger, voice, estimate=estimate_playback)
+        config = CallConfig(
+            turns=TurnDetection(
+                server_vad=local_turns is None,
+                silence_ms=SERVER_VAD_SILENCE_MS if local_turns is None else None,
+            ),
+            timeouts=timeouts or StateTimeouts(),
+            rollover=rollover or RolloverConfig(),
+            backoff=backoff or BackoffConfig(),
+            stall_timeout_ms=stall_timeout_ms,
+            strict=_strict(strict_states),
+        )
         service = RealtimeService(
             token_provider=provider,
             base_url=server_url,
             settings=settings,
-            playback=playback if playback is not None else getattr(transport, "playback", None),
-            now_ms=now_ms or _transport_clock(transport),
+            ledger=ledger,
+            now_ms=now_ms,
             context=context,
-            rollover=rollover,
-            backoff=backoff,
-            timeouts=timeouts,
-            stall_timeout_ms=stall_timeout_ms,
+            config=config,
         )
         relay.target = service.note_token_event
     _register_tools(service, tools, functions or {})
@@ -140,18 +162,44 @@ def build_realtime_pipeline(
         assistant_aggregator=pair.assistant(),
         brain=service,
         tap=tap,
+        voice=voice,
         services={"realtime": service},
     )
 
 
-def _transport_clock(transport: BaseTransport) -> Callable[[], float]:
-    clock = getattr(transport, "clock", None)
-    now = getattr(clock, "now_ms", None)
-    if callable(now):
-        return now  # type: ignore[no-any-return]
-    from voxpipe.processors.realtime.base import monotonic_ms
+def _report_playback(
+    transport: BaseTransport,
+    ledger: PlaybackLedger,
+    voice: list[FrameProcessor],
+    *,
+    estimate: bool,
+) -> Callable[[], float]:
+    """Attach the call's ledger to the output's playback reports; the clock they use."""
+    output = transport.output()
+    if isinstance(output, PlaybackReporter):
+        output.report_playback_to(ledger)
+        return output.now_ms
+    if not estimate:
+        raise ConfigError(
+            f"{type(transport).__name__}'s output ({type(output).__name__}) does not report "
+            "playback, so an interruption could not be truncated to what the caller heard",
+            hint="use an output that reports it (voxpipe.playback.PlaybackReporter: the file "
+            "transport, voxpipe.transports.playback_reports.ReportsPlayback on a pipecat "
+            "output), or pass estimate_playback=True to count audio as heard when it is sent",
+        )
+    logger.warning(
+        f"{type(output).__name__} does not report playback: truncation will use the "
+        "sent position (estimate_playback=True), which runs ahead of what the caller heard"
+    )
+    estimator = SentPlaybackEstimator(ledger)
+    voice.append(estimator)
+    return estimator.now_ms
 
-    return monotonic_ms
+
+def _strict(strict_states: bool | None) -> bool:
+    if strict_states is not None:
+        return strict_states
+    return os.environ.get(STRICT_ENV, "") not in ("", "0", "false")
 
 
 def _register_tools(

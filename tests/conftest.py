@@ -12,6 +12,8 @@ import soundfile as sf
 import soxr
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The realtime call's state machine runs strict here: an illegal transition ends the call.
+os.environ.setdefault("VOXPIPE_STRICT_STATES", "1")
 
 SpeechMaker = Callable[..., Path]
 

@@ -2,7 +2,8 @@
 
 Paced mode plays the caller's audio in real time, like a live microphone
 (silence continues after the recording ends, as a real line would), and
-writes the bot's audio at real-time pace while keeping the playback clock that
+writes the bot's audio at real-time pace, reporting what it played through
+the playback seam (:class:`~voxpipe.playback.PlaybackReporter`) that
 truncation relies on. Unpaced mode (batch) pushes the recording as fast as the
 pipeline takes it and counts bot audio as played when written.
 
@@ -35,7 +36,7 @@ from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
-from voxpipe.playback import PlaybackClock
+from voxpipe.playback import PlaybackLedger, PlaybackReports, PlaybackSink
 from voxpipe.recording import Track, interleave
 from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
 
@@ -128,11 +129,19 @@ class FileInputTransport(BaseInputTransport):
 
 
 class FileOutputTransport(BaseOutputTransport):
-    """Writes the bot's audio, paced like a sound card, and keeps the playback clock."""
+    """Writes the bot's audio, paced like a sound card, and reports what it played.
+
+    A :class:`~voxpipe.playback.PlaybackReporter`: the transport's own ledger
+    (``FileTransport.playback``) and any sink attached with
+    :meth:`report_playback_to` hear each utterance start, each chunk as it
+    starts playing, and each cut.
+    """
 
     def __init__(self, transport: FileTransport, params: TransportParams, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._transport = transport
+        self._reports = PlaybackReports()
+        self._reports.attach(transport.playback)
         self._next_due_ms = 0.0
         self._virtual_ms = 0.0  # unpaced: bot audio is laid end to end
         self._epoch = 0
@@ -142,6 +151,14 @@ class FileOutputTransport(BaseOutputTransport):
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         await self.set_transport_ready(frame)
+
+    def report_playback_to(self, sink: PlaybackSink) -> None:
+        """Send every playback report from now on to ``sink`` as well."""
+        self._reports.attach(sink)
+
+    def now_ms(self) -> float:
+        """The transport's clock: the call's time line paced, the bot's audio line unpaced."""
+        return self._now()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if not isinstance(frame, InterruptionFrame):
@@ -156,7 +173,7 @@ class FileOutputTransport(BaseOutputTransport):
         # Audio of the utterance being cut is refused until the next one begins.
         self._cut_utterance = self._transport.playback.current is not None
         self._epoch += 1  # a write waiting for its slot must not play
-        self._transport.playback.interrupted(self._now())
+        self._reports.playback_cut(self._now())
         self._transport.interruptions_ms.append(self._now())
         # Until the base class has emptied its audio queue, a chunk the audio
         # task takes from it is the cancelled response's: it must not play.
@@ -168,9 +185,9 @@ class FileOutputTransport(BaseOutputTransport):
 
     async def write_transport_frame(self, frame: Frame) -> None:
         if isinstance(frame, PlaybackMarkerFrame):
-            self._transport.playback.begin(frame.utterance_id, self._now())
+            self._reports.utterance_began(frame.utterance_id, self._now())
         elif isinstance(frame, TTSStartedFrame) and frame.context_id:
-            self._transport.playback.begin(frame.context_id, self._now())
+            self._reports.utterance_began(frame.context_id, self._now())
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         t = self._transport
@@ -187,7 +204,7 @@ class FileOutputTransport(BaseOutputTransport):
         else:
             now = self._virtual_ms
             self._virtual_ms += duration_ms
-        t.playback.chunk_started(duration_ms, now)
+        self._reports.chunk_started(duration_ms, now)
         t.bot.write_at(now, frame.audio)
         t.written.append(AudioWritten(now, duration_ms, t.playback.current))
         return True
@@ -224,7 +241,7 @@ class FileTransport(BaseTransport):
         self.paced = paced
         self.trailing_silence_ms = trailing_silence_ms
         self.clock = clock or MonotonicClock()
-        self.playback = PlaybackClock()
+        self.playback = PlaybackLedger()  # what this transport played, per utterance
         self.caller = Track(in_sample_rate)
         self.bot = Track(out_sample_rate)
         self.written: list[AudioWritten] = []

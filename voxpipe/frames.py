@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from pipecat.frames.frames import DataFrame, SystemFrame
 
@@ -47,3 +48,15 @@ class GuardrailTrippedFrame(SystemFrame):
     end: int | None = None
     failure: CheckFailure | None = None
     response_id: str | None = None
+
+
+@dataclass
+class RealtimeCallEventFrame(SystemFrame):
+    """Carries one :data:`~voxpipe.call.events.CallEvent` downstream, stamped with the call clock.
+
+    The realtime service pushes one per event it publishes, so an observer
+    (the call timeline, the metrics) records it without holding the service.
+    """
+
+    event: Any = None
+    at_ms: float = 0.0

@@ -1,86 +1,270 @@
-"""The playback clock: how much of each bot utterance the caller has heard.
+"""What the caller heard: the playback seam and the ledger behind it.
 
-Sans-I/O: the output transport tells it when each chunk of audio *started*
-playing (``now_ms`` passed in); it answers how many ms of an utterance have
-been played by a given time, counting the chunk in flight only up to ``now``.
-Truncation after an interruption uses this figure, never a wall-clock guess.
-Utterances are keyed by the id the brain gave them (the assistant item id on
-the realtime path, the TTS context id on the chained path).
+Truncating an interrupted reply must use the audio the caller actually heard,
+never a wall-clock guess, and never more than the provider sent (or the
+provider answers "Audio content of Xms is already shorter than Yms"). One
+ledger per call answers both questions, per assistant item (the *utterance*):
+
+- the brain records what it received (:meth:`PlaybackLedger.audio_received`);
+- the output transport reports what it played, through the small
+  :class:`PlaybackSink` protocol: an utterance began, a chunk started playing
+  at ``t``, playback was cut at ``t``, and, where the far end can say so, a
+  position it *confirmed* (telephony marks, a browser's playout counters).
+
+Every output transport of a realtime graph must report playback: it is a
+:class:`PlaybackReporter`, or the graph refuses to build (see
+:func:`voxpipe.pipelines.realtime.build_realtime_pipeline`).
+
+Sans-I/O: every report carries its ``now_ms``; the ledger never reads a clock.
+Playback is modelled as a sound card does it: a chunk starts at the later of
+its report and the end of the chunk before it, and plays for its duration, so
+a transport that reports chunks as it *sends* them (ahead of the far end)
+still yields a real-time position.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections import OrderedDict
+from typing import Protocol, runtime_checkable
+
+from voxpipe.audio import AudioFormat, bytes_to_ms
+from voxpipe.errors import LocalProtocolError
 
 
-@dataclass
+class PlaybackSink(Protocol):
+    """What an output transport reports, on its own clock (``now_ms``)."""
+
+    def utterance_began(self, key: str, now_ms: float) -> None:
+        """The audio that follows belongs to utterance ``key`` (an assistant item id)."""
+
+    def chunk_started(self, duration_ms: float, now_ms: float) -> None:
+        """A chunk of ``duration_ms`` of the current utterance began playing at ``now_ms``."""
+
+    def playback_cut(self, now_ms: float) -> None:
+        """Playback stopped at ``now_ms`` (an interruption): nothing more of it is heard."""
+
+    def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
+        """The far end confirmed that ``played_ms`` of ``key`` had been heard by ``now_ms``."""
+
+
+@runtime_checkable
+class PlaybackReporter(Protocol):
+    """An output transport that tells the call what the caller heard.
+
+    ``report_playback_to`` attaches a sink (the call's ledger); ``now_ms`` is
+    the clock its reports use, which the call reads when it truncates.
+    """
+
+    def report_playback_to(self, sink: PlaybackSink) -> None:
+        """Send every playback report from now on to ``sink`` as well."""
+
+    def now_ms(self) -> float:
+        """The transport's clock, in milliseconds."""
+
+
+class PlaybackReports:
+    """Fan-out of playback reports to the sinks attached to one output transport."""
+
+    def __init__(self) -> None:
+        self.sinks: list[PlaybackSink] = []
+
+    def attach(self, sink: PlaybackSink) -> None:
+        if sink not in self.sinks:
+            self.sinks.append(sink)
+
+    def utterance_began(self, key: str, now_ms: float) -> None:
+        for sink in self.sinks:
+            sink.utterance_began(key, now_ms)
+
+    def chunk_started(self, duration_ms: float, now_ms: float) -> None:
+        for sink in self.sinks:
+            sink.chunk_started(duration_ms, now_ms)
+
+    def playback_cut(self, now_ms: float) -> None:
+        for sink in self.sinks:
+            sink.playback_cut(now_ms)
+
+    def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
+        for sink in self.sinks:
+            sink.position_confirmed(key, played_ms, now_ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncationPlanned:
+    """Send ``conversation.item.truncate`` with these values.
+
+    ``audio_end_ms`` is ``played_ms`` clamped to ``received_ms``; the other two
+    are kept so the driver can report the truncation error it avoided.
+    """
+
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+    played_ms: float
+    received_ms: int
+
+
+@dataclasses.dataclass
 class _Utterance:
-    started_at_ms: float
-    completed_ms: float = 0.0  # chunks fully played
-    chunk_start_ms: float | None = None  # the chunk in flight
-    chunk_ms: float = 0.0
-    frozen_ms: float | None = None  # set when playback was cut
+    received_bytes: int = 0
+    # The current run of back-to-back chunks: it began at run_start_ms, when
+    # run_pos_ms had been played, and plays until run_end_ms.
+    run_pos_ms: float = 0.0
+    run_start_ms: float | None = None
+    run_end_ms: float = 0.0
+    cut_ms: float | None = None  # the final position once playback was cut
+    confirmed: tuple[float, float] | None = None  # (played_ms, at now_ms) from the far end
+    truncated: bool = False
+
+    def local_ms(self, now_ms: float) -> float:
+        """The transport's position by ``now_ms``."""
+        if self.cut_ms is not None:
+            return self.cut_ms
+        if self.run_start_ms is None:
+            return self.run_pos_ms
+        elapsed = min(self.run_end_ms, max(now_ms, self.run_start_ms)) - self.run_start_ms
+        return self.run_pos_ms + elapsed
 
 
-@dataclass
-class PlaybackClock:
-    """Per-utterance played duration, fed by an output transport."""
+class PlaybackLedger:
+    """Received and heard audio per utterance, for one call (a :class:`PlaybackSink`).
 
-    current: str | None = None
-    total_played_ms: float = 0.0
-    _utterances: dict[str, _Utterance] = field(default_factory=dict)
+    ``max_items`` bounds memory on long calls: the oldest utterances are
+    forgotten (they can no longer be truncated, and need not be).
+    """
 
-    def begin(self, key: str, now_ms: float) -> None:
-        """The audio that follows belongs to utterance ``key``."""
-        self._settle(now_ms)
+    def __init__(self, fmt: AudioFormat = AudioFormat.PCM16_24K, *, max_items: int = 64) -> None:
+        self._fmt = fmt
+        self._max_items = max_items
+        self._items: OrderedDict[str, _Utterance] = OrderedDict()
+        self.current: str | None = None  # the utterance the transport is playing
+
+    # -- what the transport reports (PlaybackSink) ---------------------------------
+
+    def utterance_began(self, key: str, now_ms: float) -> None:
+        """The audio that follows belongs to ``key``."""
         self.current = key
-        self._utterances.setdefault(key, _Utterance(started_at_ms=now_ms))
+        self._item(key)
 
-    def chunk_started(self, duration_ms: float, now_ms: float, key: str | None = None) -> None:
-        """A chunk of ``duration_ms`` began playing at ``now_ms``."""
-        if key is not None and key != self.current:
-            self.begin(key, now_ms)
-        if self.current is None:
-            self.begin("", now_ms)
-        self._settle(now_ms)
-        utterance = self._utterances[self.current or ""]
-        utterance.chunk_start_ms = now_ms
-        utterance.chunk_ms = duration_ms
+    def chunk_started(self, duration_ms: float, now_ms: float) -> None:
+        """A chunk of the current utterance began playing (or was sent) at ``now_ms``."""
+        if duration_ms < 0:
+            raise LocalProtocolError(f"negative chunk duration {duration_ms}")
+        item = self._item(self.current if self.current is not None else "")
+        if item.cut_ms is not None:
+            return  # a cut utterance plays nothing more
+        if item.run_start_ms is not None and now_ms <= item.run_end_ms:
+            item.run_end_ms += duration_ms  # back to back, as a sound card plays them
+            return
+        item.run_pos_ms = item.local_ms(now_ms)  # the run before (if any) ended: a gap
+        item.run_start_ms, item.run_end_ms = now_ms, now_ms + duration_ms
 
-    def played_ms(self, key: str, now_ms: float) -> float:
-        """Milliseconds of ``key`` heard by ``now_ms`` (0 for an unknown key)."""
-        utterance = self._utterances.get(key)
-        if utterance is None:
-            return 0.0
-        if utterance.frozen_ms is not None:
-            return utterance.frozen_ms
-        return utterance.completed_ms + _in_flight(utterance, now_ms)
-
-    def interrupted(self, now_ms: float) -> None:
-        """Playback stopped at ``now_ms``: the chunk in flight counts only up to here."""
-        for utterance in self._utterances.values():
-            if utterance.frozen_ms is None:
-                played = utterance.completed_ms + _in_flight(utterance, now_ms)
-                self.total_played_ms += _in_flight(utterance, now_ms)
-                utterance.completed_ms = played
-                utterance.chunk_start_ms = None
-                utterance.frozen_ms = played
+    def playback_cut(self, now_ms: float) -> None:
+        """Playback stopped at ``now_ms``: every utterance's position is final."""
+        for item in self._items.values():
+            if item.cut_ms is None and item.run_start_ms is not None:
+                item.cut_ms = item.local_ms(now_ms)
+                item.run_start_ms = None
         self.current = None
 
-    def _settle(self, now_ms: float) -> None:
-        """Move a chunk whose time has passed from in-flight to completed."""
-        if self.current is None:
-            return
-        utterance = self._utterances[self.current]
-        if utterance.chunk_start_ms is None:
-            return
-        played = _in_flight(utterance, now_ms)
-        utterance.completed_ms += played
-        self.total_played_ms += played
-        utterance.chunk_start_ms = None
+    def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
+        """The far end heard ``played_ms`` of ``key`` by ``now_ms``; a later report wins."""
+        item = self._item(key)
+        if item.confirmed is None or now_ms >= item.confirmed[1]:
+            item.confirmed = (max(0.0, played_ms), now_ms)
 
+    # -- what the brain reports ----------------------------------------------------
 
-def _in_flight(utterance: _Utterance, now_ms: float) -> float:
-    if utterance.chunk_start_ms is None:
-        return 0.0
-    return max(0.0, min(utterance.chunk_ms, now_ms - utterance.chunk_start_ms))
+    def audio_received(self, key: str, n_bytes: int) -> bool:
+        """``n_bytes`` of ``key`` arrived from the provider; False once ``key`` was truncated."""
+        if n_bytes < 0:
+            raise LocalProtocolError(f"negative audio size for {key}: {n_bytes}")
+        item = self._item(key)
+        if item.truncated:
+            return False
+        item.received_bytes += n_bytes
+        return True
+
+    # -- what the call asks ------------------------------------------------------
+
+    def has_item(self, key: str) -> bool:
+        """Whether the ledger holds a record of ``key``."""
+        return key in self._items
+
+    def latest_item(self) -> str | None:
+        """The utterance most recently started, the one an interruption cuts."""
+        return next(reversed(self._items), None)
+
+    def accepts_audio(self, key: str) -> bool:
+        """False once ``key`` was truncated: its late audio must not be played."""
+        item = self._items.get(key)
+        return item is None or not item.truncated
+
+    def received_ms(self, key: str) -> int:
+        """Whole milliseconds of ``key`` received from the provider (0 if unknown)."""
+        item = self._items.get(key)
+        return 0 if item is None else bytes_to_ms(item.received_bytes, self._fmt)
+
+    def played_ms(self, key: str, now_ms: float) -> float:
+        """Milliseconds of ``key`` the caller heard by ``now_ms`` (0 if unknown).
+
+        The transport's own position; once the far end confirmed a position,
+        that one carried forward in real time, never past the transport's.
+        """
+        item = self._items.get(key)
+        if item is None:
+            return 0.0
+        local = item.local_ms(now_ms)
+        if item.confirmed is None:
+            return local
+        confirmed, at_ms = item.confirmed
+        return min(local, confirmed + max(0.0, now_ms - at_ms))
+
+    def played_out(self, key: str, now_ms: float) -> bool:
+        """Whether everything received of ``key`` has been heard (or playback was cut)."""
+        item = self._items.get(key)
+        if item is None or item.cut_ms is not None:
+            return True
+        return self.played_ms(key, now_ms) >= self.received_ms(key) - 1
+
+    def plan_truncation(self, key: str, now_ms: float) -> TruncationPlanned | None:
+        """Plan the truncate for an interrupted ``key``: its position is final from now on.
+
+        The item refuses later audio, and what it plays after ``now_ms`` (in
+        flight to the output) does not count as heard.
+
+        None when there is nothing to truncate: ``key`` is unknown, was already
+        truncated, or was heard in full.
+        """
+        item = self._items.get(key)
+        if item is None or item.truncated:
+            return None
+        item.truncated = True
+        received = self.received_ms(key)
+        played = self.played_ms(key, now_ms)
+        if item.cut_ms is None:
+            item.cut_ms = item.local_ms(now_ms)  # nothing past the truncation counts as heard
+        if played >= received:
+            return None
+        return TruncationPlanned(
+            item_id=key,
+            content_index=0,  # the protocol only truncates the first (audio) part
+            audio_end_ms=int(played),
+            played_ms=played,
+            received_ms=received,
+        )
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` (deleted from the conversation)."""
+        self._items.pop(key, None)
+        if self.current == key:
+            self.current = None
+
+    def _item(self, key: str) -> _Utterance:
+        item = self._items.get(key)
+        if item is None:
+            item = self._items[key] = _Utterance()
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
+        return item

@@ -6,6 +6,8 @@ observer counts the ones the alert rules watch:
 - an interruption is counted when the call leaves ``CANCELLING``; it
   *recovered* if the call went back to the conversation, and failed if it
   went to recovery, a reconnect or failure instead (the cancel did not settle);
+  one that cut a finished reply's last audio (``PLAYING_OUT`` to
+  ``LISTENING``) had nothing to cancel and counts as recovered;
 - every reconnect attempt, by failure class (a burst of them is an alert);
 - token rotations and failed rotations; rollovers;
 - provider errors by type, and the error that ended a call (errors a core
@@ -22,18 +24,18 @@ from typing import ClassVar
 from pipecat.frames.frames import Frame
 from pipecat.observers.base_observer import FramePushed
 
-from voxpipe.call import CallState, StateChanged
-from voxpipe.observability.metrics import VoxpipeMetrics
-from voxpipe.processors.observability.inline import InlineObserver
-from voxpipe.processors.realtime.events import (
+from voxpipe.call import CallState, CallTrigger, StateChanged
+from voxpipe.call.events import (
     CallEvent,
     CallFailed,
     ProviderErrorSeen,
-    RealtimeCallEventFrame,
     Reconnecting,
     RolledOver,
     TokenRotated,
 )
+from voxpipe.frames import RealtimeCallEventFrame
+from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.processors.observability.inline import InlineObserver
 
 # Leaving CANCELLING for one of these means the interruption did not settle.
 _UNSETTLED = frozenset({CallState.RECOVERING, CallState.RECONNECTING, CallState.FAILED})
@@ -58,6 +60,8 @@ class CallEventMetrics(InlineObserver):
         match event:
             case StateChanged(previous=CallState.CANCELLING, current=current):
                 m.record_interruption(recovered=current not in _UNSETTLED)
+            case StateChanged(previous=CallState.PLAYING_OUT, trigger=CallTrigger.INTERRUPTED):
+                m.record_interruption(recovered=True)
             case Reconnecting(failure_class=failure_class):
                 m.record_reconnect(failure_class)
             case TokenRotated(failed=failed):

@@ -68,6 +68,8 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from voxpipe.call.events import ResponseCreated, ServerSpeechStopped
+from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.observability.capture import CapturedChunk, CaptureLog
 from voxpipe.observability.latency import Boundary, LatencyBudget, TurnLatencyTracker
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -78,11 +80,6 @@ from voxpipe.processors.observability.sources import (
     PlaybackReports,
     SendReports,
     brain_kind,
-)
-from voxpipe.processors.realtime.events import (
-    RealtimeCallEventFrame,
-    ResponseCreated,
-    ServerSpeechStopped,
 )
 from voxpipe.timeline import EventKind, Timeline
 

@@ -22,9 +22,9 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
-from voxpipe.frames import GuardrailTrippedFrame
+from voxpipe.call.events import timeline_entry
+from voxpipe.frames import GuardrailTrippedFrame, RealtimeCallEventFrame
 from voxpipe.processors.observability.inline import InlineObserver
-from voxpipe.processors.realtime.events import RealtimeCallEventFrame, timeline_entry
 from voxpipe.timeline import EventKind, Timeline
 
 _BROADCAST = (

@@ -30,11 +30,12 @@ from pipecat.frames.frames import Frame, MetricsFrame
 from pipecat.metrics.metrics import LLMTokenUsage, LLMUsageMetricsData
 from pipecat.observers.base_observer import FramePushed
 
+from voxpipe.call.events import RateLimitsUpdated
+from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.observability.cost import CostLedger, ResponseCost, price_response
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.ratelimits import RateLimitTracker, RateLimitWarning
 from voxpipe.processors.observability.inline import InlineObserver
-from voxpipe.processors.realtime.events import RateLimitsUpdated, RealtimeCallEventFrame
 from voxpipe.timeline import EventKind, Timeline
 
 

@@ -1,17 +1,20 @@
 """voxpipe's realtime speech-to-speech service (pipecat's, made fit for live calls).
 
-See :class:`RealtimeService`; its events are in :mod:`.events`.
+:class:`RealtimeService` is a thin driver over the sans-I/O
+:class:`~voxpipe.call.realtime_call.RealtimeCall`; the events it publishes are
+in :mod:`voxpipe.call.events` (re-exported here).
 """
 
-from voxpipe.processors.realtime.events import (
+from voxpipe.call.events import (
     CallEvent,
     CallFailed,
+    EventIgnored,
+    IgnoreReason,
     InterruptionHandled,
     ItemTruncated,
     ProviderErrorSeen,
     RateLimit,
     RateLimitsUpdated,
-    RealtimeCallEventFrame,
     Reconnected,
     Reconnecting,
     ResponseCancelled,
@@ -22,11 +25,14 @@ from voxpipe.processors.realtime.events import (
     TokenRotated,
     timeline_entry,
 )
+from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.processors.realtime.service import RealtimeService
 
 __all__ = [
     "CallEvent",
     "CallFailed",
+    "EventIgnored",
+    "IgnoreReason",
     "InterruptionHandled",
     "ItemTruncated",
     "ProviderErrorSeen",

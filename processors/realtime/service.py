@@ -1,97 +1,235 @@
-"""voxpipe's realtime speech-to-speech service: pipecat's, made fit for a live call.
+"""voxpipe's realtime speech-to-speech service: a thin driver over :class:`RealtimeCall`.
 
-:class:`RealtimeService` subclasses pipecat's ``OpenAIRealtimeLLMService`` and
-drives the sans-I/O cores of :mod:`voxpipe.call`:
+:class:`RealtimeService` subclasses pipecat's ``OpenAIRealtimeLLMService`` for
+what pipecat already does well (turning server events into frames, the
+conversation set-up from the ``LLMContext``, function calls, usage metrics)
+and hands every decision to the sans-I/O
+:class:`~voxpipe.call.realtime_call.RealtimeCall`: it reads the socket, gives
+each event, interruption, report and tick to the core, and carries out the
+commands that come back, in order. It decides nothing itself.
 
-- any interruption stops the audio at once, sends ``response.cancel`` (server
-  VAD on or off) and truncates the item to what the output transport played
-  (:mod:`.interruption`);
-- ``response.create`` goes through the active-response guard, and
-  ``conversation_already_has_active_response`` / ``response_cancel_not_active``
-  are absorbed;
-- a dead socket, an expired session or a refused key is classified and
-  recovered from, or ends in a typed fatal error (:mod:`.recovery`);
-- sessions roll over before the cap, seeded from the call's memory, with the
-  user's audio held and replayed (:mod:`.rollover`);
-- every state transition, cancel, truncate, reconnect, rollover, rate-limit
-  update and token rotation is published (:mod:`.events`).
+pipecat private names it touches, and why (pipecat 1.14 has no public hook):
+
+- ``_connect``, ``_disconnect``, ``_receive_task_handler``: pipecat connects in
+  ``setup`` and its read loop dies silently when the socket closes; the core
+  must hear of every close, and reconnects must go through it.
+- ``_auth_headers``: the secret comes from a token provider.
+- ``_websocket``, ``_api_session_ready``, ``_response_active``,
+  ``_open_function_calls``, ``_current_assistant_response``: pipecat's own
+  per-session state, reset when a session is dropped (its ``_disconnect``
+  would also tear down the service) and cleared when a response is cut.
+- ``_create_response``: pipecat calls it for the initial context and for tool
+  results; routed through the core, which decides when a response may start.
+- ``_send_session_update``: the core asks for a new ``session.update`` after
+  pruning (the instructions then carry the summary).
+- ``_handle_interruption``, ``_handle_user_stopped_speaking``,
+  ``_send_user_audio``: pipecat's hooks for interruption frames (its version
+  truncates by wall clock), local turn ends and caller audio.
+- ``_resampler``: pipecat's stream resampler for caller audio at other rates.
+- the ``_handle_evt_*`` handlers in :data:`PIPECAT_HANDLERS`: pipecat turns
+  those server events into frames; the core says which reach them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
+import random
+import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
-    BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    CancelWorkerFrame,
+    ErrorFrame,
     Frame,
     FunctionCallResultFrame,
     InputAudioRawFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    ProposedUserStartedSpeakingFrame,
     StartFrame,
     TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
 )
+from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.openai._constants import OPENAI_SAMPLE_RATE
+from pipecat.services.openai.realtime import events as rt
+from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+from websockets.asyncio.client import ClientConnection
 
-from voxpipe.call import (
-    CallState,
-    CallTrigger,
-    NetworkFailed,
-    ResponseQueued,
-    ResponseReason,
-    ResponseRequest,
+from voxpipe.call.commands import (
+    BroadcastUserSpeech,
+    CloseSession,
+    Command,
+    CreateResponse,
+    EndCall,
+    EndResponseOutput,
+    Forward,
+    OpenSession,
+    PlayAudio,
+    Publish,
+    ReportError,
+    ResponseAudioEnded,
+    SendEvent,
+    StopOutput,
+    UpdateSession,
 )
-from voxpipe.processors.realtime.base import ResponseCancelFor
-from voxpipe.processors.realtime.events import (
-    ResponseRequested,
+from voxpipe.call.config import CallConfig
+from voxpipe.call.events import CallEvent, TokenRotated
+from voxpipe.call.realtime_call import RealtimeCall
+from voxpipe.call.recovery import FailureClass, FailureSignal, NetworkFailed, SocketClosed
+from voxpipe.call.response_guard import InterruptionSource, ResponseReason
+from voxpipe.call.state import CallState
+from voxpipe.call.tokens import RotationFailed, SecretRotated, TokenMode
+from voxpipe.call.user_audio import SendUserAudio
+from voxpipe.errors import FatalProviderError, IllegalTransitionError, RemoteProtocolError
+from voxpipe.frames import PlaybackMarkerFrame, RealtimeCallEventFrame
+from voxpipe.playback import PlaybackLedger
+from voxpipe.processors.realtime.socket import (
+    close_quietly,
+    minting_refused,
+    open_socket,
+    parse_server_event,
 )
-from voxpipe.processors.realtime.handlers import ServerEventsMixin
-from voxpipe.transports.tokens import EphemeralTokenProvider
+from voxpipe.transports.tokens import EphemeralTokenProvider, StaticKeyProvider, TokenProvider
 
 TICK_S = 0.1
 
+_Handler = Callable[[OpenAIRealtimeLLMService, Any], Awaitable[Any]]
+PIPECAT_HANDLERS: dict[str, _Handler] = {
+    "session.created": OpenAIRealtimeLLMService._handle_evt_session_created,
+    "session.updated": OpenAIRealtimeLLMService._handle_evt_session_updated,
+    "response.created": OpenAIRealtimeLLMService._handle_evt_response_created,
+    "response.done": OpenAIRealtimeLLMService._handle_evt_response_done,
+    "response.output_audio_transcript.delta": (
+        OpenAIRealtimeLLMService._handle_evt_audio_transcript_delta
+    ),
+    "response.output_text.delta": OpenAIRealtimeLLMService._handle_evt_text_delta,
+    "response.function_call_arguments.done": (
+        OpenAIRealtimeLLMService._handle_evt_function_call_arguments_done
+    ),
+    "conversation.item.added": OpenAIRealtimeLLMService._handle_evt_conversation_item_added,
+    "conversation.item.done": OpenAIRealtimeLLMService._handle_evt_conversation_item_done,
+    "conversation.item.retrieved": OpenAIRealtimeLLMService._handle_conversation_item_retrieved,
+    "conversation.item.input_audio_transcription.delta": (
+        OpenAIRealtimeLLMService._handle_evt_input_audio_transcription_delta
+    ),
+    "conversation.item.input_audio_transcription.completed": (
+        OpenAIRealtimeLLMService.handle_evt_input_audio_transcription_completed
+    ),
+    "input_audio_buffer.speech_stopped": OpenAIRealtimeLLMService._handle_evt_speech_stopped,
+    "error": OpenAIRealtimeLLMService._maybe_handle_evt_retrieve_conversation_item_error,
+}
 
-class RealtimeService(ServerEventsMixin):
+
+def monotonic_ms() -> float:
+    """Milliseconds on the monotonic clock (the clock when no transport gives one)."""
+    return time.monotonic() * 1000
+
+
+class RealtimeService(OpenAIRealtimeLLMService):
     """The realtime brain of a voxpipe call.
 
     Args (beyond pipecat's ``OpenAIRealtimeLLMService``):
         api_key: a static server-side key (or pass ``token_provider``).
         token_provider: :class:`~voxpipe.transports.tokens.StaticKeyProvider` or
             :class:`~voxpipe.transports.tokens.EphemeralTokenProvider`.
-        playback: the output transport's playback clock; truncation uses it.
-        now_ms: the clock ``playback`` runs on (the transport's).
+        ledger: the call's playback ledger, which the output transport reports
+            into; truncation reads it.
+        now_ms: the clock the ledger's reports use (the output transport's).
         context: the call's ``LLMContext`` (tools, and the record the
             aggregators keep).
-        rollover, backoff, timeouts: configuration of the cores.
+        config: the call's behaviour (turns, timeouts, rollover, backoff).
         random_fn: randomness for backoff jitter (seeded in tests).
-        stall_timeout_ms: a response that sends nothing for this long is
-            treated as a dead connection.
-        strict_states: raise on an illegal state transition (development).
 
     Event handlers: ``on_call_event(service, event)`` for every
-    :data:`~voxpipe.processors.realtime.events.CallEvent`, and
-    ``on_fatal_error(service, error)`` once, when the call gives up.
+    :data:`~voxpipe.call.events.CallEvent`, and ``on_fatal_error(service,
+    error)`` once, when the call gives up.
     """
 
-    _ticker: asyncio.Task[None] | None = None
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        token_provider: TokenProvider | None = None,
+        ledger: PlaybackLedger | None = None,
+        now_ms: Callable[[], float] = monotonic_ms,
+        context: LLMContext | None = None,
+        config: CallConfig | None = None,
+        random_fn: Callable[[], float] = random.random,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(api_key="<from token provider>", **kwargs)
+        self.tokens: TokenProvider = token_provider or StaticKeyProvider(api_key or "")
+        self.now_ms = now_ms
+        self.call = RealtimeCall(
+            config,
+            ledger=ledger,
+            random=random_fn,
+            new_id=lambda: f"item_vp{uuid.uuid4().hex[:20]}",
+            now_ms=int(now_ms()),
+        )
+        self.events: list[CallEvent] = []
+        if context is not None:
+            self._context = context
+        self._generation = 0  # which socket is current: a replaced socket's end is not news
+        self._ticker: asyncio.Task[None] | None = None
+        self._opener: asyncio.Task[None] | None = None
+        self._register_event_handler("on_call_event")
+        self._register_event_handler("on_fatal_error")
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def machine(self) -> Any:
+        """The call's state machine (``.state`` is where the call is)."""
+        return self.call.machine
+
+    @property
+    def failed(self) -> bool:
+        """True once the call gave up (fatal error or retry budget spent)."""
+        return self.call.machine.state is CallState.FAILED
+
+    @property
+    def token_mode(self) -> TokenMode:
+        """Static key or rotating ephemeral secrets."""
+        return self.tokens.mode
+
+    def sent_ms(self, frame_id: int) -> float | None:
+        """When the caller's frame ``frame_id`` went out to the model (``now_ms``'s clock)."""
+        return self.call.sent_audio.sent_at(frame_id)
+
+    def _now(self) -> int:
+        return int(self.now_ms())
+
+    # -- life cycle ------------------------------------------------------------------
 
     async def start(self, frame: StartFrame) -> None:
-        """Start the service and its timer (state timeouts, stalls, rollover)."""
+        """Start the service, the token rotation and the call's timer."""
         await super().start(frame)
         if isinstance(self.tokens, EphemeralTokenProvider):
             await self.tokens.start()  # mint now, refresh in the background
         if self._ticker is None:
             self._ticker = self.create_task(self._tick_loop(), name="realtime-tick")
 
+    async def _connect(self) -> None:
+        await self._decide(lambda now: self.call.start(now))
+
     async def _disconnect(self) -> None:
-        if self._ticker is not None:
-            await self.cancel_task(self._ticker)
-            self._ticker = None
-        if self._retry_task is not None:
-            await self.cancel_task(self._retry_task)
-            self._retry_task = None
+        for task in (self._ticker, self._opener):
+            if task is not None:
+                await self.cancel_task(task)
+        self._ticker = self._opener = None
+        self.call.hang_up(self._now())
+        self._generation += 1
         await super()._disconnect()
 
     async def cleanup(self) -> None:
@@ -100,86 +238,277 @@ class RealtimeService(ServerEventsMixin):
         await self.tokens.aclose()
 
     async def _tick_loop(self) -> None:
-        while not self._failed:
+        while not self.call.machine.is_terminal:
             await asyncio.sleep(TICK_S)
-            try:
-                await self._tick()
-            except Exception as exc:  # a timer must never die with the call
-                logger.exception(f"{self}: tick failed: {exc}")
+            await self._decide(self.call.tick)
 
-    async def _tick(self) -> None:
-        moved = self.machine.tick(self._now())
-        await self.publish_transitions()
-        if moved is not None and moved.current is CallState.RECOVERING:
-            await self._clear_stuck_response()
-        if moved is not None and moved.current is CallState.RECONNECTING:
-            self.begin_recovery(NetworkFailed("rollover timed out"))
-        stalled = self.now_ms() - self._last_server_event_ms > self.stall_timeout_ms
-        if stalled and self.guard.response_active and self._websocket is not None:
-            self.begin_recovery(NetworkFailed(f"no server event for {self.stall_timeout_ms} ms"))
+    async def _auth_headers(self) -> dict[str, str]:
+        secret = await self.tokens.secret()
+        return {"Authorization": f"Bearer {secret.value}"}
+
+    # -- the socket ------------------------------------------------------------------
+
+    async def _open_after(self, delay_ms: int, refresh_secret: bool) -> None:
+        await asyncio.sleep(delay_ms / 1000)
+        opened = await self._open_socket(refresh_secret)
+        if not isinstance(opened, ClientConnection):
+            await self._decide(lambda now: self.call.connection_failed(opened, now))
             return
-        await self.maybe_roll_over()
+        self._generation += 1
+        self._websocket = opened  # type: ignore[assignment]
+        await self._decide(self.call.session_opened)
+        self._receive_task = self.create_task(  # type: ignore[assignment]
+            self._receive_task_handler(), name="realtime-recv"
+        )
 
-    async def _clear_stuck_response(self) -> None:
-        if self.guard.response_active:
-            active = self.guard.active_response_id
-            await self.send_client_event(ResponseCancelFor(response_id=active))
-        self.guard.on_session_reset()
-        await self.fire(CallTrigger.RECOVERED)
-        await self.carry_out(self.guard.flush())
+    async def _open_socket(self, refresh_secret: bool) -> ClientConnection | FailureSignal:
+        try:
+            if refresh_secret:
+                with contextlib.suppress(FatalProviderError):
+                    await self.tokens.refresh()  # a refused mint shows up on connect
+            headers = await self._auth_headers()
+        except FatalProviderError as exc:  # minting refused the long-lived key
+            return minting_refused(exc)
+        return await open_socket(self.base_url, headers)
+
+    async def _receive_task_handler(self) -> None:
+        ws, generation = self._websocket, self._generation
+        assert ws is not None
+        signal = None
+        try:
+            async for message in ws:
+                await self._on_message(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken socket ends this session
+            if ws.close_code is None:
+                signal = NetworkFailed(f"{type(exc).__name__}: {exc}")
+        if generation != self._generation:
+            return  # we closed it ourselves, or it was already replaced
+        lost = signal or SocketClosed(ws.close_code or 1006, ws.close_reason or "")
+        await self._decide(lambda now: self.call.connection_failed(lost, now))
+
+    async def _on_message(self, message: str | bytes) -> None:
+        try:
+            event = parse_server_event(message)
+        except RemoteProtocolError as exc:
+            logger.warning(f"{self}: server message dropped: {exc}")
+            return
+        if event is not None:
+            await self._decide(lambda now: self.call.server_event(event, now), message)
 
     # -- frames ------------------------------------------------------------------
 
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: Any = None,
+    ) -> None:
+        """An interruption is decided the moment it is queued, before any await.
+
+        From downstream it is a processor's (a guardrail's); from upstream, the
+        user aggregator's barge-in, which the server's VAD reported already
+        when it is on (the core then sees the same barge-in twice, and cuts once).
+        """
+        if isinstance(frame, InterruptionFrame):
+            if direction is FrameDirection.UPSTREAM:
+                source = InterruptionSource.PROCESSOR
+            elif self.call.config.turns.server_vad:
+                source = InterruptionSource.SERVER_VAD
+            else:
+                source = InterruptionSource.LOCAL_VAD
+            await self._decide(lambda now: self.call.interrupt(source, now))
+        await super().queue_frame(frame, direction, callback)
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """pipecat's handling, plus the bot's speaking state for playout tracking."""
-        if isinstance(frame, BotStartedSpeakingFrame):
-            self._bot_speaking = True
+        """pipecat's handling, plus the output's report that the bot went quiet."""
         await super().process_frame(frame, direction)
         if isinstance(frame, BotStoppedSpeakingFrame):
-            await self._played_out()
+            await self._decide(self.call.output_stopped)
 
     async def push_frame(
         self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
     ) -> None:
-        """Remember tool results for the next session's seed, then push.
-
-        Audio of a response that was interrupted while its delta was being
-        handled (an await in pipecat's handler) is dropped here, at the last
-        moment, so it cannot reach the output behind the interruption.
-        Frames are not split: the output transport's queues hold more small
-        frames at an interruption than few large ones (measured: more audio
-        leaked past a guardrail cut with 20 ms frames than with the deltas).
-        """
-        if isinstance(frame, TTSAudioRawFrame) and self.response_is_dropped(
-            self._audio_response_id
-        ):
-            return
+        """Remember tool results for the next session's seed, then push."""
         if isinstance(frame, FunctionCallResultFrame) and direction is FrameDirection.DOWNSTREAM:
-            self.remember_tool(frame.function_name, frame.result)
+            self.call.tool_answered(frame.function_name, str(frame.result))
         await super().push_frame(frame, direction)
+
+    async def _handle_interruption(self) -> None:
+        """Decided when the frame was queued (see :meth:`queue_frame`)."""
+
+    async def _handle_user_stopped_speaking(self, frame: Any) -> None:
+        if not self.call.config.turns.server_vad:
+            await self._decide(lambda now: self.call.local_turn_ended(uuid.uuid4().hex, now))
 
     async def _send_user_audio(self, frame: InputAudioRawFrame) -> None:
         audio = frame.audio
         if frame.sample_rate != OPENAI_SAMPLE_RATE:
             audio = await self._resampler.resample(audio, frame.sample_rate, OPENAI_SAMPLE_RATE)
-        if not audio:
-            return
-        for chunk in self.relay.on_audio(audio):
-            self.machine.note_user_audio(chunk.seq)
-            await self._append_user_audio(chunk.audio, frame.id)
+        if audio:
+            await self._decide(lambda now: self.call.user_audio(audio, frame.id, now))
 
     async def _create_response(self) -> None:
-        if not self._api_session_ready or self._failed:
-            await super()._create_response()  # pipecat defers it to session.updated
-            return
-        reason = (
-            ResponseReason.TOOL_RESULT
-            if self.machine.state is CallState.CALLING_TOOL
-            else ResponseReason.APPLICATION
+        await self.request_response()
+
+    async def request_response(
+        self, reason: ResponseReason = ResponseReason.APPLICATION, instructions: str | None = None
+    ) -> None:
+        """Ask for a response now, or right after the active one (never both at once).
+
+        ``instructions`` asks for a line said as given (response-level
+        instructions) rather than a reply to the conversation.
+        """
+        request_id = uuid.uuid4().hex
+        await self._decide(
+            lambda now: self.call.response_wanted(
+                reason, request_id, now, instructions=instructions
+            )
         )
-        request = ResponseRequest(uuid.uuid4().hex, reason)
-        outputs = self.guard.request_response(request)
-        for output in outputs:
-            if isinstance(output, ResponseQueued):
-                await self.publish(ResponseRequested(reason, queued=True))
-        await self.carry_out(outputs)
+
+    async def interrupt(self, source: InterruptionSource = InterruptionSource.APPLICATION) -> None:
+        """Interrupt the bot now: stop the output, cancel and truncate to what was heard."""
+        await self._decide(lambda now: self.call.interrupt(source, now))
+
+    async def send_client_event(self, event: rt.ClientEvent) -> None:
+        """Send ``event``; a ``session.update`` carries the call's seed in its instructions."""
+        if isinstance(event, rt.SessionUpdateEvent):
+            instructions = self.call.session_instructions(event.session.instructions or "")
+            session = event.session.model_copy(update={"instructions": instructions})
+            event = event.model_copy(update={"session": session})
+        await super().send_client_event(event)
+
+    def note_token_event(self, event: SecretRotated | RotationFailed) -> None:
+        """An :class:`EphemeralTokenProvider`'s ``on_event`` hook (called synchronously)."""
+        commands = self.call.token_event(event)
+        with contextlib.suppress(Exception):  # before setup there is no task manager yet
+            self.create_task(self._carry_out(commands), name="voxpipe-token-event")
+            return
+        self.events += [c.event for c in commands if isinstance(c, Publish)]
+
+    # -- carrying out ----------------------------------------------------------------
+
+    async def _decide(
+        self, decide: Callable[[int], Sequence[Command]], message: str | bytes = ""
+    ) -> None:
+        """Ask the core (with the time now), then carry out what it said.
+
+        ``message`` is the server message being handled, for the commands that
+        hand it to pipecat's own handler.
+        """
+        now = self._now()
+        try:
+            commands = decide(now)
+        except IllegalTransitionError as exc:  # strict mode: a bug, so the call ends loudly
+            logger.error(f"{self}: {exc}")
+            commands = self.call.fail(exc, FailureClass.FATAL, now)
+        await self._carry_out(commands, message)
+
+    async def _carry_out(self, commands: Sequence[Command], message: str | bytes = "") -> None:
+        for command in commands:
+            await self._run(command, message)
+
+    async def _run(self, command: Command, message: str | bytes) -> None:
+        match command:
+            case SendUserAudio():
+                payload = base64.b64encode(command.audio).decode("ascii")
+                await self._send_text(
+                    json.dumps({"type": "input_audio_buffer.append", "audio": payload})
+                )
+            case SendEvent():
+                await self._send_text(command.event.model_dump_json(exclude_none=True))
+            case PlayAudio():
+                await self._play(command)
+            case Forward():
+                await self._forward(command.event_type, message)
+            case Publish():
+                await self._publish(command.event)
+            case CreateResponse():
+                self._response_active = False  # the core decided; pipecat must not hold it back
+                await super()._create_response()
+            case ResponseAudioEnded():
+                await self.push_frame(TTSStoppedFrame())
+            case StopOutput():
+                await self.broadcast_interruption()
+            case EndResponseOutput():
+                await self._end_response_output()
+            case BroadcastUserSpeech():
+                await self.broadcast_frame(ProposedUserStartedSpeakingFrame)
+            case UpdateSession():
+                await self._send_session_update()
+            case ReportError():
+                await self.push_error(error_msg=command.message)
+            case OpenSession():
+                self._opener = self.create_task(
+                    self._open_after(command.delay_ms, command.refresh_secret),
+                    name="realtime-open",
+                )
+            case CloseSession():
+                await self._close_session()
+            case EndCall():
+                await self._end_call(command.error)
+
+    async def _send_text(self, text: str) -> None:
+        ws = self._websocket
+        if ws is None:
+            return  # no session: the core holds what matters (caller audio, requests)
+        try:
+            await ws.send(text)
+        except Exception as exc:  # the reader sees the same failure and reports it
+            logger.debug(f"{self}: send failed: {exc}")
+
+    async def _play(self, command: PlayAudio) -> None:
+        if command.new_item:
+            # In order with the audio: the output's reports attribute what follows to it.
+            await self.push_frame(PlaybackMarkerFrame(utterance_id=command.item_id))
+        if command.new_response:
+            await self.stop_ttfb_metrics()
+            await self.push_frame(TTSStartedFrame())
+        if self.call.plays(command.response_id):  # an interruption may have come meanwhile
+            frame = TTSAudioRawFrame(
+                audio=command.pcm, sample_rate=OPENAI_SAMPLE_RATE, num_channels=1
+            )
+            await self.push_frame(frame)
+
+    async def _forward(self, event_type: str, message: str | bytes) -> None:
+        handler = PIPECAT_HANDLERS.get(event_type)
+        evt = rt.parse_server_event(message) if handler is not None and message else None
+        if handler is not None and evt is not None:
+            await handler(self, evt)
+
+    async def _publish(self, event: CallEvent) -> None:
+        self.events.append(event)
+        logger.debug(f"{self}: {event}")
+        await self._call_event_handler("on_call_event", event)
+        await self.push_frame(RealtimeCallEventFrame(event=event, at_ms=self.now_ms()))
+
+    async def _end_response_output(self) -> None:
+        await self.stop_all_metrics()
+        if self._current_assistant_response:
+            await self.push_frame(LLMFullResponseEndFrame())
+        # No TTSStoppedFrame: the output transport would flush its resampler's
+        # tail and play it after the interruption.
+        self._current_assistant_response = None
+
+    async def _close_session(self) -> None:
+        ws, self._websocket = self._websocket, None
+        self._generation += 1  # its reader's end is ours, not a failure
+        self._api_session_ready = False
+        self._open_function_calls = set()
+        self._response_active = False
+        if ws is not None:
+            await close_quietly(ws)
+
+    async def _end_call(self, error: Exception) -> None:
+        logger.error(f"{self}: giving up: {error}")
+        await self._close_session()
+        await self._call_event_handler("on_fatal_error", error)
+        await self.push_error_frame(
+            ErrorFrame(error=str(error), exception=error), force_treat_as_permanent=True
+        )
+        # The call cannot go on: end it now, whatever the worker's unusable policy.
+        await self.push_frame(CancelWorkerFrame(reason=str(error)), FrameDirection.UPSTREAM)
+
+
+__all__ = ["PIPECAT_HANDLERS", "RealtimeService", "TokenRotated", "monotonic_ms"]

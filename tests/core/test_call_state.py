@@ -29,6 +29,7 @@ def machine_in(state: CallState, *, strict: bool = True, now_ms: int = 0) -> Cal
         S.LISTENING: [T.SESSION_READY],
         S.THINKING: [T.SESSION_READY, T.RESPONSE_REQUESTED],
         S.SPEAKING: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.AUDIO_STARTED],
+        S.PLAYING_OUT: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.AUDIO_STARTED, T.RESPONSE_DONE],
         S.CALLING_TOOL: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.TOOL_CALL_REQUESTED],
         S.CANCELLING: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.AUDIO_STARTED, T.INTERRUPTED],
         S.RECOVERING: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.RESPONSE_FAILED],
@@ -51,7 +52,11 @@ def machine_in(state: CallState, *, strict: bool = True, now_ms: int = 0) -> Cal
         (S.IDLE, T.SESSION_READY, S.LISTENING),
         (S.LISTENING, T.RESPONSE_REQUESTED, S.THINKING),
         (S.THINKING, T.AUDIO_STARTED, S.SPEAKING),
-        (S.SPEAKING, T.RESPONSE_DONE, S.LISTENING),
+        (S.SPEAKING, T.RESPONSE_DONE, S.PLAYING_OUT),
+        (S.PLAYING_OUT, T.PLAYED_OUT, S.LISTENING),
+        (S.PLAYING_OUT, T.INTERRUPTED, S.LISTENING),
+        (S.PLAYING_OUT, T.RESPONSE_REQUESTED, S.THINKING),
+        (S.IDLE, T.CONNECTION_LOST, S.RECONNECTING),
         (S.SPEAKING, T.INTERRUPTED, S.CANCELLING),
         (S.THINKING, T.INTERRUPTED, S.CANCELLING),
         (S.CANCELLING, T.CANCEL_CONFIRMED, S.LISTENING),
@@ -97,6 +102,8 @@ def test_every_table_entry_is_reachable_and_applies(
         (S.IDLE, T.RESPONSE_REQUESTED),  # no session yet
         (S.LISTENING, T.AUDIO_STARTED),  # audio without a response
         (S.LISTENING, T.INTERRUPTED),  # nothing to interrupt
+        (S.LISTENING, T.PLAYED_OUT),  # nothing was playing
+        (S.PLAYING_OUT, T.ROLLOVER_STARTED),  # the caller is still hearing the reply
         (S.SPEAKING, T.RESPONSE_REQUESTED),  # the response guard must queue instead
         (S.THINKING, T.ROLLOVER_STARTED),  # never roll over mid-response
         (S.CANCELLING, T.AUDIO_STARTED),  # no audio after an interruption

@@ -135,5 +135,5 @@ async def test_the_unsafe_word_is_never_played_and_the_safe_line_is(
     assert not [text for text in said if "pineapple" in text.lower()], said
     assert any(SAFE in text for text in said), said
     # Nor does the memory a rollover or reconnect would seed the next session from.
-    remembered = [turn.text for turn in call.service.memory.turns]
+    remembered = [turn.text for turn in call.service.call.record.memory.turns]
     assert not [text for text in remembered if "pineapple" in text.lower()], remembered

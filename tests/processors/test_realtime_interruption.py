@@ -187,4 +187,6 @@ async def test_a_local_vad_barge_in_cancels_with_server_vad_off(
     truncated = call.of(ItemTruncated)[0]
     _check_truncation(call, truncated)
     _check_nothing_after(call, truncated)
-    assert call.service.user_turns_committed == 2  # both turns committed by us, not the server
+    assert (
+        call.service.call.record.user_turns_committed == 2
+    )  # both turns committed by us, not the server

@@ -60,7 +60,7 @@ async def test_socket_closed_mid_response_reconnects_and_the_call_goes_on(
     assert "1011" in reconnecting[0].reason
     assert reconnecting[0].delay_ms <= FAST.max_ms
     assert call.of(Reconnected)[0].seeded_turns >= 1  # the first question came along
-    assert call.service.user_turns_committed == 2  # no user turn lost
+    assert call.service.call.record.user_turns_committed == 2  # no user turn lost
     assert call.service.is_usable and not [
         e for e in call.recorder.errors if isinstance(e.exception, FatalProviderError)
     ]
@@ -94,7 +94,7 @@ async def test_session_expired_opens_a_new_session_seeded_with_a_summary(
     assert "user:" in instructions
     seeded = [r.item for r in sessions[0].core.conversation.records() if r.item.type == "message"]
     assert any(i.role == "assistant" for i in seeded)
-    assert call.service.user_turns_committed == 2
+    assert call.service.call.record.user_turns_committed == 2
 
 
 async def test_401_on_reconnect_gets_a_new_secret_and_connects(
@@ -160,7 +160,7 @@ async def test_exhausted_rate_limits_are_exposed_and_the_response_comes_after_re
         await call.wait_for(lambda: len(call.transport.written) > 10, 15)
 
     assert any(e.exhausted for e in call.of(RateLimitsUpdated))
-    assert call.service.rate_limits  # the latest limits, for the application
+    assert call.service.call.rate_limits  # the latest limits, for the application
     assert call.service.is_usable and not [
         e for e in call.recorder.errors if isinstance(e.exception, FatalProviderError)
     ]
@@ -181,4 +181,4 @@ async def test_a_stalled_stream_is_treated_as_a_dead_connection(
     reconnecting = call.of(Reconnecting)[0]
     assert reconnecting.failure_class is FailureClass.TRANSPORT
     assert "no server event" in reconnecting.reason
-    assert call.service.user_turns_committed == 2
+    assert call.service.call.record.user_turns_committed == 2

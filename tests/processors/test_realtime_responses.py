@@ -55,11 +55,15 @@ async def test_a_tool_call_walks_the_states_and_the_reply_follows(
         (CallState.THINKING, CallState.CALLING_TOOL),
         (CallState.CALLING_TOOL, CallState.THINKING),
         (CallState.THINKING, CallState.SPEAKING),
-        (CallState.SPEAKING, CallState.LISTENING),
+        (CallState.SPEAKING, CallState.PLAYING_OUT),
+        (CallState.PLAYING_OUT, CallState.LISTENING),
     ]
     # The reply was heard in full before the call went back to listening.
     heard = sum(w.duration_ms for w in call.transport.written)
     assert heard > 1000
+    listening_at = call.of(StateChanged)[-1].at_ms
+    last = call.transport.written[-1]
+    assert listening_at >= last.at_ms + last.duration_ms - 1
     assert not call.of(TransitionRejected)
     assert not call.recorder.errors
 

@@ -42,9 +42,9 @@ async def test_rollover_before_the_cap_keeps_every_user_turn(
     assert all(r.switch_ms < 1_000 for r in rolled)  # loopback: the switch is quick
     assert any(r.seeded_turns > 0 for r in rolled)  # later sessions start with the past
     # Every question was committed and answered, across the sessions.
-    assert call.service.user_turns_committed == len(spans)
+    assert call.service.call.record.user_turns_committed == len(spans)
     assert len(call.of(ResponseCreated)) == len(spans)
-    assert call.service.relay.stats().dropped_ms == 0
+    assert call.service.call.relay.stats().dropped_ms == 0
     assert not call.recorder.errors
 
 
@@ -62,7 +62,7 @@ async def test_pruning_replaces_old_items_with_a_summary_in_the_live_session(
         items = [r.item for r in session.core.conversation.records()]
         instructions = session.core.config.instructions
 
-    assert call.service.items_pruned >= 1  # at least the first question's audio item
+    assert call.service.call.record.items_pruned >= 1  # at least the first question's audio item
     assert "Summary of the conversation so far" in instructions
     users = [i for i in items if i.type == "message" and i.role == "user"]
     assert len(users) < len(spans)  # old audio no longer re-read by every response

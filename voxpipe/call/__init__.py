@@ -3,10 +3,14 @@
 Time is an argument (``now_ms``), events go in, commands come out; the
 realtime service is the thin driver that owns sockets and timers.
 
+- :mod:`~voxpipe.call.realtime_call`: :class:`RealtimeCall`, every decision of a
+  realtime call (server events, interruptions, reports and ticks in; commands out),
+  with its session half in :mod:`~voxpipe.call.connection`.
+- :mod:`~voxpipe.call.commands` and :mod:`~voxpipe.call.events`: what it asks the
+  driver to do, and what it tells the application.
 - :mod:`~voxpipe.call.state`: the call state machine (transition table).
-- :mod:`~voxpipe.call.playback`: heard versus received audio per assistant item.
 - :mod:`~voxpipe.call.response_guard`: one response at a time, cancels that land.
-- :mod:`~voxpipe.call.interruption`: stop, cancel, truncate, in that order.
+- :mod:`~voxpipe.call.record`: the conversation as the call remembers it.
 - :mod:`~voxpipe.call.rollover`: when to roll a session over and what seeds the next.
 - :mod:`~voxpipe.call.recovery`: transport / session / fatal, backoff, retry budget.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
@@ -14,14 +18,8 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.session_audio`: which caller frame sits at a session audio position.
 """
 
-from voxpipe.call.interruption import InterruptionPlan, StopOutputAudio, plan_interruption
-from voxpipe.call.playback import (
-    AudioReceived,
-    PlaybackAdvanced,
-    PlaybackFinished,
-    PlaybackTracker,
-    TruncationPlanned,
-)
+from voxpipe.call.config import CallConfig, TurnDetection
+from voxpipe.call.record import ConversationRecord
 from voxpipe.call.recovery import (
     BackoffConfig,
     FailureClass,
@@ -82,27 +80,25 @@ from voxpipe.call.user_audio import RelayStats, SendUserAudio, UserAudioRelay
 __all__ = [
     "AudioAppended",
     "AudioLocated",
-    "AudioReceived",
     "BackoffConfig",
+    "CallConfig",
     "CallContext",
     "CallMemory",
     "CallState",
     "CallStateMachine",
     "CallTrigger",
     "CancelConfirmed",
+    "ConversationRecord",
     "ExtractiveSummariser",
     "FailureClass",
     "GiveUp",
     "GuardErrorCode",
     "HandshakeRejected",
-    "InterruptionPlan",
     "InterruptionSource",
     "NetworkFailed",
-    "PlaybackAdvanced",
-    "PlaybackFinished",
-    "PlaybackTracker",
     "ProviderErrored",
     "PruneDue",
+    "RealtimeCall",
     "Reconnect",
     "RecoveryPolicy",
     "RelayStats",
@@ -128,14 +124,22 @@ __all__ = [
     "SocketClosed",
     "StateChanged",
     "StateTimeouts",
-    "StopOutputAudio",
     "Summariser",
     "TokenMode",
     "TokenRotationPolicy",
     "TransitionRejected",
-    "TruncationPlanned",
     "Turn",
+    "TurnDetection",
     "UserAudioRelay",
     "classify",
-    "plan_interruption",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # RealtimeCall speaks in ``openai`` types: imported on first use, so that the
+    # light parts of this package (rollover settings for ``voxpipe cost``) stay light.
+    if name == "RealtimeCall":
+        from voxpipe.call.realtime_call import RealtimeCall
+
+        return RealtimeCall
+    raise AttributeError(f"module 'voxpipe.call' has no attribute {name!r}")

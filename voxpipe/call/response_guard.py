@@ -25,6 +25,7 @@ class ResponseReason(enum.Enum):
     TOOL_RESULT = "tool_result"
     APPLICATION = "application"
     GREETING = "greeting"
+    SAFE_LINE = "safe_line"  # a guardrail's line, after the response it stopped
 
 
 class InterruptionSource(enum.Enum):
@@ -45,10 +46,15 @@ class GuardErrorCode(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ResponseRequest:
-    """A wish for a response; ``request_id`` lets the driver find its payload."""
+    """A wish for a response.
+
+    ``instructions`` are response-level instructions (the safe line a
+    guardrail wants said); None asks for an ordinary reply to the conversation.
+    """
 
     request_id: str
     reason: ResponseReason
+    instructions: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +148,10 @@ class ResponseGuard:
         """Send ``response.create`` now, or queue it behind the active response."""
         if not self._active:
             return [self._send(request)]
+        return self.hold(request)
+
+    def hold(self, request: ResponseRequest) -> list[GuardOutput]:
+        """No session can take ``request`` now (connecting, switching): queue it to flush."""
         out: list[GuardOutput] = []
         if len(self._queue) >= self._max_queue:
             out.append(ResponseRequestDropped(self._queue.popleft()))

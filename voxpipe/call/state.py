@@ -6,8 +6,11 @@ feeds triggers (``handle(trigger, now_ms)``) and timer ticks
 driver publishes, each refused move a :class:`TransitionRejected` (or an
 :class:`~voxpipe.errors.IllegalTransitionError` in strict mode).
 
-Happy path: IDLE -> LISTENING -> THINKING -> SPEAKING -> LISTENING.
-Barge-in: SPEAKING (or THINKING) --INTERRUPTED--> CANCELLING --CANCEL_CONFIRMED--> LISTENING.
+Happy path: IDLE -> LISTENING -> THINKING -> SPEAKING -> PLAYING_OUT -> LISTENING
+(``response.done`` moves SPEAKING to PLAYING_OUT; the call is LISTENING again
+once the caller heard the reply's last audio).
+Barge-in: SPEAKING (or THINKING) --INTERRUPTED--> CANCELLING --CANCEL_CONFIRMED--> LISTENING;
+PLAYING_OUT --INTERRUPTED--> LISTENING (the reply was over; only its audio stops).
 A stuck or failed response: THINKING --TIMED_OUT/RESPONSE_FAILED--> RECOVERING -> LISTENING.
 Socket or session lost: any live state -> RECONNECTING -> LISTENING.
 Session cap ahead: LISTENING --ROLLOVER_STARTED--> ROLLING_OVER -> LISTENING.
@@ -32,6 +35,7 @@ class CallState(enum.Enum):
     LISTENING = "listening"  # session up, waiting for (or hearing) the user
     THINKING = "thinking"  # a response was requested, no audio out yet
     SPEAKING = "speaking"  # response audio is flowing to the caller
+    PLAYING_OUT = "playing_out"  # response.done; its last audio is still being heard
     CALLING_TOOL = "calling_tool"  # the model asked for a tool; we are running it
     CANCELLING = "cancelling"  # interrupted; waiting for the response to end
     RECOVERING = "recovering"  # a response timed out or failed; clearing it
@@ -49,9 +53,8 @@ class CallTrigger(enum.Enum):
     AUDIO_STARTED = "audio_started"  # first audio delta of the response played
     TOOL_CALL_REQUESTED = "tool_call_requested"  # function call arguments done
     TOOL_RESULT_SENT = "tool_result_sent"  # output item sent, follow-up response asked
-    # response.done, and its audio played out: fire it once the output drained,
-    # so SPEAKING lasts as long as the caller hears the bot.
-    RESPONSE_DONE = "response_done"
+    RESPONSE_DONE = "response_done"  # response.done (completed or incomplete)
+    PLAYED_OUT = "played_out"  # the caller heard the finished reply's last audio
     INTERRUPTED = "interrupted"  # barge-in, guardrail, application
     CANCEL_CONFIRMED = "cancel_confirmed"  # response.done cancelled / cancel_not_active
     TIMED_OUT = "timed_out"  # no progress within the state's deadline
@@ -70,6 +73,7 @@ _LIVE = (
     _S.LISTENING,
     _S.THINKING,
     _S.SPEAKING,
+    _S.PLAYING_OUT,
     _S.CALLING_TOOL,
     _S.CANCELLING,
     _S.RECOVERING,
@@ -81,12 +85,17 @@ _NOT_TERMINAL = (_S.IDLE, *_LIVE, _S.RECONNECTING)
 def _build_table() -> dict[tuple[CallState, CallTrigger], CallState]:
     table: dict[tuple[CallState, CallTrigger], CallState] = {
         (_S.IDLE, _T.SESSION_READY): _S.LISTENING,
+        (_S.IDLE, _T.CONNECTION_LOST): _S.RECONNECTING,  # the first connect failed
         (_S.LISTENING, _T.RESPONSE_REQUESTED): _S.THINKING,
         (_S.THINKING, _T.AUDIO_STARTED): _S.SPEAKING,
         (_S.THINKING, _T.RESPONSE_DONE): _S.LISTENING,  # text-only or empty response
         (_S.THINKING, _T.TOOL_CALL_REQUESTED): _S.CALLING_TOOL,
         (_S.SPEAKING, _T.TOOL_CALL_REQUESTED): _S.CALLING_TOOL,  # "let me check" then a call
-        (_S.SPEAKING, _T.RESPONSE_DONE): _S.LISTENING,
+        (_S.SPEAKING, _T.RESPONSE_DONE): _S.PLAYING_OUT,
+        (_S.PLAYING_OUT, _T.PLAYED_OUT): _S.LISTENING,
+        # The next response began while the last one's audio still plays.
+        (_S.PLAYING_OUT, _T.RESPONSE_REQUESTED): _S.THINKING,
+        (_S.PLAYING_OUT, _T.INTERRUPTED): _S.LISTENING,  # nothing to cancel: only audio stops
         (_S.CALLING_TOOL, _T.TOOL_RESULT_SENT): _S.THINKING,
         (_S.THINKING, _T.INTERRUPTED): _S.CANCELLING,  # user talks before the first audio
         (_S.SPEAKING, _T.INTERRUPTED): _S.CANCELLING,

@@ -1,0 +1,139 @@
+"""What a :class:`~voxpipe.call.realtime_call.RealtimeCall` asks its driver to do.
+
+Every input of the call core returns an ordered list of these commands; the
+driver (the realtime service) carries them out in that order and decides
+nothing itself. Each is a small frozen dataclass named for the action.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from voxpipe.call.events import CallEvent
+from voxpipe.call.response_guard import ResponseRequest
+from voxpipe.call.user_audio import SendUserAudio
+from voxpipe.errors import VoxpipeError
+
+
+@dataclasses.dataclass(frozen=True)
+class SendEvent:
+    """Send this client event (an ``openai.types.realtime`` model) on the current session."""
+
+    event: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateResponse:
+    """Send ``response.create`` for ``request``, with the conversation set up first if needed."""
+
+    request: ResponseRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateSession:
+    """Send ``session.update`` again: the instructions now carry a new summary."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """Let pipecat make its frames for this server event (by its ``type``)."""
+
+    event_type: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PlayAudio:
+    """Push this reply audio (PCM16, 24 kHz) toward the caller.
+
+    ``new_item`` marks the first audio of an assistant item (the output's
+    playback reports attribute what follows to it); ``new_response`` the first
+    audio of a response (a TTS start).
+    """
+
+    response_id: str
+    item_id: str
+    pcm: bytes = dataclasses.field(repr=False)
+    new_item: bool
+    new_response: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseAudioEnded:
+    """A response whose audio played to its end is done (a TTS stop)."""
+
+    response_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StopOutput:
+    """Interrupt the pipeline both ways now, so the output stops playing.
+
+    Only for interruptions that did not arrive as an interruption frame
+    already (the server's VAD, the application).
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class EndResponseOutput:
+    """The cut response's frames end here (close its LLM response, stop its metrics)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastUserSpeech:
+    """Tell the pipeline the server's VAD heard the caller start (``started``) or stop."""
+
+    started: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Publish:
+    """Tell the application (``on_call_event``) and the timeline about ``event``."""
+
+    event: CallEvent
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportError:
+    """A request failed but the call goes on: tell pipecat (a non-fatal error)."""
+
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenSession:
+    """Connect a new socket after ``delay_ms``; mint a fresh secret first if ``refresh_secret``."""
+
+    delay_ms: int
+    refresh_secret: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CloseSession:
+    """Close the current socket (it is dead, or being replaced); its close is not a failure."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EndCall:
+    """The call cannot go on: tell the application and stop the pipeline."""
+
+    error: VoxpipeError
+
+
+Command = (
+    SendEvent
+    | SendUserAudio
+    | CreateResponse
+    | UpdateSession
+    | Forward
+    | PlayAudio
+    | ResponseAudioEnded
+    | StopOutput
+    | EndResponseOutput
+    | BroadcastUserSpeech
+    | Publish
+    | ReportError
+    | OpenSession
+    | CloseSession
+    | EndCall
+)

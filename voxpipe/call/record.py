@@ -1,0 +1,123 @@
+"""The call's own record of its conversation, fed from the provider's events.
+
+A provider session forgets everything when it ends (reconnect, rollover), so
+the call keeps what it needs to seed the next one in a
+:class:`~voxpipe.call.rollover.CallMemory`: user turns once their audio is
+committed (with the provider's transcript when it has one), the bot's turns
+from its audio transcript (only the part the caller *heard*, when a reply was
+cut), and tool results. It also knows which items live in the current
+session, so pruning can delete old ones there.
+"""
+
+from __future__ import annotations
+
+from voxpipe.call.rollover import CallMemory, Role, SessionSeed, Summariser, Turn
+
+NO_TRANSCRIPT = "(spoke; no transcript)"
+
+
+class ConversationRecord:
+    """What the conversation held, item by item, across sessions."""
+
+    def __init__(self, summariser: Summariser | None = None) -> None:
+        self.memory = CallMemory(summariser)
+        self.user_turns_committed = 0
+        self.items_pruned = 0
+        self._remembered: set[str] = set()
+        self._pending_user_items: list[str] = []  # committed, transcript not yet known
+        self._live_items: list[str] = []  # items of the current session
+        self._transcripts: dict[str, list[str]] = {}  # assistant item -> transcript deltas
+        self._seed_items: set[str] = set()  # items we put in a new session ourselves
+
+    # -- user turns ------------------------------------------------------------
+
+    def user_committed(self, item_id: str) -> None:
+        """``input_audio_buffer.committed``: a user turn exists, transcript or not."""
+        self.user_turns_committed += 1
+        self._pending_user_items.append(item_id)
+
+    def user_transcribed(self, item_id: str, text: str) -> None:
+        """The provider transcribed user item ``item_id``."""
+        if item_id in self._pending_user_items:
+            self._pending_user_items.remove(item_id)
+        self._remember(Turn(Role.USER, text, item_id, is_audio=True))
+
+    # -- the bot's turns ---------------------------------------------------------
+
+    def assistant_text(self, item_id: str, delta: str) -> None:
+        """A delta of the transcript of assistant item ``item_id``."""
+        self._transcripts.setdefault(item_id, []).append(delta)
+
+    def assistant_done(self, item_id: str, heard_share: float | None) -> None:
+        """Assistant item ``item_id`` ended; ``heard_share`` of its audio was heard if cut.
+
+        The transcript runs ahead of the audio, so a cut reply's text holds
+        words nobody heard (a guardrail trip's among them): only the heard
+        share of its words is remembered, and never reaches a later seed.
+        """
+        text = "".join(self._transcripts.pop(item_id, [])).strip()
+        self._flush_pending_user_turns()
+        if heard_share is not None:
+            words = text.split()
+            text = " ".join(words[: int(len(words) * max(0.0, min(1.0, heard_share)))])
+        if text:
+            suffix = " (interrupted)" if heard_share is not None else ""
+            self._remember(Turn(Role.ASSISTANT, text + suffix, item_id, is_audio=True))
+
+    def tool_answered(self, name: str, result: str) -> None:
+        """A tool answered; its result lives outside the model."""
+        self.memory.tool_state[name] = result
+
+    # -- the current session's items ----------------------------------------------
+
+    def item_added(self, item_id: str) -> None:
+        """``conversation.item.added``: the item lives in the current session."""
+        self._live_items.append(item_id)
+
+    def seeded(self, item_id: str) -> None:
+        """We created ``item_id`` in a new session from the seed (not a new turn)."""
+        self._seed_items.add(item_id)
+
+    def is_seed(self, item_id: str) -> bool:
+        """Whether ``item_id`` is one of the seed items we created."""
+        return item_id in self._seed_items
+
+    def session_ended(self, keep_verbatim_turns: int) -> SessionSeed:
+        """The session is gone: what seeds the next one."""
+        self._live_items = []
+        self._flush_pending_user_turns()
+        return self.memory.seed(keep_verbatim_turns)
+
+    def prune(self, keep_verbatim_turns: int) -> tuple[list[str], SessionSeed | None]:
+        """Fold older turns into the summary.
+
+        Returns the live items to delete from the session, and the new seed
+        whose instructions carry the summary (None when nothing was folded).
+        """
+        self._flush_pending_user_turns(keep_last=1)  # the turn just committed stays live
+        plan = self.memory.prune(keep_verbatim_turns)
+        live = set(self._live_items)
+        doomed = [i for i in plan.replaced_item_ids if i in live]
+        gone = set(doomed)
+        self._live_items = [i for i in self._live_items if i not in gone]
+        self.items_pruned += len(doomed)
+        if not plan.to_summarise:
+            return doomed, None
+        memory = self.memory
+        return doomed, SessionSeed(memory.summary or "", (), dict(memory.tool_state))
+
+    # -- internals -------------------------------------------------------------
+
+    def _flush_pending_user_turns(self, keep_last: int = 0) -> None:
+        # A user turn without a transcript still happened; the seed says so.
+        cut = max(0, len(self._pending_user_items) - keep_last)
+        for item_id in self._pending_user_items[:cut]:
+            self._remember(Turn(Role.USER, NO_TRANSCRIPT, item_id, is_audio=True))
+        self._pending_user_items = self._pending_user_items[cut:]
+
+    def _remember(self, turn: Turn) -> None:
+        if turn.item_id is not None:
+            if turn.item_id in self._remembered:
+                return
+            self._remembered.add(turn.item_id)
+        self.memory.add(turn)
