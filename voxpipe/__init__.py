@@ -6,8 +6,8 @@ never load pipecat or a model::
     from voxpipe import build_chained_pipeline, FileTransport, CallSession
 
 Importing voxpipe replaces loguru's untouched default handler (everything from
-DEBUG, pipecat's per-frame lines included) with one that shows voxpipe from
-INFO and pipecat from WARNING; see :mod:`voxpipe.logs`.
+DEBUG, pipecat's included) with one that shows voxpipe from INFO and pipecat
+from WARNING; see :mod:`voxpipe.logs`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ DEBUG, INFO, WARNING = LEVELS["DEBUG"], LEVELS["INFO"], LEVELS["WARNING"]
 
 # (record's module, level, shown by default?)
 DEFAULTS = [
-    ("pipecat.processors.frame_processor", DEBUG, False),  # the per-frame lines
+    ("pipecat.processors.frame_processor", DEBUG, False),  # linking, metrics, turn events
     ("pipecat", INFO, False),  # pipecat's version banner
     ("pipecat.utils.asyncio.task_manager", WARNING, True),
     ("voxpipe.processors.guardrails.tap", INFO, True),  # a tripped guardrail
