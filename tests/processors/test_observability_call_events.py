@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 from metric_samples import sample
-from test_realtime_support import API_KEY, LONG_REPLY, compose
+from realtime_calls import API_KEY, LONG_REPLY, compose
 
 from voxpipe.call import BackoffConfig, CallState
 from voxpipe.observability.metrics import VoxpipeMetrics

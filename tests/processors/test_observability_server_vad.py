@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from test_realtime_support import API_KEY, compose
+from realtime_calls import API_KEY, compose
 
 from voxpipe.call import BackoffConfig
 from voxpipe.observability import LatencyBudget, Segment

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipecat.frames.frames import Frame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from test_realtime_support import LONG_REPLY, compose, realtime_call
+from realtime_calls import LONG_REPLY, compose, realtime_call
 
 from voxpipe.call import CallState, InterruptionSource, StateChanged, TransitionRejected
 from voxpipe.errors import FatalProviderError

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_realtime_support import API_KEY, compose, realtime_call
+from realtime_calls import API_KEY, compose, realtime_call
 
 from voxpipe.call import BackoffConfig, CallState, FailureClass, RolloverConfig
 from voxpipe.errors import FatalProviderError

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipecat.services.llm_service import FunctionCallParams
-from test_realtime_support import compose, realtime_call
+from realtime_calls import compose, realtime_call
 
 from voxpipe.call import CallState, StateChanged, TransitionRejected
 from voxpipe.processors.realtime import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from test_realtime_support import compose, realtime_call
+from realtime_calls import compose, realtime_call
 
 from voxpipe.call import CallState, RolloverConfig, RolloverReason
 from voxpipe.processors.realtime import ResponseCreated, RolledOver
