@@ -92,9 +92,6 @@ class LlamaEngine:
         prompt: str = self._format(messages=chat, tools=tools).prompt  # type: ignore[arg-type]
         return prompt
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
-
     def stream_chat(
         self,
         messages: list[dict[str, Any]],

@@ -30,10 +30,6 @@ class DecodedAudio:
         return len(self.pcm16) / 2 / self.sample_rate * 1000
 
 
-def is_audio_name(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED
-
-
 def load_audio(path: Path, sample_rate: int) -> DecodedAudio:
     """Decode any common rate and channel layout, mix to mono, resample to ``sample_rate``.
 

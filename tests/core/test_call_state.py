@@ -200,7 +200,6 @@ def test_timeouts_are_configurable() -> None:
     m.handle(T.SESSION_READY, 0)
     m.handle(T.RESPONSE_REQUESTED, 0)
     assert m.tick(10**9) is None
-    assert m.ms_in_state(250) == 250
 
 
 def test_context_survives_reconnect_and_response_id_is_cleared() -> None:
@@ -211,13 +210,12 @@ def test_context_survives_reconnect_and_response_id_is_cleared() -> None:
     m.note_response("resp_1")
     m.note_user_audio(7)
     m.note_user_audio(3)  # late chunk must not move the sequence back
-    m.acknowledge("evt_9")
     audio = m.handle(T.AUDIO_STARTED, 20)
     assert isinstance(audio, StateChanged) and audio.response_id == "resp_1"
     m.handle(T.CONNECTION_LOST, 30)
     ctx = m.context
     assert (ctx.session_id, ctx.conversation_id, ctx.response_id) == ("sess_1", "conv_1", None)
-    assert (ctx.last_user_audio_seq, ctx.last_acked_event_id) == (7, "evt_9")
+    assert ctx.last_user_audio_seq == 7
     m.note_session("sess_2")
     ready = m.handle(T.SESSION_READY, 40)
     assert isinstance(ready, StateChanged) and ready.session_id == "sess_2"

@@ -158,7 +158,6 @@ class CallContext:
     conversation_id: str | None = None
     response_id: str | None = None
     last_user_audio_seq: int = -1
-    last_acked_event_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +214,7 @@ class CallStateMachine:
 
     @property
     def context(self) -> CallContext:
-        """Session, response and acknowledgement bookkeeping."""
+        """Session, response and caller-audio bookkeeping."""
         return self._context
 
     @property
@@ -256,10 +255,6 @@ class CallStateMachine:
         result = self.handle(CallTrigger.TIMED_OUT, now_ms)
         return result if isinstance(result, StateChanged) else None
 
-    def ms_in_state(self, now_ms: int) -> int:
-        """How long the call has been in its current state."""
-        return now_ms - self._entered_at_ms
-
     def drain_events(self) -> list[TransitionResult]:
         """Every result since the last drain, oldest first, for the driver to publish."""
         events, self._outbox = self._outbox, []
@@ -279,10 +274,6 @@ class CallStateMachine:
         """User audio chunk ``seq`` was sent; sequences only move forward."""
         if seq > self._context.last_user_audio_seq:
             self._context = dataclasses.replace(self._context, last_user_audio_seq=seq)
-
-    def acknowledge(self, event_id: str) -> None:
-        """The provider answered event ``event_id``."""
-        self._context = dataclasses.replace(self._context, last_acked_event_id=event_id)
 
     def _reject(self, trigger: CallTrigger, now_ms: int) -> TransitionRejected:
         message = f"{trigger.name} is not allowed in {self._state.name}"
