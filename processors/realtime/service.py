@@ -240,7 +240,10 @@ class RealtimeService(OpenAIRealtimeLLMService):
     async def _tick_loop(self) -> None:
         while not self.call.machine.is_terminal:
             await asyncio.sleep(TICK_S)
-            await self._decide(self.call.tick)
+            try:
+                await self._decide(self.call.tick)
+            except Exception as exc:  # a timer must never die with the call
+                logger.exception(f"{self}: tick failed: {exc}")
 
     async def _auth_headers(self) -> dict[str, str]:
         secret = await self.tokens.secret()
@@ -318,7 +321,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
                 source = InterruptionSource.SERVER_VAD
             else:
                 source = InterruptionSource.LOCAL_VAD
-            await self._decide(lambda now: self.call.interrupt(source, now))
+            await self._decide(lambda now: self.call.interrupt(source, now, as_frame=True))
         await super().queue_frame(frame, direction, callback)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -382,10 +385,12 @@ class RealtimeService(OpenAIRealtimeLLMService):
     def note_token_event(self, event: SecretRotated | RotationFailed) -> None:
         """An :class:`EphemeralTokenProvider`'s ``on_event`` hook (called synchronously)."""
         commands = self.call.token_event(event)
-        with contextlib.suppress(Exception):  # before setup there is no task manager yet
-            self.create_task(self._carry_out(commands), name="voxpipe-token-event")
-            return
-        self.events += [c.event for c in commands if isinstance(c, Publish)]
+        announce = self._carry_out(commands)
+        try:
+            self.create_task(announce, name="voxpipe-token-event")
+        except Exception:  # before setup there is no task manager: keep the events
+            announce.close()
+            self.events += [c.event for c in commands if isinstance(c, Publish)]
 
     # -- carrying out ----------------------------------------------------------------
 
@@ -440,6 +445,8 @@ class RealtimeService(OpenAIRealtimeLLMService):
             case ReportError():
                 await self.push_error(error_msg=command.message)
             case OpenSession():
+                if self._opener is not None and self._opener is not asyncio.current_task():
+                    await self.cancel_task(self._opener)  # one socket at a time
                 self._opener = self.create_task(
                     self._open_after(command.delay_ms, command.refresh_secret),
                     name="realtime-open",

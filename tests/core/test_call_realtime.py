@@ -293,7 +293,9 @@ def rate_limits(remaining: int, reset_seconds: float) -> Action:
 
 
 def interrupt(source: InterruptionSource) -> Action:
-    return lambda call, now: call.interrupt(source, now)
+    """As the driver reports it: a processor's or the aggregator's come as frames."""
+    as_frame = source in (InterruptionSource.PROCESSOR, InterruptionSource.LOCAL_VAD)
+    return lambda call, now: call.interrupt(source, now, as_frame=as_frame)
 
 
 def want(reason: ResponseReason = ResponseReason.APPLICATION, text: str | None = None) -> Action:

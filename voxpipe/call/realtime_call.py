@@ -419,12 +419,15 @@ class RealtimeCall(SessionLifecycle):
 
     # -- interruptions ---------------------------------------------------------------
 
-    def interrupt(self, source: InterruptionSource, now_ms: int) -> list[Command]:
+    def interrupt(
+        self, source: InterruptionSource, now_ms: int, *, as_frame: bool = False
+    ) -> list[Command]:
         """The caller barged in, a processor cut the reply, or the application asked.
 
         Idempotent by the response's identity: a second report of the same
         barge-in (the server's ``speech_started`` and then the user
-        aggregator's interruption frame) cuts nothing more.
+        aggregator's interruption frame) cuts nothing more. ``as_frame``: it
+        arrived as an interruption frame, which stops the output on its own way.
         """
         out: list[Command] = []
         if source is InterruptionSource.LOCAL_VAD and not self.config.turns.server_vad:
@@ -435,9 +438,9 @@ class RealtimeCall(SessionLifecycle):
             return out + self._ignored("interruption", IgnoreReason.DUPLICATE_INTERRUPTION)
         if state not in BOT_ACTIVE and state is not CallState.PLAYING_OUT:
             return out + self._ignored("interruption", IgnoreReason.NOTHING_TO_INTERRUPT)
-        return out + self._cut(source, now_ms)
+        return out + self._cut(source, now_ms, stop_output=not as_frame)
 
-    def _cut(self, source: InterruptionSource, now_ms: int) -> list[Command]:
+    def _cut(self, source: InterruptionSource, now_ms: int, *, stop_output: bool) -> list[Command]:
         self._cut_seq = self._response_seq
         response_id = self.guard.active_response_id
         if response_id is not None:
@@ -449,8 +452,8 @@ class RealtimeCall(SessionLifecycle):
         guard_out = self.guard.on_interruption(source)
         cancel = next((o for o in guard_out if isinstance(o, SendResponseCancel)), None)
         out: list[Command] = []
-        if source in (InterruptionSource.SERVER_VAD, InterruptionSource.APPLICATION):
-            out.append(StopOutput())  # other sources arrive as an interruption frame already
+        if stop_output:
+            out.append(StopOutput())
         if cancel is not None:
             out.append(
                 SendEvent(
