@@ -22,13 +22,19 @@ from pipecat.services.openai.realtime import events as rt
 from pipecat.transports.base_transport import BaseTransport
 
 from voxpipe.call import BackoffConfig, CallConfig, RolloverConfig, StateTimeouts, TurnDetection
+from voxpipe.call.tokens import key_for_endpoint
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.playback import PlaybackLedger, PlaybackReporter
 from voxpipe.processors.realtime import RealtimeService
 from voxpipe.transports.playback_reports import SentPlaybackEstimator
-from voxpipe.transports.tokens import EphemeralTokenProvider, StaticKeyProvider, TokenProvider
+from voxpipe.transports.tokens import (
+    EphemeralTokenProvider,
+    NoKeyProvider,
+    StaticKeyProvider,
+    TokenProvider,
+)
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
@@ -88,8 +94,11 @@ def build_realtime_pipeline(
             ``broadcast_interruption()`` cancels and truncates the response.
         server_url: the Realtime endpoint (``ws://127.0.0.1:8765/v1/realtime``);
             default OpenAI's when a key is set.
-        api_key: the long-lived key (default ``OPENAI_API_KEY``); used as is, or
-            to mint ephemeral secrets of ``ephemeral_ttl_s`` seconds from the
+        api_key: the long-lived key for ``server_url``; used as is, or to mint
+            ephemeral secrets. ``OPENAI_API_KEY`` is used only for OpenAI's own
+            host (``wss://api.openai.com``); no key ever goes over plain
+            ``ws://`` to another machine (a ``ConfigError``). With
+            ``ephemeral_ttl_s``, secrets of that many seconds are minted from the
             server's ``/v1/realtime/client_secrets`` (rotated in the background).
         token_provider: a provider of your own instead (its events are yours).
         estimate_playback: the output transport does not report playback (it is
@@ -107,13 +116,16 @@ def build_realtime_pipeline(
             being logged (default: the ``VOXPIPE_STRICT_STATES`` environment
             variable; the test suite sets it).
     """
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
     if server_url is None:
-        if not key and token_provider is None:
+        if not (api_key or os.environ.get("OPENAI_API_KEY")) and token_provider is None:
             raise ConfigError(
                 "no realtime endpoint", hint="pass server_url (voxpipe realtime-server) or a key"
             )
         server_url = OPENAI_REALTIME_URL
+    # The environment's key goes to OpenAI only; another endpoint gets only its own key.
+    key = key_for_endpoint(
+        server_url, explicit=api_key, environment=os.environ.get("OPENAI_API_KEY")
+    )
     relay = _TokenEvents()
     provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
     context = LLMContext(tools=ToolsSchema(standard_tools=list(tools)) if tools else NOT_GIVEN)
@@ -232,9 +244,13 @@ def _provider(
     server_url: str, key: str | None, ttl_s: int | None, relay: _TokenEvents
 ) -> TokenProvider:
     if ttl_s is None:
-        return StaticKeyProvider(key or "voxpipe-local")
-    mint_url = mint_url_for(server_url)
-    return EphemeralTokenProvider(mint_url, key or "voxpipe-local", ttl_s, on_event=relay)
+        return StaticKeyProvider(key) if key else NoKeyProvider()
+    if not key:
+        raise ConfigError(
+            f"ephemeral secrets for {server_url} need a key to mint them with",
+            hint="pass api_key (the server's own key), or leave ephemeral_ttl_s unset",
+        )
+    return EphemeralTokenProvider(mint_url_for(server_url), key, ttl_s, on_event=relay)
 
 
 def mint_url_for(server_url: str) -> str:

@@ -85,6 +85,26 @@ class StaticKeyProvider:
         """Nothing to stop."""
 
 
+class NoKeyProvider:
+    """No credential at all: the endpoint needs none (a keyless loopback server)."""
+
+    mode = TokenMode.STATIC
+
+    def __repr__(self) -> str:
+        return "NoKeyProvider()"
+
+    async def secret(self) -> Secret:
+        """An empty secret: no ``Authorization`` header is sent."""
+        return Secret("", None)
+
+    async def refresh(self) -> Secret:
+        """Nothing to refresh."""
+        return await self.secret()
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
 class EphemeralTokenProvider:
     """Mints short-lived secrets and keeps a fresh one ready in the background.
 

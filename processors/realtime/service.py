@@ -99,7 +99,12 @@ from voxpipe.processors.realtime.socket import (
     open_socket,
     parse_server_event,
 )
-from voxpipe.transports.tokens import EphemeralTokenProvider, StaticKeyProvider, TokenProvider
+from voxpipe.transports.tokens import (
+    EphemeralTokenProvider,
+    NoKeyProvider,
+    StaticKeyProvider,
+    TokenProvider,
+)
 
 TICK_S = 0.1
 
@@ -168,7 +173,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
         **kwargs: Any,
     ) -> None:
         super().__init__(api_key="<from token provider>", **kwargs)
-        self.tokens: TokenProvider = token_provider or StaticKeyProvider(api_key or "")
+        self.tokens: TokenProvider = token_provider or (
+            StaticKeyProvider(api_key) if api_key else NoKeyProvider()
+        )
         self.now_ms = now_ms
         self.call = RealtimeCall(
             config,
@@ -247,7 +254,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
 
     async def _auth_headers(self) -> dict[str, str]:
         secret = await self.tokens.secret()
-        return {"Authorization": f"Bearer {secret.value}"}
+        return {"Authorization": f"Bearer {secret.value}"} if secret.value else {}
 
     # -- the socket ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from voxpipe.call.tokens import (
     SecretRotated,
     TokenMode,
     TokenRotationPolicy,
+    key_for_endpoint,
 )
 from voxpipe.errors import ConfigError
 
@@ -112,3 +113,40 @@ def test_secret_value_never_shows_in_repr() -> None:
 def test_bad_config(overrides: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         RotationConfig(**overrides)  # type: ignore[arg-type]
+
+
+ENV_KEY = "sk-from-the-environment"
+
+
+@pytest.mark.parametrize(
+    ("url", "explicit", "expected"),
+    [
+        # The environment's key goes to OpenAI's own host, over TLS, and nowhere else.
+        ("wss://api.openai.com/v1/realtime?model=gpt-realtime", None, ENV_KEY),
+        ("ws://api.openai.com/v1/realtime", None, None),
+        ("wss://api.openai.com.evil.example/v1/realtime", None, None),
+        ("ws://127.0.0.1:8765/v1/realtime", None, None),  # a keyless loopback server
+        ("wss://realtime.example.com/v1/realtime", None, None),
+        # A key given for an endpoint goes to it, over TLS or to this machine.
+        ("ws://127.0.0.1:8765/v1/realtime", "local-key", "local-key"),
+        ("ws://localhost:8765/v1/realtime", "local-key", "local-key"),
+        ("ws://[::1]:8765/v1/realtime", "local-key", "local-key"),
+        ("wss://realtime.example.com/v1/realtime", "their-key", "their-key"),
+    ],
+)
+def test_a_key_goes_only_where_it_belongs(url: str, explicit: str | None, expected: str) -> None:
+    assert key_for_endpoint(url, explicit=explicit, environment=ENV_KEY) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ws://10.0.0.7:8765/v1/realtime", "in clear text to 10.0.0.7"),
+        ("ws://realtime.example.com/v1/realtime", "in clear text to realtime.example.com"),
+        ("http://127.0.0.1:8765/v1/realtime", "not a Realtime endpoint"),
+        ("127.0.0.1:8765", "not a Realtime endpoint"),
+    ],
+)
+def test_a_key_is_never_sent_in_clear_text_to_another_machine(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        key_for_endpoint(url, explicit="a-key", environment=ENV_KEY)

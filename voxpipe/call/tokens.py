@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
+from urllib.parse import urlsplit
 
 from voxpipe.errors import ConfigError
+
+OPENAI_HOST = "api.openai.com"
 
 
 class TokenMode(enum.Enum):
@@ -148,3 +152,44 @@ class TokenRotationPolicy:
         life = max(0, secret.expires_at_ms - now_ms)
         earliest = now_ms + int(life * self.config.min_life_fraction)
         return max(earliest, secret.expires_at_ms - self.config.refresh_before_ms)
+
+
+def key_for_endpoint(url: str, *, explicit: str | None, environment: str | None) -> str | None:
+    """The long-lived key that may be sent to the Realtime endpoint ``url``, if any.
+
+    A key is a bearer credential: whoever receives it can spend on it. So the
+    environment's key (``OPENAI_API_KEY``) goes only to OpenAI's own host over
+    TLS; any other endpoint gets only a key given for it explicitly, or none
+    (a keyless loopback server, such as ``voxpipe realtime-server`` without
+    ``--api-key``, needs none). No key ever crosses plain ``ws://`` to a host
+    that is not this machine.
+
+    Raises:
+        ConfigError: ``url`` is not a ws(s) URL, or an explicit key would go
+            over plain ``ws://`` to another machine.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("ws", "wss") or not host:
+        raise ConfigError(
+            f"not a Realtime endpoint: {url!r}", hint="use ws://host/... or wss://..."
+        )
+    if explicit:
+        if parts.scheme == "ws" and not _loopback(host):
+            raise ConfigError(
+                f"refusing to send an API key in clear text to {host} (ws://)",
+                hint="use wss:// for a server on another machine",
+            )
+        return explicit
+    if environment and parts.scheme == "wss" and host == OPENAI_HOST:
+        return environment
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
