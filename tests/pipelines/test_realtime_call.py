@@ -4,6 +4,7 @@ server over a loopback socket, and the files a user reads afterwards."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,25 @@ def test_voxpipe_call_runs_a_realtime_call_against_an_in_process_server(
     kinds = {line["type"] for line in _lines(out)}
     assert {"response_created", "first_bot_audio", "state_changed", "call_ended"} <= kinds
     assert (out / "call.wav").exists() and (out / "transcript.json").exists()
+
+
+def test_a_call_whose_provider_never_answers_ends_with_its_artifacts_and_exit_1(
+    make_speech: Any, tmp_path: Path, capsys: Any
+) -> None:
+    # Before: the retries stopped, then the call waited for its 300 s limit,
+    # died with an uncaught TimeoutError and wrote nothing.
+    recording = _recording(make_speech, tmp_path / "caller.wav")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code = main(
+        ["call", "--input", str(recording), "--out", str(out), "--server", "ws://127.0.0.1:9/v1"]
+    )
+    assert code == 1
+    assert time.monotonic() - started < 60  # the retry budget (~12 s), then the end
+    assert "the call failed: gave up after 6 consecutive reconnects" in capsys.readouterr().err
+    assert (out / "call.wav").exists() and (out / "transcript.json").exists()
+    kinds = [line["type"] for line in _lines(out)]
+    assert kinds.count("reconnect") == 6 and "call_ended" in kinds
 
 
 def test_voxpipe_demo_is_a_realtime_call_with_a_barge_in_and_tool_calls(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,19 @@ def run(args: argparse.Namespace) -> int:
     )
     result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)
+    failure = call_failure(result)
+    if failure is not None:
+        print(f"voxpipe call: the call failed: {failure}", file=sys.stderr)
+        return 1
     return 0 if result.turns else 1
+
+
+def call_failure(result: Any) -> str | None:
+    """The error that ended the call early, if one did (from its timeline)."""
+    from voxpipe.timeline import EventKind
+
+    fatal = [e for e in result.timeline.of(EventKind.ERROR) if e.data.get("fatal")]
+    return str(fatal[0].data.get("error")) if fatal else None
 
 
 def _agent(path: Path) -> tuple[str, Any]:
