@@ -124,6 +124,23 @@ BAD_EVENTS: list[tuple[str, Any, str, str | None, str | None]] = [
         "audio",
         "e10",
     ),
+    # A lone UTF-16 surrogate cannot be encoded back to UTF-8: echoed, it once
+    # killed the session's writer and left the socket open and mute.
+    (
+        "lone surrogate in type",
+        r'{"type": "session.\ud800update", "event_id": "e14"}',
+        "invalid_json",
+        None,
+        "e14",
+    ),
+    (
+        "lone surrogate in instructions",
+        r'{"type": "session.update", "event_id": "e15", "session": {"type": "realtime", '
+        r'"instructions": "hi \udfff there"}}',
+        "invalid_json",
+        None,
+        "e15",
+    ),
     (
         "commit empty buffer",
         {"type": "input_audio_buffer.commit", "event_id": "e11"},
@@ -367,3 +384,18 @@ async def test_client_vanishing_mid_response_leaves_others_untouched(
         assert done["response"]["status"] == "completed"
     await asyncio.sleep(0.3)
     assert not server.server.live_sessions  # both sessions were cleaned up
+
+
+async def test_brain_text_that_utf8_cannot_carry_is_replaced_not_fatal() -> None:
+    # A lone surrogate in the brain's words cannot be encoded: before, the writer
+    # died on it and the socket stayed open and mute for good.
+    brain = ScriptedBrain(["Broken \ud800 words.", "Still here and listening."], pace=0)
+    async with (
+        running_realtime_server(config=ServerConfig(api_key=API_KEY), brain=brain) as srv,
+        raw_client(srv) as client,
+    ):
+        await client.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
+        done = await client.until("response.done")
+        assert done["response"]["output"][0]["content"][0]["text"].strip() == "Broken \ufffd words."
+        assert not [e for e in client.seen if e["type"] == "error"]
+        await assert_session_goes_on(client)

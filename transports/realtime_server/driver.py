@@ -22,6 +22,7 @@ import pydantic
 from aiohttp import WSMsgType, web
 from loguru import logger
 from openai.types.realtime import ResponseAudioDeltaEvent
+from pydantic_core import PydanticSerializationError
 
 from voxpipe.engines.speculation import Speculation
 from voxpipe.realtime_server.effects import (
@@ -152,7 +153,29 @@ class SessionDriver:
                 continue
             if self._ws.closed:
                 return
-            await self._ws.send_str(item.model_dump_json(exclude_unset=True))
+            await self._ws.send_str(self._encode(item))
+
+    def _encode(self, event: pydantic.BaseModel) -> str:
+        """The event as JSON; one that cannot be encoded costs an error event, not the session.
+
+        Text the brain made (or a bug) can hold what UTF-8 cannot carry, such
+        as a lone surrogate; left to raise, it would end this writer and leave
+        the socket open and mute.
+        """
+        try:
+            return event.model_dump_json(exclude_unset=True)
+        except (ValueError, UnicodeError, PydanticSerializationError):
+            logger.exception(
+                "realtime session {} could not encode {}",
+                self.core.session_id,
+                getattr(event, "type", type(event).__name__),
+            )
+            error = ProtocolError(
+                ErrorType.SERVER,
+                "server_error",
+                "The server had an error while processing your request.",
+            )
+            return error.to_event(self.core.event_id()).model_dump_json(exclude_unset=True)
 
     # -- outputs ---------------------------------------------------------------
 

@@ -72,7 +72,30 @@ def _decode_json(raw: str | bytes) -> dict[str, Any]:
             ErrorCode.INVALID_TYPE,
             f"Invalid type for event: expected an object, but got {_json_type(data)} instead.",
         )
+    if _escapes_surrogates(raw) and _lone_surrogate(data):
+        error = invalid_request(
+            ErrorCode.INVALID_JSON,
+            "The event contains a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+            "its pair), which is not text. Send valid UTF-8.",
+        )
+        event_id = data.get("event_id")
+        raise error.with_event_id(event_id if isinstance(event_id, str) else None)
     return data
+
+
+def _escapes_surrogates(raw: str | bytes) -> bool:
+    # Only a JSON escape can make one; audio (base64) never holds a backslash.
+    if isinstance(raw, bytes):
+        return b"\\ud" in raw or b"\\uD" in raw
+    return "\\ud" in raw or "\\uD" in raw
+
+
+def _lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def error_from_validation(exc: pydantic.ValidationError, prefix: str = "") -> ProtocolError:

@@ -222,12 +222,14 @@ class ResponseControl:
         )
 
     def brain_output(self, response_id: str, output: BrainOutput, now_ms: int) -> list[Output]:
+        # Text a brain made is client-visible: what UTF-8 cannot carry (a lone
+        # surrogate) becomes U+FFFD here, before any event holds it.
         """Turn one piece of brain output into events (ignored once the response ended)."""
         run = self.active
         if run is None or run.id != response_id:
             return []
         if isinstance(output, TextProduced):
-            outputs: list[Output] = list(run.on_text(output.text))
+            outputs: list[Output] = list(run.on_text(utf8_text(output.text)))
         elif isinstance(output, AudioProduced):
             outputs = list(run.on_audio(output.pcm16))
             self.assistant_audio_sent = self.assistant_audio_sent or bool(outputs)
@@ -337,3 +339,12 @@ def _chat_message(record: ItemRecord) -> dict[str, Any] | None:
     }
     role = roles.get(type(item))
     return {"role": role, "content": item_text(record)} if role else None
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+    return text
