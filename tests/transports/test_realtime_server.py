@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from openai import AsyncOpenAI
 from test_realtime_server_support import API_KEY, chunks, read_pcm16, silence
@@ -274,6 +275,33 @@ async def test_secret_lifetime_outside_10_to_7200_is_refused(
         await sdk(server).realtime.client_secrets.create(
             expires_after={"anchor": "created_at", "seconds": seconds}, session={"type": "realtime"}
         )
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"expires_after": 5}, "expires_after"),  # was a 500
+        ({"expires_after": {"anchor": "expires_at"}}, "expires_after.anchor"),
+        (["a", "list"], "body"),
+    ],
+)
+async def test_a_malformed_mint_request_is_a_400_naming_the_field(
+    server: RunningServer, body: Any, param: str
+) -> None:
+    url = server.realtime_url.replace("ws://", "http://") + "/client_secrets"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, json=body, headers={"Authorization": f"Bearer {API_KEY}"}) as response,
+    ):
+        assert response.status == 400
+        assert (await response.json())["error"]["param"] == param
+
+
+async def test_a_minted_session_id_tells_nothing_of_the_secret(server: RunningServer) -> None:
+    minted = await sdk(server).realtime.client_secrets.create(session={"type": "realtime"})
+    session_id = str(getattr(minted.session, "id", ""))
+    assert session_id.startswith("sess_")
+    assert minted.value[-6:] not in session_id and minted.value[-12:] not in session_id
 
 
 async def test_wrong_api_key_is_refused_before_the_upgrade(server: RunningServer) -> None:

@@ -66,6 +66,7 @@ async def test_faults_are_off_unless_the_server_was_started_with_them(
 async def test_fault_control_needs_the_server_key(server: RunningServer) -> None:
     assert await post_fault(server, {"kind": "refuse_next_connection"}, key="guess") == 401
     assert await post_fault(server, {"kind": "no_such_fault"}) == 400
+    assert await post_fault(server, ["not", "an", "object"]) == 400  # was a 500
     assert await post_fault(server, {"kind": "refuse_next_connection"}) == 200
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         async with raw_client(server):

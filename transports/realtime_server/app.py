@@ -10,6 +10,8 @@ Routes:
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +73,11 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+def _same_key(offered: str, key: str) -> bool:
+    """Compare keys in constant time: how long a refusal takes tells nothing of the key."""
+    return hmac.compare_digest(offered.encode(), key.encode())
+
+
 class RealtimeServer:
     """voxpipe's OpenAI-Realtime-protocol server."""
 
@@ -100,7 +107,7 @@ class RealtimeServer:
         if token.startswith(secret_store.SECRET_PREFIX):
             secret = self.secrets.lookup(token, self.config.clock()) if allow_ephemeral else None
             return secret is not None, secret.session if secret else None
-        return self.config.api_key is None or token == self.config.api_key, None
+        return self.config.api_key is None or _same_key(token, self.config.api_key), None
 
     async def _realtime(self, request: web.Request) -> web.StreamResponse:
         if self.faults.enabled and self.faults.take(RefuseNextConnection):
@@ -163,7 +170,7 @@ class RealtimeServer:
         session = {
             **minted.session,
             "object": "realtime.session",
-            "id": "sess_" + secret.value[-12:],
+            "id": "sess_" + secrets.token_hex(6),  # nothing of the secret in it
         }
         return web.json_response(
             {"value": secret.value, "expires_at": secret.expires_at, "session": session}
@@ -171,7 +178,7 @@ class RealtimeServer:
 
     async def _arm_fault(self, request: web.Request) -> web.Response:
         token = _bearer(request)
-        if self.config.api_key is None or token != self.config.api_key:
+        if self.config.api_key is None or not _same_key(token or "", self.config.api_key):
             return _error(401, "Fault control needs the server's API key.", "invalid_api_key")
         try:
             self.faults.arm(fault_from_json(await request.json()))

@@ -76,6 +76,8 @@ _BY_KIND: dict[FaultKind, type[Any]] = {
 
 def fault_from_json(data: dict[str, Any]) -> Fault:
     """A fault from ``{"kind": "...", ...fields}`` (the control endpoint's body)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a fault is a JSON object, not {type(data).__name__}")
     try:
         kind = FaultKind(data.get("kind"))
         fields = {k: v for k, v in data.items() if k != "kind"}

@@ -75,6 +75,8 @@ def parse_mint_request(body: Any) -> MintRequest:
     if not isinstance(body, dict):
         raise invalid_value("body", "The body must be a JSON object.")
     expires = body.get("expires_after") or {}
+    if not isinstance(expires, dict):
+        raise invalid_value("expires_after", "expires_after must be an object.")
     if expires.get("anchor", "created_at") != "created_at":
         raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
     seconds = expires.get("seconds", DEFAULT_SECONDS)
