@@ -110,7 +110,9 @@ async def run_call(
             graph.pipeline, observers=[*instruments.observers, seen], end_timeout_secs=5
         )
         async with session, asyncio.timeout(40):
-            while not seen.usages:  # noqa: ASYNC110 - the usage arrives with response.done
+            # The usage arrives with response.done; the answer's first written chunk
+            # is the turn's playback stamp, which a loaded output may write after it.
+            while not (seen.usages and transport.written):  # noqa: ASYNC110 - polls records
                 await asyncio.sleep(0.05)
         instruments.finish()
         return instruments, seen, limits, transport
@@ -171,8 +173,12 @@ async def test_the_realtime_path_measures_every_segment_of_a_server_vad_turn(
     [turn] = instruments.budgets
     # The server VAD's speech end, mapped back to the caller's frame: capture and uplink known.
     capture, uplink = turn.segments[Segment.CAPTURE], turn.segments[Segment.UPLINK]
-    assert capture is not None and 0 <= capture < 300
-    assert uplink is not None and uplink > 400  # holds the server's 500 ms silence wait
+    # One frame's transit; the bounds and why load cannot break them are explained
+    # in test_observability_server_vad (CAPTURE_MIN_MS, CAPTURE_MAX_MS).
+    assert capture is not None and -1 < capture < 400, turn.as_dict()
+    # Speech end to the first response event holds the server's 500 ms silence wait
+    # (uplink alone shrinks when a frame held up by event-loop lag is caught up).
+    assert uplink is not None and capture + uplink > 400, turn.as_dict()
     assert turn.end_to_end_ms is not None and turn.first_audio_ms is not None
     assert abs(sum(turn.measured.values()) - turn.end_to_end_ms) < 1e-6
     # Response created -> first delta -> handed to output -> played: all measured, in order.

@@ -46,7 +46,25 @@ QUESTIONS: list[str | int] = [
     3500,
 ]
 REPLIES = ["We open at nine on Saturday morning.", "On Sunday we are closed."]
-SPEECH_END_TOLERANCE_MS = 300  # Silero's frames and hysteresis, TTS tails
+# The speech end is a position on the audio line mapped back to a caller frame's
+# capture slot, so no clock is in it and load cannot stretch it. What moves it:
+# Silero's 32 ms frames and hysteresis, TTS tails, and pipecat's VHQ stream
+# resampler (16 -> 24 kHz), which hands over audio in ~69 ms bursts every fourth
+# frame, so an append (and the frame it is stamped with) holds up to ~50 ms of
+# audio captured before that frame. Measured: -102 to +28 ms, idle or with a busy
+# core. Dropping the 500 ms silence from the position would be off by 500.
+SPEECH_END_TOLERANCE_MS = 300
+# Capture is one frame's transit from its capture slot to the socket: 0-4 ms idle,
+# 0-2 ms with a busy core. What stretches it is event-loop lag (the paced input
+# wakes late, each pipeline hop waits its turn, a GC pause in a process holding
+# the models), so the bound leaves two orders of magnitude for that, and stays
+# under the server's 500 ms silence window: a send stamped when the server
+# decided, instead of the speech-end frame's own, is at least that late.
+CAPTURE_MAX_MS = 400
+# The realtime core stamps sends in whole milliseconds (the service passes
+# int(now_ms)), so a frame out within the millisecond of its slot reads up to
+# 1 ms early (-0.07 ms seen); the budget then also lists capture as skewed.
+CAPTURE_MIN_MS = -1
 
 
 @dataclass
@@ -84,13 +102,15 @@ async def _measure(
         )
         session = CallSession(graph.pipeline, observers=[latency], end_timeout_secs=5)
 
-        def answered() -> bool:
-            return len([e for e in events if isinstance(e, ResponseCreated)]) >= responses
+        def every_answer_played() -> bool:
+            # Each answer's first chunk reached the ear: its turn's playback stamp exists.
+            created = len([e for e in events if isinstance(e, ResponseCreated)])
+            played = {w.utterance for w in transport.written if w.utterance is not None}
+            return created >= responses and len(played) >= responses
 
         async with session, asyncio.timeout(60):
-            while not answered() or not transport.written:  # noqa: ASYNC110 - real call
+            while not every_answer_played():  # noqa: ASYNC110 - polls the transport's record
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)  # the last answer's first audio reaches the ear
         latency.finish()
         return Measured(latency.turns, events, transport)
 
@@ -123,14 +143,17 @@ async def test_server_vad_turns_get_capture_and_uplink_from_the_speech_stopped_p
     for turn, (_, span_end_ms) in zip(turns, spans, strict=True):
         capture, uplink = turn.segments[Segment.CAPTURE], turn.segments[Segment.UPLINK]
         assert capture is not None and uplink is not None, turn.as_dict()
-        assert 0 <= capture < 300
-        assert uplink > 0  # holds the server's 500 ms of silence before it decides
+        assert CAPTURE_MIN_MS < capture < CAPTURE_MAX_MS, turn.as_dict()
+        # Speech end to the first response event holds the server's 500 ms silence
+        # wait: the paced input never hands over audio before its slot, so no load
+        # shortens it (an uplink alone does shrink when a late frame is caught up).
+        assert capture + uplink > 400, turn.as_dict()
         assert turn.stamps.speech_end_ms is not None
         heard_end = turn.stamps.speech_end_ms - started
         assert abs(heard_end - span_end_ms) < SPEECH_END_TOLERANCE_MS, (heard_end, span_end_ms)
         errors.append(round(heard_end - span_end_ms))
         assert _adds_up(turn)
-        assert not turn.skewed
+        assert turn.skewed <= {Segment.CAPTURE}  # see CAPTURE_MIN_MS; nothing else
         captures.append(capture)
         uplinks.append(uplink)
     print(
