@@ -19,9 +19,10 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipecat.observers.base_observer import BaseObserver
+from pipecat.transports.base_transport import BaseTransport
 
 from voxpipe.errors import ConfigError
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -74,49 +75,81 @@ class CallResult:
     report: ReportFiles | None = None
 
 
-def _chained_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
-    return build_chained_pipeline(
-        transport, instructions=spec.instructions, tools=spec.tools, tap=spec.tap
-    )
-
-
-def _realtime_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
+def build_call_graph(
+    transport: BaseTransport,
+    mode: Mode,
+    *,
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    tools: Sequence[Any] = (),
+    tap: Any = None,
+    server_url: str | None = None,
+    api_key: str | None = None,
+) -> VoiceGraph:
+    """The graph of one call in ``mode``, the same for a recording and a live caller."""
+    if mode is Mode.CHAINED:
+        return build_chained_pipeline(transport, instructions=instructions, tools=tools, tap=tap)
     from voxpipe.pipelines.realtime import build_realtime_pipeline
     from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
     from voxpipe.processors.guardrails.tap import GuardrailTap
 
     graph = build_realtime_pipeline(
         transport,
+        instructions=instructions,
+        tools=tools,
+        tap=tap,
+        server_url=server_url,
+        api_key=api_key,
+        transcribe=True,  # transcript.json shows what the caller said
+    )
+    if isinstance(tap, GuardrailTap):
+        # On the realtime path the brain itself says the safe line.
+        tap.set_safe_line_speaker(RealtimeSafeLine(graph.brain))  # type: ignore[arg-type]
+    return graph
+
+
+def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
+    return build_call_graph(
+        transport,
+        spec.mode,
         instructions=spec.instructions,
         tools=spec.tools,
         tap=spec.tap,
         server_url=spec.server_url,
         api_key=spec.api_key,
-        transcribe=True,  # transcript.json shows what the caller said
     )
-    if isinstance(spec.tap, GuardrailTap):
-        # On the realtime path the brain itself says the safe line.
-        spec.tap.set_safe_line_speaker(RealtimeSafeLine(graph.brain))  # type: ignore[arg-type]
-    return graph
 
 
 LOCAL_SERVER_KEY = "voxpipe-local"
 
 
 @contextlib.asynccontextmanager
-async def _endpoint(spec: CallSpec) -> AsyncIterator[CallSpec]:
-    """The spec itself, or (realtime, no URL, no key) one pointing at an in-process server."""
-    if spec.mode is not Mode.REALTIME or spec.server_url or spec.api_key:
-        yield spec
-        return
-    if os.environ.get("OPENAI_API_KEY"):
-        yield spec
+async def embedded_realtime(
+    mode: Mode, server_url: str | None, api_key: str | None, brain: Any
+) -> AsyncIterator[tuple[str | None, str | None]]:
+    """The realtime endpoint and key to use: as given, or an in-process server.
+
+    Realtime mode with no URL, no key and no ``OPENAI_API_KEY`` runs on the
+    embedded default: an in-process ``voxpipe realtime-server`` answering with
+    ``brain``, for as long as the context lasts.
+    """
+    if mode is not Mode.REALTIME or server_url or api_key or os.environ.get("OPENAI_API_KEY"):
+        yield server_url, api_key
         return
     from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
 
     config = ServerConfig(api_key=LOCAL_SERVER_KEY)
-    async with running_realtime_server(config=config, brain=spec.server_brain) as server:
-        yield dataclasses.replace(spec, server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY)
+    async with running_realtime_server(config=config, brain=brain) as server:
+        yield server.realtime_url, LOCAL_SERVER_KEY
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(spec: CallSpec) -> AsyncIterator[CallSpec]:
+    """The spec itself, or (realtime, no URL, no key) one pointing at an in-process server."""
+    async with embedded_realtime(spec.mode, spec.server_url, spec.api_key, spec.server_brain) as (
+        url,
+        key,
+    ):
+        yield dataclasses.replace(spec, server_url=url, api_key=key)
 
 
 async def simulate_call(spec: CallSpec) -> CallResult:
@@ -162,17 +195,20 @@ def attach_instruments(
 
 
 def _graph_for(mode: Mode) -> Callable[[FileTransport, CallSpec], VoiceGraph]:
-    if mode is Mode.CHAINED:
-        return _chained_graph
-    if mode is Mode.REALTIME:
-        return _realtime_graph
+    if mode in (Mode.CHAINED, Mode.REALTIME):
+        return _spec_graph
     raise ConfigError(f"mode {mode.value} needs a graph factory")
 
 
-def write_outputs(
-    out_dir: Path, transport: FileTransport, timeline: Timeline, graph: VoiceGraph
-) -> None:
-    transport.write_call_wav(out_dir / "call.wav")
+class CallAudio(Protocol):
+    """Whatever holds both sides of a call's audio (a file transport, a live call's recording)."""
+
+    def write_call_wav(self, path: Path) -> None: ...
+
+
+def write_outputs(out_dir: Path, audio: CallAudio, timeline: Timeline, graph: VoiceGraph) -> None:
+    """``call.wav``, ``timeline.jsonl`` and ``transcript.json`` of one call, into ``out_dir``."""
+    audio.write_call_wav(out_dir / "call.wav")
     (out_dir / "timeline.jsonl").write_text(timeline.jsonl())
     turns = [
         {

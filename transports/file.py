@@ -37,8 +37,9 @@ from pipecat.transports.base_transport import BaseTransport, TransportParams
 from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.playback import PlaybackLedger, PlaybackReports, PlaybackSink
-from voxpipe.recording import Track, interleave
+from voxpipe.recording import Track
 from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
+from voxpipe.transports.recording import write_call_wav
 
 CHUNK_MS = 20
 
@@ -314,11 +315,4 @@ class FileTransport(BaseTransport):
 
     def write_call_wav(self, path: Path) -> None:
         """Caller (left) and bot (right) on one time line, at the bot's rate."""
-        import numpy as np
-        import soxr
-
-        caller = np.frombuffer(self.caller.pcm(), dtype="<i2").astype(np.float32) / 32768
-        if self.caller.sample_rate != self.bot.sample_rate:
-            caller = soxr.resample(caller, self.caller.sample_rate, self.bot.sample_rate)
-        left = (np.clip(caller, -1, 1) * 32767).astype("<i2").tobytes()
-        write_wav(path, interleave(left, self.bot.pcm()), self.bot.sample_rate, channels=2)
+        write_call_wav(path, self.caller, self.bot)

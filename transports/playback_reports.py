@@ -88,7 +88,11 @@ class ReportsPlayback:
         written: bool = await super().write_audio_frame(frame)  # type: ignore[misc]
         if written:
             self.playback_reports.chunk_started(_duration_ms(frame), started)
+            self.audio_played(frame, started)
         return written
+
+    def audio_played(self, frame: OutputAudioRawFrame, started_ms: float) -> None:
+        """A chunk went out at ``started_ms`` (a subclass records it, if it wants)."""
 
 
 class ReportingWebsocketServerOutputTransport(
