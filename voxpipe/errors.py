@@ -118,3 +118,52 @@ class TokenRotationError(VoxpipeError):
 
     side = Side.REMOTE
     retryable = True
+
+
+class OfferRejectReason(enum.Enum):
+    """Why a browser's SDP offer was refused before any peer connection was built."""
+
+    TOO_LARGE = "too_large"  # over the size limit
+    NOT_SDP = "not_sdp"  # does not parse as SDP
+    NO_AUDIO = "no_audio"  # no audio m-line
+    AUDIO_NOT_FIRST = "audio_not_first"  # the audio m-line is not the first one
+    UNSUPPORTED_MEDIA = "unsupported_media"  # video, a second audio stream, ...
+    NO_OPUS = "no_opus"  # the audio m-line offers no opus/48000/2
+    NO_ICE_CREDENTIALS = "no_ice_credentials"  # ice-ufrag or ice-pwd missing or invalid
+
+
+class OfferRejected(VoxpipeError):
+    """The page sent an offer voxpipe will not answer; the message is for the browser's user.
+
+    The same offer fails the same way again, so a retry cannot help.
+    """
+
+    side = Side.REMOTE
+    retryable = False
+
+    def __init__(self, message: str, *, reason: OfferRejectReason, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class CallTokenRejectReason(enum.Enum):
+    """Why a call token (or a resume token) was refused."""
+
+    MALFORMED = "malformed"  # not shaped like a token at all
+    FORGED = "forged"  # shaped like one, but not signed with this server's secret
+    EXPIRED = "expired"  # past its expiry
+    REUSED = "reused"  # a single-use call token presented a second time
+    REVOKED = "revoked"  # a resume token replaced by a newer one, or its call is over
+
+
+class CallTokenRejected(VoxpipeError):
+    """The caller's token does not admit them; the same token never will."""
+
+    side = Side.REMOTE
+    retryable = False
+
+    def __init__(
+        self, message: str, *, reason: CallTokenRejectReason, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
