@@ -11,7 +11,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install browser demo test lint typecheck bench clean
 
 install: $(STAMP)
 	@# Re-link the strict editable install so modules added since are importable.
@@ -20,15 +20,31 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -e ".[local,piper,dev]" --config-settings editable_mode=strict
+	$(PY) -m pip install -e ".[local,piper,dev,webrtc]" --config-settings editable_mode=strict
 	$(PY) -m voxpipe models prepare
 	touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/voxpipe demo --out demo-output
 
-test: install
+test: install browser
 	$(VENV)/bin/pytest -q
+
+# The browser tests drive Chromium from the system's package manager (never a browser
+# download) inside a loopback-only network namespace (`ip` from iproute2). Installed when
+# missing and we are root; otherwise those tests skip, loudly, or fail where
+# VOXPIPE_REQUIRE_BROWSER=1 (CI).
+browser:
+	@if { command -v chromium || test -x /usr/bin/chromium; } >/dev/null 2>&1 \
+	  && command -v ip >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Chromium for the browser tests (apt-get install chromium iproute2)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium iproute2 \
+	  || echo "!!! apt-get could not install chromium: the browser tests will not run" >&2; \
+	else \
+	  echo "!!! Chromium (or iproute2) is missing and this is not a root shell with apt-get:" >&2; \
+	  echo "!!! the browser tests will be skipped. Install 'chromium', then run make test." >&2; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .
