@@ -1,0 +1,98 @@
+"""``voxpipe serve`` with a WebRTC caller that is not a browser (an aiortc peer): works anywhere.
+
+Real parts on loopback: the aiohttp app, aiortc on both ends, the embedded
+Realtime server (scripted brain), the voxpipe graph, and Whisper on what the
+caller heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from realtime_calls import compose
+from webrtc_peer import calling, offer
+
+from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
+from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+from voxpipe.transports.realtime_server import ScriptedBrain
+from voxpipe.transports.webrtc.app import RunningServe, ServeConfig, running_serve
+
+REPLIES = ["We open at nine on Saturday morning.", "Yes, we take cards and cash."]
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, **config: Any) -> AsyncIterator[RunningServe]:
+    brain = ScriptedBrain(REPLIES, pace=2.0)
+    async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
+        spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
+        async with running_serve(ServeConfig(call=spec, **config)) as serve:
+            yield serve
+
+
+async def until(predicate: Any, timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - the server's state
+            await asyncio.sleep(0.05)
+
+
+async def test_a_webrtc_caller_is_answered_and_the_call_is_recorded(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 5000], recording)
+    async with serving(tmp_path) as serve:
+        async with calling(serve.url, recording) as caller:
+            assert caller.connected_ms is not None and caller.connected_ms < 5000
+            await until(lambda: caller.heard.loud_ms() > 1000)  # the answer is being heard
+            call_id = caller.answer["call_id"]
+            assert list(serve.app.calls) == [call_id]
+        # The caller hung up: the call ends and its artifacts are written.
+        await until(lambda: not serve.app.calls, 10)
+    assert serve.app.ended == [(call_id, CallEnd.HUNG_UP)]
+    out = tmp_path / "calls" / call_id
+    for name in ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "report.html"):
+        assert (out / name).exists(), name
+    audio, rate = sf.read(str(out / "call.wav"))
+    assert audio.shape[1] == 2 and rate == 24_000
+    assert np.abs(audio[:, 0]).max() > 0.05 and np.abs(audio[:, 1]).max() > 0.05  # both spoke
+    kinds = [json.loads(line)["type"] for line in (out / "timeline.jsonl").read_text().splitlines()]
+    assert "response_created" in kinds and kinds[-1] == "call_ended"
+
+
+async def test_a_caller_that_vanishes_ends_its_call_within_seconds(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "Hello?", 1000], recording)
+    async with serving(tmp_path) as serve, calling(serve.url, recording) as caller:
+        await until(lambda: bool(serve.app.calls))
+        # The tab dies: no goodbye, no more media, no more pings (stock aiortc notices after ~27 s).
+        caller.vanish()
+        gone = asyncio.get_running_loop().time()
+        await until(lambda: not serve.app.calls, 12)
+        waited = asyncio.get_running_loop().time() - gone
+    assert serve.app.ended[-1][1] is CallEnd.PEER_SILENT
+    assert waited < 8  # 5 s of silence, then the call ends
+
+
+async def test_refused_offers_get_a_clear_error_and_leave_no_call(tmp_path: Path) -> None:
+    async with serving(tmp_path, max_calls=1, max_offer_bytes=4096) as serve:
+        cases: list[tuple[dict[str, Any], int, str]] = [
+            ({"type": "offer"}, 400, "not_an_offer"),
+            ({"sdp": 42, "type": "offer"}, 400, "not_an_offer"),
+            ({"sdp": "v=0\r\n", "type": "answer"}, 400, "not_an_offer"),
+            ({"sdp": "v=0\r\nnonsense", "type": "offer"}, 400, "bad_offer"),
+            ({"sdp": "x" * 8000, "type": "offer"}, 413, "offer_too_large"),
+        ]
+        for body, status, code in cases:
+            got, answer = await offer(serve.url, body)
+            assert got == status, (body, answer)
+            assert answer["error"]["code"].startswith(code) and answer["error"]["message"]
+        assert not serve.app.calls

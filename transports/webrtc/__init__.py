@@ -1,0 +1,1 @@
+"""Browser calls over WebRTC: ``voxpipe serve`` (:mod:`.app`), its transport and page."""

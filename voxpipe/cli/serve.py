@@ -1,0 +1,126 @@
+"""``voxpipe serve``: take calls from browsers over WebRTC, offline by default.
+
+Open ``http://HOST:PORT/`` and press Talk. Each peer connection is one voxpipe
+call with the same graph, guardrails, timeline and report as ``voxpipe call``:
+realtime mode talks to ``--server``, to OpenAI when a key is set, or else to an
+in-process ``voxpipe realtime-server`` whose brain is the local engines
+(``--brain local``) or a script (``--brain scripted``). ``--record DIR`` writes
+every call's artifacts to ``DIR/<call-id>/``. The server binds loopback by
+default; on another address every offer needs a call token (``voxpipe serve
+token`` prints one; the secret comes from ``VOXPIPE_SERVE_SECRET``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from voxpipe.cli import summary
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help=summary("serve"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", nargs="?", choices=["run", "token"], default="run")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
+    parser.add_argument("--server", default=None, help="Realtime endpoint (ws://.../v1/realtime)")
+    parser.add_argument("--api-key", default=None, help="the key for --server")
+    parser.add_argument("--config", type=Path, default=None, help="agent.toml")
+    parser.add_argument("--brain", choices=["local", "scripted"], default="local")
+    parser.add_argument("--script", type=Path, default=None, help="script for --brain scripted")
+    parser.add_argument(
+        "--ice-server", action="append", default=[], help="STUN/TURN URL (repeatable)"
+    )
+    parser.add_argument("--max-calls", type=int, default=8, help="answer 503 beyond this many")
+    parser.add_argument("--record", type=Path, default=None, help="write each call to DIR/<id>/")
+    parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from voxpipe.webrtc.call_tokens import CallTokens, server_secret
+
+    if args.action == "token":
+        print(CallTokens(server_secret(required=True).value).mint(_now()))
+        return 0
+    if args.max_calls < 1:
+        from voxpipe.errors import ConfigError
+
+        raise ConfigError("--max-calls must be at least 1")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+def _now() -> float:
+    return time.time()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from loguru import logger
+
+    from voxpipe.cli.call import server_brain
+    from voxpipe.pipelines.live_call import LiveCallSpec
+    from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+    from voxpipe.transports.webrtc.app import ServeConfig, running_serve
+    from voxpipe.transports.webrtc.ice import is_loopback_host
+    from voxpipe.webrtc.call_tokens import CallTokens, server_secret
+
+    mode = Mode(args.mode)
+    spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
+    if args.config is not None:
+        spec.instructions, spec.make_tap = _agent(args.config)
+    spec.record_dir = args.record
+    tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
+    brain = None
+    if mode is Mode.REALTIME and not (
+        args.server or args.api_key or os.environ.get("OPENAI_API_KEY")
+    ):
+        brain = await server_brain(args.brain, args.script)
+    async with embedded_realtime(mode, args.server, args.api_key, brain) as (url, key):
+        spec.server_url, spec.api_key = url, key
+        config = ServeConfig(
+            host=args.host,
+            call=spec,
+            ice_servers=list(args.ice_server),
+            max_calls=args.max_calls,
+            call_tokens=tokens,
+        )
+        async with running_serve(config, port=args.port) as serving:
+            logger.info(f"voxpipe serve: open {serving.url}/ and press Talk")
+            await _until_stopped()
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _agent(path: Path) -> tuple[str, Any]:
+    from voxpipe.guardrails.config import load_agent_file
+    from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+    from voxpipe.processors.guardrails.input import build_guardrails
+
+    agent = load_agent_file(path)
+
+    def make_tap() -> Any:
+        tap, _input_filter = build_guardrails(agent.guardrails)
+        return tap
+
+    return agent.instructions or DEFAULT_INSTRUCTIONS, make_tap
