@@ -39,6 +39,8 @@ _ERRORS = (
     "IllegalTransitionError",
     "RetryBudgetExhaustedError",
     "TokenRotationError",
+    "OfferRejected",
+    "CallTokenRejected",
 )
 
 _EXPORTS = {
