@@ -3,8 +3,8 @@
 The engine behind ``voxpipe serve``: one :class:`LiveCall` per caller (a
 browser's peer connection). It builds the same graph as ``voxpipe call``
 (realtime or chained, guardrails, instruments), runs it until the caller hangs
-up, the peer dies (nothing heard for ``silent_ms``, or never connected within
-``connect_timeout_ms``), the call reaches ``max_secs``, or the server ends it;
+up, the peer dies (its transport's liveness says so: nothing heard for 5 s, or
+never connected), the call reaches ``max_secs``, or the server ends it;
 then, with ``record_dir``, writes the same artifacts as ``voxpipe call`` into
 ``record_dir/<call-id>/``: ``call.wav`` (caller left, bot right),
 ``transcript.json``, ``timeline.jsonl``, ``report.json`` and ``report.html``.
@@ -33,6 +33,7 @@ from voxpipe.processors.observability.report import report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.recording import CallRecording
+from voxpipe.webrtc.liveness import Dead, DeadReason, PeerLiveness
 
 WATCH_S = 0.25
 
@@ -50,11 +51,18 @@ class CallEnd(enum.Enum):
     SERVER_ENDED = "server_ended"  # the server shut down or ended it
 
 
+_PEER_GONE = {
+    DeadReason.NEVER_CONNECTED: CallEnd.NEVER_CONNECTED,
+    DeadReason.SILENT: CallEnd.PEER_SILENT,
+    DeadReason.CLOSED: CallEnd.HUNG_UP,
+}
+
+
 class LiveTransport(Protocol):
     """What a live call needs of its transport besides pipecat's ``BaseTransport``."""
 
     recording: CallRecording
-    last_heard_ms: float
+    liveness: PeerLiveness
     now_ms: Callable[[], float]
 
     def input(self) -> FrameProcessor: ...
@@ -78,8 +86,6 @@ class LiveCallSpec:
     make_tap: Callable[[], FrameProcessor | None] = lambda: None  # one tap per call
     record_dir: Path | None = None
     metrics: VoxpipeMetrics | None = None
-    silent_ms: int = 5_000
-    connect_timeout_ms: int = 10_000
     max_secs: float | None = None
 
 
@@ -110,7 +116,6 @@ class LiveCall:
             playback=transport,  # type: ignore[arg-type]
             metrics=spec.metrics,
         )
-        self.connected = False
         self.ended: CallEnd | None = None
         self._end = asyncio.Event()
         self._hung_up = False
@@ -119,10 +124,6 @@ class LiveCall:
     def out_dir(self) -> Path | None:
         """Where the call's artifacts go (None: not recorded)."""
         return None if self.spec.record_dir is None else self.spec.record_dir / self.call_id
-
-    def peer_connected(self) -> None:
-        """The caller's media and data channel are up."""
-        self.connected = True
 
     def hang_up(self) -> None:
         """The caller closed the connection."""
@@ -157,20 +158,11 @@ class LiveCall:
             if session.finished:
                 return CallEnd.PIPELINE_ENDED
             now = self.transport.now_ms()
-            verdict = self._liveness(now, started)
-            if verdict is not None:
-                return verdict
-
-    def _liveness(self, now: float, started: float) -> CallEnd | None:
-        if not self.connected:
-            if now - started > self.spec.connect_timeout_ms:
-                return CallEnd.NEVER_CONNECTED
-            return None
-        if now - self.transport.last_heard_ms > self.spec.silent_ms:
-            return CallEnd.PEER_SILENT
-        if self.spec.max_secs is not None and now - started > self.spec.max_secs * 1000:
-            return CallEnd.MAX_DURATION
-        return None
+            verdict = self.transport.liveness.verdict(now)
+            if isinstance(verdict, Dead):
+                return _PEER_GONE[verdict.reason]
+            if self.spec.max_secs is not None and now - started > self.spec.max_secs * 1000:
+                return CallEnd.MAX_DURATION
 
     def _write_artifacts(self) -> None:
         out_dir = self.out_dir

@@ -82,6 +82,21 @@ async def test_a_caller_that_vanishes_ends_its_call_within_seconds(
     assert waited < 8  # 5 s of silence, then the call ends
 
 
+async def test_a_peer_that_never_connects_holds_no_call(tmp_path: Path) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.createDataChannel("voxpipe")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with serving(tmp_path, connect_timeout_ms=2000) as serve:
+        status, answer = await offer(serve.url, {"sdp": pc.localDescription.sdp, "type": "offer"})
+        await pc.close()  # the page went away before it took the answer
+        assert status == 200 and serve.app.calls
+        await until(lambda: not serve.app.calls, 8)
+    assert serve.app.ended == [(answer["call_id"], CallEnd.NEVER_CONNECTED)]
+
+
 async def test_refused_offers_get_a_clear_error_and_leave_no_call(tmp_path: Path) -> None:
     async with serving(tmp_path, max_calls=1, max_offer_bytes=4096) as serve:
         cases: list[tuple[dict[str, Any], int, str]] = [

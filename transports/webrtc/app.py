@@ -60,6 +60,8 @@ class ServeConfig:
     max_calls: int = 8
     max_offer_bytes: int = 16 * 1024
     call_tokens: CallTokens | None = None
+    silent_ms: int = 5_000  # a browser not heard from this long is gone
+    connect_timeout_ms: int = 10_000  # an answered peer that never connects holds no call
 
 
 @dataclass
@@ -153,7 +155,10 @@ class ServeApp:
             return _refuse(400, "bad_offer", f"The offer could not be answered: {exc}")
         call_id = uuid.uuid4().hex[:12]
         transport = WebRTCCallTransport(
-            connection, record_audio=self.config.call.record_dir is not None
+            connection,
+            record_audio=self.config.call.record_dir is not None,
+            silent_ms=self.config.silent_ms,
+            connect_timeout_ms=self.config.connect_timeout_ms,
         )
         try:
             call = LiveCall(call_id, transport, self.config.call)
@@ -172,8 +177,7 @@ class ServeApp:
     def _watch(self, transport: WebRTCCallTransport, call: LiveCall) -> None:
         @transport.event_handler("on_client_connected")
         async def _connected(_transport: Any, _connection: Any) -> None:
-            transport.heard(transport.now_ms())
-            call.peer_connected()
+            transport.liveness.connected(transport.now_ms())
 
         @transport.event_handler("on_client_disconnected")
         async def _disconnected(_transport: Any, _connection: Any) -> None:

@@ -28,6 +28,7 @@ from pipecat.transports.smallwebrtc.transport import (
 
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
+from voxpipe.webrtc.liveness import PeerLiveness
 
 IN_RATE = 16_000
 OUT_RATE = 24_000
@@ -84,7 +85,9 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         connection: the peer connection, its offer answered already.
         params: pipecat's transport parameters (default :func:`call_params`).
         record_audio: keep both sides' audio for ``call.wav``.
-        now_ms: the clock of its reports and recording.
+        silent_ms, connect_timeout_ms: a browser not heard from for ``silent_ms``
+            is gone; one not connected within ``connect_timeout_ms`` never came.
+        now_ms: the clock of its reports, recording and liveness.
     """
 
     def __init__(
@@ -93,6 +96,8 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         params: TransportParams | None = None,
         *,
         record_audio: bool = True,
+        silent_ms: int = 5_000,
+        connect_timeout_ms: int = 10_000,
         now_ms: Callable[[], float] = monotonic_ms,
     ) -> None:
         params = params or call_params()
@@ -105,11 +110,12 @@ class WebRTCCallTransport(SmallWebRTCTransport):
             out_sample_rate=params.audio_out_sample_rate or OUT_RATE,
             keep_audio=record_audio,
         )
-        self.last_heard_ms = now_ms()
+        self.liveness = PeerLiveness(timeout_ms=silent_ms, connect_timeout_ms=connect_timeout_ms)
+        self.liveness.opened(now_ms())
 
     def heard(self, now_ms: float) -> None:
         """The browser showed it is alive (audio arrived, or a data-channel message)."""
-        self.last_heard_ms = now_ms
+        self.liveness.heard(now_ms)
 
     def input(self) -> WebRTCCallInput:
         if not self._input:
