@@ -1,0 +1,538 @@
+/*
+ * voxpipe page: talk to `voxpipe serve` over WebRTC. Plain JS, no build step.
+ * The whole protocol is in ../PROTOCOL.md; in short:
+ *
+ * Signalling: one HTTP round trip, no trickle ICE (the offer carries every candidate).
+ *   POST api/offer {"sdp", "type": "offer", "token"?, "resume"?}
+ *     -> 200 {"sdp", "type": "answer", "pc_id", "call_id", "resume"}
+ *     -> 4xx/5xx {"error": "..."}: shown to the caller; the call fails.
+ *   Config: the JSON in <script id="voxpipe-config">, else GET api/config, else no ICE servers.
+ *
+ * Peer connection: RTCPeerConnection({iceServers}); the audio transceiver first (sendrecv, the
+ * microphone with echo cancellation, noise suppression and auto gain), then a data channel
+ * named "voxpipe" (ordered).
+ *
+ * Data channel, page -> server
+ *   "ping"                 every 500 ms. pipecat drops output audio when no ping came for 3 s.
+ *   {"type": "playout", "rtp", "ssrc_ts", "now", "delay_ms"}
+ *                          every 100 ms while the agent's audio arrives, and at once on a
+ *                          playout_request. rtp: RTP timestamp of the newest audio the receiver
+ *                          played out, at ssrc_ts (ms); now: performance.timeOrigin +
+ *                          performance.now(), the same clock; delay_ms: mean playout delay still
+ *                          ahead of the speaker (media-playout stats), 0 when unknown. rtp and
+ *                          ssrc_ts are null before any audio arrived.
+ *   {"type": "hangup"}     the caller hung up (best effort, sent just before closing). A peer
+ *                          connection that closes without it may be a network switch.
+ * Data channel, server -> page
+ *   {"type": "caption", "role": "caller" | "bot", "text", "final"}
+ *                          text is the whole utterance so far (it replaces, never appends);
+ *                          final closes the utterance.
+ *   {"type": "event", "name"}
+ *                          "interrupted": mute the agent until "bot_started_speaking";
+ *                          "call_ended": the server ended the call; other names are counted.
+ *   {"type": "playout_request"}                            answered with a playout message.
+ *   {"type": "signalling", "message": {"type": "peerLeft"}} pipecat's: the call was closed.
+ *
+ * Network loss: a peer connection that fails (or stays disconnected for 2 s) is replaced by a
+ * new one whose offer carries the last "resume" token, so the server can rejoin it to the same
+ * call. A 4xx answer, or three failed tries, fails the call.
+ *
+ * URL options: ?autostart=1 calls at once; ?token=T sends a call token with the first offer.
+ * Test options: ?dsp=0 turns echo cancellation, noise suppression and auto gain off;
+ * ?echo_db=-20 mixes the agent's audio back into the microphone at that level (a speakerphone).
+ *
+ * window.voxpipe is the page's state as plain data (JSON.stringify reads all of it), with
+ * start(), hangup(), setMicMuted(bool) and rejoin() as non-enumerable methods.
+ */
+"use strict";
+(() => {
+  const State = Object.freeze({
+    IDLE: "idle",
+    STARTING: "starting",
+    CONNECTING: "connecting",
+    CONNECTED: "connected",
+    RECONNECTING: "reconnecting",
+    ENDED: "ended",
+    FAILED: "failed",
+  });
+  // Every legal move; any other is a bug in this file and is recorded in voxpipe.errors.
+  const MOVES = {
+    idle: ["starting"],
+    starting: ["connecting", "ended", "failed"],
+    connecting: ["connected", "reconnecting", "ended", "failed"],
+    connected: ["reconnecting", "ended", "failed"],
+    reconnecting: ["connecting", "ended", "failed"],
+    ended: ["starting"],
+    failed: ["starting"],
+  };
+  const STATUS = {
+    idle: "Ready. Press Talk to start a call.",
+    starting: "Opening the microphone…",
+    connecting: "Connecting…",
+    connected: "Connected. Speak whenever you like.",
+    reconnecting: "Network changed. Reconnecting to the same call…",
+    ended: "Call ended.",
+    failed: "The call failed.",
+  };
+  const LIVE = [State.STARTING, State.CONNECTING, State.CONNECTED, State.RECONNECTING];
+  const PING_MS = 500;
+  const PLAYOUT_MS = 100;
+  const STATS_MS = 500;
+  const AUDIO_STALE_MS = 1000; // no RTP for this long: the agent's audio is not playing
+  const GATHER_TIMEOUT_MS = 3000;
+  const DISCONNECT_GRACE_MS = 2000; // "disconnected" often heals on its own within a second
+  const REJOIN_DELAYS_MS = [0, 500, 1500];
+  const MAX_REJOINS_UNCONNECTED = 3; // rejoins in a row that never got connected: give up
+  const HANGUP_FLUSH_MS = 200; // lets the hangup message leave before the connection closes
+  const MAX_KEPT = 200; // captions, events and errors kept in window.voxpipe
+  const MAX_CAPTION_CHARS = 4000;
+
+  const params = new URLSearchParams(location.search);
+  const $ = (id) => document.getElementById(id);
+  const clock = () => Math.round(performance.now());
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  const vp = {
+    state: State.IDLE,
+    pcState: "new",
+    iceState: "new",
+    dcState: "closed",
+    callId: null,
+    pcId: null,
+    resumed: null, // after a rejoin: did the server keep the same call?
+    micMuted: false,
+    remoteMuted: false,
+    counters: {
+      offers: 0, pings: 0, playoutReports: 0, playoutRequests: 0, messages: 0,
+      captions: 0, events: 0, ignored: 0, rejoins: 0, errors: 0,
+    },
+    captions: [], // {role, text, final}
+    events: [], // {name, at}
+    errors: [], // {where, message, at}
+    lastPlayout: null,
+    playoutDelayMs: 0,
+    times: {}, // ms since the page loaded, per moment (started, micReady, answered, <state>)
+  };
+  window.voxpipe = vp;
+
+  let mic = null; // {stream: what is sent, tracks: the microphone's own, echo: mixer or null}
+  let leg = null; // the current peer connection: {pc, dc, timers, grace}
+  let resumeToken = null;
+  let iceServers = [];
+  let rejoinsUnconnected = 0;
+  let playoutPrev = null; // last media-playout counters, for the recent mean delay
+  const openCaption = { caller: null, bot: null }; // the utterance each side is still saying
+
+  // --- state and the page ---------------------------------------------------------------------
+
+  function setState(next) {
+    if (!MOVES[vp.state].includes(next)) {
+      noteError("state", new Error(`illegal move ${vp.state} -> ${next}`));
+      return;
+    }
+    vp.state = next;
+    vp.times[next] = clock();
+    render();
+  }
+
+  function render() {
+    const status = $("status");
+    status.textContent = STATUS[vp.state];
+    status.dataset.state = vp.state;
+    const live = LIVE.includes(vp.state);
+    $("talk").disabled = live;
+    const over = vp.state === State.ENDED || vp.state === State.FAILED;
+    $("talk").textContent = over ? "Call again" : "Talk";
+    $("hangup").disabled = !live;
+    $("mute").disabled = !live;
+    $("mute").setAttribute("aria-pressed", String(vp.micMuted));
+    $("mute").textContent = vp.micMuted ? "Unmute microphone" : "Mute microphone";
+  }
+
+  function keep(list, item) {
+    list.push(item);
+    if (list.length > MAX_KEPT) list.splice(0, list.length - MAX_KEPT);
+  }
+
+  function noteError(where, err) {
+    const message = String((err && err.message) || err);
+    keep(vp.errors, { where, message, at: clock() });
+    vp.counters.errors += 1;
+    $("note").textContent = message;
+  }
+
+  function ignore(why) {
+    vp.counters.ignored += 1;
+    console.debug("voxpipe: ignored a data-channel message:", why);
+  }
+
+  // --- the call -----------------------------------------------------------------------------
+
+  async function start() {
+    if (LIVE.includes(vp.state)) return;
+    setState(State.STARTING);
+    vp.times.started = clock();
+    Object.assign(vp, { callId: null, pcId: null, resumed: null, remoteMuted: false });
+    $("note").textContent = "";
+    resumeToken = null;
+    rejoinsUnconnected = 0;
+    try {
+      iceServers = await loadIceServers();
+      mic = await openMicrophone();
+      vp.times.micReady = clock(); // Chromium's fake microphone file starts playing here
+      if (vp.state !== State.STARTING) return stopMicrophone(); // hung up meanwhile
+      setMicMuted(vp.micMuted);
+      const token = params.get("token");
+      await connect(token ? { token } : {});
+    } catch (err) {
+      failCall("start", err);
+    }
+  }
+
+  async function connect(extra) {
+    setState(State.CONNECTING);
+    const pc = new RTCPeerConnection({ iceServers });
+    const current = (leg = { pc, dc: null, timers: [], grace: null });
+    const track = mic.stream.getAudioTracks()[0];
+    pc.addTransceiver(track, { direction: "sendrecv", streams: [mic.stream] }); // audio first
+    current.dc = pc.createDataChannel("voxpipe", { ordered: true });
+    wire(current);
+    await pc.setLocalDescription();
+    await iceGatheringComplete(pc);
+    if (leg !== current) return; // hung up or replaced meanwhile
+    const local = pc.localDescription;
+    const answer = await postOffer({ sdp: local.sdp, type: local.type, ...extra });
+    if (leg !== current) return;
+    await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+    vp.times.answered = clock();
+    if (extra.resume) vp.resumed = answer.call_id === vp.callId;
+    vp.callId = answer.call_id ?? null;
+    vp.pcId = answer.pc_id ?? null;
+    resumeToken = answer.resume ?? null;
+  }
+
+  function wire(current) {
+    const { pc, dc } = current;
+    const mine = (handler) => (...args) => {
+      if (leg === current) handler(...args);
+    };
+    const remote = (ev) => playRemote(ev.streams[0] || new MediaStream([ev.track]));
+    pc.addEventListener("track", mine(remote));
+    pc.addEventListener("connectionstatechange", mine(() => onConnectionState(current)));
+    const ice = () => (vp.iceState = pc.iceConnectionState);
+    pc.addEventListener("iceconnectionstatechange", mine(ice));
+    dc.addEventListener("open", mine(() => (vp.dcState = "open")));
+    dc.addEventListener("close", mine(() => (vp.dcState = "closed")));
+    dc.addEventListener("message", mine((ev) => onMessage(ev.data)));
+    current.timers.push(
+      setInterval(mine(() => sendPing(current)), PING_MS),
+      setInterval(mine(() => reportPlayout(current, false)), PLAYOUT_MS),
+      setInterval(mine(() => readPlayoutStats(current).catch((e) => noteError("stats", e))),
+        STATS_MS),
+    );
+  }
+
+  function onConnectionState(current) {
+    const state = (vp.pcState = current.pc.connectionState);
+    clearTimeout(current.grace);
+    if (state === "connected" && vp.state === State.CONNECTING) {
+      rejoinsUnconnected = 0;
+      setState(State.CONNECTED);
+    } else if (state === "failed") {
+      rejoin("the connection failed");
+    } else if (state === "disconnected") {
+      current.grace = setTimeout(() => rejoin("the connection was lost"), DISCONNECT_GRACE_MS);
+    }
+  }
+
+  async function rejoin(reason = "a rejoin was asked for") {
+    if (vp.state !== State.CONNECTING && vp.state !== State.CONNECTED) return;
+    if (!resumeToken) {
+      return failCall("rejoin", new Error(`${reason}, and the server gave no resume token`));
+    }
+    if (++rejoinsUnconnected > MAX_REJOINS_UNCONNECTED) {
+      const tries = MAX_REJOINS_UNCONNECTED;
+      return failCall("rejoin", new Error(`${reason}, and ${tries} rejoins never connected`));
+    }
+    setState(State.RECONNECTING);
+    vp.counters.rejoins += 1;
+    closeLeg();
+    for (const delay of REJOIN_DELAYS_MS) {
+      await sleep(delay);
+      if (vp.state !== State.RECONNECTING) return; // hung up meanwhile
+      try {
+        await connect({ resume: resumeToken });
+        return;
+      } catch (err) {
+        noteError("rejoin", err);
+        closeLeg();
+        if (vp.state === State.CONNECTING) setState(State.RECONNECTING);
+        if (err.status >= 400 && err.status < 500) break; // refused: trying again cannot help
+      }
+    }
+    failCall("rejoin", new Error(`${reason}, and the call could not be rejoined`));
+  }
+
+  function hangup() {
+    if (!LIVE.includes(vp.state)) return;
+    const current = leg;
+    leg = null;
+    if (current && current.dc.readyState === "open") {
+      current.dc.send(JSON.stringify({ type: "hangup" }));
+    }
+    if (current) setTimeout(() => closeConnection(current), HANGUP_FLUSH_MS);
+    finish(State.ENDED, "");
+  }
+
+  function failCall(where, err) {
+    noteError(where, err);
+    if (LIVE.includes(vp.state)) finish(State.FAILED, null);
+  }
+
+  function finish(state, note) {
+    closeLeg();
+    stopMicrophone();
+    $("remote").srcObject = null;
+    for (const role of Object.keys(openCaption)) openCaption[role] = null;
+    if (note !== null) $("note").textContent = note;
+    setState(state);
+  }
+
+  function closeLeg() {
+    const current = leg;
+    leg = null;
+    if (current) closeConnection(current);
+    vp.dcState = "closed";
+    vp.pcState = "closed";
+  }
+
+  function closeConnection(current) {
+    current.timers.forEach(clearInterval);
+    clearTimeout(current.grace);
+    current.pc.close();
+  }
+
+  // --- signalling -----------------------------------------------------------------------------
+
+  async function loadIceServers() {
+    let config = {};
+    try {
+      config = JSON.parse($("voxpipe-config").textContent || "{}");
+    } catch (err) {
+      noteError("config", err);
+    }
+    if (!Array.isArray(config.iceServers)) {
+      const response = await fetch("api/config").catch(() => null);
+      if (response && response.ok) config = await response.json().catch(() => ({}));
+    }
+    return Array.isArray(config.iceServers) ? config.iceServers : [];
+  }
+
+  function iceGatheringComplete(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => pc.iceGatheringState === "complete" && resolve();
+      pc.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, GATHER_TIMEOUT_MS); // send what was gathered so far
+    });
+  }
+
+  async function postOffer(body) {
+    vp.counters.offers += 1;
+    const response = await fetch("api/offer", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    let reply = null;
+    try {
+      reply = JSON.parse(text);
+    } catch {
+      // an error page that is not JSON: its text is the reason
+    }
+    if (!response.ok || !reply || typeof reply.sdp !== "string") {
+      const reason = (reply && reply.error) || text.slice(0, 200) || response.statusText;
+      const err = new Error(`the server refused the call (${response.status}): ${reason}`);
+      err.status = response.status;
+      throw err;
+    }
+    return reply;
+  }
+
+  // --- audio ----------------------------------------------------------------------------------
+
+  async function openMicrophone() {
+    const dsp = params.get("dsp") !== "0";
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: dsp, noiseSuppression: dsp, autoGainControl: dsp },
+    });
+    const echoDb = params.get("echo_db");
+    if (echoDb === null) return { stream, tracks: stream.getAudioTracks(), echo: null };
+    // A speakerphone without echo cancellation: microphone plus the agent at echo_db.
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const out = ctx.createMediaStreamDestination();
+    ctx.createMediaStreamSource(stream).connect(out);
+    const gain = ctx.createGain();
+    const level = 10 ** (Number(echoDb) / 20);
+    gain.gain.value = level;
+    gain.connect(out);
+    return { stream: out.stream, tracks: stream.getAudioTracks(), echo: { ctx, gain, level } };
+  }
+
+  function stopMicrophone() {
+    if (!mic) return;
+    mic.tracks.forEach((track) => track.stop());
+    if (mic.echo) mic.echo.ctx.close();
+    mic = null;
+  }
+
+  function setMicMuted(muted) {
+    vp.micMuted = Boolean(muted);
+    if (mic) mic.tracks.forEach((track) => (track.enabled = !vp.micMuted));
+    render();
+  }
+
+  function playRemote(stream) {
+    const audio = $("remote");
+    audio.srcObject = stream; // a remote track reaches WebAudio only while an element plays it
+    if (mic && mic.echo) mic.echo.ctx.createMediaStreamSource(stream).connect(mic.echo.gain);
+    setRemoteMuted(vp.remoteMuted);
+    audio.play().catch((err) => {
+      noteError("audio", err);
+      $("note").textContent = "Click anywhere on the page to hear the agent.";
+      document.addEventListener("click", () => audio.play(), { once: true });
+    });
+  }
+
+  function setRemoteMuted(muted) {
+    vp.remoteMuted = muted;
+    $("remote").muted = muted;
+    if (mic && mic.echo) mic.echo.gain.gain.value = muted ? 0 : mic.echo.level; // nothing heard
+  }
+
+  // --- the data channel -----------------------------------------------------------------------
+
+  function sendPing(current) {
+    if (current.dc.readyState !== "open") return;
+    current.dc.send("ping");
+    vp.counters.pings += 1;
+  }
+
+  function playoutReport(current) {
+    const transceiver = current.pc.getTransceivers()[0];
+    const source = transceiver ? transceiver.receiver.getSynchronizationSources()[0] : undefined;
+    return {
+      type: "playout",
+      rtp: source ? source.rtpTimestamp : null,
+      ssrc_ts: source ? source.timestamp : null,
+      now: performance.timeOrigin + performance.now(),
+      delay_ms: vp.playoutDelayMs,
+    };
+  }
+
+  function reportPlayout(current, requested) {
+    if (!current || current.dc.readyState !== "open") return;
+    const report = playoutReport(current);
+    const playing = report.ssrc_ts !== null && report.now - report.ssrc_ts < AUDIO_STALE_MS;
+    if (!playing && !requested) return;
+    current.dc.send(JSON.stringify(report));
+    vp.lastPlayout = report;
+    vp.counters.playoutReports += 1;
+  }
+
+  async function readPlayoutStats(current) {
+    if (current.pc.connectionState !== "connected") return;
+    const stats = await current.pc.getStats();
+    stats.forEach((r) => {
+      if (r.type !== "media-playout" || !r.totalSamplesCount) return;
+      // The mean over the last interval (the totals grow for the page's whole life).
+      const now = { samples: r.totalSamplesCount, delay: r.totalPlayoutDelay };
+      const prev = playoutPrev && playoutPrev.samples <= now.samples ? playoutPrev : null;
+      const samples = now.samples - (prev ? prev.samples : 0);
+      const delay = now.delay - (prev ? prev.delay : 0);
+      if (samples > 0) vp.playoutDelayMs = (delay / samples) * 1000;
+      playoutPrev = now;
+    });
+  }
+
+  function onMessage(data) {
+    vp.counters.messages += 1;
+    if (typeof data !== "string") return ignore("not text");
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return ignore("not JSON");
+    }
+    if (!message || typeof message !== "object") return ignore("not an object");
+    switch (message.type) {
+      case "caption":
+        return onCaption(message);
+      case "event":
+        return onEvent(message.name);
+      case "playout_request":
+        vp.counters.playoutRequests += 1;
+        return reportPlayout(leg, true);
+      case "signalling":
+        if (message.message && message.message.type === "peerLeft") {
+          return finish(State.ENDED, "The agent ended the call.");
+        }
+        return ignore("signalling");
+      default:
+        return ignore(`unknown type ${String(message.type).slice(0, 40)}`);
+    }
+  }
+
+  function onEvent(name) {
+    if (typeof name !== "string") return ignore("event without a name");
+    keep(vp.events, { name: name.slice(0, 80), at: clock() });
+    vp.counters.events += 1;
+    if (name === "interrupted") setRemoteMuted(true);
+    else if (name === "bot_started_speaking") setRemoteMuted(false);
+    else if (name === "call_ended") finish(State.ENDED, "The agent ended the call.");
+  }
+
+  function onCaption({ role, text, final }) {
+    if (role !== "caller" && role !== "bot") return ignore("caption role");
+    if (typeof text !== "string" || typeof final !== "boolean") return ignore("caption fields");
+    vp.counters.captions += 1;
+    let open = openCaption[role];
+    if (!open) {
+      const li = document.createElement("li");
+      li.className = role;
+      $("captions").append(li);
+      open = openCaption[role] = { entry: { role, text: "", final: false }, li };
+      keep(vp.captions, open.entry);
+      const list = $("captions");
+      while (list.children.length > MAX_KEPT) list.firstElementChild.remove();
+    }
+    open.entry.text = text.slice(0, MAX_CAPTION_CHARS);
+    open.entry.final = final;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "caller" ? "You:" : "Agent:";
+    open.li.replaceChildren(who, document.createTextNode(open.entry.text));
+    open.li.classList.toggle("interim", !final);
+    if (final) openCaption[role] = null;
+    open.li.scrollIntoView({ block: "nearest" });
+  }
+
+  // --- wiring ---------------------------------------------------------------------------------
+
+  for (const [name, fn] of Object.entries({ start, hangup, setMicMuted, rejoin: () => rejoin() })) {
+    Object.defineProperty(vp, name, { value: fn, enumerable: false });
+  }
+  $("talk").addEventListener("click", start);
+  $("hangup").addEventListener("click", hangup);
+  $("mute").addEventListener("click", () => setMicMuted(!vp.micMuted));
+  window.addEventListener("online", () => {
+    if (leg && vp.state === State.CONNECTED && leg.pc.connectionState !== "connected") {
+      rejoin("the network changed");
+    }
+  });
+  window.addEventListener("pagehide", hangup);
+  render();
+  if (params.get("autostart") === "1") start();
+})();
