@@ -231,10 +231,12 @@ def test_line_endings_are_normalised_and_the_offer_ends_with_one() -> None:
         ("candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host generation 0x1", False, False),
         ("candidate:1 1 udp 2113937151 127.0.0.1 ５０ typ host", False, False),  # full-width 50
         ("ice-ufrag:abcd", False, False),
+        (None, False, False),  # a trickle message without a candidate string
+        (LOOPBACK_UDP + " x" * 1000, False, False),  # longer than any browser sends
     ],
 )
 def test_candidates_are_kept_only_where_the_server_can_reach_them(
-    candidate: str, on_loopback: bool, elsewhere: bool
+    candidate: object, on_loopback: bool, elsewhere: bool
 ) -> None:
     assert candidate_allowed(candidate, LOOPBACK) is on_loopback
     assert candidate_allowed(candidate, UDP) is elsewhere
@@ -289,6 +291,7 @@ REFUSED: list[tuple[str, object, OfferRejectReason]] = [
     ("payload type 200", sdp(replaced("SAVPF 111 63", "SAVPF 111 200")), R.NOT_SDP),
     ("payload type 72", sdp(replaced("SAVPF 111 63", "SAVPF 111 72")), R.NOT_SDP),
     ("payload type 'x'", sdp(replaced("SAVPF 111 63", "SAVPF 111 x")), R.NOT_SDP),
+    ("a full-width payload type", sdp(replaced("SAVPF 111 63", "SAVPF 111 ６３")), R.NOT_SDP),
     ("a bad connection line", sdp(replaced("c=IN IP4 192.0.2.2", "c=somewhere")), R.NOT_SDP),
     ("a setup role aiortc lacks", sdp(replaced("a=setup:actpass", "a=setup:holdconn")), R.NOT_SDP),
     ("a fingerprint flag", sdp(with_audio_lines("a=fingerprint")), R.NOT_SDP),

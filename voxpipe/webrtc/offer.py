@@ -37,6 +37,7 @@ _MDNS_NAME = re.compile(r"[a-zA-Z0-9-]{1,63}\.local")
 _CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 _INT_EXTENSIONS = frozenset({"rport", "generation"})  # aioice converts these with int()
 _OPUS = ("opus", "48000", "2")
+_MAX_CANDIDATE_CHARS = 1024  # a browser's are under 200
 
 
 class CandidatePolicy(enum.Enum):
@@ -106,9 +107,11 @@ def check_offer(
     )
 
 
-def parse_candidate(candidate: str) -> IceCandidate | None:
+def parse_candidate(candidate: object) -> IceCandidate | None:
     """Read ``[a=]candidate:<foundation> <component> <transport> <priority> <address>
     <port> typ <type> ...``; None if it is malformed (aioice would throw on it)."""
+    if not isinstance(candidate, str) or len(candidate) > _MAX_CANDIDATE_CHARS:
+        return None
     value = candidate.removeprefix("a=")
     if not value.startswith("candidate:") or not value.isascii():
         return None
@@ -130,7 +133,7 @@ def parse_candidate(candidate: str) -> IceCandidate | None:
     )
 
 
-def candidate_allowed(candidate: str, policy: CandidatePolicy) -> bool:
+def candidate_allowed(candidate: object, policy: CandidatePolicy) -> bool:
     """Whether the server may use this offered or trickled candidate.
 
     ``candidate`` is an ``a=candidate:`` line or a trickled

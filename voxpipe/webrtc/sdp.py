@@ -27,6 +27,7 @@ _MEDIA_LINE = re.compile(r"m=([a-z]+) ([0-9]{1,5}) ([A-Z]+(?:/[A-Z]+)*) (\S+(?: 
 _CONNECTION = re.compile(r"IN IP[46] \S+")
 _UINT = r"[0-9]{1,10}"
 _PAYLOAD_TYPE = r"[0-9]{1,3}"
+_UINT_RE, _PAYLOAD_TYPE_RE = re.compile(_UINT), re.compile(_PAYLOAD_TYPE)
 _ATTRIBUTE_GRAMMAR: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern)
     for name, pattern in {
@@ -126,8 +127,7 @@ def parse_sdp(text: str) -> SessionDescription:
 
 
 def _split_lines(text: str) -> list[str]:
-    lines = text.split("\n")
-    lines = [line.removesuffix("\r") for line in lines]
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     while lines and lines[-1] == "":
         lines.pop()  # the final line ending
     return lines
@@ -151,7 +151,7 @@ def _check_line(number: int, line: str) -> None:
 def _int_parameters_ok(fmtp_value: str) -> bool:
     parameters = fmtp_value.split(" ", 1)[1].split(";")
     for key, _, value in (p.partition("=") for p in parameters):
-        if key in _INT_FMTP_PARAMETERS and not re.fullmatch(_UINT, value):
+        if key in _INT_FMTP_PARAMETERS and not _UINT_RE.fullmatch(value):
             return False
     return True
 
@@ -175,12 +175,12 @@ def _media_section(lines: list[str], start: int, end: int) -> MediaSection:
 
 def _check_payload_types(section: MediaSection, number: int) -> None:
     for fmt in section.formats:
-        if not fmt.isdecimal() or int(fmt) > 127 or int(fmt) in _RTCP_CONFLICT:
+        if not _PAYLOAD_TYPE_RE.fullmatch(fmt) or int(fmt) > 127 or int(fmt) in _RTCP_CONFLICT:
             raise _not_sdp(f"line {number} lists {fmt!r}, which is not an RTP payload type")
-    mapped = {str(v).split(" ", 1)[0] for v in section.attributes("rtpmap")}
+    mapped = {v.split(" ", 1)[0] for v in section.attributes("rtpmap") if v}
     for value in section.attributes("fmtp"):
         # aiortc looks the codec up by its rtpmap and fails if there is none
-        if str(value).split(" ", 1)[0] not in mapped:
+        if value and value.split(" ", 1)[0] not in mapped:
             raise _not_sdp(f"the {section.media} section has an a=fmtp without an a=rtpmap")
 
 
