@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loguru import logger
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 
+from voxpipe.observability.capture import CaptureLog
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.graph import VoiceGraph
@@ -69,7 +71,8 @@ class LiveTransport(Protocol):
 
     def output(self) -> FrameProcessor: ...
 
-    def captures(self) -> Any: ...
+    @property
+    def captures(self) -> CaptureLog: ...
 
     def first_played_ms(self, since_ms: float) -> float | None: ...
 
@@ -92,8 +95,16 @@ class LiveCallSpec:
 class LiveCall:
     """One caller's call, from its connection to its artifacts."""
 
-    def __init__(self, call_id: str, transport: LiveTransport, spec: LiveCallSpec) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        transport: LiveTransport,
+        spec: LiveCallSpec,
+        *,
+        observers: Sequence[BaseObserver] = (),
+    ) -> None:
         self.call_id = call_id
+        self.observers = list(observers)
         self.transport = transport
         self.spec = spec
         self.timeline = Timeline()
@@ -137,7 +148,11 @@ class LiveCall:
     async def run(self) -> CallEnd:
         """Run the call to its end; write its artifacts when recording."""
         now = self.transport.now_ms
-        observers = [TimelineObserver(self.timeline, now), *self.instruments.observers]
+        observers = [
+            TimelineObserver(self.timeline, now),
+            *self.instruments.observers,
+            *self.observers,
+        ]
         self.timeline.add(now(), EventKind.CALL_STARTED, mode=self.spec.mode.value)
         async with CallSession(self.graph, observers=observers, end_timeout_secs=2) as session:
             self.ended = await self._until_over(session)

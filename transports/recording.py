@@ -55,6 +55,7 @@ class CallRecording:
         self.played: list[BotChunkPlayed] = []
         self._max_played = 30_000  # 10 min of 20 ms chunks: what latency lookups need
 
+    @property
     def captures(self) -> CaptureLog:
         """Caller frames by id and position (the latency instruments read it)."""
         return self._captures

@@ -36,6 +36,19 @@ async def serving(tmp_path: Path, **config: Any) -> AsyncIterator[RunningServe]:
             yield serve
 
 
+def _json(messages: list[Any]) -> list[Any]:
+    return [json.loads(m) for m in messages if isinstance(m, str) and m.startswith("{")]
+
+
+def _final_caption(messages: list[Any], role: str) -> str | None:
+    captions = [
+        m["text"]
+        for m in _json(messages)
+        if m.get("type") == "caption" and m["role"] == role and m["final"]
+    ]
+    return captions[0] if captions else None
+
+
 async def until(predicate: Any, timeout_s: float = 20.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - the server's state
@@ -53,6 +66,10 @@ async def test_a_webrtc_caller_is_answered_and_the_call_is_recorded(
             await until(lambda: caller.heard.loud_ms() > 1000)  # the answer is being heard
             call_id = caller.answer["call_id"]
             assert list(serve.app.calls) == [call_id]
+            await until(lambda: _final_caption(caller.messages, "bot") is not None)
+            # The page is told what was said, and when the bot speaks.
+            assert _final_caption(caller.messages, "bot") == REPLIES[0]
+            assert {"type": "event", "name": "bot_started_speaking"} in _json(caller.messages)
         # The caller hung up: the call ends and its artifacts are written.
         await until(lambda: not serve.app.calls, 10)
     assert serve.app.ended == [(call_id, CallEnd.HUNG_UP)]

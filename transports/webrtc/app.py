@@ -36,6 +36,7 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from voxpipe.errors import CallTokenRejected, OfferRejected, VoxpipeError
 from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec
+from voxpipe.transports.webrtc.captions import PageCaptions
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
 from voxpipe.webrtc.call_tokens import CallTokens
@@ -160,8 +161,9 @@ class ServeApp:
             silent_ms=self.config.silent_ms,
             connect_timeout_ms=self.config.connect_timeout_ms,
         )
+        captions = PageCaptions(connection.send_app_message)
         try:
-            call = LiveCall(call_id, transport, self.config.call)
+            call = LiveCall(call_id, transport, self.config.call, observers=[captions])
         except VoxpipeError as exc:
             await connection.disconnect()
             logger.error(f"call {call_id}: could not build its graph: {exc}")
@@ -186,6 +188,8 @@ class ServeApp:
         @transport.event_handler("on_app_message")
         async def _message(_transport: Any, message: Any, _sender: Any) -> None:
             transport.heard(transport.now_ms())
+            if isinstance(message, dict) and message.get("type") == "hangup":
+                call.hang_up()
 
     def _forget(self, call_id: str, task: asyncio.Task[CallEnd]) -> None:
         entry = self.calls.pop(call_id, None)
@@ -197,6 +201,8 @@ class ServeApp:
         self.ended.append((call_id, end))
         del self.ended[:-100]
         if entry is not None:
+            with contextlib.suppress(Exception):  # the channel may be gone with the peer
+                entry.connection.send_app_message({"type": "event", "name": "call_ended"})
             asyncio.get_running_loop().create_task(entry.connection.disconnect())
 
     async def _shutdown(self, app: web.Application) -> None:

@@ -26,6 +26,7 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCTransport,
 )
 
+from voxpipe.observability.capture import CaptureLog
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import PeerLiveness
@@ -133,9 +134,10 @@ class WebRTCCallTransport(SmallWebRTCTransport):
 
     # What the call's instruments ask a transport (CaptureStamps, PlaybackReports).
 
-    def captures(self) -> Any:
+    @property
+    def captures(self) -> CaptureLog:
         """Caller frames by id, stamped when they arrived."""
-        return self.recording.captures()
+        return self.recording.captures
 
     def first_played_ms(self, since_ms: float) -> float | None:
         """When the first bot chunk at or after ``since_ms`` left for the browser."""
