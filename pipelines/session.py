@@ -162,6 +162,11 @@ class CallSession:
             observers=others,
             cancel_on_idle_timeout=False,
             idle_timeout_secs=None,
+            # voxpipe's own instruments measure the call; pipecat's RTVI messages
+            # (for its client SDKs) and turn tracking would only cost CPU on
+            # every frame, and RTVI logs each data-channel message it does not know.
+            enable_rtvi=False,
+            enable_turn_tracking=False,
         )
         self._runner = WorkerRunner(handle_sigint=False)
         self._task: asyncio.Task[None] | None = None
