@@ -128,3 +128,46 @@ async def test_refused_offers_get_a_clear_error_and_leave_no_call(tmp_path: Path
             assert got == status, (body, answer)
             assert answer["error"]["code"].startswith(code) and answer["error"]["message"]
         assert not serve.app.calls
+
+
+async def test_beyond_loopback_an_offer_needs_a_fresh_single_use_call_token(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    from voxpipe.webrtc.call_tokens import CallTokens
+
+    tokens = CallTokens(b"s" * 32, ttl_s=60)
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "Hello?", 1000], recording)
+    async with serving(tmp_path, call_tokens=tokens) as serve:
+        probe = {"sdp": "v=0\r\n", "type": "offer"}
+        refusals = [
+            (probe, "token_required"),
+            ({**probe, "token": "not-a-token"}, "token_malformed"),
+            ({**probe, "token": CallTokens(b"x" * 32).mint(_now())}, "token_forged"),
+            ({**probe, "token": tokens.mint(_now() - 120)}, "token_expired"),
+        ]
+        for body, code in refusals:
+            status, answer = await offer(serve.url, body)
+            assert (status, answer["error"]["code"]) == (401, code), answer
+        token = tokens.mint(_now())
+        async with calling(serve.url, recording, token=token) as caller:
+            assert caller.connected_ms is not None
+        status, answer = await offer(serve.url, {**probe, "token": token})
+        assert (status, answer["error"]["code"]) == (401, "token_reused")
+
+
+async def test_beyond_max_calls_an_offer_is_told_to_come_back(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "Hello?", 3000], recording)
+    async with serving(tmp_path, max_calls=1) as serve, calling(serve.url, recording):
+        status, answer = await offer(serve.url, {"sdp": "v=0\r\n", "type": "offer"})
+        assert (status, answer["error"]["code"]) == (503, "busy")
+        assert len(serve.app.calls) == 1
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
