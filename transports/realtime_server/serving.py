@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,16 +23,17 @@ class RunningServer:
     port: int
     api_key: str | None
     server: RealtimeServer
+    tls: bool = False
 
     @property
     def http_base_url(self) -> str:
         """``http://host:port/v1`` (the SDK's ``base_url``)."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/v1"
 
     @property
     def ws_base_url(self) -> str:
         """``ws://host:port/v1`` (the SDK's ``websocket_base_url``)."""
-        return f"ws://{self.host}:{self.port}/v1"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/v1"
 
     @property
     def realtime_url(self) -> str:
@@ -55,6 +57,7 @@ async def running_realtime_server(
     config: ServerConfig | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Start a realtime server (port 0: any free port), yield it, stop it.
 
@@ -67,23 +70,28 @@ async def running_realtime_server(
     server = RealtimeServer(config, brain)
     runner = web.AppRunner(server.build_app(), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr, attr-defined]
     bound = sockets[0].getsockname()[1] if sockets else port
     try:
-        yield RunningServer(host, bound, server.config.api_key, server)
+        yield RunningServer(host, bound, server.config.api_key, server, tls=tls is not None)
     finally:
         await runner.cleanup()
 
 
 async def serve_forever(
-    server: RealtimeServer, host: str, port: int, *, banner: str | None = None
+    server: RealtimeServer,
+    host: str,
+    port: int,
+    *,
+    banner: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until cancelled (the CLI's main loop); prints ``banner`` once listening."""
     runner = web.AppRunner(server.build_app(), shutdown_timeout=2.0)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=tls).start()
     if banner:
         print(banner, flush=True)
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -237,15 +238,18 @@ class RunningServe:
 
 
 @contextlib.asynccontextmanager
-async def running_serve(config: ServeConfig, *, port: int = 0) -> AsyncIterator[RunningServe]:
+async def running_serve(
+    config: ServeConfig, *, port: int = 0, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[RunningServe]:
     """Serve ``config`` on ``config.host``:``port`` (0: a free port) until the context ends."""
     serve = ServeApp(config)
     runner = web.AppRunner(serve.build_app(), handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, port)
+    site = web.TCPSite(runner, config.host, port, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0][1]
+    scheme = "https" if tls is not None else "http"
     try:
-        yield RunningServe(f"http://{config.host}:{bound}", serve)
+        yield RunningServe(f"{scheme}://{config.host}:{bound}", serve)
     finally:
         await runner.cleanup()

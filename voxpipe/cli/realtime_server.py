@@ -34,6 +34,8 @@ def add_parser(subparsers: Any) -> None:
         help="scripted brain's voice: the local TTS when installed (auto), or a synthetic hum",
     )
     parser.add_argument("--session-max-seconds", type=float, default=3600.0)
+    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (wss)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
     parser.add_argument(
         "--fault-injection",
         action="store_true",
@@ -83,11 +85,16 @@ async def _main(args: argparse.Namespace) -> None:
         session_max_seconds=args.session_max_seconds,
         fault_injection=args.fault_injection,
     )
+    from voxpipe.transports.tls import server_tls
+
+    tls = server_tls(args.tls_cert, args.tls_key)
     server = RealtimeServer(config, await _build_brain(args))
+    scheme = "wss" if tls is not None else "ws"
     banner = (
-        f"voxpipe realtime-server: ws://{args.host}:{args.port}/v1/realtime ({args.brain} brain)"
+        f"voxpipe realtime-server: {scheme}://{args.host}:{args.port}/v1/realtime "
+        f"({args.brain} brain)"
     )
-    await serve_forever(server, args.host, args.port, banner=banner)
+    await serve_forever(server, args.host, args.port, banner=banner, tls=tls)
 
 
 def run(args: argparse.Namespace) -> int:

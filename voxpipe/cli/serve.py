@@ -46,6 +46,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-calls", type=int, default=8, help="answer 503 beyond this many")
     parser.add_argument("--record", type=Path, default=None, help="write each call to DIR/<id>/")
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (https)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
     parser.set_defaults(func=run)
 
 
@@ -74,10 +76,12 @@ async def _serve(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+    from voxpipe.transports.tls import server_tls
     from voxpipe.transports.webrtc.app import ServeConfig, running_serve
     from voxpipe.transports.webrtc.ice import is_loopback_host
     from voxpipe.webrtc.call_tokens import CallTokens, server_secret
 
+    tls = server_tls(args.tls_cert, args.tls_key)  # a bad pair fails before anything starts
     mode = Mode(args.mode)
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
     if args.config is not None:
@@ -98,7 +102,7 @@ async def _serve(args: argparse.Namespace) -> None:
             max_calls=args.max_calls,
             call_tokens=tokens,
         )
-        async with running_serve(config, port=args.port) as serving:
+        async with running_serve(config, port=args.port, tls=tls) as serving:
             logger.info(f"voxpipe serve: open {serving.url}/ and press Talk")
             await _until_stopped()
 
