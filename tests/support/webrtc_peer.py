@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,10 +26,17 @@ from aiortc.mediastreams import MediaStreamError
 
 @dataclass
 class HeardAudio:
-    """The bot's audio as the caller received it: 48 kHz mono int16, and when each frame came."""
+    """The bot's audio as the caller received it: 48 kHz mono int16, and when each frame came.
+
+    The peer plays each frame as it arrives (no jitter buffer), so the RTP
+    timestamp of the newest frame is what it is playing.
+    """
 
     pcm: bytearray = field(default_factory=bytearray)
     arrivals_ms: list[float] = field(default_factory=list)
+    rtp: int | None = None  # RTP timestamp of the newest frame (48 kHz)
+    first_rtp: int | None = None
+    rtp_at_ms: float = 0.0
 
     def samples(self) -> np.ndarray:
         return np.frombuffer(bytes(self.pcm), dtype="<i2")
@@ -51,6 +59,7 @@ class Caller:
     pinger: asyncio.Task[None] | None
     connected_ms: float | None = None
     messages: list[Any] = field(default_factory=list)
+    interrupted_rtp: list[int] = field(default_factory=list)  # where it was at each interruption
 
     def vanish(self) -> None:
         """Go silent as a killed tab does: no more media, no pings, and no goodbye."""
@@ -68,9 +77,18 @@ async def offer(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def calling(
-    url: str, recording: Path, *, token: str | None = None, ping: bool = True
+    url: str,
+    recording: Path,
+    *,
+    token: str | None = None,
+    ping: bool = True,
+    report_playout: bool = False,
 ) -> AsyncIterator[Caller]:
-    """Call ``url`` (a ``voxpipe serve``) with ``recording`` as the microphone."""
+    """Call ``url`` (a ``voxpipe serve``) with ``recording`` as the microphone.
+
+    ``report_playout`` sends the page's playout reports (every 100 ms, and at
+    once when asked), as the browser page does.
+    """
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: loopback only
     player = MediaPlayer(str(recording))
     pc.addTransceiver(player.audio, direction="sendrecv")  # the audio transceiver first
@@ -98,11 +116,34 @@ async def calling(
     status, answer = await offer(url, body)
     assert status == 200, answer
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    for receiver in pc.getReceivers():
+        _note_rtp(receiver, heard)
     caller = Caller(pc, answer, heard, player, pinger)
+
+    def _report() -> None:
+        if channel.readyState == "open" and heard.rtp is not None:
+            now = time.monotonic() * 1000
+            report = {"type": "playout", "rtp": heard.rtp, "ssrc_ts": heard.rtp_at_ms, "now": now}
+            channel.send(json.dumps({**report, "delay_ms": 0}))
+
+    async def _reporter() -> None:
+        while True:
+            _report()
+            await asyncio.sleep(0.1)
 
     @channel.on("message")
     def _on_message(message: Any) -> None:
         caller.messages.append(message)
+        if not isinstance(message, str) or not message.startswith("{"):
+            return
+        parsed = json.loads(message)
+        if parsed.get("name") == "interrupted" and heard.rtp is not None:
+            caller.interrupted_rtp.append(heard.rtp)
+        if parsed.get("type") == "playout_request" and report_playout:
+            _report()
+
+    if report_playout:
+        tasks.append(asyncio.create_task(_reporter()))
 
     started = time.monotonic()
     async with asyncio.timeout(15):
@@ -127,3 +168,20 @@ async def _record(track: Any, heard: HeardAudio) -> None:
             mono = data.reshape(-1, len(frame.layout.channels))[:, 0] if data.ndim else data
             heard.pcm += np.ascontiguousarray(mono, dtype="<i2").tobytes()
             heard.arrivals_ms.append(time.monotonic() * 1000)
+
+
+def _note_rtp(receiver: Any, heard: HeardAudio) -> None:
+    """Keep the RTP timestamp of each audio packet as it arrives (a browser's SSRC info).
+
+    aiortc's receiver does not expose it (its synchronization sources carry no
+    RTP timestamp), so this far-end stand-in reads each packet on its way in.
+    """
+    handle = receiver._handle_rtp_packet
+
+    async def noting(packet: Any, arrival_time_ms: int) -> None:
+        heard.rtp = packet.timestamp
+        heard.first_rtp = packet.timestamp if heard.first_rtp is None else heard.first_rtp
+        heard.rtp_at_ms = time.monotonic() * 1000
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = noting

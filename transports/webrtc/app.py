@@ -180,7 +180,7 @@ class ServeApp:
     def _watch(self, transport: WebRTCCallTransport, call: LiveCall) -> None:
         @transport.event_handler("on_client_connected")
         async def _connected(_transport: Any, _connection: Any) -> None:
-            transport.liveness.connected(transport.now_ms())
+            transport.peer_connected()
 
         @transport.event_handler("on_client_disconnected")
         async def _disconnected(_transport: Any, _connection: Any) -> None:
@@ -189,7 +189,10 @@ class ServeApp:
         @transport.event_handler("on_app_message")
         async def _message(_transport: Any, message: Any, _sender: Any) -> None:
             transport.heard(transport.now_ms())
-            if isinstance(message, dict) and message.get("type") == "hangup":
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "playout":
+                transport.playout_reported(message)
+            elif kind == "hangup":
                 call.hang_up()
 
     def _forget(self, call_id: str, task: asyncio.Task[CallEnd]) -> None:

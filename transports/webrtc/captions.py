@@ -55,6 +55,7 @@ class PageCaptions(InlineObserver):
         super().__init__()
         self._send = send
         self._bot_text = ""
+        self._bot_speaking = False
 
     def observe(self, data: FramePushed, first: bool) -> None:
         frame = data.frame
@@ -67,11 +68,15 @@ class PageCaptions(InlineObserver):
         elif data.direction is not FrameDirection.DOWNSTREAM:
             return  # a broadcast's upstream twin: told once
         elif isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
             self._send({"type": "event", "name": "bot_started_speaking"})
         elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
             self._end_bot_utterance()
-        elif isinstance(frame, InterruptionFrame):
+        elif isinstance(frame, InterruptionFrame) and (self._bot_speaking or self._bot_text):
+            # The bot was cut: the page mutes what still arrives of it, and says where it stopped.
             self._send({"type": "event", "name": "interrupted"})
+            self._send({"type": "playout_request"})
             self._end_bot_utterance()
 
     def _end_bot_utterance(self) -> None:

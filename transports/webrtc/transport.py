@@ -8,7 +8,14 @@ On top of pipecat's ``SmallWebRTCTransport`` (aiortc) it
 - records both sides for ``call.wav`` and stamps caller frames for the
   latency instruments (:class:`~voxpipe.transports.recording.CallRecording`);
 - notes when the browser was last heard from (any audio frame or data-channel
-  message), so a dead tab ends its call within seconds.
+  message), so a dead tab ends its call within seconds;
+- turns the page's playout reports (what its speaker is playing, by RTP
+  timestamp) into positions the far end *confirmed* for the playback ledger.
+
+To map the page's RTP timestamps to the stream it needs the sender's random
+RTP origin, which aiortc keeps private: :func:`learn_rtp_origin` reads it from
+the first packets (aiortc is pinned; ``tests/transports/test_webrtc_playout.py``
+fails if that stops working). Without it the call keeps the sent position.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipecat.frames.frames import InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import (
@@ -26,13 +33,39 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCTransport,
 )
 
+from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import PeerLiveness
+from voxpipe.webrtc.playout import RTP_MODULUS, PlayoutMapper
 
 IN_RATE = 16_000
 OUT_RATE = 24_000
+PAGE_REPORT_AGE_MS = 1_200  # the page reports the frame its receiver delivered last, < 1 s ago
+
+
+def learn_rtp_origin(sender: Any, learned: Callable[[int], None]) -> None:
+    """Tell ``learned`` the RTP timestamp of stream position 0 on aiortc ``sender``.
+
+    aiortc draws a random origin and keeps it in a local of its send loop; it
+    stamps each packet ``origin + encoded timestamp`` and keeps the last one
+    sent. The first two encoded frames give it away: after the first was sent,
+    ``origin = last RTP timestamp - that frame's encoded timestamp``.
+    """
+    original = sender._next_encoded_frame
+    first: list[int] = []
+
+    async def noting(codec: Any) -> Any:
+        if first:
+            sender._next_encoded_frame = original  # learned: back to aiortc's own
+            learned((sender._RTCRtpSender__rtp_timestamp - first[0]) % RTP_MODULUS)
+        frame = await original(codec)
+        if frame is not None and not first:
+            first.append(frame.timestamp)
+        return frame
+
+    sender._next_encoded_frame = noting
 
 
 def monotonic_ms() -> float:
@@ -71,12 +104,32 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
     def __init__(self, transport: WebRTCCallTransport, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._call = transport
+        self._beginning: str | None = None  # an utterance whose first audio is next
 
     def now_ms(self) -> float:
         return self._call.now_ms()
 
+    async def write_transport_frame(self, frame: Frame) -> None:
+        if isinstance(frame, PlaybackMarkerFrame):
+            self._beginning = frame.utterance_id
+        await super().write_transport_frame(frame)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        if self._beginning is not None:
+            self._call.utterance_streamed(self._beginning, self._stream_ms())
+            self._beginning = None
+        return await super().write_audio_frame(frame)
+
     def audio_played(self, frame: OutputAudioRawFrame, started_ms: float) -> None:
         self._call.recording.bot_audio(frame.audio, frame.sample_rate, started_ms)
+
+    def _stream_ms(self) -> float:
+        """Where in the outgoing stream the next audio written will sit (pipecat's track)."""
+        track = self._client._audio_output_track
+        if track is None:
+            return 0.0
+        queued = len(track._chunk_queue) * track._samples_per_10ms
+        return (track._timestamp + queued) * 1000 / track._sample_rate
 
 
 class WebRTCCallTransport(SmallWebRTCTransport):
@@ -113,6 +166,40 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         )
         self.liveness = PeerLiveness(timeout_ms=silent_ms, connect_timeout_ms=connect_timeout_ms)
         self.liveness.opened(now_ms())
+        self.playout: PlayoutMapper | None = None  # once the sender's RTP origin is known
+        self._streamed: list[tuple[str, float]] = []  # utterances streamed before that
+
+    def peer_connected(self) -> None:
+        """The peer is up: learn the RTP origin of the audio it receives."""
+        self.liveness.connected(self.now_ms())
+        track = self._client._audio_output_track
+        sender = next((s for s in self.connection.pc.getSenders() if s.track is track), None)
+        if sender is not None:
+            learn_rtp_origin(sender, self._origin_learned)
+
+    def utterance_streamed(self, key: str, stream_ms: float) -> None:
+        """Utterance ``key``'s first audio sits ``stream_ms`` into the outgoing stream."""
+        if self.playout is None:
+            self._streamed.append((key, stream_ms))
+            del self._streamed[:-64]
+        else:
+            self.playout.utterance_began(key, stream_ms)
+
+    def playout_reported(self, message: Any) -> None:
+        """A playout report from the page: what it has played, confirmed."""
+        if self.playout is None:
+            return
+        heard = self.playout.report_received(message)
+        if heard is not None:
+            self.output().playback_reports.position_confirmed(
+                heard.key, heard.played_ms, self.now_ms()
+            )
+
+    def _origin_learned(self, origin_rtp: int) -> None:
+        self.playout = PlayoutMapper(origin_rtp, max_report_age_ms=PAGE_REPORT_AGE_MS)
+        for key, stream_ms in self._streamed:
+            self.playout.utterance_began(key, stream_ms)
+        self._streamed.clear()
 
     def heard(self, now_ms: float) -> None:
         """The browser showed it is alive (audio arrived, or a data-channel message)."""

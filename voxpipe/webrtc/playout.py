@@ -116,6 +116,11 @@ class PlayoutMapper:
         self._ignored = dict.fromkeys(ReportIgnored, 0)
 
     @property
+    def origin_rtp(self) -> int:
+        """The RTP timestamp of stream position 0 on the current sender."""
+        return self._origin
+
+    @property
     def ignored(self) -> dict[ReportIgnored, int]:
         """How many reports were ignored, by reason."""
         return dict(self._ignored)
