@@ -171,3 +171,28 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+async def test_shutting_the_server_down_ends_live_calls_within_seconds(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "Hello?", 5000], recording)
+    async with calling_and_stopping(tmp_path, recording) as (serve, stopped_in):
+        pass
+    assert stopped_in() < 5.0
+    assert [end for _, end in serve.app.ended] == [CallEnd.SERVER_ENDED]
+    assert (tmp_path / "calls" / serve.app.ended[0][0] / "call.wav").exists()
+
+
+@asynccontextmanager
+async def calling_and_stopping(tmp_path: Path, recording: Path) -> AsyncIterator[Any]:
+    """A live call, then the server shut down under it; yields (serve, seconds it took)."""
+    loop = asyncio.get_running_loop()
+    timing: dict[str, float] = {}
+    async with serving(tmp_path) as serve, calling(serve.url, recording):
+        await until(lambda: bool(serve.app.calls))
+        timing["stop"] = loop.time()
+        await serve.app.stop()
+        timing["stopped"] = loop.time()
+    yield serve, lambda: timing["stopped"] - timing["stop"]

@@ -210,6 +210,9 @@ class ServeApp:
             asyncio.get_running_loop().create_task(entry.connection.disconnect())
 
     async def _shutdown(self, app: web.Application) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
         """End every call (and drop never-connected peers) within ``SHUTDOWN_S``."""
         entries = list(self.calls.values())
         for entry in entries:
