@@ -1,0 +1,352 @@
+"""Benchmark voxpipe serve's WebRTC path against the file transport, in the same run.
+
+Callers are aiortc peers (a browser's WebRTC stack without the browser: the
+page's own costs are not measured here); the server runs the embedded
+Realtime server with the scripted brain, so every call answers the same way.
+
+(a) Speech end -> first bot audio: the caller's true end of speech (its
+    recording's offset, placed where the server received that audio) to the
+    first loud bot audio the caller received, over WebRTC; the same recording
+    through the file transport (sound-card pacing) in the same run, as the
+    baseline. Ratio = what WebRTC adds.
+(b) Truncation error: a caller talks over every answer; the truncation point
+    against what the caller (playing what it receives) had heard when told of
+    the interruption, with the page's playout reports confirming the position
+    and without (the sent position alone).
+(c) Load: N concurrent calls against one ``voxpipe serve`` process (another
+    process; callers here): its CPU per call, and output jitter at the callers
+    (the longest silence inserted between consecutive 20 ms frames of one
+    answer), p95 over calls; the largest N whose p95 stays under 20 ms.
+
+Prints tables and writes benchmarks/results/webrtc.json (medians, p95, ratios).
+Run: ``.venv/bin/python benchmarks/webrtc.py [--turns 6] [--cuts 6] [--calls 1,4,8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import soundfile as sf
+from _common import QUESTIONS, median, percentile, print_table, speak, write_result
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "support"))
+
+from webrtc_peer import calling  # noqa: E402
+
+from voxpipe.call.events import ItemTruncated  # noqa: E402
+from voxpipe.engines import make_tts  # noqa: E402
+from voxpipe.pipelines.live_call import LiveCallSpec  # noqa: E402
+from voxpipe.pipelines.session import CallSession  # noqa: E402
+from voxpipe.pipelines.simulated_call import Mode, build_call_graph, embedded_realtime  # noqa: E402
+from voxpipe.playback import PlaybackLedger  # noqa: E402
+from voxpipe.transports.file import FileTransport  # noqa: E402
+from voxpipe.transports.realtime_server import ScriptedBrain  # noqa: E402
+from voxpipe.transports.webrtc.app import ServeConfig, running_serve  # noqa: E402
+
+RATE = 16_000
+ANSWER = "We open at nine on Saturday morning and close at one in the afternoon."
+LONG = (
+    "Our pharmacy opens at nine in the morning on Saturday and closes at one in the "
+    "afternoon, and on Sunday we are closed all day, but the pharmacy on Market Street "
+    "stays open until six in the evening every single day of the week."
+)
+LOUD = 0.02
+
+
+def recording(voice: Any, parts: list[str | int], path: Path) -> list[tuple[int, int]]:
+    """Write spoken lines and silences (ms); the (start, end) ms of each line."""
+    pcm, spans, at = bytearray(), [], 0
+    for part in parts:
+        chunk = bytes(RATE * 2 * part // 1000) if isinstance(part, int) else speak(voice, part)
+        if not isinstance(part, int):
+            spans.append((at, at + len(chunk) * 1000 // (RATE * 2)))
+        pcm += chunk
+        at += len(chunk) * 1000 // (RATE * 2)
+    sf.write(str(path), np.frombuffer(bytes(pcm), dtype="<i2"), RATE, subtype="PCM_16")
+    return spans
+
+
+def first_loud_ms(pcm: np.ndarray, rate: int, arrivals: list[float] | None = None) -> int | None:
+    """Index (20 ms blocks) of the first loud block."""
+    block = rate // 50
+    x = pcm[: pcm.size // block * block].astype(np.float32).reshape(-1, block) / 32768
+    loud = np.flatnonzero(np.sqrt((x**2).mean(axis=1)) > LOUD)
+    return int(loud[0]) if loud.size else None
+
+
+async def webrtc_turn(voice: Any, question: str, tmp: Path) -> float | None:
+    path = tmp / "webrtc.wav"
+    spans = recording(voice, [1000, question, 3000], path)
+    brain = ScriptedBrain([ANSWER], pace=2.0)
+    async with (
+        embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key),
+        running_serve(ServeConfig(call=LiveCallSpec(server_url=url, api_key=key))) as serve,
+        calling(serve.url, path) as caller,
+    ):
+        live = next(iter(serve.app.calls.values())).call
+        deadline = time.monotonic() + 20
+        while caller.heard.loud_ms() < 300 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        at_end = live.transport.captures.at_position(spans[0][1])
+    if at_end is None:
+        return None
+    speech_end = at_end.captured_at(spans[0][1])
+    block = first_loud_ms(caller.heard.samples(), 48_000)
+    if block is None or block >= len(caller.heard.arrivals_ms):
+        return None
+    return caller.heard.arrivals_ms[block] - speech_end
+
+
+async def file_turn(voice: Any, question: str, tmp: Path) -> float | None:
+    path = tmp / "file.wav"
+    spans = recording(voice, [1000, question, 3000], path)
+    brain = ScriptedBrain([ANSWER], pace=2.0)
+    async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
+        transport = FileTransport(path, paced=True)
+        graph = build_call_graph(transport, Mode.REALTIME, server_url=url, api_key=key)
+        async with CallSession(graph, end_timeout_secs=2):
+            deadline = time.monotonic() + 20
+            while not transport.written and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    if not transport.written:
+        return None
+    speech_end = transport.input_started_ms + spans[0][1]
+    return transport.written[0].at_ms - speech_end
+
+
+async def truncation(voice: Any, tmp: Path, cuts: int) -> list[dict[str, float]]:
+    path = tmp / "cut.wav"
+    parts: list[str | int] = [1000]
+    for i in range(cuts):
+        parts += [QUESTIONS[i % len(QUESTIONS)], 3200, "Sorry, one more thing.", 2500]
+    recording(voice, parts, path)
+    brain = ScriptedBrain([LONG, "Sure."] * cuts, pace=2.0)
+    rows: list[dict[str, float]] = []
+    async with (
+        embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key),
+        running_serve(ServeConfig(call=LiveCallSpec(server_url=url, api_key=key))) as serve,
+        calling(serve.url, path, report_playout=True) as caller,
+    ):
+        live = next(iter(serve.app.calls.values())).call
+        transport: Any = live.transport
+        sent = SentOnly()  # the output's own reports, without the caller's confirmations
+        transport.output().report_playback_to(sent)
+        events: list[Any] = live.graph.brain.events  # type: ignore[attr-defined]
+        deadline = time.monotonic() + len(parts) * 3
+        while time.monotonic() < deadline and len(caller.interrupted_rtp) < cuts:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        cut_events = [e for e in events if isinstance(e, ItemTruncated)]
+        playout = transport.playout
+        for cut, rtp in zip(cut_events, caller.interrupted_rtp, strict=False):
+            if playout is None:
+                break
+            located = playout.locate(((rtp - playout.origin_rtp) % 2**32) / 48)
+            if located is None or located[0] != cut.item_id:
+                continue
+            sent_ms = sent.played_ms(cut.item_id, transport.now_ms())  # frozen at the cut
+            rows.append(
+                {
+                    "heard_ms": round(located[1], 1),
+                    "truncated_ms": cut.audio_end_ms,
+                    "error_ms": round(abs(located[1] - cut.audio_end_ms), 1),
+                    "sent_error_ms": round(abs(located[1] - sent_ms), 1),
+                }
+            )
+    return rows
+
+
+class SentOnly(PlaybackLedger):
+    """A ledger of what the output sent, deaf to the far end's confirmations."""
+
+    def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
+        return
+
+
+async def load(calls: int, voice: Any, tmp: Path) -> dict[str, Any]:
+    path = tmp / f"load{calls}.wav"
+    recording(voice, [1000, "Tell me about your opening hours.", 9000], path)
+    script = tmp / "script.json"
+    script.write_text(json.dumps([LONG]))
+    port = _free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voxpipe",
+        "serve",
+        "--port",
+        str(port),
+        "--brain",
+        "scripted",
+        "--script",
+        str(script),
+        "--max-calls",
+        str(calls),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _until_up(url)
+        cpu_before = _cpu_s(server.pid)
+        started = time.monotonic()
+        results = await asyncio.gather(*[_one_call(url, path) for _ in range(calls)])
+        wall = time.monotonic() - started
+        cpu = _cpu_s(server.pid) - cpu_before
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 10)
+    gaps = [g for g, _ in results if g is not None]
+    answered = sum(1 for _, heard in results if heard > 1000)
+    return {
+        "calls": calls,
+        "answered": answered,
+        "cpu_percent_of_a_core_per_call": round(100 * cpu / wall / calls, 1),
+        "jitter_p95_ms": percentile(gaps, 95),
+        "jitter_median_ms": median(gaps),
+    }
+
+
+async def _one_call(url: str, path: Path) -> tuple[float | None, float]:
+    async with calling(url, path) as caller:
+        await asyncio.sleep(10)
+        arrivals = caller.heard.arrivals_ms
+        samples = caller.heard.samples()
+    block = 960  # 20 ms at 48 kHz
+    x = samples[: samples.size // block * block].astype(np.float32).reshape(-1, block) / 32768
+    loud = np.flatnonzero(np.sqrt((x**2).mean(axis=1)) > LOUD)
+    if loud.size < 10:
+        return None, float(loud.size * 20)
+    span = arrivals[int(loud[0]) : int(loud[-1]) + 1]
+    gaps = np.diff(span) - 20.0  # silence inserted between consecutive 20 ms frames
+    return float(max(0.0, gaps.max())), float(loud.size * 20)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until_up(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("voxpipe serve did not come up")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    voice = make_tts()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        webrtc, file = [], []
+        for i in range(args.turns):  # interleaved, so load drifts hit both alike
+            question = QUESTIONS[i % len(QUESTIONS)]
+            webrtc.append(await webrtc_turn(voice, question, tmp))
+            file.append(await file_turn(voice, question, tmp))
+        cuts = await truncation(voice, tmp, args.cuts)
+        loads = [await load(n, voice, tmp) for n in args.calls]
+    return {
+        "first_audio_ms": {
+            "webrtc": {"median": median(webrtc), "p95": percentile(webrtc, 95), "runs": webrtc},
+            "file": {"median": median(file), "p95": percentile(file, 95), "runs": file},
+            "ratio_webrtc_vs_file": _ratio(median(webrtc), median(file)),
+        },
+        "truncation": {
+            "cuts": len(cuts),
+            "error_ms_median": median([c["error_ms"] for c in cuts]),
+            "error_ms_max": max((c["error_ms"] for c in cuts), default=None),
+            "sent_only_error_ms_median": median([c["sent_error_ms"] for c in cuts]),
+            "sent_only_error_ms_max": max((c["sent_error_ms"] for c in cuts), default=None),
+            "rows": cuts,
+        },
+        "load": loads,
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def report(data: dict[str, Any]) -> None:
+    first = data["first_audio_ms"]
+    print_table(
+        "Speech end -> first bot audio (ms), scripted brain, same run",
+        ["path", "median", "p95", "ratio vs file"],
+        [
+            [
+                "WebRTC (aiortc caller)",
+                first["webrtc"]["median"],
+                first["webrtc"]["p95"],
+                first["ratio_webrtc_vs_file"],
+            ],
+            ["file transport", first["file"]["median"], first["file"]["p95"], 1.0],
+        ],
+    )
+    cut = data["truncation"]
+    print_table(
+        "Truncation against what the caller had heard (ms)",
+        ["cuts", "position", "error median", "error max"],
+        [
+            [
+                cut["cuts"],
+                "confirmed by the caller (default)",
+                cut["error_ms_median"],
+                cut["error_ms_max"],
+            ],
+            [
+                cut["cuts"],
+                "sent position only",
+                cut["sent_only_error_ms_median"],
+                cut["sent_only_error_ms_max"],
+            ],
+        ],
+    )
+    print_table(
+        "Concurrent calls on one voxpipe serve process",
+        ["calls", "answered", "CPU % of a core per call", "jitter p95 ms", "jitter median ms"],
+        [
+            [
+                r["calls"],
+                r["answered"],
+                r["cpu_percent_of_a_core_per_call"],
+                r["jitter_p95_ms"],
+                r["jitter_median_ms"],
+            ]
+            for r in data["load"]
+        ],
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--cuts", type=int, default=6)
+    parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[1, 4, 8])
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments))
+    report(result)
+    print(f"wrote {write_result('webrtc', result)}")
