@@ -8,17 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hearing import assert_heard, bot_speech
 from pipecat.frames.frames import Frame, LLMFullResponseEndFrame, LLMTextFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import FunctionCallParams
 
-from voxpipe.engines import shared_stt
+from voxpipe.engines import LocalEngines
 from voxpipe.evaluation import word_error_rate
 from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.transports.file import FileTransport
 
 pytestmark = pytest.mark.models
+
+
+QUESTION = "What is the weather like in London today?"
 
 
 class TextTap(FrameProcessor):
@@ -42,10 +46,10 @@ class TextTap(FrameProcessor):
 
 
 async def test_a_paced_call_with_a_tool_call_is_heard_and_answered(
-    make_speech, tmp_path: Path
+    make_speech, tmp_path: Path, loaded_engines: LocalEngines
 ) -> None:
     # London, not Paris: tiny.en hears "Paris" as "pairs" in about one paced run in ten.
-    question = make_speech("What is the weather like in London today?", lead_ms=500, tail_ms=4000)
+    question = make_speech(QUESTION, lead_ms=500, tail_ms=4000)
     calls: list[dict[str, object]] = []
 
     async def get_weather(params: FunctionCallParams, city: str) -> None:
@@ -73,18 +77,18 @@ async def test_a_paced_call_with_a_tool_call_is_heard_and_answered(
     messages = graph.context.get_messages()
     user = [m for m in messages if m.get("role") == "user"]
     heard_question = str(user[0]["content"])
-    # At most one word in eight misheard: VAD segmentation of paced audio varies with load.
-    assert word_error_rate("What is the weather like in London today?", heard_question) <= 1 / 8
+    # The whole question reached the LLM, one word in eight misheard at most (with the
+    # models loading during the call, "What is the" was lost: see loaded_engines).
+    assert word_error_rate(QUESTION, heard_question) <= 1 / 8, heard_question
     assert calls and str(calls[0]["city"]).lower() == "london", (heard_question, calls)
     reply = "".join(tap.text)
     assert "sunny" in reply.lower()
     assert tap.audio_frames == 0  # the tap sits before TTS: it sees text, never audio
-    # The bot's audio, as written to the caller, says what the LLM said.
-    bot = transport.bot_pcm()
+    # The bot's audio, as written to the caller, says what the LLM said: all of it
+    # (no missing or stale piece), give or take one misheard word in four.
+    bot = bot_speech(transport)
     assert len(bot) / 2 / 24_000 > 1.0
-    stt = await shared_stt()
-    heard = stt.transcribe(bot, 24_000)
-    assert word_error_rate(reply, heard) < 0.25, (reply, heard)
+    assert_heard(reply, loaded_engines.stt.transcribe(bot, 24_000), nothing_else=True)
     transport.write_call_wav(tmp_path / "call.wav")
     data, rate = sf.read(str(tmp_path / "call.wav"))
     assert rate == 24_000 and data.shape[1] == 2

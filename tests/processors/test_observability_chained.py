@@ -49,6 +49,7 @@ def speech_end_in(recording: Path) -> float:
     return float(loud[-1]) / rate * 1000
 
 
+@pytest.mark.usefixtures("loaded_engines")  # the caller speaks to a ready agent
 async def test_a_chained_turn_is_measured_end_to_end_and_its_segments_add_up(
     make_speech, tmp_path: Path
 ) -> None:
@@ -80,7 +81,7 @@ async def test_a_chained_turn_is_measured_end_to_end_and_its_segments_add_up(
     assert turn.unattributed_ms is not None and abs(turn.unattributed_ms) < 1.0
     assert turn.first_audio_ms <= turn.end_to_end_ms
     # The speech end is stamped on the capture clock where the voice really ended
-    # (within the VAD's analysis window).
+    # (within the VAD's analysis window; +47 to +72 ms measured with a busy core).
     assert turn.stamps.speech_end_ms is not None
     really_ended = transport.input_started_ms + speech_end_in(recording)
     assert abs(turn.stamps.speech_end_ms - really_ended) < 250
