@@ -66,8 +66,13 @@ async def test_a_simulated_call_writes_its_report_timeline_latency_and_metrics(
         # Realtime with server VAD: the speech end comes from speech_stopped's position.
         assert turn["unknown_segments"] == []
         segments = turn["segments_ms"]
-        assert all(segments[s] >= 0 for s in ("capture", "inference", "downlink", "playback"))
-        assert segments["uplink"] > 400  # holds the server's 500 ms end-of-turn silence
+        assert all(segments[s] >= 0 for s in ("inference", "downlink", "playback"))
+        # Capture is one frame's transit, stamped by the realtime core in whole ms: up
+        # to 1 ms early when idle (see test_observability_server_vad for the bounds).
+        assert -1 < segments["capture"] < 400, segments
+        # Speech end to response holds the server's 500 ms end-of-turn silence; uplink
+        # alone shrinks when a frame held up by event-loop lag is caught up.
+        assert segments["capture"] + segments["uplink"] > 400, segments
 
     # Cost: two priced responses, the total is their sum, and the metrics agree.
     cost = report["cost"]
