@@ -26,17 +26,18 @@ import contextlib
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from loguru import logger
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from voxpipe.errors import CallTokenRejected, OfferRejected, VoxpipeError
-from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec
+from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec, LiveTransport
 from voxpipe.transports.webrtc.captions import PageCaptions
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
@@ -70,7 +71,7 @@ class ServeConfig:
 class _Call:
     call: LiveCall
     task: asyncio.Task[CallEnd]
-    connection: SmallWebRTCConnection
+    closed: Callable[[], Coroutine[Any, Any, None]]  # let the caller's connection go, once ended
 
 
 class ServeApp:
@@ -122,7 +123,7 @@ class ServeApp:
             return _refuse(400, "not_an_offer", "The offer has no SDP text.")
         if (refused := self._check_token(body.get("token"))) is not None:
             return refused
-        if len(self.calls) >= self.config.max_calls:
+        if not self.has_room():
             return _refuse(503, "busy", "This server is taking all the calls it can; try later.")
         try:
             accepted = check_offer(sdp, policy=self.policy, max_bytes=self.config.max_offer_bytes)
@@ -163,16 +164,19 @@ class ServeApp:
             connect_timeout_ms=self.config.connect_timeout_ms,
         )
         captions = PageCaptions(connection.send_app_message)
+
+        async def closed() -> None:
+            with contextlib.suppress(Exception):  # the channel may be gone with the peer
+                connection.send_app_message({"type": "event", "name": "call_ended"})
+            await connection.disconnect()
+
         try:
-            call = LiveCall(call_id, transport, self.config.call, observers=[captions])
+            call = self.admit(call_id, transport, observers=[captions], closed=closed)
         except VoxpipeError as exc:
             await connection.disconnect()
             logger.error(f"call {call_id}: could not build its graph: {exc}")
             return _refuse(500, "call_setup_failed", "The server could not set up the call.")
         self._watch(transport, call)
-        task = asyncio.create_task(call.run(), name=f"voxpipe-call-{call_id}")
-        self.calls[call_id] = _Call(call, task, connection)
-        task.add_done_callback(lambda t: self._forget(call_id, t))
         answer = connection.get_answer()
         logger.info(f"call {call_id} answered (peer connection {answer['pc_id']})")
         return web.json_response({**answer, "call_id": call_id})
@@ -195,6 +199,29 @@ class ServeApp:
             elif kind == "hangup":
                 call.hang_up()
 
+    def has_room(self) -> bool:
+        """Whether one more call fits under ``max_calls``."""
+        return len(self.calls) < self.config.max_calls
+
+    def admit(
+        self,
+        call_id: str,
+        transport: LiveTransport,
+        *,
+        observers: Sequence[BaseObserver] = (),
+        closed: Callable[[], Coroutine[Any, Any, None]],
+    ) -> LiveCall:
+        """Run one caller's call on ``transport`` (any live transport: a browser, a phone).
+
+        ``closed`` lets the caller's connection go once the call has ended.
+        Raises the :class:`~voxpipe.errors.VoxpipeError` of a graph that cannot be built.
+        """
+        call = LiveCall(call_id, transport, self.config.call, observers=observers)
+        task = asyncio.create_task(call.run(), name=f"voxpipe-call-{call_id}")
+        self.calls[call_id] = _Call(call, task, closed)
+        task.add_done_callback(lambda t: self._forget(call_id, t))
+        return call
+
     def _forget(self, call_id: str, task: asyncio.Task[CallEnd]) -> None:
         entry = self.calls.pop(call_id, None)
         end = CallEnd.SERVER_ENDED
@@ -205,9 +232,7 @@ class ServeApp:
         self.ended.append((call_id, end))
         del self.ended[:-100]
         if entry is not None:
-            with contextlib.suppress(Exception):  # the channel may be gone with the peer
-                entry.connection.send_app_message({"type": "event", "name": "call_ended"})
-            asyncio.get_running_loop().create_task(entry.connection.disconnect())
+            asyncio.get_running_loop().create_task(entry.closed())
 
     async def _shutdown(self, app: web.Application) -> None:
         await self.stop()
@@ -224,7 +249,7 @@ class ServeApp:
                 task.cancel()
         for entry in entries:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(entry.connection.disconnect(), 1.0)
+                await asyncio.wait_for(entry.closed(), 1.0)
 
 
 def _refuse(status: int, code: str, message: str) -> web.Response:
