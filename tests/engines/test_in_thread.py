@@ -37,16 +37,25 @@ async def test_an_error_in_the_thread_is_raised_where_items_are_awaited() -> Non
 
 async def test_leaving_early_stops_the_thread_at_its_next_item() -> None:
     produced = []
+    taken = threading.Semaphore(0)
 
     def produce(stop: threading.Event) -> Iterator[int]:
         for i in range(1000):
             if stop.is_set():
                 return
             produced.append(i)
-            time.sleep(0.002)
             yield i
+            # In step with the consumer, so the count does not race thread scheduling
+            # (free-running at 2 ms an item, it made 10 whenever the event loop came
+            # 15 ms late to the stop, as a loaded one can): the next item waits until
+            # this one is taken or the iteration stops; with no stop, after 2 s.
+            deadline = time.monotonic() + 2
+            while not (taken.acquire(timeout=0.005) or stop.is_set()):
+                if time.monotonic() > deadline:
+                    break
 
     async for item in iterate_in_thread(produce):
         if item == 2:
             break
-    assert len(produced) < 10  # the generator saw stop, it did not run to 1000
+        taken.release()
+    assert produced == [0, 1, 2]  # the generator saw stop at its next item, not at 1000
