@@ -11,6 +11,13 @@ ledger per call answers both questions, per assistant item (the *utterance*):
   at ``t``, playback was cut at ``t``, and, where the far end can say so, a
   position it *confirmed* (telephony marks, a browser's playout counters).
 
+An output whose far end says where a cut stopped playback only after a round
+trip (a telephony provider returns its pending marks when told to clear)
+declares so with :meth:`PlaybackSink.reports_cut_positions`; a truncation then
+waits for that :meth:`PlaybackSink.cut_position` (:class:`TruncationAwaited`)
+instead of guessing at the moment of the cut, and the call asks again with
+:meth:`PlaybackLedger.settle_truncation`.
+
 Every output transport of a realtime graph must report playback: it is a
 :class:`PlaybackReporter`, or the graph refuses to build (see
 :func:`voxpipe.pipelines.realtime.build_realtime_pipeline`).
@@ -46,6 +53,15 @@ class PlaybackSink(Protocol):
 
     def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
         """The far end confirmed that ``played_ms`` of ``key`` had been heard by ``now_ms``."""
+
+    def reports_cut_positions(self, within_ms: float) -> None:
+        """From now on, after each cut the output says where playback stopped (``cut_position``).
+
+        It does so within ``within_ms`` of the cut; a truncation waits that long for it.
+        """
+
+    def cut_position(self, key: str, played_ms: float, now_ms: float) -> None:
+        """After a cut, ``played_ms`` of ``key`` had been heard when playback stopped: final."""
 
 
 @runtime_checkable
@@ -89,6 +105,14 @@ class PlaybackReports:
         for sink in self.sinks:
             sink.position_confirmed(key, played_ms, now_ms)
 
+    def reports_cut_positions(self, within_ms: float) -> None:
+        for sink in self.sinks:
+            sink.reports_cut_positions(within_ms)
+
+    def cut_position(self, key: str, played_ms: float, now_ms: float) -> None:
+        for sink in self.sinks:
+            sink.cut_position(key, played_ms, now_ms)
+
 
 @dataclasses.dataclass(frozen=True)
 class TruncationPlanned:
@@ -105,6 +129,14 @@ class TruncationPlanned:
     received_ms: int
 
 
+@dataclasses.dataclass(frozen=True)
+class TruncationAwaited:
+    """The output will say where the cut stopped ``item_id``: settle it again by ``deadline_ms``."""
+
+    item_id: str
+    deadline_ms: float
+
+
 @dataclasses.dataclass
 class _Utterance:
     received_bytes: int = 0
@@ -116,6 +148,8 @@ class _Utterance:
     cut_ms: float | None = None  # the final position once playback was cut
     confirmed: tuple[float, float] | None = None  # (played_ms, at now_ms) from the far end
     truncated: bool = False
+    final_ms: float | None = None  # where the output said a cut stopped it
+    awaited_until_ms: float | None = None  # a truncation waits for final_ms until then
 
     def local_ms(self, now_ms: float) -> float:
         """The transport's position by ``now_ms``."""
@@ -139,6 +173,7 @@ class PlaybackLedger:
         self._max_items = max_items
         self._items: OrderedDict[str, _Utterance] = OrderedDict()
         self.current: str | None = None  # the utterance the transport is playing
+        self._cut_report_ms: float | None = None  # the output reports cut positions this fast
 
     # -- what the transport reports (PlaybackSink) ---------------------------------
 
@@ -173,6 +208,19 @@ class PlaybackLedger:
         item = self._item(key)
         if item.confirmed is None or now_ms >= item.confirmed[1]:
             item.confirmed = (max(0.0, played_ms), now_ms)
+
+    def reports_cut_positions(self, within_ms: float) -> None:
+        """Truncations wait up to ``within_ms`` for the output's :meth:`cut_position`."""
+        if within_ms <= 0:
+            raise LocalProtocolError(f"cut positions must come within a positive time: {within_ms}")
+        self._cut_report_ms = within_ms
+
+    def cut_position(self, key: str, played_ms: float, now_ms: float) -> None:
+        """Where the cut stopped ``key``: its final position (the first report wins)."""
+        item = self._items.get(key)
+        if item is None or item.final_ms is not None:
+            return  # forgotten, or already settled
+        item.final_ms = max(0.0, played_ms)
 
     # -- what the brain reports ----------------------------------------------------
 
@@ -215,6 +263,8 @@ class PlaybackLedger:
         item = self._items.get(key)
         if item is None:
             return 0.0
+        if item.final_ms is not None:
+            return item.final_ms
         local = item.local_ms(now_ms)
         if item.confirmed is None:
             return local
@@ -228,11 +278,15 @@ class PlaybackLedger:
             return True
         return self.played_ms(key, now_ms) >= self.received_ms(key) - 1
 
-    def plan_truncation(self, key: str, now_ms: float) -> TruncationPlanned | None:
+    def plan_truncation(
+        self, key: str, now_ms: float
+    ) -> TruncationPlanned | TruncationAwaited | None:
         """Plan the truncate for an interrupted ``key``: its position is final from now on.
 
         The item refuses later audio, and what it plays after ``now_ms`` (in
-        flight to the output) does not count as heard.
+        flight to the output) does not count as heard. When the output reports
+        cut positions and ``key`` was playing, the plan waits for that report:
+        :class:`TruncationAwaited` (ask :meth:`settle_truncation` again).
 
         None when there is nothing to truncate: ``key`` is unknown, was already
         truncated, or was heard in full.
@@ -241,10 +295,34 @@ class PlaybackLedger:
         if item is None or item.truncated:
             return None
         item.truncated = True
-        received = self.received_ms(key)
         played = self.played_ms(key, now_ms)
         if item.cut_ms is None:
             item.cut_ms = item.local_ms(now_ms)  # nothing past the truncation counts as heard
+        started = item.run_start_ms is not None or item.cut_ms > 0 or item.confirmed is not None
+        if self._cut_report_ms is not None and started and item.final_ms is None:
+            item.awaited_until_ms = now_ms + self._cut_report_ms
+            return TruncationAwaited(key, item.awaited_until_ms)
+        return self._planned(key, played)
+
+    def settle_truncation(
+        self, key: str, now_ms: float
+    ) -> TruncationPlanned | TruncationAwaited | None:
+        """An awaited truncation: planned once the output said where ``key`` stopped.
+
+        Past its deadline without a report, it is planned at the output's own
+        position at the cut. None when there is nothing (more) to truncate.
+        """
+        item = self._items.get(key)
+        if item is None or item.awaited_until_ms is None:
+            return None
+        if item.final_ms is None and now_ms < item.awaited_until_ms:
+            return TruncationAwaited(key, item.awaited_until_ms)
+        item.awaited_until_ms = None
+        played = item.final_ms if item.final_ms is not None else item.local_ms(now_ms)
+        return self._planned(key, played)
+
+    def _planned(self, key: str, played: float) -> TruncationPlanned | None:
+        received = self.received_ms(key)
         if played >= received:
             return None
         return TruncationPlanned(

@@ -912,6 +912,50 @@ def test_truncation_and_interruption_report_what_was_heard() -> None:
     assert (truncated.audio_end_ms, truncated.received_ms) == (1200, 3000)
 
 
+def cut_reported(item_id: str, ms: int) -> Action:
+    """The output says where the cut stopped ``item_id`` (a telephony provider's marks)."""
+
+    def report(call: RealtimeCall, now: int) -> list[Command]:
+        call.ledger.cut_position(item_id, ms, now)
+        return []
+
+    return report
+
+
+def test_a_cut_waits_for_the_position_the_output_reports_then_truncates_there() -> None:
+    call = new_call()
+    call.ledger.reports_cut_positions(1000)
+    cut_without_truncate = [c for c in CUT_AT_1200 if "truncat" not in c.lower()]
+    run(
+        [
+            *CONNECT,
+            *SPEAKING,
+            (3300, speech_started(), ["caller-speaking", "stop", *cut_without_truncate]),
+            (3400, tick(), []),  # the far end has not said yet
+            (3500, cut_reported("item_1", 1130), []),
+            (
+                3510,
+                tick(),
+                ["send:conversation.item.truncate item_1@1130", "event:ItemTruncated"],
+            ),
+            (3610, tick(), []),  # truncated once
+        ],
+        call,
+    )
+
+
+def test_a_cut_position_that_never_comes_truncates_at_the_outputs_own_position() -> None:
+    call = new_call()
+    call.ledger.reports_cut_positions(1000)
+    run([*CONNECT, *SPEAKING], call)
+    call.interrupt(InterruptionSource.APPLICATION, 3300)
+    assert [describe(c) for c in call.tick(4200)] == []
+    assert [describe(c) for c in call.tick(4300)] == [
+        "send:conversation.item.truncate item_1@1200",
+        "event:ItemTruncated",
+    ]
+
+
 def test_a_cut_reply_is_remembered_only_as_far_as_it_was_heard() -> None:
     call = run([*CONNECT, *SERVER_TURN])
     call.server_event(

@@ -8,7 +8,13 @@ import pytest
 
 from voxpipe.audio import AudioFormat
 from voxpipe.errors import LocalProtocolError
-from voxpipe.playback import PlaybackLedger, PlaybackReporter, PlaybackReports, TruncationPlanned
+from voxpipe.playback import (
+    PlaybackLedger,
+    PlaybackReporter,
+    PlaybackReports,
+    TruncationAwaited,
+    TruncationPlanned,
+)
 
 PCM_MS = 48  # bytes per ms, PCM16 24 kHz
 
@@ -212,3 +218,66 @@ def test_random_reports_never_overrun(seed: int) -> None:
                 assert 0 <= plan.audio_end_ms < plan.received_ms
                 assert plan.audio_end_ms <= plan.played_ms
         assert ledger.played_ms(item, now) >= 0
+
+
+# An output that reports where a cut stopped playback (a telephony provider's marks):
+# (the cut position it reports and when, the settle time, the truncation expected)
+@pytest.mark.parametrize(
+    ("report", "settle_at", "truncate_at"),
+    [
+        ((640, 900), 900, 640),  # the far end had heard 640 ms, behind the 700 sent by the cut
+        (None, 1600, "awaited"),  # not said yet: still waiting
+        (None, 1700, 700),  # never said: past the deadline, the output's own position at the cut
+        ((2500, 900), 900, None),  # heard it all: nothing to truncate
+    ],
+)
+def test_a_truncation_waits_for_the_cut_position_the_output_reports(
+    report: tuple[int, int] | None, settle_at: int, truncate_at: int | str | None
+) -> None:
+    ledger = ledger_with(2000)
+    ledger.reports_cut_positions(1000)
+    ledger.chunk_started(2000, 0)
+    assert ledger.plan_truncation("a", 700) == TruncationAwaited("a", 1700)
+    assert not ledger.accepts_audio("a")  # refused at once, whatever the wait
+    if report is not None:
+        ledger.cut_position("a", *report)
+    plan = ledger.settle_truncation("a", settle_at)
+    if truncate_at == "awaited":
+        assert plan == TruncationAwaited("a", 1700)
+    else:
+        assert (plan.audio_end_ms if isinstance(plan, TruncationPlanned) else None) == truncate_at
+        assert ledger.settle_truncation("a", settle_at + 100) is None  # settled once
+
+
+def test_an_item_not_yet_playing_is_truncated_at_once_and_a_late_report_changes_nothing() -> None:
+    ledger = ledger_with(2000)
+    ledger.reports_cut_positions(1000)
+    assert ledger.plan_truncation("a", 700) == TruncationPlanned("a", 0, 0, 0.0, 2000)
+    ledger.cut_position("a", 300, 900)  # not awaited: the truncate went out already
+    assert ledger.settle_truncation("a", 900) is None
+
+
+def test_the_first_cut_position_is_final() -> None:
+    ledger = ledger_with(2000)
+    ledger.reports_cut_positions(1000)
+    ledger.chunk_started(2000, 0)
+    ledger.plan_truncation("a", 700)
+    ledger.cut_position("a", 640, 900)
+    ledger.cut_position("a", 0, 950)
+    assert ledger.played_ms("a", 5000) == 640
+    plan = ledger.settle_truncation("a", 1000)
+    assert isinstance(plan, TruncationPlanned) and plan.audio_end_ms == 640
+
+
+def test_cut_reports_fan_out_and_must_come_within_a_positive_time() -> None:
+    reports = PlaybackReports()
+    ledger = ledger_with(2000)
+    reports.attach(ledger)
+    reports.reports_cut_positions(500)
+    ledger.chunk_started(2000, 0)
+    assert isinstance(ledger.plan_truncation("a", 700), TruncationAwaited)
+    reports.cut_position("a", 650, 800)
+    plan = ledger.settle_truncation("a", 800)
+    assert isinstance(plan, TruncationPlanned) and plan.audio_end_ms == 650
+    with pytest.raises(LocalProtocolError):
+        ledger.reports_cut_positions(0)

@@ -92,7 +92,7 @@ from voxpipe.call.response_guard import (
     SendResponseCreate,
 )
 from voxpipe.call.state import CallState, CallTrigger
-from voxpipe.playback import PlaybackLedger
+from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
 
 RATE_LIMIT_CODE = "rate_limit_exceeded"
 _GUARD_CODES = {code.value: code for code in GuardErrorCode}
@@ -163,6 +163,7 @@ class RealtimeCall(SessionLifecycle):
         self._audio_response: str | None = None  # the response whose audio came last
         self._preroll = bytearray()  # local turns: the caller's latest audio
         self._playout: tuple[float, int] | None = None  # (position, since) while PLAYING_OUT
+        self._awaited_truncations: set[str] = set()  # cut items whose heard position is due
         self._rate_limit_retries = 0
         self._handlers: dict[str, Callable[[Any, int], list[Command]]] = {
             "session.created": self._on_session_created,
@@ -449,6 +450,9 @@ class RealtimeCall(SessionLifecycle):
         truncation = None
         if item_id is not None:
             truncation = self.ledger.plan_truncation(item_id, now_ms)
+        if isinstance(truncation, TruncationAwaited):
+            self._awaited_truncations.add(truncation.item_id)  # sent once the output says
+            truncation = None
         guard_out = self.guard.on_interruption(source)
         cancel = next((o for o in guard_out if isinstance(o, SendResponseCancel)), None)
         out: list[Command] = []
@@ -460,35 +464,28 @@ class RealtimeCall(SessionLifecycle):
                     ResponseCancelEvent(type="response.cancel", response_id=cancel.response_id)
                 )
             )
-        if truncation is not None:
-            out.append(
-                SendEvent(
-                    TruncateEvent(
-                        type="conversation.item.truncate",
-                        item_id=truncation.item_id,
-                        content_index=truncation.content_index,
-                        audio_end_ms=truncation.audio_end_ms,
-                    )
-                )
-            )
+        truncate = _truncate(truncation)
+        out += truncate[:1]
         out.append(Publish(InterruptionHandled(source, item_id, response_id, cancel is not None)))
-        if truncation is not None:
-            out.append(
-                Publish(
-                    ItemTruncated(
-                        truncation.item_id,
-                        truncation.audio_end_ms,
-                        truncation.played_ms,
-                        truncation.received_ms,
-                    )
-                )
-            )
+        out += truncate[1:]
         out += self._move(CallTrigger.INTERRUPTED, now_ms)
         if self.machine.state is CallState.CANCELLING and not self.guard.response_active:
             # The response had finished already (its audio was still playing): nothing to wait for.
             out += self._move(CallTrigger.CANCEL_CONFIRMED, now_ms)
         out.append(EndResponseOutput())
         return out + self._guard([o for o in guard_out if o is not cancel], now_ms)
+
+    def _settle_truncations(self, now_ms: int) -> list[Command]:
+        """Truncate the cut items whose output has now said where playback stopped."""
+        out: list[Command] = []
+        for item_id in list(self._awaited_truncations):
+            truncation = self.ledger.settle_truncation(item_id, now_ms)
+            if isinstance(truncation, TruncationAwaited):
+                continue
+            self._awaited_truncations.discard(item_id)
+            if self.session_open:  # a truncate for a session that is gone has no item to cut
+                out += _truncate(truncation)
+        return out
 
     def _clear_input_keep_onset(self) -> list[Command]:
         self.relay.on_committed()  # the cleared audio is not owed to any later session
@@ -572,8 +569,8 @@ class RealtimeCall(SessionLifecycle):
     # -- timers ------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> list[Command]:
-        """Timer tick: state deadlines, stalls, rollover, rate-limit retries, playout."""
-        out = self.tick_session(now_ms)
+        """Timer tick: state deadlines, stalls, rollover, rate-limit retries, playout, truncates."""
+        out = self.tick_session(now_ms) + self._settle_truncations(now_ms)
         if self.retry_at_ms is not None and now_ms >= self.retry_at_ms:
             self.retry_at_ms = None
             if self.machine.state is CallState.LISTENING and not self.guard.response_active:
@@ -641,6 +638,22 @@ class RealtimeCall(SessionLifecycle):
 
     def _flush_requests(self, now_ms: int) -> list[Command]:
         return self._guard(self.guard.flush(), now_ms)
+
+
+def _truncate(truncation: TruncationPlanned | None) -> list[Command]:
+    """The truncate to send and the event that says so (none without a truncation)."""
+    if truncation is None:
+        return []
+    event = TruncateEvent(
+        type="conversation.item.truncate",
+        item_id=truncation.item_id,
+        content_index=truncation.content_index,
+        audio_end_ms=truncation.audio_end_ms,
+    )
+    truncated = ItemTruncated(
+        truncation.item_id, truncation.audio_end_ms, truncation.played_ms, truncation.received_ms
+    )
+    return [SendEvent(event), Publish(truncated)]
 
 
 def _failure_code(event: ResponseDoneEvent) -> str | None:
