@@ -41,6 +41,7 @@ _ERRORS = (
     "TokenRotationError",
     "OfferRejected",
     "CallTokenRejected",
+    "WebhookRejected",
 )
 
 _EXPORTS = {

@@ -167,3 +167,26 @@ class CallTokenRejected(VoxpipeError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+
+
+class WebhookRejectReason(enum.Enum):
+    """Why a provider's webhook request was refused."""
+
+    MISSING = "missing"  # no signature where one is required
+    INVALID = "invalid"  # a signature that does not match the request
+
+
+class WebhookRejected(VoxpipeError):
+    """A webhook request that does not prove it comes from the provider (HTTP 403).
+
+    The same request fails the same way again, so a retry cannot help.
+    """
+
+    side = Side.REMOTE
+    retryable = False
+
+    def __init__(
+        self, message: str, *, reason: WebhookRejectReason, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
