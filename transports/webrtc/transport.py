@@ -14,7 +14,7 @@ On top of pipecat's ``SmallWebRTCTransport`` (aiortc) it
 
 To map the page's RTP timestamps to the stream it needs the sender's random
 RTP origin, which aiortc keeps private: :func:`learn_rtp_origin` reads it from
-the first packets (aiortc is pinned; ``tests/transports/test_webrtc_playout.py``
+the first packets (aiortc is pinned; ``tests/transports/test_webrtc_far_end.py``
 fails if that stops working). Without it the call keeps the sent position.
 """
 
