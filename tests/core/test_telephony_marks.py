@@ -205,3 +205,23 @@ def test_audio_without_a_beginning_is_marked_all_the_same() -> None:
 def test_impossible_settings_are_a_config_error(settings: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         MarkTracker(**settings)
+
+
+def test_one_interruption_cleared_twice_is_settled_by_the_first_probe_back() -> None:
+    # 100 ms each way: "a" plays from 100; a mark at N ms comes back at 200 + N.
+    tracker = MarkTracker()
+    begin = tracker.utterance_began("a", 0)
+    sent = [tracker.media_sent(20, t) for t in range(0, 460, 20)]
+    marks = [m for m in sent if m is not None]  # at 100, 200, 300, 400 ms
+    tracker.mark_echoed(begin.name, 200)
+    for position, mark in zip((100, 200, 300, 400), marks, strict=True):
+        assert tracker.mark_echoed(mark.name, 200 + position) == [
+            PositionConfirmed("a", position, 200 + position)
+        ]
+    first = tracker.cleared(460)  # reaches Twilio at 560, when 460 ms had played
+    second = tracker.cleared(470)  # the same barge-in, reported again
+    assert tracker.mark_echoed(first.name, 660) == [CutConfirmed("a", 460, 660)]
+    assert tracker.mark_echoed(second.name, 661) == [
+        MarkIgnored(second.name, MarkIgnoredReason.LATE)
+    ]
+    assert tracker.state is PlayoutState.PLAYING

@@ -125,7 +125,7 @@ class _Item:
 @dataclasses.dataclass(frozen=True)
 class _Clear:
     at_ms: float
-    probe: str
+    probes: list[str]  # the first to come back closes the burst
     sent_ms: dict[str, float]  # each affected item's audio sent by the clear
 
 
@@ -192,15 +192,23 @@ class MarkTracker:
         return self._mark(key, item.sent_ms, now_ms)
 
     def cleared(self, now_ms: float) -> SendMark:
-        """A ``clear`` went out: send the probe that closes Twilio's burst of marks."""
-        if self._clear is not None:
-            self._abandon()  # a second clear before the first settled: that one is moot
+        """A ``clear`` went out: send the probe that closes Twilio's burst of marks.
+
+        Another ``clear`` before the burst came back (one interruption reported
+        twice) joins the first: the first probe back settles both.
+        """
         affected = {m.key for m in self._pending.values()}
         if self._current is not None:
             affected.add(self._current)
         sent = {k: self._items[k].sent_ms for k in affected if k in self._items}
         probe = SendMark(f"cleared/{next(self._seq)}")
-        self._clear = _Clear(now_ms, probe.name, sent)
+        if self._clear is None:
+            self._clear = _Clear(now_ms, [probe.name], sent)
+        else:
+            self._clear.probes.append(probe.name)
+            self._clear.sent_ms.update(
+                {k: v for k, v in sent.items() if k not in self._clear.sent_ms}
+            )
         self._current = None
         self.state = PlayoutState.CLEARING
         return probe
@@ -209,7 +217,7 @@ class MarkTracker:
 
     def mark_echoed(self, name: str, now_ms: float) -> list[PlayoutEvent]:
         """Twilio returned the mark ``name``."""
-        if self._clear is not None and name == self._clear.probe:
+        if self._clear is not None and name in self._clear.probes:
             return self._settle(now_ms)
         mark = self._pending.get(name)
         if mark is None:
@@ -244,6 +252,7 @@ class MarkTracker:
     def _settle(self, now_ms: float) -> list[PlayoutEvent]:
         clear = self._clear
         assert clear is not None
+        self._abandoned.extend(clear.probes)  # the other probes come back late
         self._clear = None
         self.state = PlayoutState.PLAYING
         self._pending.clear()  # everything sent before the probe has come back (or never will)
@@ -297,7 +306,7 @@ class MarkTracker:
         """Settle the clear without its marks: whatever comes back for it is late."""
         self._abandoned.extend(self._pending)
         if self._clear is not None:
-            self._abandoned.append(self._clear.probe)
+            self._abandoned.extend(self._clear.probes)
         self._pending.clear()
         self._clear = None
         self.state = PlayoutState.PLAYING

@@ -1,0 +1,313 @@
+"""Phone calls on ``voxpipe serve`` from a fake Twilio built to Twilio's documentation.
+
+Real parts on loopback: aiohttp serving the Twilio routes, the embedded
+Realtime server (scripted brain), the voxpipe graph; the far end is
+``tests/support/fake_twilio.py`` (Twilio's buffer, marks and clear, with a
+one-way latency each way), which records what it played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import soundfile as sf
+from fake_twilio import FakeTwilio, mulaw_recording
+from loopback import serving as serving_app
+from realtime_calls import LONG_REPLY, compose
+
+from voxpipe.call.events import ItemTruncated
+from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec
+from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+from voxpipe.timeline import EventKind
+from voxpipe.transports.realtime_server import ScriptedBrain
+from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
+from voxpipe.transports.telephony.transport import TwilioCallTransport
+from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
+
+REPLIES = ["We open at nine on Saturday morning.", "Yes, we take cards and cash."]
+
+
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, replies: list[str] = REPLIES, twilio: TwilioConfig | None = None, **config: Any
+) -> AsyncIterator[tuple[str, ServeApp]]:
+    brain = ScriptedBrain(replies, pace=2.0)  # the bot's audio arrives twice as fast as it plays
+    async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
+        spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
+        serve = ServeApp(ServeConfig(call=spec, **config))
+        app = serve.build_app()
+        add_twilio_routes(app, serve, twilio)
+        async with serving_app(app) as base:
+            yield base, serve
+
+
+@asynccontextmanager
+async def phoning(base: str, recording: Path, **fake: Any) -> AsyncIterator[FakeTwilio]:
+    """A fake Twilio carrying a caller who says ``recording``."""
+    twilio = FakeTwilio(mulaw_recording(recording), **fake)
+    stream_url, parameters = await twilio.answer(base)
+    task = asyncio.create_task(twilio.run(stream_url, parameters))
+    try:
+        yield twilio
+    finally:
+        if not task.done():
+            await twilio.drop()
+        await asyncio.wait_for(task, 5)
+
+
+async def until(predicate: Callable[[], Any], timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - the call's state
+            await asyncio.sleep(0.02)
+
+
+def the_call(serve: ServeApp) -> LiveCall:
+    (entry,) = serve.calls.values()
+    return entry.call
+
+
+def ended_ms(call: LiveCall) -> float:
+    """When the call ended, on its transport's clock (its artifacts are written after)."""
+    (ended,) = call.timeline.of(EventKind.CALL_ENDED)
+    return ended.t_ms
+
+
+def artifacts(tmp_path: Path, call_id: str) -> list[str]:
+    out = tmp_path / "calls" / call_id
+    names = ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "report.html")
+    return [name for name in names if (out / name).exists()]
+
+
+async def test_a_phone_caller_is_answered_and_hanging_up_ends_the_call_with_artifacts(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 6000], recording)
+    async with serving(tmp_path) as (base, serve), phoning(base, recording) as twilio:
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        await until(lambda: twilio.loud_ms() > 1500)  # the answer is being heard
+        transport = call.transport
+        assert isinstance(transport, TwilioCallTransport)
+        twilio.stop()
+        hung_up_ms = transport.now_ms()
+        await until(lambda: not serve.calls, 10)  # ended, and its artifacts written
+        await until(lambda: twilio.closed_ms is not None, 5)  # the server let the socket go
+    assert ended_ms(call) - hung_up_ms < 2000
+    assert serve.ended == [(call.call_id, CallEnd.HUNG_UP)]
+    # Every message named the stream; marks went out and came back as positions.
+    assert {m["streamSid"] for m in twilio.received} == {twilio.stream_sid}
+    kinds = {m["event"] for m in twilio.received}
+    assert {"media", "mark"} <= kinds <= {"media", "mark", "clear"}
+    assert transport.skipped == {}
+    assert artifacts(tmp_path, call.call_id) == [
+        "call.wav",
+        "transcript.json",
+        "timeline.jsonl",
+        "report.json",
+        "report.html",
+    ]
+    audio, rate = sf.read(str(tmp_path / "calls" / call.call_id / "call.wav"))
+    assert audio.shape[1] == 2 and rate == 24_000
+    assert abs(audio[:, 0]).max() > 0.05 and abs(audio[:, 1]).max() > 0.05  # both spoke
+
+
+@pytest.mark.parametrize("latency_ms", [0, 60, 150])
+async def test_a_barge_in_clears_twilio_and_truncates_where_its_playback_stopped(
+    make_speech: Any, tmp_path: Path, latency_ms: float
+) -> None:
+    recording = tmp_path / "caller.wav"
+    spans = compose(
+        make_speech,
+        [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
+        recording,
+    )
+    async with (
+        serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
+        phoning(base, recording, latency_ms=latency_ms) as twilio,
+    ):
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        events: list[Any] = call.graph.brain.events  # type: ignore[attr-defined]
+        await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 25)
+        cut = next(e for e in events if isinstance(e, ItemTruncated))
+        heard = twilio.heard_ms(cut.item_id)
+        estimated = call.transport.cuts_estimated  # type: ignore[attr-defined]
+        onset_ms = twilio.caller_sent_ms(spans[1][0])
+        cleared_ms = next(t for t in twilio.clears_ms if t > onset_ms)
+        after_clear = twilio.media_after_clear
+    print(
+        f"\nlatency {latency_ms} ms: heard {heard:.0f} ms of {cut.item_id}, truncated at "
+        f"{cut.audio_end_ms}; clear {cleared_ms - onset_ms - 2 * latency_ms:.0f} ms after onset"
+    )
+    assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer
+    assert abs(cut.audio_end_ms - heard) <= 40
+    assert estimated == 0  # Twilio's marks placed it
+    # The server sent the clear within 600 ms of the onset reaching it.
+    assert cleared_ms - onset_ms - 2 * latency_ms < 600
+    assert after_clear == 0  # no bot audio followed the clear until a new reply began
+
+
+async def test_when_twilio_returns_no_marks_the_cut_is_estimated_and_said_to_be(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(
+        make_speech,
+        [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
+        recording,
+    )
+    async with (
+        serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
+        phoning(base, recording, latency_ms=60, returns_marks=False) as twilio,
+    ):
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        events: list[Any] = call.graph.brain.events  # type: ignore[attr-defined]
+        await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 25)
+        cut = next(e for e in events if isinstance(e, ItemTruncated))
+        heard = twilio.heard_ms(cut.item_id)
+        transport = call.transport
+        assert isinstance(transport, TwilioCallTransport)
+    print(f"\nno marks: heard {heard:.0f} ms, truncated at {cut.audio_end_ms} (estimated)")
+    assert transport.cuts_estimated >= 1  # and a warning said so
+    assert 300 < cut.audio_end_ms < cut.received_ms
+    # The sent position, paced at real time, is what a far end that plays on arrival heard.
+    assert abs(cut.audio_end_ms - heard) <= 60
+
+
+@pytest.mark.parametrize(
+    ("end", "ended"),
+    [("stop", CallEnd.HUNG_UP), ("drop", CallEnd.HUNG_UP), ("silence", CallEnd.PEER_SILENT)],
+)
+async def test_a_stop_a_closed_socket_or_a_silent_stream_ends_the_call_within_2_s(
+    make_speech: Any, tmp_path: Path, end: str, ended: CallEnd
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [500, "Hello?", 3000], recording)
+    async with serving(tmp_path) as (base, serve), phoning(base, recording) as twilio:
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        await asyncio.sleep(1.0)  # mid-call
+        if end == "stop":
+            twilio.stop()
+        elif end == "drop":
+            await twilio.drop()
+        else:
+            twilio.fall_silent()
+        since_ms = call.transport.now_ms()
+        await until(lambda: not serve.calls, 10)  # ended, and its artifacts written
+    took_ms = ended_ms(call) - since_ms
+    # Silence is noticed 2 s after the last message, then within the call's 250 ms watch.
+    assert took_ms < (2000 if end != "silence" else 2600), took_ms
+    assert serve.ended == [(call.call_id, ended)]
+    assert len(artifacts(tmp_path, call.call_id)) == 5
+
+
+async def test_garbage_mid_call_is_skipped_and_the_call_goes_on(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1500, "What time do you open on Saturday?", 4000], recording)
+    garbage = [
+        "{not json",
+        json.dumps({"event": "party"}),
+        json.dumps({"event": "media", "streamSid": "MZ00000000000000000000000000000001"}),
+        json.dumps({"event": "media", "media": {"payload": "%%%"}}),
+        json.dumps({"event": "mark", "mark": {"name": "never-sent"}}),
+        "x" * 100_000,
+    ]
+    async with serving(tmp_path) as (base, serve), phoning(base, recording) as twilio:
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        await asyncio.sleep(0.5)
+        for text in garbage:
+            twilio.send_raw(text)
+        twilio.press("5")
+        await until(lambda: twilio.loud_ms() > 1000)  # answered all the same
+        transport = call.transport
+        assert isinstance(transport, TwilioCallTransport)
+        assert list(serve.calls) == [call.call_id]
+    assert transport.skipped == {
+        "not_json": 1,
+        "unknown_event": 1,
+        "missing_field": 1,
+        "bad_payload": 1,
+        "too_large": 1,
+    }
+
+
+async def _post_voice(base: str, signature: str | None, **form: str) -> tuple[int, str]:
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/twilio/voice", data=form, headers=headers) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_the_voice_webhook_needs_twilios_signature_when_an_auth_token_is_set(
+    tmp_path: Path,
+) -> None:
+    from voxpipe.telephony.webhook import twilio_signature
+
+    form = {"CallSid": "CA1", "From": "+15550001"}
+    async with serving(tmp_path, twilio=TwilioConfig(auth_token="s3cr3t")) as (base, serve):
+        url = f"{base}/twilio/voice"
+        valid = twilio_signature("s3cr3t", url, form.items())
+        forged = twilio_signature("other", url, form.items())
+        status, body = await _post_voice(base, valid, **form)
+        assert status == 200 and "<Connect><Stream" in body
+        assert (await _post_voice(base, forged, **form))[0] == 403
+        assert (await _post_voice(base, None, **form)) == (403, "forbidden: missing\n")
+        # Signed for other parameters: refused too.
+        assert (await _post_voice(base, valid, **{**form, "From": "+15550002"}))[0] == 403
+        assert not serve.calls
+
+
+async def test_a_stream_must_present_a_fresh_token_for_its_own_call(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [500, "Hello?", 500], recording)
+    async with serving(tmp_path) as (base, serve):
+        twilio = FakeTwilio(mulaw_recording(recording))
+        url, parameters = await twilio.answer(base)
+        refusals = [
+            {},
+            {"token": "not-a-token"},
+            {"token": parameters["token"] + "x"},
+        ]
+        other_call = FakeTwilio(b"", call_sid="CA00000000000000000000000000000099")
+        _, for_another = await other_call.answer(base)
+        refusals.append(for_another)
+        for given in refusals:
+            refused = FakeTwilio(b"")
+            await asyncio.wait_for(refused.run(url, given), 5)
+            assert refused.close_code == 1008, given
+        assert not serve.calls and not serve.ended
+        task = asyncio.create_task(twilio.run(url, parameters))
+        await until(lambda: serve.calls)
+        await twilio.drop()
+        await task
+        again = FakeTwilio(b"")
+        await asyncio.wait_for(again.run(url, parameters), 5)  # the token was used
+        assert again.close_code == 1008
+
+
+async def test_a_full_server_refuses_the_stream_and_rejects_the_call(tmp_path: Path) -> None:
+    async with serving(tmp_path, max_calls=0) as (base, _):
+        status, body = await _post_voice(base, None, CallSid="CA1")
+        assert status == 200 and '<Reject reason="busy"/>' in body
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{base}/twilio", headers={"Upgrade": "websocket"}) as response,
+        ):
+            assert response.status == 503
