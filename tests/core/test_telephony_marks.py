@@ -225,3 +225,14 @@ def test_one_interruption_cleared_twice_is_settled_by_the_first_probe_back() -> 
         MarkIgnored(second.name, MarkIgnoredReason.LATE)
     ]
     assert tracker.state is PlayoutState.PLAYING
+
+
+def test_a_reply_that_begins_before_the_probe_is_back_keeps_its_marks() -> None:
+    tracker = MarkTracker()
+    tracker.utterance_began("a", 0)
+    for t in range(0, 200, 20):
+        tracker.media_sent(20, t)
+    probe = tracker.cleared(200)
+    begin_b = tracker.utterance_began("b", 250)  # the next reply, while the burst is on its way
+    assert [type(e) for e in tracker.mark_echoed(probe.name, 400)] == [CutConfirmed]
+    assert tracker.mark_echoed(begin_b.name, 450) == [PositionConfirmed("b", 0, 450)]

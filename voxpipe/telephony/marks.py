@@ -113,6 +113,7 @@ class _Mark:
     key: str
     position_ms: float
     sent_ms: float
+    seq: int  # the order it was sent in
 
 
 @dataclasses.dataclass
@@ -122,10 +123,10 @@ class _Item:
     marks_ms: list[float] = dataclasses.field(default_factory=list)  # where its marks sit
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Clear:
     at_ms: float
-    probes: list[str]  # the first to come back closes the burst
+    probes: dict[str, int]  # name -> seq; the first to come back closes the burst
     sent_ms: dict[str, float]  # each affected item's audio sent by the clear
 
 
@@ -201,11 +202,12 @@ class MarkTracker:
         if self._current is not None:
             affected.add(self._current)
         sent = {k: self._items[k].sent_ms for k in affected if k in self._items}
-        probe = SendMark(f"cleared/{next(self._seq)}")
+        seq = next(self._seq)
+        probe = SendMark(f"cleared/{seq}")
         if self._clear is None:
-            self._clear = _Clear(now_ms, [probe.name], sent)
+            self._clear = _Clear(now_ms, {probe.name: seq}, sent)
         else:
-            self._clear.probes.append(probe.name)
+            self._clear.probes[probe.name] = seq
             self._clear.sent_ms.update(
                 {k: v for k, v in sent.items() if k not in self._clear.sent_ms}
             )
@@ -218,7 +220,7 @@ class MarkTracker:
     def mark_echoed(self, name: str, now_ms: float) -> list[PlayoutEvent]:
         """Twilio returned the mark ``name``."""
         if self._clear is not None and name in self._clear.probes:
-            return self._settle(now_ms)
+            return self._settle(self._clear.probes[name], now_ms)
         mark = self._pending.get(name)
         if mark is None:
             reason = (
@@ -249,13 +251,15 @@ class MarkTracker:
 
     # -- the burst -----------------------------------------------------------------------
 
-    def _settle(self, now_ms: float) -> list[PlayoutEvent]:
+    def _settle(self, probe_seq: int, now_ms: float) -> list[PlayoutEvent]:
         clear = self._clear
         assert clear is not None
         self._abandoned.extend(clear.probes)  # the other probes come back late
         self._clear = None
         self.state = PlayoutState.PLAYING
-        self._pending.clear()  # everything sent before the probe has come back (or never will)
+        # Every mark sent before the probe has come back (or never will); later ones are live.
+        for name in [n for n, m in self._pending.items() if m.seq < probe_seq]:
+            del self._pending[name]
         anchor = self._anchor(now_ms)
         events: list[PlayoutEvent] = []
         for key, sent in self._by_order(clear.sent_ms):
@@ -296,8 +300,9 @@ class MarkTracker:
         marks = self._items[key].marks_ms
         marks.append(position_ms)
         del marks[:-MAX_PENDING]
-        name = f"{key}@{round(position_ms)}ms/{next(self._seq)}"
-        self._pending[name] = _Mark(name, key, position_ms, now_ms)
+        seq = next(self._seq)
+        name = f"{key}@{round(position_ms)}ms/{seq}"
+        self._pending[name] = _Mark(name, key, position_ms, now_ms, seq)
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
         return SendMark(name)
