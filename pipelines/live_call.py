@@ -136,6 +136,10 @@ class LiveCall:
         """Where the call's artifacts go (None: not recorded)."""
         return None if self.spec.record_dir is None else self.spec.record_dir / self.call_id
 
+    def transport_rejoined(self, rejoins: int) -> None:
+        """The caller's transport was replaced mid-call: one blip, the same call."""
+        self.timeline.add(self.transport.now_ms(), EventKind.TRANSPORT_REJOINED, rejoins=rejoins)
+
     def hang_up(self) -> None:
         """The caller closed the connection."""
         self._hung_up = True

@@ -150,6 +150,7 @@ class _Utterance:
     truncated: bool = False
     final_ms: float | None = None  # where the output said a cut stopped it
     awaited_until_ms: float | None = None  # a truncation waits for final_ms until then
+    decided_ms: float | None = None  # the position when the cut was decided (a fallback)
 
     def local_ms(self, now_ms: float) -> float:
         """The transport's position by ``now_ms``."""
@@ -220,6 +221,8 @@ class PlaybackLedger:
         item = self._items.get(key)
         if item is None or item.final_ms is not None:
             return  # forgotten, or already settled
+        if not item.truncated and item.cut_ms is None:
+            return  # no cut of this item yet: a stray report, not where a cut stopped it
         item.final_ms = max(0.0, played_ms)
 
     # -- what the brain reports ----------------------------------------------------
@@ -296,12 +299,15 @@ class PlaybackLedger:
             return None
         item.truncated = True
         played = self.played_ms(key, now_ms)
+        started = item.run_start_ms is not None or played > 0 or item.confirmed is not None
+        if self._cut_report_ms is not None and started and item.final_ms is None:
+            # The output's own cut (when it stopped sending) freezes the position, not now;
+            # if it never reports one, the position now is the fallback.
+            item.awaited_until_ms = now_ms + self._cut_report_ms
+            item.decided_ms = played
+            return TruncationAwaited(key, item.awaited_until_ms)
         if item.cut_ms is None:
             item.cut_ms = item.local_ms(now_ms)  # nothing past the truncation counts as heard
-        started = item.run_start_ms is not None or item.cut_ms > 0 or item.confirmed is not None
-        if self._cut_report_ms is not None and started and item.final_ms is None:
-            item.awaited_until_ms = now_ms + self._cut_report_ms
-            return TruncationAwaited(key, item.awaited_until_ms)
         return self._planned(key, played)
 
     def settle_truncation(
@@ -318,7 +324,13 @@ class PlaybackLedger:
         if item.final_ms is None and now_ms < item.awaited_until_ms:
             return TruncationAwaited(key, item.awaited_until_ms)
         item.awaited_until_ms = None
-        played = item.final_ms if item.final_ms is not None else item.local_ms(now_ms)
+        if item.final_ms is not None:
+            played = item.final_ms
+        elif item.cut_ms is not None:
+            played = item.cut_ms  # the output stopped sending there
+        else:
+            played = item.decided_ms if item.decided_ms is not None else item.local_ms(now_ms)
+        item.cut_ms = played if item.cut_ms is None else item.cut_ms
         return self._planned(key, played)
 
     def _planned(self, key: str, played: float) -> TruncationPlanned | None:

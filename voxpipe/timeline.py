@@ -32,6 +32,7 @@ class EventKind(enum.Enum):
     STATE_CHANGED = "state_changed"
     ROLLOVER = "rollover"
     RECONNECT = "reconnect"
+    TRANSPORT_REJOINED = "transport_rejoined"  # the caller's new connection carries the call on
     TOKEN_ROTATED = "token_rotated"
     GUARDRAIL_TRIPPED = "guardrail_tripped"
     RATE_LIMITS = "rate_limits"

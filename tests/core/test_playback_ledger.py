@@ -249,6 +249,17 @@ def test_a_truncation_waits_for_the_cut_position_the_output_reports(
         assert ledger.settle_truncation("a", settle_at + 100) is None  # settled once
 
 
+def test_without_a_report_the_outputs_own_cut_wins_over_the_moment_of_decision() -> None:
+    # The cut was decided at 700 ms; under load the output stopped sending only at 760.
+    ledger = ledger_with(2000)
+    ledger.reports_cut_positions(300)
+    ledger.chunk_started(2000, 0)
+    assert ledger.plan_truncation("a", 700) == TruncationAwaited("a", 1000)
+    ledger.playback_cut(760)
+    plan = ledger.settle_truncation("a", 1000)
+    assert isinstance(plan, TruncationPlanned) and plan.audio_end_ms == 760
+
+
 def test_an_item_not_yet_playing_is_truncated_at_once_and_a_late_report_changes_nothing() -> None:
     ledger = ledger_with(2000)
     ledger.reports_cut_positions(1000)

@@ -60,9 +60,11 @@ class Caller:
     connected_ms: float | None = None
     messages: list[Any] = field(default_factory=list)
     interrupted_rtp: list[int] = field(default_factory=list)  # where it was at each interruption
+    vanished: bool = False
 
     def vanish(self) -> None:
         """Go silent as a killed tab does: no more media, no pings, and no goodbye."""
+        self.vanished = True
         if self.pinger is not None:
             self.pinger.cancel()
         if self.player.audio is not None:
@@ -81,6 +83,7 @@ async def calling(
     recording: Path,
     *,
     token: str | None = None,
+    resume: str | None = None,
     ping: bool = True,
     report_playout: bool = False,
 ) -> AsyncIterator[Caller]:
@@ -113,6 +116,8 @@ async def calling(
     body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
     if token is not None:
         body["token"] = token
+    if resume is not None:
+        body["resume"] = resume  # a new connection of the same call (a network switch)
     status, answer = await offer(url, body)
     assert status == 200, answer
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
@@ -153,6 +158,9 @@ async def calling(
     try:
         yield caller
     finally:
+        if channel.readyState == "open" and not caller.vanished:
+            channel.send(json.dumps({"type": "hangup"}))  # as the page does before it closes
+            await asyncio.sleep(0.2)
         for task in tasks:
             task.cancel()
         if player.audio is not None:

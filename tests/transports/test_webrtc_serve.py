@@ -21,6 +21,7 @@ from webrtc_peer import calling, offer
 
 from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+from voxpipe.timeline import EventKind
 from voxpipe.transports.realtime_server import ScriptedBrain
 from voxpipe.transports.webrtc.app import RunningServe, ServeConfig, running_serve
 
@@ -38,6 +39,14 @@ async def serving(tmp_path: Path, **config: Any) -> AsyncIterator[RunningServe]:
 
 def _json(messages: list[Any]) -> list[Any]:
     return [json.loads(m) for m in messages if isinstance(m, str) and m.startswith("{")]
+
+
+def _final_captions(messages: list[Any], role: str) -> list[str]:
+    return [
+        m["text"]
+        for m in _json(messages)
+        if m.get("type") == "caption" and m["role"] == role and m["final"]
+    ]
 
 
 def _final_caption(messages: list[Any], role: str) -> str | None:
@@ -81,6 +90,49 @@ async def test_a_webrtc_caller_is_answered_and_the_call_is_recorded(
     assert np.abs(audio[:, 0]).max() > 0.05 and np.abs(audio[:, 1]).max() > 0.05  # both spoke
     kinds = [json.loads(line)["type"] for line in (out / "timeline.jsonl").read_text().splitlines()]
     assert "response_created" in kinds and kinds[-1] == "call_ended"
+
+
+async def test_a_network_switch_is_a_blip_in_the_same_call_not_a_new_call(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 6000], first)
+    compose(make_speech, [800, "Do you take cards?", 6000], second)
+    async with serving(tmp_path) as serve:
+        async with calling(serve.url, first) as caller:
+            await until(lambda: caller.heard.loud_ms() > 1000)  # the first answer is heard
+            call_id, resume = caller.answer["call_id"], caller.answer["resume"]
+            caller.vanish()  # Wi-Fi to 4G: the old connection just stops
+            async with calling(serve.url, second, resume=resume) as rejoined:
+                assert rejoined.answer["call_id"] == call_id  # the same call goes on
+                # The new connection hears the rest of the first answer, then the second.
+                await until(lambda: REPLIES[1] in _final_captions(rejoined.messages, "bot"))
+                assert list(serve.app.calls) == [call_id]
+                live = serve.app.calls[call_id].call
+        await until(lambda: not serve.app.calls, 10)
+    assert serve.app.ended == [(call_id, CallEnd.HUNG_UP)]
+    assert len(live.timeline.of(EventKind.CALL_STARTED)) == 1
+    assert len(live.timeline.of(EventKind.TRANSPORT_REJOINED)) == 1
+    # The second question was answered with the first turn still in the conversation.
+    said = json.dumps(live.graph.context.get_messages())
+    assert REPLIES[0] in said and REPLIES[1] in said
+
+
+async def test_a_forged_or_stale_resume_token_is_refused(tmp_path: Path) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = {"sdp": pc.localDescription.sdp, "type": "offer"}
+    await pc.close()
+    async with serving(tmp_path) as serve:
+        status, answer = await offer(serve.url, {**sdp, "resume": "forged"})
+        assert (status, answer["error"]["code"]) == (401, "resume_malformed")
+        token = serve.app.resume_tokens.mint("no-such-call", _now())
+        status, answer = await offer(serve.url, {**sdp, "resume": token})
+        assert (status, answer["error"]["code"]) == (410, "call_ended")
+        assert not serve.app.calls
 
 
 async def test_a_caller_that_vanishes_ends_its_call_within_seconds(

@@ -41,7 +41,7 @@ from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec, LiveTra
 from voxpipe.transports.webrtc.captions import PageCaptions
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
-from voxpipe.webrtc.call_tokens import CallTokens
+from voxpipe.webrtc.call_tokens import CallTokens, ResumeTokens, server_secret
 from voxpipe.webrtc.offer import CandidatePolicy, check_offer
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
@@ -83,6 +83,7 @@ class ServeApp:
         self.policy = CandidatePolicy.for_host(config.host)
         self.calls: dict[str, _Call] = {}
         self.ended: list[tuple[str, CallEnd]] = []  # the latest calls' ends, for /healthz
+        self.resume_tokens = ResumeTokens(server_secret().value)
         gather_on_loopback(self.loopback)
 
     def build_app(self) -> web.Application:
@@ -121,14 +122,18 @@ class ServeApp:
         sdp = body.get("sdp")
         if not isinstance(sdp, str):
             return _refuse(400, "not_an_offer", "The offer has no SDP text.")
-        if (refused := self._check_token(body.get("token"))) is not None:
-            return refused
-        if not self.has_room():
-            return _refuse(503, "busy", "This server is taking all the calls it can; try later.")
+        resume = body.get("resume")
+        if resume is None:
+            if (refused := self._check_token(body.get("token"))) is not None:
+                return refused
+            if not self.has_room():
+                return _refuse(503, "busy", "This server is taking all the calls it can.")
         try:
             accepted = check_offer(sdp, policy=self.policy, max_bytes=self.config.max_offer_bytes)
         except OfferRejected as exc:
             return _refuse(400, f"bad_offer:{exc.reason.value}", str(exc))
+        if resume is not None:
+            return await self._rejoin(resume, accepted.sdp)
         return await self._answer(accepted.sdp)
 
     # -- calls -------------------------------------------------------------------
@@ -163,12 +168,13 @@ class ServeApp:
             silent_ms=self.config.silent_ms,
             connect_timeout_ms=self.config.connect_timeout_ms,
         )
-        captions = PageCaptions(connection.send_app_message)
+        # The page is whatever connection the call has now (a rejoin replaces it).
+        captions = PageCaptions(lambda message: transport.connection.send_app_message(message))
 
         async def closed() -> None:
             with contextlib.suppress(Exception):  # the channel may be gone with the peer
-                connection.send_app_message({"type": "event", "name": "call_ended"})
-            await connection.disconnect()
+                transport.connection.send_app_message({"type": "event", "name": "call_ended"})
+            await transport.connection.disconnect()
 
         try:
             call = self.admit(call_id, transport, observers=[captions], closed=closed)
@@ -179,7 +185,33 @@ class ServeApp:
         self._watch(transport, call)
         answer = connection.get_answer()
         logger.info(f"call {call_id} answered (peer connection {answer['pc_id']})")
-        return web.json_response({**answer, "call_id": call_id})
+        resume = self.resume_tokens.mint(call_id, _wall_s())
+        return web.json_response({**answer, "call_id": call_id, "resume": resume})
+
+    async def _rejoin(self, token: Any, sdp: str) -> web.Response:
+        """The caller's new peer connection (a network switch) rejoins its live call."""
+        try:
+            call_id = self.resume_tokens.redeem(token, _wall_s())
+        except CallTokenRejected as exc:
+            return _refuse(401, f"resume_{exc.reason.value}", str(exc))
+        entry = self.calls.get(call_id)
+        transport = entry.call.transport if entry is not None else None
+        if entry is None or not isinstance(transport, WebRTCCallTransport):
+            return _refuse(410, "call_ended", "That call has ended; start a new one.")
+        connection = SmallWebRTCConnection(ice_servers=list(self.config.ice_servers))
+        try:
+            await connection.initialize(sdp=sdp, type="offer")
+        except Exception as exc:  # aiortc's own refusal of an offer that passed our checks
+            await connection.disconnect()
+            return _refuse(400, "bad_offer", f"The offer could not be answered: {exc}")
+        await transport.rejoin(connection)
+        entry.call.transport_rejoined(transport.rejoins)
+        if (metrics := self.config.call.metrics) is not None:
+            metrics.record_ice_restart()
+        answer = connection.get_answer()
+        logger.info(f"call {call_id} rejoined (peer connection {answer['pc_id']})")
+        resume = self.resume_tokens.mint(call_id, _wall_s())
+        return web.json_response({**answer, "call_id": call_id, "resume": resume})
 
     def _watch(self, transport: WebRTCCallTransport, call: LiveCall) -> None:
         @transport.event_handler("on_client_connected")
@@ -188,7 +220,10 @@ class ServeApp:
 
         @transport.event_handler("on_client_disconnected")
         async def _disconnected(_transport: Any, _connection: Any) -> None:
-            call.hang_up()
+            # Closed without a hang-up: maybe a network switch, so the caller has
+            # the liveness timeout to rejoin; a rejoin's own close of the old one is no news.
+            if not transport.rejoining:
+                transport.liveness.heard(transport.now_ms())
 
         @transport.event_handler("on_app_message")
         async def _message(_transport: Any, message: Any, _sender: Any) -> None:
@@ -224,6 +259,7 @@ class ServeApp:
 
     def _forget(self, call_id: str, task: asyncio.Task[CallEnd]) -> None:
         entry = self.calls.pop(call_id, None)
+        self.resume_tokens.forget(call_id)
         end = CallEnd.SERVER_ENDED
         if not task.cancelled() and task.exception() is None:
             end = task.result()

@@ -20,14 +20,18 @@ fails if that stops working). Without it the call keeps the sent position.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
-from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, InterruptionFrame, OutputAudioRawFrame
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import (
+    SmallWebRTCClient,
     SmallWebRTCInputTransport,
     SmallWebRTCOutputTransport,
     SmallWebRTCTransport,
@@ -35,6 +39,7 @@ from pipecat.transports.smallwebrtc.transport import (
 
 from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
+from voxpipe.playback import PlaybackSink
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import PeerLiveness
@@ -43,6 +48,50 @@ from voxpipe.webrtc.playout import RTP_MODULUS, PlayoutMapper
 IN_RATE = 16_000
 OUT_RATE = 24_000
 PAGE_REPORT_AGE_MS = 1_200  # the page reports the frame its receiver delivered last, < 1 s ago
+CUT_REPORT_MS = 400  # how long a truncation waits for the page to say where a cut stopped it
+RTP_PER_MS = 48  # Opus's RTP clock
+REJOIN_CLOSE_S = 2.0
+
+
+def release_track(track: Any) -> None:
+    """Let every write waiting on pipecat's outgoing track go: its peer will pull no more.
+
+    pipecat's output waits until the track's sender has pulled each chunk it
+    wrote; with the old connection gone nothing would, and the wait would end
+    the call as a dead output.
+    """
+    if track is None:
+        return
+    while track._chunk_queue:
+        _chunk, future = track._chunk_queue.popleft()
+        if future is not None and not future.done():
+            future.set_result(True)
+
+
+def adopt_connection(client: SmallWebRTCClient, connection: SmallWebRTCConnection) -> None:
+    """Move pipecat's WebRTC client to ``connection``, with the handlers it gives its first.
+
+    pipecat registers these on the connection it is built with and has no way
+    to change it; a rejoin needs exactly that (its media reader waits for a new
+    track, and the new connection's ``connected`` makes new tracks).
+    """
+    client._webrtc_connection = connection
+
+    @connection.event_handler("connected")
+    async def _connected(_connection: Any) -> None:
+        await client._handle_client_connected()
+
+    @connection.event_handler("disconnected")
+    async def _disconnected(_connection: Any) -> None:
+        await client._handle_peer_disconnected()
+
+    @connection.event_handler("closed")
+    async def _closed(_connection: Any) -> None:
+        await client._handle_client_closed()
+
+    @connection.event_handler("app-message")
+    async def _message(_connection: Any, message: Any) -> None:
+        await client._handle_app_message(message, connection.pc_id)
 
 
 def learn_rtp_origin(sender: Any, learned: Callable[[int], None]) -> None:
@@ -105,9 +154,22 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
         super().__init__(*args, **kwargs)
         self._call = transport
         self._beginning: str | None = None  # an utterance whose first audio is next
+        self._sending = False  # an utterance's audio went out since it began, and no cut
 
     def now_ms(self) -> float:
         return self._call.now_ms()
+
+    def report_playback_to(self, sink: PlaybackSink) -> None:
+        super().report_playback_to(sink)
+        # After a cut, the page says where it stopped (its answer to playout_request).
+        sink.reports_cut_positions(CUT_REPORT_MS)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame) and self._sending:
+            self._call.cut_at_output()  # the bot was cut while it spoke
+        if isinstance(frame, InterruptionFrame):
+            self._sending = False
+        await super().process_frame(frame, direction)
 
     async def write_transport_frame(self, frame: Frame) -> None:
         if isinstance(frame, PlaybackMarkerFrame):
@@ -116,20 +178,25 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         if self._beginning is not None:
-            self._call.utterance_streamed(self._beginning, self._stream_ms())
+            self._call.utterance_streamed(self._beginning, self.stream_ms())
             self._beginning = None
+            self._sending = True
         return await super().write_audio_frame(frame)
 
     def audio_played(self, frame: OutputAudioRawFrame, started_ms: float) -> None:
         self._call.recording.bot_audio(frame.audio, frame.sample_rate, started_ms)
 
-    def _stream_ms(self) -> float:
-        """Where in the outgoing stream the next audio written will sit (pipecat's track)."""
+    def stream_ms(self) -> float:
+        """Where in the call's outgoing stream the next audio written will sit.
+
+        pipecat's track starts at 0 with each peer connection; after a rejoin
+        the call's stream goes on from where the old one was.
+        """
         track = self._client._audio_output_track
         if track is None:
-            return 0.0
+            return self._call.stream_base_ms
         queued = len(track._chunk_queue) * track._samples_per_10ms
-        return (track._timestamp + queued) * 1000 / track._sample_rate
+        return self._call.stream_base_ms + (track._timestamp + queued) * 1000 / track._sample_rate
 
 
 class WebRTCCallTransport(SmallWebRTCTransport):
@@ -168,9 +235,43 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         self.liveness.opened(now_ms())
         self.playout: PlayoutMapper | None = None  # once the sender's RTP origin is known
         self._streamed: list[tuple[str, float]] = []  # utterances streamed before that
+        self._cut_at_ms: float | None = None  # the output cut the bot then; the page will say where
+        self.rejoins = 0
+        self.rejoining = False  # the old connection's close is a rejoin's, not a hang-up
+        self.stream_base_ms = 0.0  # where the current sender's stream starts in the call's
+
+    async def rejoin(self, connection: SmallWebRTCConnection) -> None:
+        """The caller's new peer connection (a network switch) carries this call on.
+
+        The old connection is closed (its close is not a hang-up), pipecat's
+        client is moved to the new one, and the outgoing stream continues where
+        it was: the new sender's stream starts at the old one's position.
+        """
+        old, client = self.connection, self._client
+        self.stream_base_ms = self.output().stream_ms()
+        track, client._audio_output_track = client._audio_output_track, None  # writes wait
+        release_track(track)
+        closed = asyncio.Event()
+
+        async def _closed(_connection: Any) -> None:
+            closed.set()
+
+        old.add_event_handler("closed", _closed)
+        self.rejoining = True
+        try:
+            with contextlib.suppress(Exception):
+                await old.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), REJOIN_CLOSE_S)
+        finally:
+            self.rejoining = False
+        self.connection = connection
+        adopt_connection(client, connection)
+        self.rejoins += 1
+        await connection.connect()
 
     def peer_connected(self) -> None:
-        """The peer is up: learn the RTP origin of the audio it receives."""
+        """The peer is up (again, after a rejoin): learn the RTP origin of the audio it gets."""
         self.liveness.connected(self.now_ms())
         track = self._client._audio_output_track
         sender = next((s for s in self.connection.pc.getSenders() if s.track is track), None)
@@ -186,16 +287,32 @@ class WebRTCCallTransport(SmallWebRTCTransport):
             self.playout.utterance_began(key, stream_ms)
 
     def playout_reported(self, message: Any) -> None:
-        """A playout report from the page: what it has played, confirmed."""
+        """A playout report from the page: what it has played, confirmed.
+
+        The first one after a cut says where playback stopped for the caller
+        (the page mutes the cut reply as it answers the server's request).
+        """
         if self.playout is None:
             return
         heard = self.playout.report_received(message)
-        if heard is not None:
-            self.output().playback_reports.position_confirmed(
-                heard.key, heard.played_ms, self.now_ms()
-            )
+        if heard is None:
+            return
+        reports, now = self.output().playback_reports, self.now_ms()
+        if self._cut_at_ms is not None and now - self._cut_at_ms <= CUT_REPORT_MS:
+            reports.cut_position(heard.key, heard.played_ms, now)
+        self._cut_at_ms = None
+        reports.position_confirmed(heard.key, heard.played_ms, now)
+
+    def cut_at_output(self) -> None:
+        """The output stopped the bot: the page's next report says where it stopped."""
+        self._cut_at_ms = self.now_ms()
 
     def _origin_learned(self, origin_rtp: int) -> None:
+        # Stream position 0 of the call sits where this sender's stream began, less its base.
+        origin_rtp = (origin_rtp - round(self.stream_base_ms * RTP_PER_MS)) % RTP_MODULUS
+        if self.playout is not None:
+            self.playout.sender_changed(origin_rtp)
+            return
         self.playout = PlayoutMapper(origin_rtp, max_report_age_ms=PAGE_REPORT_AGE_MS)
         for key, stream_ms in self._streamed:
             self.playout.utterance_began(key, stream_ms)

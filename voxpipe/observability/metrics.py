@@ -75,6 +75,11 @@ class VoxpipeMetrics:
             "voxpipe_interruption_recovery_failures", "Interruptions not recovered cleanly.", ()
         )
         self.rollovers = c("voxpipe_rollovers", "Session rollovers.", ())
+        self.ice_restarts = c(
+            "voxpipe_ice_restarts",
+            "Callers' transports rejoined mid-call (a network switch), not new calls.",
+            (),
+        )
         self.reconnects = c("voxpipe_reconnects", "Reconnects by class.", ("failure_class",))
         self.token_rotations = c("voxpipe_token_rotations", "Ephemeral token rotations.", ())
         self.token_rotation_failures = c(
@@ -117,6 +122,10 @@ class VoxpipeMetrics:
     def record_rollover(self) -> None:
         """The session was rolled over."""
         self.rollovers.labels(**self._base).inc()
+
+    def record_ice_restart(self) -> None:
+        """A caller's transport was replaced mid-call (network switch, laptop waking up)."""
+        self.ice_restarts.labels(**self._base).inc()
 
     def record_reconnect(self, failure_class: enum.Enum) -> None:
         """A reconnect, labelled with the recovery classifier's class."""
