@@ -164,7 +164,9 @@ class LiveCall:
                 await session.cancel()  # a gone peer cannot be played out to
         self.timeline.add(now(), EventKind.CALL_ENDED, reason=self.ended.value)
         logger.info(f"call {self.call_id} ended: {self.ended.value}")
-        self._write_artifacts()
+        self.instruments.finish()
+        # Writing WAVs and reports takes seconds; other calls on this server must not stall.
+        await asyncio.to_thread(self._write_artifacts)
         return self.ended
 
     async def _until_over(self, session: CallSession) -> CallEnd:
@@ -185,7 +187,6 @@ class LiveCall:
 
     def _write_artifacts(self) -> None:
         out_dir = self.out_dir
-        self.instruments.finish()
         if out_dir is None:
             return
         try:

@@ -23,11 +23,12 @@ from loopback import serving as serving_app
 from realtime_calls import LONG_REPLY, compose
 
 from voxpipe.call.events import ItemTruncated
+from voxpipe.errors import ConfigError
 from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec
 from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
 from voxpipe.timeline import EventKind
 from voxpipe.transports.realtime_server import ScriptedBrain
-from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
+from voxpipe.transports.telephony.routes import TwilioConfig
 from voxpipe.transports.telephony.transport import TwilioCallTransport
 from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
 
@@ -41,10 +42,8 @@ async def serving(
     brain = ScriptedBrain(replies, pace=2.0)  # the bot's audio arrives twice as fast as it plays
     async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
         spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
-        serve = ServeApp(ServeConfig(call=spec, **config))
-        app = serve.build_app()
-        add_twilio_routes(app, serve, twilio)
-        async with serving_app(app) as base:
+        serve = ServeApp(ServeConfig(call=spec, twilio=twilio or TwilioConfig(), **config))
+        async with serving_app(serve.build_app()) as base:
             yield base, serve
 
 
@@ -311,3 +310,21 @@ async def test_a_full_server_refuses_the_stream_and_rejects_the_call(tmp_path: P
             http.get(f"{base}/twilio", headers={"Upgrade": "websocket"}) as response,
         ):
             assert response.status == 503
+
+
+def test_twilio_beyond_loopback_needs_an_auth_token() -> None:
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
+        TwilioConfig.for_serve(loopback=False, environ={})
+    signed = TwilioConfig.for_serve(loopback=False, environ={"TWILIO_AUTH_TOKEN": "s3cr3t"})
+    assert signed.auth_token == "s3cr3t"
+    assert TwilioConfig.for_serve(loopback=True, environ={}).auth_token is None
+
+
+async def test_without_twilio_configured_serve_has_no_phone_routes(tmp_path: Path) -> None:
+    serve = ServeApp(ServeConfig(call=LiveCallSpec(record_dir=tmp_path)))
+    async with (
+        serving_app(serve.build_app()) as base,
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/twilio/voice", data={"CallSid": "CA1"}) as response,
+    ):
+        assert response.status == 404

@@ -31,6 +31,7 @@ from loguru import logger
 from voxpipe.errors import (
     CallTokenRejected,
     CallTokenRejectReason,
+    ConfigError,
     VoxpipeError,
     WebhookRejected,
 )
@@ -84,6 +85,21 @@ class TwilioConfig:
             auth_token=env.get(AUTH_TOKEN_ENV) or None,
             public_url=env.get(PUBLIC_URL_ENV) or None,
         )
+
+    @classmethod
+    def for_serve(cls, loopback: bool, environ: Mapping[str, str] | None = None) -> TwilioConfig:
+        """The environment's config, refused beyond loopback without an auth token.
+
+        Unsigned webhooks are fine on a developer's machine; on a public address
+        anyone could start calls (and spend the brain's money) by posting to them.
+        """
+        config = cls.from_env(environ)
+        if not loopback and config.auth_token is None:
+            raise ConfigError(
+                f"--twilio on a non-loopback address needs {AUTH_TOKEN_ENV} "
+                "(the account's auth token) so that Twilio's webhook signatures are checked"
+            )
+        return config
 
 
 def add_twilio_routes(

@@ -38,6 +38,7 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from voxpipe.errors import CallTokenRejected, OfferRejected, VoxpipeError
 from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec, LiveTransport
+from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
 from voxpipe.transports.webrtc.captions import PageCaptions
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
@@ -65,6 +66,7 @@ class ServeConfig:
     call_tokens: CallTokens | None = None
     silent_ms: int = 5_000  # a browser not heard from this long is gone
     connect_timeout_ms: int = 10_000  # an answered peer that never connects holds no call
+    twilio: TwilioConfig | None = None  # set: phone calls through Twilio Media Streams too
 
 
 @dataclass
@@ -94,6 +96,8 @@ class ServeApp:
         app.router.add_post("/api/offer", self._offer)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_static("/static/", PAGE_DIR, show_index=False)
+        if self.config.twilio is not None:
+            add_twilio_routes(app, self, self.config.twilio)
         app.on_shutdown.append(self._shutdown)
         return app
 

@@ -8,6 +8,8 @@ in-process ``voxpipe realtime-server`` whose brain is the local engines
 every call's artifacts to ``DIR/<call-id>/``. The server binds loopback by
 default; on another address every offer needs a call token (``voxpipe serve
 token`` prints one; the secret comes from ``VOXPIPE_SERVE_SECRET``).
+``--twilio`` also answers phone calls: point a Twilio number's voice webhook
+at ``https://HOST/twilio/voice``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (https)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
+    parser.add_argument(
+        "--twilio",
+        action="store_true",
+        help="take phone calls too: POST /twilio/voice (TwiML) and the /twilio media stream; "
+        "TWILIO_AUTH_TOKEN checks signatures (required beyond loopback), "
+        "VOXPIPE_PUBLIC_URL is the URL Twilio reaches",
+    )
     parser.set_defaults(func=run)
 
 
@@ -76,12 +85,14 @@ async def _serve(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+    from voxpipe.transports.telephony.routes import TwilioConfig
     from voxpipe.transports.tls import server_tls
     from voxpipe.transports.webrtc.app import ServeConfig, running_serve
     from voxpipe.transports.webrtc.ice import is_loopback_host
     from voxpipe.webrtc.call_tokens import CallTokens, server_secret
 
     tls = server_tls(args.tls_cert, args.tls_key)  # a bad pair fails before anything starts
+    twilio = TwilioConfig.for_serve(is_loopback_host(args.host)) if args.twilio else None
     mode = Mode(args.mode)
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
     if args.config is not None:
@@ -101,6 +112,7 @@ async def _serve(args: argparse.Namespace) -> None:
             ice_servers=list(args.ice_server),
             max_calls=args.max_calls,
             call_tokens=tokens,
+            twilio=twilio,
         )
         async with running_serve(config, port=args.port, tls=tls) as serving:
             logger.info(f"voxpipe serve: open {serving.url}/ and press Talk")
