@@ -174,6 +174,8 @@ class WebhookRejectReason(enum.Enum):
 
     MISSING = "missing"  # no signature where one is required
     INVALID = "invalid"  # a signature that does not match the request
+    STALE = "stale"  # signed, but at a time too far from now
+    REPLAYED = "replayed"  # a signed request already answered once
 
 
 class WebhookRejected(VoxpipeError):

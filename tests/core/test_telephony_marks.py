@@ -1,10 +1,12 @@
-"""The mark tracker: what the caller heard, from the marks Twilio returns, whatever the latency.
+"""The mark tracker: what the caller heard, from the marks a provider returns, whatever the latency.
 
-A small far end is simulated as Twilio documents it: it plays what it
-received at real time from its buffer (after a jitter delay), returns each
-mark once the audio before it has played, and on ``clear`` drops its buffer
-and returns every pending mark at once; a mark sent when nothing is left to
-play comes back at once. The network delays each way by ``latency_ms``.
+A small far end is simulated as Twilio (and Telnyx) documents it: it plays
+what it received at real time from its buffer (after a jitter delay), returns
+each mark once the audio before it has played, and on ``clear`` drops its
+buffer and returns every pending mark at once; a mark sent when nothing is
+left to play comes back at once. As Plivo documents it (``acknowledges``), a
+clear drops the pending checkpoints for good and is answered by
+``clearedAudio``. The network delays each way by ``latency_ms``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from voxpipe.errors import ConfigError
 from voxpipe.telephony.marks import (
+    AcknowledgmentIgnored,
     CutConfirmed,
     CutEstimated,
     MarkIgnored,
@@ -40,6 +43,7 @@ class FarEnd:
     jitter_ms: float = 0.0  # how long the far end buffers before it starts playing
     pace_ms: float = CHUNK_MS  # the sender's gap between 20 ms chunks (10: twice real time)
     returns_marks: bool = True
+    acknowledges: bool = False  # Plivo: checkpoints cleared are never returned; clearedAudio
     tracker: MarkTracker = field(default_factory=MarkTracker)
     events: list[PlayoutEvent] = field(default_factory=list)
     _queue: list[tuple[float, int, str, str]] = field(default_factory=list)
@@ -80,6 +84,8 @@ class FarEnd:
             return
         plays_at = max(plays_at, at + self.latency_ms)  # nothing left to play: at once
         if clear_arrives is not None and plays_at > clear_arrives:
+            if self.acknowledges:
+                return  # dropped with the audio before it
             plays_at = clear_arrives  # returned by the clear, with the burst
         self._push(plays_at + self.latency_ms, "echo", mark.name)
 
@@ -91,10 +97,16 @@ class FarEnd:
             at, _, kind, name = heapq.heappop(self._queue)
             if kind == "echo":
                 self.events += self.tracker.mark_echoed(name, at)
+            elif kind == "clear" and self.acknowledges:
+                self.tracker.clear_sent(at)
+                if self.returns_marks:
+                    self._push(at + 2 * self.latency_ms, "ack", "")
             elif kind == "clear":
                 probe = self.tracker.cleared(at)
                 if self.returns_marks:
                     self._push(at + 2 * self.latency_ms, "echo", probe.name)
+            elif kind == "ack":
+                self.events += self.tracker.clear_acknowledged(at)
         self.events += self.tracker.tick(10_000)
 
     def cut(self) -> CutConfirmed | CutEstimated:
@@ -236,3 +248,41 @@ def test_a_reply_that_begins_before_the_probe_is_back_keeps_its_marks() -> None:
     begin_b = tracker.utterance_began("b", 250)  # the next reply, while the burst is on its way
     assert [type(e) for e in tracker.mark_echoed(probe.name, 400)] == [CutConfirmed]
     assert tracker.mark_echoed(begin_b.name, 450) == [PositionConfirmed("b", 0, 450)]
+
+
+# Plivo: the last checkpoint played before clearedAudio, plus the time between their arrivals.
+@pytest.mark.parametrize(
+    ("latency_ms", "jitter_ms", "pace_ms", "cut_at"),
+    [
+        (0, 0, 20, 1230),
+        (60, 0, 20, 1230),
+        (150, 0, 20, 1230),
+        (150, 80, 20, 1230),
+        (60, 0, 10, 1230),  # bursting at twice real time
+        (150, 0, 16, 777),
+        (60, 0, 20, 50),
+    ],
+)
+def test_plivo_a_cut_is_placed_from_its_checkpoints_and_its_acknowledgment(
+    latency_ms: float, jitter_ms: float, pace_ms: float, cut_at: float
+) -> None:
+    far = FarEnd(latency_ms, jitter_ms, pace_ms, acknowledges=True)
+    heard = far.play("item_1", 3000, cut_at)
+    cut = far.cut()
+    assert isinstance(cut, CutConfirmed) and cut.key == "item_1"
+    assert cut.played_ms == pytest.approx(heard, abs=1.0), (cut.played_ms, heard)
+    assert far.tracker.state is PlayoutState.PLAYING
+    # Every checkpoint the clear dropped is forgotten: nothing is owed, nothing reported late.
+    assert far.tracker.deadline_ms is None
+    assert not [e for e in far.events if isinstance(e, MarksLate)]
+
+
+def test_plivo_without_an_acknowledgment_the_cut_is_estimated() -> None:
+    far = FarEnd(latency_ms=60, returns_marks=False, acknowledges=True)
+    far.play("item_1", 3000, cut_at=1230)
+    assert far.cut() == CutEstimated("item_1", 1240, 10_000)
+    # The acknowledgment that comes after all is late, and settles nothing.
+    assert far.tracker.clear_acknowledged(10_100) == [AcknowledgmentIgnored(MarkIgnoredReason.LATE)]
+    assert far.tracker.clear_acknowledged(10_200) == [
+        AcknowledgmentIgnored(MarkIgnoredReason.UNKNOWN)
+    ]

@@ -1,7 +1,8 @@
-"""What the caller heard, from Twilio's marks: the playout tracker of a Media Stream.
+"""What the caller heard, from a provider's marks: the playout tracker of a media stream.
 
-Twilio plays the audio we send from its own buffer and, for every ``mark`` we
-send after some audio, returns the mark once that audio has played. So the
+Twilio (and Telnyx, and Plivo with its checkpoints) plays the audio we send
+from its own buffer and, for every ``mark`` we send after some audio, returns
+the mark once that audio has played. So the
 tracker marks each utterance where it begins and every ``interval_ms`` of its
 audio (a mark names the utterance and the position), and a returned mark
 confirms that position, ``one-way latency`` ago (:class:`PositionConfirmed`).
@@ -16,7 +17,14 @@ both crossed the same path from Twilio, so the network delay cancels
 probe might belong to the burst; it is not trusted, and the mark before it,
 a little further back, serves as well while playback was continuous.
 
-When the probe does not come back within ``confirm_within_ms`` the tracker
+Plivo never returns a checkpoint whose audio a clear dropped, and answers
+the clear itself (``clearedAudio``): :meth:`MarkTracker.clear_sent`, then
+:meth:`MarkTracker.clear_acknowledged`. No burst to tell apart, so the
+anchor is simply the last checkpoint returned before the acknowledgment, and
+the caller heard its position plus the time from its return to the
+acknowledgment's, the network delay cancelling as before.
+
+When the probe (or acknowledgment) does not come back within ``confirm_within_ms`` the tracker
 falls back to an estimate and says so (:class:`CutEstimated`): the position
 sent by the ``clear``, which is what a far end that plays audio as it arrives
 (we pace it at real time) had heard when the ``clear`` reached it. Marks
@@ -104,7 +112,21 @@ class MarkIgnored:
     reason: MarkIgnoredReason
 
 
-PlayoutEvent = PositionConfirmed | CutConfirmed | CutEstimated | MarksLate | MarkIgnored
+@dataclasses.dataclass(frozen=True)
+class AcknowledgmentIgnored:
+    """A clear's acknowledgment that settled nothing, and why."""
+
+    reason: MarkIgnoredReason
+
+
+PlayoutEvent = (
+    PositionConfirmed
+    | CutConfirmed
+    | CutEstimated
+    | MarksLate
+    | MarkIgnored
+    | AcknowledgmentIgnored
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +150,7 @@ class _Clear:
     at_ms: float
     probes: dict[str, int]  # name -> seq; the first to come back closes the burst
     sent_ms: dict[str, float]  # each affected item's audio sent by the clear
+    seq: int  # the latest clear's place in the order of marks
 
 
 class MarkTracker:
@@ -157,6 +180,7 @@ class MarkTracker:
         )
         self._clear: _Clear | None = None
         self._abandoned: collections.deque[str] = collections.deque(maxlen=MAX_PENDING)
+        self._late_acks = 0  # acknowledgments owed to clears settled by estimate
         self._late_reported = False
 
     @property
@@ -198,29 +222,39 @@ class MarkTracker:
         Another ``clear`` before the burst came back (one interruption reported
         twice) joins the first: the first probe back settles both.
         """
+        seq = self._open_clear(now_ms)
+        probe = SendMark(f"cleared/{seq}")
+        assert self._clear is not None
+        self._clear.probes[probe.name] = seq
+        return probe
+
+    def clear_sent(self, now_ms: float) -> None:
+        """A ``clear`` went out to a far end that acknowledges it and drops its marks (Plivo)."""
+        self._open_clear(now_ms)
+
+    def _open_clear(self, now_ms: float) -> int:
         affected = {m.key for m in self._pending.values()}
         if self._current is not None:
             affected.add(self._current)
         sent = {k: self._items[k].sent_ms for k in affected if k in self._items}
         seq = next(self._seq)
-        probe = SendMark(f"cleared/{seq}")
         if self._clear is None:
-            self._clear = _Clear(now_ms, {probe.name: seq}, sent)
+            self._clear = _Clear(now_ms, {}, sent, seq)
         else:
-            self._clear.probes[probe.name] = seq
+            self._clear.seq = seq
             self._clear.sent_ms.update(
                 {k: v for k, v in sent.items() if k not in self._clear.sent_ms}
             )
         self._current = None
         self.state = PlayoutState.CLEARING
-        return probe
+        return seq
 
     # -- what came back ------------------------------------------------------------------
 
     def mark_echoed(self, name: str, now_ms: float) -> list[PlayoutEvent]:
         """Twilio returned the mark ``name``."""
         if self._clear is not None and name in self._clear.probes:
-            return self._settle(self._clear.probes[name], now_ms)
+            return self._settle(self._clear.probes[name], now_ms, self.burst_window_ms)
         mark = self._pending.get(name)
         if mark is None:
             reason = (
@@ -235,6 +269,19 @@ class MarkTracker:
         if self.state is PlayoutState.CLEARING:
             return []  # played, or returned by the clear: the probe will tell
         return [PositionConfirmed(mark.key, mark.position_ms, now_ms)]
+
+    def clear_acknowledged(self, now_ms: float) -> list[PlayoutEvent]:
+        """The far end says it dropped its audio (Plivo's ``clearedAudio``): the cut settles.
+
+        Nothing it held was returned, so every mark returned before this one was
+        played: no burst window.
+        """
+        if self._clear is None or self._clear.probes:
+            late = self._late_acks > 0
+            self._late_acks -= late
+            reason = MarkIgnoredReason.LATE if late else MarkIgnoredReason.UNKNOWN
+            return [AcknowledgmentIgnored(reason)]
+        return self._settle(self._clear.seq, now_ms, 0.0)
 
     def tick(self, now_ms: float) -> list[PlayoutEvent]:
         """Past a deadline: estimate an unconfirmed cut; say when marks stopped coming back."""
@@ -251,7 +298,7 @@ class MarkTracker:
 
     # -- the burst -----------------------------------------------------------------------
 
-    def _settle(self, probe_seq: int, now_ms: float) -> list[PlayoutEvent]:
+    def _settle(self, probe_seq: int, now_ms: float, window_ms: float) -> list[PlayoutEvent]:
         clear = self._clear
         assert clear is not None
         self._abandoned.extend(clear.probes)  # the other probes come back late
@@ -260,17 +307,17 @@ class MarkTracker:
         # Every mark sent before the probe has come back (or never will); later ones are live.
         for name in [n for n, m in self._pending.items() if m.seq < probe_seq]:
             del self._pending[name]
-        anchor = self._anchor(now_ms)
+        anchor = self._anchor(now_ms, window_ms)
         events: list[PlayoutEvent] = []
         for key, sent in self._by_order(clear.sent_ms):
             heard = self._heard(key, sent, anchor, now_ms)
             events.append(CutConfirmed(key, heard, now_ms))
         return events
 
-    def _anchor(self, probe_ms: float) -> tuple[_Mark, float] | None:
+    def _anchor(self, probe_ms: float, window_ms: float) -> tuple[_Mark, float] | None:
         """The latest mark surely played: returned before the burst window."""
         for mark, echoed in reversed(self._echoes):
-            if echoed <= probe_ms - self.burst_window_ms:
+            if echoed <= probe_ms - window_ms:
                 return mark, echoed
         return None
 
@@ -312,6 +359,7 @@ class MarkTracker:
         self._abandoned.extend(self._pending)
         if self._clear is not None:
             self._abandoned.extend(self._clear.probes)
+            self._late_acks += not self._clear.probes
         self._pending.clear()
         self._clear = None
         self.state = PlayoutState.PLAYING
