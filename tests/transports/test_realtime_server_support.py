@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import soundfile as sf
+from pipecat.frames.frames import ErrorFrame, Frame, InputAudioRawFrame, TTSTextFrame
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from voxpipe.pipelines.session import CallSession
 from voxpipe.transports.realtime_server import RunningServer
 
 API_KEY = "test-key"
@@ -120,3 +125,57 @@ async def raw_client(
         created = await client.next()
         assert created["type"] == "session.created"
         yield client
+
+
+class ServiceOutput(BaseObserver):
+    """What one pipecat service pushed (downstream frames, errors either way)."""
+
+    def __init__(self, service: FrameProcessor) -> None:
+        super().__init__()
+        self._service = service
+        self.down: list[Frame] = []
+        self.errors: list[ErrorFrame] = []
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if data.source is not self._service:
+            return
+        if isinstance(data.frame, ErrorFrame):
+            self.errors.append(data.frame)
+        elif data.direction is FrameDirection.DOWNSTREAM:
+            self.down.append(data.frame)
+
+    def count(self, kind: type[Frame]) -> int:
+        return sum(isinstance(frame, kind) for frame in self.down)
+
+    def said(self) -> str:
+        """The assistant's words as the service pushed them."""
+        return "".join(f.text for f in self.down if isinstance(f, TTSTextFrame))
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Wait for what the service pushed to satisfy ``predicate``, not for a fixed time."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - polls the frames recorded above
+                await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def pipecat_realtime(url: str) -> AsyncIterator[tuple[CallSession, ServiceOutput]]:
+    """pipecat's own ``OpenAIRealtimeLLMService`` against ``url``, running, its output watched.
+
+    The service connects while it is set up, so once this yields its socket is open.
+    """
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+
+    service = OpenAIRealtimeLLMService(api_key=API_KEY, base_url=url)
+    output = ServiceOutput(service)
+    session = CallSession(
+        Pipeline([service]), observers=[output], in_sample_rate=24_000, out_sample_rate=24_000
+    )
+    async with session:
+        yield session, output
+
+
+async def send_audio(call: CallSession, pcm: bytes) -> None:
+    """Queue 24 kHz PCM16 as 20 ms caller frames, as fast as the pipeline takes them."""
+    for i in range(0, len(pcm), 960):
+        await call.queue(InputAudioRawFrame(pcm[i : i + 960], 24_000, 1))
