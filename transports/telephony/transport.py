@@ -1,26 +1,31 @@
-"""One phone call over a Twilio Media Stream, as a live transport (``LiveTransport``).
+"""One phone call over a provider's media stream (Twilio, Telnyx, Plivo), as a live transport.
 
 The route that accepted the stream feeds every WebSocket message to
-:meth:`TwilioCallTransport.receive`; the cores decide, this carries out:
+:meth:`PhoneCallTransport.receive`; the cores decide, this carries out, the
+same way for every provider (:class:`~voxpipe.telephony.stream.MediaStream`
+says how each spells its messages):
 
-- the caller's mu-law at 8 kHz becomes ``InputAudioRawFrame``\\ s at the
-  pipeline's rate (and DTMF keys ``InputDTMFFrame``\\ s); both sides are
-  recorded for ``call.wav`` (:class:`~voxpipe.transports.recording.CallRecording`);
-- the bot's audio leaves as mu-law 8 kHz, 20 ms per message, paced at real
-  time like a sound card, and is reported through the playback seam as it
-  goes (:class:`~voxpipe.transports.playback_reports.ReportsPlayback`);
-- :class:`~voxpipe.telephony.marks.MarkTracker` marks it; returned marks are
-  positions the far end confirmed, and after an interruption (``clear`` on
-  every one) the position the cut stopped at, which the call's truncation
-  waits for (:meth:`~voxpipe.playback.PlaybackSink.reports_cut_positions`);
+- the caller's G.711 at 8 kHz (the law its ``start`` announced) becomes
+  ``InputAudioRawFrame``\\ s at the pipeline's rate (and DTMF keys
+  ``InputDTMFFrame``\\ s); both sides are recorded for ``call.wav``
+  (:class:`~voxpipe.transports.recording.CallRecording`);
+- the bot's audio leaves in the same law at 8 kHz, 20 ms per message, paced
+  at real time like a sound card, and is reported through the playback seam
+  as it goes (:class:`~voxpipe.transports.playback_reports.ReportsPlayback`);
+- :class:`~voxpipe.telephony.marks.MarkTracker` marks it (Plivo: checkpoints);
+  returned marks are positions the far end confirmed, and after an
+  interruption (a clear on every one) the position the cut stopped at, which
+  the call's truncation waits for
+  (:meth:`~voxpipe.playback.PlaybackSink.reports_cut_positions`): a probe
+  mark after the clear where the provider returns pending marks (Twilio,
+  Telnyx), the provider's acknowledgment where it drops them (Plivo);
 - its liveness ends the call on ``stop``, a closed socket, or nothing heard
-  for ``silent_ms`` (Twilio sends media every 20 ms, silence included).
+  for ``silent_ms`` (the providers send media every 20 ms, silence included).
 """
 
 from __future__ import annotations
 
 import asyncio
-import audioop
 import collections
 import contextlib
 import time
@@ -49,7 +54,20 @@ from pipecat.transports.base_transport import BaseTransport, TransportParams
 from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.playback import PlaybackSink
+from voxpipe.telephony.events import (
+    INBOUND,
+    ClearAcknowledged,
+    ClearConfirmation,
+    DtmfReceived,
+    MarkEchoed,
+    MediaReceived,
+    MessageMalformed,
+    StreamErrored,
+    StreamState,
+    StreamStopped,
+)
 from voxpipe.telephony.marks import (
+    AcknowledgmentIgnored,
     CutConfirmed,
     CutEstimated,
     MarkIgnored,
@@ -59,20 +77,11 @@ from voxpipe.telephony.marks import (
     PositionConfirmed,
 )
 from voxpipe.telephony.resample import StreamResampler
-from voxpipe.telephony.twilio import (
-    DtmfReceived,
-    MarkEchoed,
-    MediaReceived,
-    MessageMalformed,
-    StreamState,
-    StreamStopped,
-    TwilioStream,
-)
+from voxpipe.telephony.stream import PHONE_RATE, MediaStream
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import PeerLiveness
 
-PHONE_RATE = 8_000
 IN_RATE = 16_000
 OUT_RATE = 24_000
 TICK_S = 0.05
@@ -85,7 +94,7 @@ def monotonic_ms() -> float:
 
 
 def call_params(*, in_rate: int = IN_RATE, out_rate: int = OUT_RATE) -> TransportParams:
-    """Audio in and out, 20 ms output chunks (one Twilio media message each)."""
+    """Audio in and out, 20 ms output chunks (one media message each)."""
     return TransportParams(
         audio_in_enabled=True,
         audio_in_sample_rate=in_rate,
@@ -96,10 +105,10 @@ def call_params(*, in_rate: int = IN_RATE, out_rate: int = OUT_RATE) -> Transpor
     )
 
 
-class TwilioCallInput(BaseInputTransport):
+class PhoneCallInput(BaseInputTransport):
     """The caller's audio and keys from the stream, into the pipeline."""
 
-    def __init__(self, call: TwilioCallTransport, params: TransportParams, **kwargs: Any) -> None:
+    def __init__(self, call: PhoneCallTransport, params: TransportParams, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._call = call
         self._ready = False
@@ -119,11 +128,11 @@ class TwilioCallInput(BaseInputTransport):
         self._ready = False
         await super().cancel(frame)
 
-    async def caller_audio(self, mulaw: bytes, now_ms: float) -> None:
-        """Mu-law from the caller (dropped until the pipeline runs)."""
+    async def caller_audio(self, payload: bytes, now_ms: float) -> None:
+        """G.711 from the caller, in the stream's law (dropped until the pipeline runs)."""
         if not self._ready or self._resampler is None:
             return
-        pcm = self._resampler.process(audioop.ulaw2lin(mulaw, 2))
+        pcm = self._resampler.process(self._call.stream.encoding.decode(payload))
         frame = InputAudioRawFrame(audio=pcm, sample_rate=self.sample_rate, num_channels=1)
         self._call.recording.caller_audio(frame.id, pcm, self.sample_rate, now_ms)
         await self.push_audio_frame(frame)
@@ -142,7 +151,7 @@ class TwilioCallInput(BaseInputTransport):
 class _StreamOutput(BaseOutputTransport):
     """Sends the bot's audio as media messages at real time; ``clear`` on every interruption."""
 
-    def __init__(self, call: TwilioCallTransport, params: TransportParams, **kwargs: Any) -> None:
+    def __init__(self, call: PhoneCallTransport, params: TransportParams, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._call = call
         self._next_due_ms = 0.0
@@ -153,7 +162,7 @@ class _StreamOutput(BaseOutputTransport):
         await super().start(frame)
         await self.set_transport_ready(frame)
         if self._ticker is None:
-            self._ticker = self.create_task(self._tick_loop(), name="twilio-marks")
+            self._ticker = self.create_task(self._tick_loop(), name="phone-marks")
 
     async def stop(self, frame: EndFrame) -> None:
         await self._stop_ticking()
@@ -200,7 +209,7 @@ class _StreamOutput(BaseOutputTransport):
             self._ticker = None
 
 
-class TwilioCallOutput(ReportsPlayback, _StreamOutput):
+class PhoneCallOutput(ReportsPlayback, _StreamOutput):
     """The stream's output, reporting playback through the seam and recording what it sends."""
 
     def now_ms(self) -> float:
@@ -214,8 +223,8 @@ class TwilioCallOutput(ReportsPlayback, _StreamOutput):
         self._call.recording.bot_audio(frame.audio, frame.sample_rate, started_ms)
 
 
-class TwilioCallTransport(BaseTransport):
-    """A phone call's transport over one started Twilio Media Stream (see the module docstring).
+class PhoneCallTransport(BaseTransport):
+    """A phone call's transport over one started media stream (see the module docstring).
 
     Args:
         websocket: the stream's socket, its ``start`` already read by ``stream``.
@@ -229,7 +238,7 @@ class TwilioCallTransport(BaseTransport):
     def __init__(
         self,
         websocket: web.WebSocketResponse,
-        stream: TwilioStream,
+        stream: MediaStream,
         params: TransportParams | None = None,
         *,
         record_audio: bool = True,
@@ -258,16 +267,21 @@ class TwilioCallTransport(BaseTransport):
         self.cuts_estimated = 0
         self._send_lock = asyncio.Lock()
         self._encoder: StreamResampler | None = None
-        self._input = TwilioCallInput(self, params, name=f"{self.name}#input")
-        self._output = TwilioCallOutput(self, params, name=f"{self.name}#output")
+        self._input = PhoneCallInput(self, params, name=f"{self.name}#input")
+        self._output = PhoneCallOutput(self, params, name=f"{self.name}#output")
 
-    def input(self) -> TwilioCallInput:
+    def input(self) -> PhoneCallInput:
         return self._input
 
-    def output(self) -> TwilioCallOutput:
+    def output(self) -> PhoneCallOutput:
         return self._output
 
-    # -- what Twilio sends --------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The stream in logs: ``twilio stream MZ...``."""
+        return f"{self.stream.provider.value} stream {self.stream.stream_sid}"
+
+    # -- what the provider sends --------------------------------------------------------
 
     async def receive(self, message: str | bytes) -> None:
         """One message from the stream's socket."""
@@ -275,14 +289,19 @@ class TwilioCallTransport(BaseTransport):
         self.liveness.heard(now)
         event = self.stream.receive(message)
         if isinstance(event, MediaReceived):
-            await self._input.caller_audio(event.payload, now)
+            if event.track == INBOUND:
+                await self._input.caller_audio(event.payload, now)
         elif isinstance(event, MarkEchoed):
             self._playout(self.marks.mark_echoed(event.name, now))
+        elif isinstance(event, ClearAcknowledged):
+            self._playout(self.marks.clear_acknowledged(now))
         elif isinstance(event, DtmfReceived):
             await self._input.key_pressed(event.digit)
         elif isinstance(event, StreamStopped):
-            logger.info(f"twilio stream {self.stream.stream_sid} stopped")
+            logger.info(f"{self.label} stopped")
             self.liveness.closed(now)
+        elif isinstance(event, StreamErrored):
+            logger.warning(f"{self.label}: the provider reports {event.code}: {event.detail}")
         elif isinstance(event, MessageMalformed):
             self._skipped(event)
 
@@ -311,8 +330,8 @@ class TwilioCallTransport(BaseTransport):
             return False
         if self._encoder is None or self._encoder.in_rate != frame.sample_rate:
             self._encoder = StreamResampler(frame.sample_rate, PHONE_RATE)
-        mulaw = audioop.lin2ulaw(self._encoder.process(frame.audio), 2)
-        if not await self._send(self.stream.media(mulaw)):
+        payload = self.stream.encoding.encode(self._encoder.process(frame.audio))
+        if not await self._send(self.stream.media(payload)):
             return False
         duration_ms = len(frame.audio) / 2 / frame.sample_rate * 1000
         mark = self.marks.media_sent(duration_ms, self.now_ms())
@@ -321,8 +340,16 @@ class TwilioCallTransport(BaseTransport):
         return True
 
     async def cleared(self) -> None:
-        """An interruption: Twilio drops what it holds; the probe closes its burst of marks."""
-        if self.streaming and await self._send(self.stream.clear()):
+        """An interruption: the provider drops what it holds, and says where it stopped.
+
+        Twilio and Telnyx return their pending marks at once, and the probe
+        sent after the clear closes that burst; Plivo acknowledges the clear.
+        """
+        if not self.streaming or not await self._send(self.stream.clear()):
+            return
+        if self.stream.clear_confirmation is ClearConfirmation.ACKNOWLEDGED:
+            self.marks.clear_sent(self.now_ms())
+        else:
             await self._send(self.stream.mark(self.marks.cleared(self.now_ms()).name))
 
     async def _send(self, text: str) -> bool:
@@ -330,7 +357,7 @@ class TwilioCallTransport(BaseTransport):
             async with self._send_lock:
                 await self.websocket.send_str(text)
         except (ConnectionError, RuntimeError) as exc:  # closing under us
-            logger.debug(f"twilio stream {self.stream.stream_sid}: send failed: {exc}")
+            logger.debug(f"{self.label}: send failed: {exc}")
             self.socket_closed()
             return False
         return True
@@ -347,24 +374,26 @@ class TwilioCallTransport(BaseTransport):
             elif isinstance(event, CutEstimated):
                 self.cuts_estimated += 1
                 logger.warning(
-                    f"twilio stream {self.stream.stream_sid}: no marks came back after the "
-                    f"clear; {event.key} is cut at an estimate ({event.played_ms:.0f} ms sent)"
+                    f"{self.label}: nothing came back after the clear; {event.key} "
+                    f"is cut at an estimate ({event.played_ms:.0f} ms sent)"
                 )
                 reports.cut_position(event.key, event.played_ms, event.at_ms)
             elif isinstance(event, MarksLate):
                 logger.warning(
-                    f"twilio stream {self.stream.stream_sid}: no mark came back for "
-                    f"{event.waited_ms:.0f} ms; positions are the audio sent until one does"
+                    f"{self.label}: no mark came back for {event.waited_ms:.0f} ms; "
+                    "positions are the audio sent until one does"
                 )
             elif isinstance(event, MarkIgnored):
-                logger.debug(f"twilio mark {event.name!r} ignored: {event.reason.value}")
+                logger.debug(f"{self.label}: mark {event.name!r} ignored: {event.reason.value}")
+            elif isinstance(event, AcknowledgmentIgnored):
+                logger.debug(f"{self.label}: clear acknowledgment ignored: {event.reason.value}")
 
     def _skipped(self, event: MessageMalformed) -> None:
         self.skipped[event.reason.value] += 1
         count = self.skipped[event.reason.value]
         if count <= 3 or count % 100 == 0:  # a flood of garbage is not a flood of logs
             logger.warning(
-                f"twilio stream {self.stream.stream_sid}: skipped a message "
+                f"{self.label}: skipped a message "
                 f"({event.reason.value}: {event.detail[:80]}; {count} so far)"
             )
 
@@ -376,11 +405,14 @@ class TwilioCallTransport(BaseTransport):
         return self.recording.captures
 
     def first_played_ms(self, since_ms: float) -> float | None:
-        """When the first bot chunk at or after ``since_ms`` left for Twilio."""
+        """When the first bot chunk at or after ``since_ms`` left for the provider."""
         return self.recording.first_played_ms(since_ms)
 
 
+TwilioCallTransport = PhoneCallTransport  # the name it first shipped under
+
+
 async def close_quietly(websocket: web.WebSocketResponse) -> None:
-    """Close the stream's socket once its call has ended (Twilio ends the stream)."""
+    """Close the stream's socket once its call has ended."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(websocket.close(), 1.0)

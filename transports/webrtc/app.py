@@ -38,7 +38,9 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from voxpipe.errors import CallTokenRejected, OfferRejected, VoxpipeError
 from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec, LiveTransport
+from voxpipe.transports.telephony.plivo_routes import PlivoConfig, add_plivo_routes
 from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
+from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig, add_telnyx_routes
 from voxpipe.transports.webrtc.captions import PageCaptions
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
@@ -67,6 +69,8 @@ class ServeConfig:
     silent_ms: int = 5_000  # a browser not heard from this long is gone
     connect_timeout_ms: int = 10_000  # an answered peer that never connects holds no call
     twilio: TwilioConfig | None = None  # set: phone calls through Twilio Media Streams too
+    telnyx: TelnyxConfig | None = None  # ... through Telnyx media streaming
+    plivo: PlivoConfig | None = None  # ... through Plivo audio streams
 
 
 @dataclass
@@ -98,6 +102,10 @@ class ServeApp:
         app.router.add_static("/static/", PAGE_DIR, show_index=False)
         if self.config.twilio is not None:
             add_twilio_routes(app, self, self.config.twilio)
+        if self.config.telnyx is not None:
+            add_telnyx_routes(app, self, self.config.telnyx)
+        if self.config.plivo is not None:
+            add_plivo_routes(app, self, self.config.plivo)
         app.on_shutdown.append(self._shutdown)
         return app
 

@@ -8,8 +8,9 @@ in-process ``voxpipe realtime-server`` whose brain is the local engines
 every call's artifacts to ``DIR/<call-id>/``. The server binds loopback by
 default; on another address every offer needs a call token (``voxpipe serve
 token`` prints one; the secret comes from ``VOXPIPE_SERVE_SECRET``).
-``--twilio`` also answers phone calls: point a Twilio number's voice webhook
-at ``https://HOST/twilio/voice``.
+``--twilio``, ``--telnyx`` and ``--plivo`` also answer phone calls: point the
+number's voice webhook at ``https://HOST/twilio/voice`` (``/telnyx/voice``,
+``/plivo/voice``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ def add_parser(subparsers: Any) -> None:
         "TWILIO_AUTH_TOKEN checks signatures (required beyond loopback), "
         "VOXPIPE_PUBLIC_URL is the URL Twilio reaches",
     )
+    parser.add_argument(
+        "--telnyx",
+        action="store_true",
+        help="take Telnyx calls: POST /telnyx/voice (TeXML) and the /telnyx media stream; "
+        "TELNYX_PUBLIC_KEY checks signatures (required beyond loopback), "
+        "TELNYX_CODEC is PCMU (default) or PCMA",
+    )
+    parser.add_argument(
+        "--plivo",
+        action="store_true",
+        help="take Plivo calls: POST /plivo/voice (Plivo XML) and the /plivo audio stream; "
+        "PLIVO_AUTH_TOKEN checks signatures (required beyond loopback)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -85,14 +99,19 @@ async def _serve(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+    from voxpipe.transports.telephony.plivo_routes import PlivoConfig
     from voxpipe.transports.telephony.routes import TwilioConfig
+    from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig
     from voxpipe.transports.tls import server_tls
     from voxpipe.transports.webrtc.app import ServeConfig, running_serve
     from voxpipe.transports.webrtc.ice import is_loopback_host
     from voxpipe.webrtc.call_tokens import CallTokens, server_secret
 
     tls = server_tls(args.tls_cert, args.tls_key)  # a bad pair fails before anything starts
-    twilio = TwilioConfig.for_serve(is_loopback_host(args.host)) if args.twilio else None
+    loopback = is_loopback_host(args.host)
+    twilio = TwilioConfig.for_serve(loopback) if args.twilio else None
+    telnyx = TelnyxConfig.for_serve(loopback) if args.telnyx else None
+    plivo = PlivoConfig.for_serve(loopback) if args.plivo else None
     mode = Mode(args.mode)
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
     if args.config is not None:
@@ -113,6 +132,8 @@ async def _serve(args: argparse.Namespace) -> None:
             max_calls=args.max_calls,
             call_tokens=tokens,
             twilio=twilio,
+            telnyx=telnyx,
+            plivo=plivo,
         )
         async with running_serve(config, port=args.port, tls=tls) as serving:
             logger.info(f"voxpipe serve: open {serving.url}/ and press Talk")
