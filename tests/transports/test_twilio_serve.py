@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,31 +20,24 @@ import pytest
 import soundfile as sf
 from fake_twilio import FakeTwilio, mulaw_recording
 from loopback import serving as serving_app
+from phone_calls import REPLIES, artifacts, calling, ended_ms, the_call, until
+from phone_calls import serving as serve_phones
 from realtime_calls import LONG_REPLY, compose
 
 from voxpipe.call.events import ItemTruncated
 from voxpipe.errors import ConfigError
-from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec
-from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
-from voxpipe.timeline import EventKind
-from voxpipe.transports.realtime_server import ScriptedBrain
+from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.transports.telephony.routes import TwilioConfig
-from voxpipe.transports.telephony.transport import TwilioCallTransport
+from voxpipe.transports.telephony.transport import PhoneCallTransport
 from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
-
-REPLIES = ["We open at nine on Saturday morning.", "Yes, we take cards and cash."]
 
 
 @asynccontextmanager
 async def serving(
     tmp_path: Path, replies: list[str] = REPLIES, twilio: TwilioConfig | None = None, **config: Any
 ) -> AsyncIterator[tuple[str, ServeApp]]:
-    brain = ScriptedBrain(replies, pace=2.0)  # the bot's audio arrives twice as fast as it plays
-    async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
-        spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
-        serve = ServeApp(ServeConfig(call=spec, twilio=twilio or TwilioConfig(), **config))
-        async with serving_app(serve.build_app()) as base:
-            yield base, serve
+    async with serve_phones(tmp_path, replies, twilio=twilio or TwilioConfig(), **config) as up:
+        yield up
 
 
 @asynccontextmanager
@@ -52,36 +45,8 @@ async def phoning(base: str, recording: Path, **fake: Any) -> AsyncIterator[Fake
     """A fake Twilio carrying a caller who says ``recording``."""
     twilio = FakeTwilio(mulaw_recording(recording), **fake)
     stream_url, parameters = await twilio.answer(base)
-    task = asyncio.create_task(twilio.run(stream_url, parameters))
-    try:
+    async with calling(twilio, stream_url, parameters):
         yield twilio
-    finally:
-        if not task.done():
-            await twilio.drop()
-        await asyncio.wait_for(task, 5)
-
-
-async def until(predicate: Callable[[], Any], timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - the call's state
-            await asyncio.sleep(0.02)
-
-
-def the_call(serve: ServeApp) -> LiveCall:
-    (entry,) = serve.calls.values()
-    return entry.call
-
-
-def ended_ms(call: LiveCall) -> float:
-    """When the call ended, on its transport's clock (its artifacts are written after)."""
-    (ended,) = call.timeline.of(EventKind.CALL_ENDED)
-    return ended.t_ms
-
-
-def artifacts(tmp_path: Path, call_id: str) -> list[str]:
-    out = tmp_path / "calls" / call_id
-    names = ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "report.html")
-    return [name for name in names if (out / name).exists()]
 
 
 async def test_a_phone_caller_is_answered_and_hanging_up_ends_the_call_with_artifacts(
@@ -94,7 +59,7 @@ async def test_a_phone_caller_is_answered_and_hanging_up_ends_the_call_with_arti
         call = the_call(serve)
         await until(lambda: twilio.loud_ms() > 1500)  # the answer is being heard
         transport = call.transport
-        assert isinstance(transport, TwilioCallTransport)
+        assert isinstance(transport, PhoneCallTransport)
         twilio.stop()
         hung_up_ms = transport.now_ms()
         await until(lambda: not serve.calls, 10)  # ended, and its artifacts written
@@ -174,7 +139,7 @@ async def test_when_twilio_returns_no_marks_the_cut_is_estimated_and_said_to_be(
         cut = next(e for e in events if isinstance(e, ItemTruncated))
         heard = twilio.heard_ms(cut.item_id)
         transport = call.transport
-        assert isinstance(transport, TwilioCallTransport)
+        assert isinstance(transport, PhoneCallTransport)
     print(f"\nno marks: heard {heard:.0f} ms, truncated at {cut.audio_end_ms} (estimated)")
     assert transport.cuts_estimated >= 1  # and a warning said so
     assert 300 < cut.audio_end_ms < cut.received_ms
@@ -232,7 +197,7 @@ async def test_garbage_mid_call_is_skipped_and_the_call_goes_on(
         twilio.press("5")
         await until(lambda: twilio.loud_ms() > 1000)  # answered all the same
         transport = call.transport
-        assert isinstance(transport, TwilioCallTransport)
+        assert isinstance(transport, PhoneCallTransport)
         assert list(serve.calls) == [call.call_id]
     assert transport.skipped == {
         "not_json": 1,
@@ -264,6 +229,8 @@ async def test_the_voice_webhook_needs_twilios_signature_when_an_auth_token_is_s
         forged = twilio_signature("other", url, form.items())
         status, body = await _post_voice(base, valid, **form)
         assert status == 200 and "<Connect><Stream" in body
+        # The same signed request again (captured and replayed): refused.
+        assert (await _post_voice(base, valid, **form)) == (403, "forbidden: replayed\n")
         assert (await _post_voice(base, forged, **form))[0] == 403
         assert (await _post_voice(base, None, **form)) == (403, "forbidden: missing\n")
         # Signed for other parameters: refused too.
