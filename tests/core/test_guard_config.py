@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,43 @@ def test_python_callers_can_validate_a_dict() -> None:
     agent = parse_agent_config({"guardrails": {"pii": True}}, source="builder")
     assert agent.source == "builder"
     assert agent.guardrails.pii
+
+
+def test_a_misspelt_top_level_key_fails_with_a_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[guardrail]\npii = true\n")
+    with pytest.raises(ConfigError, match=r"unknown key guardrail \(") as caught:
+        load_agent_file(path)
+    assert caught.value.hint == "did you mean 'guardrails'?"
+
+
+def test_a_device_is_refused_before_a_byte_is_read() -> None:
+    # /dev/zero once filled 3 GB in 4.7 s.
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_agent_file("/dev/zero")
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "agent.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_agent_file(fifo)  # once hung here for ever
+
+
+def test_an_oversize_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, f'instructions = "{"x" * config_module.MAX_AGENT_FILE_BYTES}"\n')
+    with pytest.raises(ConfigError, match="the limit is"):
+        load_agent_file(path)
+
+
+def test_deep_nesting_is_a_config_error_not_a_recursion_error(tmp_path: Path) -> None:
+    depth = 100_000
+    path = _write(tmp_path, "instructions = " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_agent_file(path)
+
+
+def test_bytes_that_are_not_utf8_are_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b'instructions = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_agent_file(path)

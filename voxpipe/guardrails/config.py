@@ -13,12 +13,18 @@ Example::
     fail = "closed"                 # ... and fails "open" (allowed) or "closed" (tripped)
 
 Every bad value is a :class:`~voxpipe.errors.ConfigError` naming the file and
-the key, so ``voxpipe call --config agent.toml`` fails before a call starts.
+the key, so ``voxpipe call --config agent.toml`` fails before a call starts. So
+is a key the file does not know (a misspelt table is not silently ignored), a
+path that is not a regular file (``/dev/zero``, a FIFO: refused before a byte
+is read, so neither fills memory nor hangs), a file over
+:data:`MAX_AGENT_FILE_BYTES`, and nesting deeper than the parser's stack.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +37,10 @@ from voxpipe.guardrails.pii import PiiPolicy
 from voxpipe.guardrails.policy import FailMode, GuardrailPolicy
 
 _GUARDRAIL_KEYS = ("pii", "deny", "safe_line", "every_chars", "timeout_ms", "fail")
+_TOP_LEVEL_KEYS = ("instructions", "guardrails")
+
+# An agent file is instructions and a few settings; a megabyte is far beyond any.
+MAX_AGENT_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,18 +82,46 @@ def load_agent_file(path: str | Path) -> AgentConfig:
     """Read and validate an agent file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"agent file {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"agent file {path} cannot be read: {exc}") from None
+        data = tomllib.loads(_read_agent_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return parse_agent_config(data, source=str(path))
+
+
+def _read_agent_text(path: Path) -> str:
+    """The file's text; refused unless a regular file of at most ``MAX_AGENT_FILE_BYTES``."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer must not wait for one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError(f"agent file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"agent file {path} cannot be read: {exc}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"agent file {path} is not a regular file")
+        if info.st_size > MAX_AGENT_FILE_BYTES:
+            raise ConfigError(
+                f"agent file {path} is {info.st_size} bytes; the limit is {MAX_AGENT_FILE_BYTES}"
+            )
+        try:
+            raw = file.read(MAX_AGENT_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"agent file {path} cannot be read: {exc}") from None
+    if len(raw) > MAX_AGENT_FILE_BYTES:  # it grew while being read
+        raise ConfigError(f"agent file {path} is over {MAX_AGENT_FILE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"agent file {path} cannot be read: {exc}") from None
 
 
 def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") -> AgentConfig:
     """Validate an already-parsed agent file; ``source`` names it in errors."""
+    _known_keys(data, _TOP_LEVEL_KEYS, f"{source}: unknown key ", "")
     instructions = data.get("instructions")
     if instructions is not None and (not isinstance(instructions, str) or not instructions):
         raise ConfigError(f"{source}: 'instructions' must be non-empty text")
@@ -93,14 +131,19 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
     return AgentConfig(source, instructions, _guardrails(table, source))
 
 
-def _guardrails(table: Mapping[str, Any], source: str) -> GuardrailConfig:
+def _known_keys(
+    table: Mapping[str, Any], known: tuple[str, ...], prefix: str, table_name: str
+) -> None:
+    """Refuse a key not in ``known``, suggesting the closest one."""
     for key in table:
-        if key not in _GUARDRAIL_KEYS:
-            close = difflib.get_close_matches(key, _GUARDRAIL_KEYS, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"known: {', '.join(_GUARDRAIL_KEYS)}"
-            )
-            raise ConfigError(f"{source}: unknown key [guardrails].{key}", hint=hint)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(f"{prefix}{table_name}{key}", hint=hint)
+
+
+def _guardrails(table: Mapping[str, Any], source: str) -> GuardrailConfig:
+    _known_keys(table, _GUARDRAIL_KEYS, f"{source}: unknown key ", "[guardrails].")
     defaults = GuardrailConfig()
     where = f"{source}: [guardrails]"
     config = GuardrailConfig(
