@@ -6,6 +6,13 @@ and at the end ``summary.json`` with every file's status. A bad file is
 recorded with its error and the rest go on; files already answered are
 skipped unless ``force``. Results are written atomically, so an interrupted
 job loses nothing it finished and a re-run picks up where it stopped.
+
+Every visible entry of the folder is accounted for: a FIFO, a socket, a
+broken or looping symlink or a directory named like audio is an error row
+(never opened, so never a hang); only a plain subfolder is passed over. A
+recording longer than ``max_audio_secs`` is an error row, judged from its
+header before it is decoded. Whatever a file raises, it costs that file's row
+and ``summary.json`` is still written.
 """
 
 from __future__ import annotations
@@ -20,14 +27,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from voxpipe.engines import LocalEngines, shared_engines
 from voxpipe.engines.reply import run_turn
 from voxpipe.errors import AudioFormatError, ConfigError
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.processors.local.vad import speech_ms
-from voxpipe.transports.audio_file import load_audio, write_wav
+from voxpipe.transports.audio_file import SUPPORTED, load_audio, write_wav
 
 MIN_SPEECH_MS = 150
+# One recording is one caller turn (voicemail-style); longer is almost surely a mistake.
+DEFAULT_MAX_AUDIO_SECS = 600.0
 
 
 class ItemStatus(enum.Enum):
@@ -69,13 +80,26 @@ class BatchSummary:
 
 
 def list_inputs(in_dir: Path) -> list[Path]:
-    """Every visible regular file in ``in_dir``; non-audio files are reported, not hidden."""
+    """Every visible entry of ``in_dir`` but plain subfolders; nothing is hidden.
+
+    Non-audio files, FIFOs, broken or looping symlinks and directories named
+    like audio are listed so their rows say what they are.
+    """
     if not in_dir.is_dir():
         raise ConfigError(f"{in_dir}: not a directory", hint="pass the folder of recordings")
-    files = sorted(p for p in in_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p for p in in_dir.iterdir() if not p.name.startswith(".") and not _plain_subfolder(p)
+    )
     if not files:
         raise ConfigError(f"{in_dir}: holds no files", hint="put WAV or FLAC recordings in it")
     return files
+
+
+def _plain_subfolder(path: Path) -> bool:
+    try:
+        return path.is_dir() and path.suffix.lower() not in SUPPORTED
+    except OSError:  # a symlink loop: listed, and its row says so
+        return False
 
 
 def output_keys(files: list[Path]) -> dict[Path, str]:
@@ -116,10 +140,15 @@ def already_done(out_dir: Path, key: str) -> bool:
 
 
 async def answer_file(
-    engines: LocalEngines, path: Path, out_dir: Path, key: str, instructions: str
+    engines: LocalEngines,
+    path: Path,
+    out_dir: Path,
+    key: str,
+    instructions: str,
+    max_audio_secs: float | None = DEFAULT_MAX_AUDIO_SECS,
 ) -> BatchItem:
     start = time.perf_counter()
-    audio = await asyncio.to_thread(load_audio, path, 16_000)
+    audio = await asyncio.to_thread(load_audio, path, 16_000, max_secs=max_audio_secs)
     voiced = await asyncio.to_thread(speech_ms, audio.pcm16)
     if voiced < MIN_SPEECH_MS:
         raise AudioFormatError(f"{path}: holds no speech (silence or noise only)")
@@ -149,12 +178,18 @@ async def run_batch(
     instructions: str = DEFAULT_INSTRUCTIONS,
     workers: int = 1,
     force: bool = False,
+    max_audio_secs: float | None = DEFAULT_MAX_AUDIO_SECS,
     engines: LocalEngines | None = None,
     on_item: Callable[[BatchItem], None] | None = None,
 ) -> BatchSummary:
-    """Answer every recording in ``in_dir`` into ``out_dir``; see the module docstring."""
+    """Answer every recording in ``in_dir`` into ``out_dir``; see the module docstring.
+
+    ``max_audio_secs`` None takes recordings of any length.
+    """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if max_audio_secs is not None and not max_audio_secs > 0:
+        raise ConfigError(f"--max-audio-secs must be above 0, not {max_audio_secs}")
     files = list_inputs(in_dir)
     prepare_out_dir(out_dir)
     keys = output_keys(files)
@@ -169,9 +204,15 @@ async def run_batch(
         else:
             async with gate:
                 try:
-                    item = await answer_file(engines, path, out_dir, key, instructions)
+                    item = await answer_file(
+                        engines, path, out_dir, key, instructions, max_audio_secs
+                    )
                 except (AudioFormatError, OSError, ValueError, RuntimeError) as exc:
                     item = BatchItem(path.name, ItemStatus.ERROR, error=str(exc))
+                except Exception as exc:  # one file's bug must not cost the run its summary
+                    logger.opt(exception=exc).error("batch: {} failed unexpectedly", path.name)
+                    error = f"unexpected {type(exc).__name__}: {exc}"
+                    item = BatchItem(path.name, ItemStatus.ERROR, error=error)
         if on_item is not None:
             on_item(item)
         return item

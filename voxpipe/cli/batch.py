@@ -23,6 +23,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--instructions", default=None, help="system prompt for the replies")
     parser.add_argument("--workers", type=int, default=1, help="files in flight at once")
     parser.add_argument("--force", action="store_true", help="redo files already answered")
+    parser.add_argument(
+        "--max-audio-secs",
+        type=float,
+        default=600.0,
+        help="refuse recordings longer than this, from their header (default 600; 0: no limit)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -45,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 instructions=args.instructions or DEFAULT_INSTRUCTIONS,
                 workers=args.workers,
                 force=args.force,
+                max_audio_secs=args.max_audio_secs or None,
                 on_item=on_item,
             )
         )
