@@ -75,6 +75,7 @@ def build_chained_pipeline(
     tools: Sequence[FunctionSchema | Any] = (),
     functions: dict[str, Any] | None = None,
     tap: FrameProcessor | None = None,
+    echo_guard: FrameProcessor | None = None,
     turn: TurnSettings | None = None,
     voice: TTSEngineKind | str = TTSEngineKind.AUTO,
     openai_api_key: str | None = None,
@@ -91,6 +92,8 @@ def build_chained_pipeline(
         functions: handler per ``FunctionSchema`` name.
         tap: a processor that sees the LLM's text before it is synthesised
             (the guardrail tap's slot).
+        echo_guard: a processor right after the transport's input, before VAD
+            and STT (the :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`).
         openai_api_key: use OpenAI's services in the STT/LLM/TTS slots;
             defaults to ``OPENAI_API_KEY`` when set, else the local engines.
         stt, llm, tts: explicit services, overriding the defaults per slot.
@@ -120,6 +123,7 @@ def build_chained_pipeline(
         brain=llm,
         tap=tap,
         voice=[tts],
+        echo_guard=echo_guard,
         services={"stt": stt, "llm": llm, "tts": tts},
         rate_limit_headers=headers,
     )

@@ -8,6 +8,11 @@ never connected), the call reaches ``max_secs``, or the server ends it;
 then, with ``record_dir``, writes the same artifacts as ``voxpipe call`` into
 ``record_dir/<call-id>/``: ``call.wav`` (caller left, bot right),
 ``transcript.json``, ``timeline.jsonl``, ``report.json`` and ``report.html``.
+
+A live caller may be on a speakerphone without echo cancellation, so every
+live call has an echo guard by default (``LiveCallSpec.echo_guard``; None
+turns it off): caller audio that is only the bot's own voice coming back is
+silence to turn detection, and the bot no longer interrupts itself.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,12 +29,14 @@ from loguru import logger
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 
+from voxpipe.echo import EchoGuardConfig
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.session import CallSession
 from voxpipe.pipelines.simulated_call import Mode, build_call_graph, write_outputs
+from voxpipe.processors.echo_guard import EchoGuardProcessor
 from voxpipe.processors.observability import instrument
 from voxpipe.processors.observability.report import report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
@@ -90,6 +97,8 @@ class LiveCallSpec:
     record_dir: Path | None = None
     metrics: VoxpipeMetrics | None = None
     max_secs: float | None = None
+    # The bot's voice picked up by the caller's microphone is not a barge-in (None: no guard).
+    echo_guard: EchoGuardConfig | None = field(default_factory=EchoGuardConfig)
 
 
 class LiveCall:
@@ -108,6 +117,11 @@ class LiveCall:
         self.transport = transport
         self.spec = spec
         self.timeline = Timeline()
+        self.echo_guard = (
+            EchoGuardProcessor(transport.output(), spec.echo_guard)
+            if spec.echo_guard is not None
+            else None
+        )
         self.graph: VoiceGraph = build_call_graph(
             transport,  # type: ignore[arg-type]
             spec.mode,
@@ -116,6 +130,7 @@ class LiveCall:
             tap=spec.make_tap(),
             server_url=spec.server_url,
             api_key=spec.api_key,
+            echo_guard=self.echo_guard,
         )
         self.instruments = instrument(
             transport.now_ms,

@@ -69,6 +69,7 @@ def build_realtime_pipeline(
     tools: Sequence[Any] = (),
     functions: dict[str, Any] | None = None,
     tap: FrameProcessor | None = None,
+    echo_guard: FrameProcessor | None = None,
     server_url: str | None = None,
     api_key: str | None = None,
     token_provider: TokenProvider | None = None,
@@ -92,6 +93,9 @@ def build_realtime_pipeline(
             schema or in ``functions``, by name).
         tap: a processor after the brain (a guardrail); its
             ``broadcast_interruption()`` cancels and truncates the response.
+        echo_guard: a processor right after the transport's input, before the
+            audio reaches the server's VAD (or the local one): the
+            :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`.
         server_url: the Realtime endpoint (``ws://127.0.0.1:8765/v1/realtime``);
             default OpenAI's when a key is set.
         api_key: the long-lived key for ``server_url``; used as is, or to mint
@@ -175,6 +179,7 @@ def build_realtime_pipeline(
         brain=service,
         tap=tap,
         voice=voice,
+        echo_guard=echo_guard,
         services={"realtime": service},
     )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipecat.observers.base_observer import BaseObserver
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from voxpipe.errors import ConfigError
@@ -84,10 +85,17 @@ def build_call_graph(
     tap: Any = None,
     server_url: str | None = None,
     api_key: str | None = None,
+    echo_guard: FrameProcessor | None = None,
 ) -> VoiceGraph:
-    """The graph of one call in ``mode``, the same for a recording and a live caller."""
+    """The graph of one call in ``mode``, the same for a recording and a live caller.
+
+    ``echo_guard`` goes right after the transport's input (a live caller's
+    speakerphone; see :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`).
+    """
     if mode is Mode.CHAINED:
-        return build_chained_pipeline(transport, instructions=instructions, tools=tools, tap=tap)
+        return build_chained_pipeline(
+            transport, instructions=instructions, tools=tools, tap=tap, echo_guard=echo_guard
+        )
     from voxpipe.pipelines.realtime import build_realtime_pipeline
     from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
     from voxpipe.processors.guardrails.tap import GuardrailTap
@@ -97,6 +105,7 @@ def build_call_graph(
         instructions=instructions,
         tools=tools,
         tap=tap,
+        echo_guard=echo_guard,
         server_url=server_url,
         api_key=api_key,
         transcribe=True,  # transcript.json shows what the caller said

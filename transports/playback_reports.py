@@ -9,7 +9,9 @@ voxpipe's file transport does so itself. For pipecat's stock outputs:
   output (in order with the audio), each chunk as the transport writes it, and
   the cut when an interruption reaches it. The position is what left the
   server, laid end to end at real time; a far end that can confirm what it
-  played (telephony marks, a browser's stats) reports that too.
+  played (telephony marks, a browser's stats) reports that too. It also hands
+  the audio itself, with when it started, to whoever asks
+  (:meth:`ReportsPlayback.report_audio_to`: the echo guard's estimate).
 - :class:`ReportingWebsocketServerTransport` is pipecat's WebSocket server
   transport with that mixin on its output.
 - :class:`SentPlaybackEstimator` is the explicit opt-in for an output that
@@ -35,6 +37,7 @@ from pipecat.transports.websocket.server import (
     SingleClientWebsocketServerTransport,
 )
 
+from voxpipe.echo import PlayedAudioSink
 from voxpipe.frames import PlaybackMarkerFrame
 from voxpipe.playback import PlaybackReports, PlaybackSink
 
@@ -54,6 +57,7 @@ class ReportsPlayback:
     """
 
     _playback_reports: PlaybackReports | None = None
+    _audio_sinks: list[PlayedAudioSink] | None = None
 
     @property
     def playback_reports(self) -> PlaybackReports:
@@ -65,6 +69,12 @@ class ReportsPlayback:
     def report_playback_to(self, sink: PlaybackSink) -> None:
         """Send every playback report from now on to ``sink`` as well."""
         self.playback_reports.attach(sink)
+
+    def report_audio_to(self, sink: PlayedAudioSink) -> None:
+        """Send every chunk played from now on, with when it started, to ``sink`` too."""
+        if self._audio_sinks is None:
+            self._audio_sinks = []
+        self._audio_sinks.append(sink)
 
     def now_ms(self) -> float:
         """The clock the reports use (monotonic milliseconds)."""
@@ -88,6 +98,8 @@ class ReportsPlayback:
         written: bool = await super().write_audio_frame(frame)  # type: ignore[misc]
         if written:
             self.playback_reports.chunk_started(_duration_ms(frame), started)
+            for sink in self._audio_sinks or ():
+                sink.audio_played(frame.audio, frame.sample_rate, started, frame.num_channels)
             self.audio_played(frame, started)
         return written
 
