@@ -47,9 +47,18 @@ async def assert_session_goes_on(client: RawClient) -> None:
     )
 
 
+DEEP_OBJECT = '{"type": "session.update", "session": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001
+DEEP_IN_AN_ITEM = (
+    '{"type": "conversation.item.create", "item": {"type": "message", "role": "user", '
+    '"content": [{"type": "input_text", "text": "hi", "x": ' + "[" * 40 + "]" * 40 + "}]}}"
+)
+
 # (name, message to send, error code, param, event_id the error must name)
 BAD_EVENTS: list[tuple[str, Any, str, str | None, str | None]] = [
     ("malformed json", '{"type": "response.create", ', "invalid_json", None, None),
+    # Nested past Python's recursion limit: once a RecursionError and a 130-line traceback.
+    ("nested 100,000 deep", DEEP_OBJECT, "invalid_json", None, None),
+    ("an array 40 deep in a valid event", DEEP_IN_AN_ITEM, "invalid_json", None, None),
     ("not an object", "[1, 2, 3]", "invalid_type", None, None),
     ("unknown type", {"type": "response.explode", "event_id": "e1"}, "invalid_value", "type", "e1"),
     (
@@ -403,3 +412,20 @@ async def test_brain_text_that_utf8_cannot_carry_is_replaced_not_fatal() -> None
         assert done["response"]["output"][0]["content"][0]["text"].strip() == "Broken \ufffd words."
         assert not [e for e in client.seen if e["type"] == "error"]
         await assert_session_goes_on(client)
+
+
+async def test_deep_nesting_costs_no_traceback_in_the_log(server: RunningServer) -> None:
+    from loguru import logger
+
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="WARNING")
+    try:
+        async with raw_client(server) as client:
+            for _ in range(5):
+                await client.send(DEEP_OBJECT)
+            for _ in range(5):
+                assert (await client.until("error"))["error"]["code"] == "invalid_json"
+            await assert_session_goes_on(client)
+    finally:
+        logger.remove(sink)
+    assert not [line for line in logged if "Traceback" in line or "RecursionError" in line]

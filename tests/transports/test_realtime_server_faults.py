@@ -155,17 +155,54 @@ class BrokenVoice:
 
 
 async def test_a_crashing_brain_fails_the_response_not_the_session() -> None:
+    from loguru import logger
+
     brain = ScriptedBrain(["Never spoken."], voice=BrokenVoice(), pace=0)
     config = ServerConfig(api_key=API_KEY)
-    async with (
-        running_realtime_server(config=config, brain=brain) as srv,
-        raw_client(srv) as client,
-    ):
-        await client.send({"type": "response.create"})
-        failed = await client.until("response.done")
-        await client.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
-        text = await client.until("response.done")
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="ERROR")
+    try:
+        async with (
+            running_realtime_server(config=config, brain=brain) as srv,
+            raw_client(srv) as client,
+        ):
+            await client.send({"type": "response.create"})
+            failed = await client.until("response.done")
+            text_only = {"output_modalities": ["text"]}
+            await client.send({"type": "response.create", "response": text_only})
+            text = await client.until("response.done")
+    finally:
+        logger.remove(sink)
     assert failed["response"]["status"] == "failed"
     error = failed["response"]["status_details"]["error"]
-    assert error["type"] == "server_error" and "corrupt" in error["message"]
+    # The client learns the server failed; what failed (paths, model words) stays in the log.
+    assert error["type"] == "server_error"
+    assert error["message"] == "The server had an error while generating the response."
+    assert any("voice model file is corrupt" in line for line in logged)
     assert text["response"]["status"] == "completed"  # text needs no voice
+
+
+class BrokenEars(ScriptedBrain):
+    """A brain whose recogniser crashes, naming a path, as a broken install would."""
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        raise RuntimeError("/opt/models/whisper/model.bin is missing")
+
+
+async def test_a_crashing_recogniser_tells_the_client_nothing_of_its_files() -> None:
+    from test_realtime_server_support import silence
+
+    config = ServerConfig(api_key=API_KEY)
+    async with (
+        running_realtime_server(config=config, brain=BrokenEars(["Hello."], pace=0)) as srv,
+        raw_client(srv) as client,
+    ):
+        transcribed = {"transcription": {"model": "whisper-1"}, "turn_detection": None}
+        session = {"type": "realtime", "audio": {"input": transcribed}}
+        await client.send({"type": "session.update", "session": session})
+        await client.until("session.updated")
+        await client.append(silence(500))
+        await client.send({"type": "input_audio_buffer.commit"})
+        failed = await client.until("conversation.item.input_audio_transcription.failed")
+    assert failed["error"]["message"] == "The server had an error while transcribing the audio."
+    assert "/opt/models" not in str(failed)

@@ -55,6 +55,9 @@ from voxpipe.transports.realtime_server.faults import (
 from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
 IDLE_TICK_S = 0.1
+# What a client is told when the brain or the recogniser raises; the exception goes to the log.
+BRAIN_FAILED = "The server had an error while generating the response."
+TRANSCRIPTION_FAILED = "The server had an error while transcribing the audio."
 
 
 @dataclass(frozen=True)
@@ -262,9 +265,11 @@ class SessionDriver:
             self.emit(self.core.brain_finished(response_id, self.now_ms()))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
+            # The details (a file path, a model's own words) stay in the log:
+            # a client learns only that the server failed.
             logger.exception("brain failed on {}", response_id)
-            self.emit(self.core.brain_finished(response_id, self.now_ms(), error=str(exc)))
+            self.emit(self.core.brain_finished(response_id, self.now_ms(), error=BRAIN_FAILED))
         finally:
             self._brain_tasks.pop(response_id, None)
 
@@ -297,9 +302,9 @@ class SessionDriver:
     async def _transcribe(self, request: TranscriptionRequested) -> None:
         try:
             text = await self._recognise(request)
-        except Exception as exc:
-            logger.exception("transcription failed")
-            self.emit(self.core.transcription_failed(request.item_id, str(exc)))
+        except Exception:
+            logger.exception("transcription of {} failed", request.item_id)
+            self.emit(self.core.transcription_failed(request.item_id, TRANSCRIPTION_FAILED))
             return
         if text is None:
             message = "This server's brain has no speech recognition."

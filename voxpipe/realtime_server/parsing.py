@@ -30,6 +30,12 @@ from voxpipe.realtime_server.protocol_errors import (
 MAX_APPEND_BASE64_CHARS = 15 * 1024 * 1024
 """OpenAI's 15 MiB cap on one ``input_audio_buffer.append``."""
 
+MAX_JSON_DEPTH = 32
+"""The deepest nesting an event may have. The deepest the GA schema reaches is
+about 8 (a tool's JSON-schema parameters add some); anything near Python's
+recursion limit would raise inside the parser or the model validation and cost
+a traceback in the log per message."""
+
 
 def _client_event_classes() -> dict[str, type[pydantic.BaseModel]]:
     union = typing.get_args(RealtimeClientEvent)[0]
@@ -67,6 +73,10 @@ def _decode_json(raw: str | bytes) -> dict[str, Any]:
             f"The server could not parse the JSON body of your event: {exc}. "
             "Each event must be a JSON object.",
         ) from exc
+    except RecursionError:
+        raise _too_deep() from None
+    if _depth_over(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(data, dict):
         raise invalid_request(
             ErrorCode.INVALID_TYPE,
@@ -190,6 +200,25 @@ def _precheck(
         items = data["response"].get("input")
         if isinstance(items, list):
             _resolve_references(items, resolve)
+
+
+def _too_deep() -> ProtocolError:
+    return invalid_request(
+        ErrorCode.INVALID_JSON,
+        f"The JSON body of your event is nested more than {MAX_JSON_DEPTH} levels deep.",
+    )
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def parse_client_event(
