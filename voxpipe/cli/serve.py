@@ -22,9 +22,12 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxpipe.cli import summary
+
+if TYPE_CHECKING:
+    from voxpipe.echo import EchoGuardConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,6 +52,19 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-calls", type=int, default=8, help="answer 503 beyond this many")
     parser.add_argument("--record", type=Path, default=None, help="write each call to DIR/<id>/")
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
+    parser.add_argument(
+        "--no-echo-guard",
+        action="store_true",
+        help="let the caller's audio reach turn detection even when it is only the bot's own "
+        "voice coming back (the echo guard is on by default)",
+    )
+    parser.add_argument(
+        "--echo-margin-db",
+        type=float,
+        default=None,
+        help="caller audio must be this far above the echo estimate to count as speech "
+        "(default 6; higher: fewer false barge-ins, a quieter caller cuts the bot later)",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (https)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
     parser.add_argument(
@@ -84,16 +100,33 @@ def run(args: argparse.Namespace) -> int:
         from voxpipe.errors import ConfigError
 
         raise ConfigError("--max-calls must be at least 1")
+    guard = echo_guard(args)  # bad flags fail before anything starts
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        asyncio.run(_serve(args, guard))
     return 0
+
+
+def echo_guard(args: argparse.Namespace) -> EchoGuardConfig | None:
+    """The live calls' echo guard from ``--no-echo-guard`` and ``--echo-margin-db``."""
+    from voxpipe.echo import EchoGuardConfig
+    from voxpipe.errors import ConfigError
+
+    if args.no_echo_guard:
+        if args.echo_margin_db is not None:
+            raise ConfigError("--echo-margin-db tunes the echo guard; --no-echo-guard turns it off")
+        return None
+    if args.echo_margin_db is None:
+        return EchoGuardConfig()
+    if not 0 <= args.echo_margin_db <= 40:
+        raise ConfigError(f"--echo-margin-db must be 0 to 40 dB, not {args.echo_margin_db}")
+    return EchoGuardConfig(margin_db=args.echo_margin_db)
 
 
 def _now() -> float:
     return time.time()
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> None:
     from loguru import logger
 
     from voxpipe.cli.call import server_brain
@@ -113,7 +146,7 @@ async def _serve(args: argparse.Namespace) -> None:
     telnyx = TelnyxConfig.for_serve(loopback) if args.telnyx else None
     plivo = PlivoConfig.for_serve(loopback) if args.plivo else None
     mode = Mode(args.mode)
-    spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
+    spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key, echo_guard=guard)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
     spec.record_dir = args.record
