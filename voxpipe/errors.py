@@ -192,3 +192,49 @@ class WebhookRejected(VoxpipeError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+
+
+class DailyJoinFailure(enum.Enum):
+    """Why the agent could not join a Daily room."""
+
+    INVALID_URL = "invalid_url"  # not a room URL at all (checked before joining)
+    ROOM_NOT_FOUND = "room_not_found"
+    ROOM_EXPIRED = "room_expired"  # past the room's exp (or before its nbf)
+    ROOM_FULL = "room_full"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_INVALID = "token_invalid"
+    NOT_ALLOWED = "not_allowed"  # a private room without a valid token
+    UNREACHABLE = "unreachable"  # Daily could not be reached
+    TIMED_OUT = "timed_out"  # no answer within the join timeout
+    REFUSED = "refused"  # Daily said no, for a reason voxpipe does not know
+
+
+class DailyJoinFailed(VoxpipeError):
+    """The agent could not join its Daily room; ``reason`` says why.
+
+    A network failure or a timeout may pass (``retryable``); a missing room or
+    an expired token will not.
+    """
+
+    side = Side.REMOTE
+
+    def __init__(self, message: str, *, reason: DailyJoinFailure, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.retryable = reason in (DailyJoinFailure.UNREACHABLE, DailyJoinFailure.TIMED_OUT)
+        if reason is DailyJoinFailure.INVALID_URL:
+            self.side = Side.LOCAL
+
+
+class DailyApiError(VoxpipeError):
+    """Daily's REST API refused a request or could not be reached (creating a room, a token).
+
+    ``status`` is the HTTP status (None: no answer); a 5xx or no answer may pass.
+    """
+
+    side = Side.REMOTE
+
+    def __init__(self, message: str, *, status: int | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.retryable = status is None or status >= 500

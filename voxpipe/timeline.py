@@ -33,6 +33,9 @@ class EventKind(enum.Enum):
     ROLLOVER = "rollover"
     RECONNECT = "reconnect"
     TRANSPORT_REJOINED = "transport_rejoined"  # the caller's new connection carries the call on
+    PARTICIPANT_JOINED = "participant_joined"  # a human joined the agent's room (Daily)
+    PARTICIPANT_LEFT = "participant_left"
+    LISTENING_TO = "listening_to"  # from now on the agent hears this participant only
     TOKEN_ROTATED = "token_rotated"
     GUARDRAIL_TRIPPED = "guardrail_tripped"
     RATE_LIMITS = "rate_limits"
