@@ -21,6 +21,7 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.openai.realtime import events as rt
 from pipecat.transports.base_transport import BaseTransport
 
+from voxpipe.audio import AudioFormat
 from voxpipe.call import BackoffConfig, CallConfig, RolloverConfig, StateTimeouts, TurnDetection
 from voxpipe.call.tokens import key_for_endpoint
 from voxpipe.errors import ConfigError
@@ -28,6 +29,7 @@ from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.playback import PlaybackLedger, PlaybackReporter
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.processors.realtime.formats import passthrough_format, session_format
 from voxpipe.transports.playback_reports import SentPlaybackEstimator
 from voxpipe.transports.tokens import (
     EphemeralTokenProvider,
@@ -43,7 +45,11 @@ STRICT_ENV = "VOXPIPE_STRICT_STATES"  # "1": an illegal call state transition en
 
 
 def realtime_session(
-    instructions: str, *, transcribe: bool = False, server_vad: bool = True
+    instructions: str,
+    *,
+    transcribe: bool = False,
+    server_vad: bool = True,
+    audio_format: AudioFormat = AudioFormat.PCM16_24K,
 ) -> rt.SessionProperties:
     """Session properties for a phone-style call: audio out, server VAD turns (or none)."""
     turn_detection: rt.TurnDetection | bool = (
@@ -51,14 +57,19 @@ def realtime_session(
         if server_vad
         else False
     )
+    # PCM16 at 24 kHz is the session's default; G.711 is asked for (a phone stream's).
+    fmt = session_format(audio_format) if audio_format is not AudioFormat.PCM16_24K else None
     audio_input = rt.AudioInput(
+        format=fmt,
         transcription=rt.InputAudioTranscription() if transcribe else None,
         turn_detection=turn_detection,
     )
     return rt.SessionProperties(
         instructions=instructions,
         output_modalities=["audio"],
-        audio=rt.AudioConfiguration(input=audio_input),
+        audio=rt.AudioConfiguration(
+            input=audio_input, output=rt.AudioOutput(format=fmt) if fmt else None
+        ),
     )
 
 
@@ -132,11 +143,16 @@ def build_realtime_pipeline(
     )
     relay = _TokenEvents()
     provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
+    # A phone stream's G.711 goes to the brain as it is (not to another builder's service).
+    audio_format = passthrough_format(transport) if brain is None else AudioFormat.PCM16_24K
     context = LLMContext(tools=ToolsSchema(standard_tools=list(tools)) if tools else NOT_GIVEN)
     settings = RealtimeService.Settings(
         model=model,
         session_properties=realtime_session(
-            instructions, transcribe=transcribe, server_vad=local_turns is None
+            instructions,
+            transcribe=transcribe,
+            server_vad=local_turns is None,
+            audio_format=audio_format,
         ),
     )
     voice: list[FrameProcessor] = []
@@ -145,7 +161,7 @@ def build_realtime_pipeline(
             api_key=key or "voxpipe-local", base_url=server_url, settings=settings
         )
     else:
-        ledger = PlaybackLedger()
+        ledger = PlaybackLedger(audio_format)
         now_ms = _report_playback(transport, ledger, voice, estimate=estimate_playback)
         config = CallConfig(
             turns=TurnDetection(
@@ -157,6 +173,8 @@ def build_realtime_pipeline(
             backoff=backoff or BackoffConfig(),
             stall_timeout_ms=stall_timeout_ms,
             strict=_strict(strict_states),
+            input_format=audio_format,
+            output_format=audio_format,
         )
         service = RealtimeService(
             token_provider=provider,

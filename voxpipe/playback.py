@@ -176,6 +176,11 @@ class PlaybackLedger:
         self.current: str | None = None  # the utterance the transport is playing
         self._cut_report_ms: float | None = None  # the output reports cut positions this fast
 
+    @property
+    def audio_format(self) -> AudioFormat:
+        """The encoding of the provider's audio, by which received bytes are counted."""
+        return self._fmt
+
     # -- what the transport reports (PlaybackSink) ---------------------------------
 
     def utterance_began(self, key: str, now_ms: float) -> None:

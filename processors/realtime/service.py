@@ -65,6 +65,7 @@ from pipecat.services.openai.realtime import events as rt
 from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
 from websockets.asyncio.client import ClientConnection
 
+from voxpipe.audio import AudioFormat
 from voxpipe.call.commands import (
     BroadcastUserSpeech,
     CloseSession,
@@ -91,14 +92,16 @@ from voxpipe.call.state import CallState
 from voxpipe.call.tokens import RotationFailed, SecretRotated, TokenMode
 from voxpipe.call.user_audio import SendUserAudio
 from voxpipe.errors import FatalProviderError, IllegalTransitionError, RemoteProtocolError
-from voxpipe.frames import PlaybackMarkerFrame, RealtimeCallEventFrame
+from voxpipe.frames import G711OutputAudioFrame, PlaybackMarkerFrame, RealtimeCallEventFrame
 from voxpipe.playback import PlaybackLedger
+from voxpipe.processors.realtime.formats import G711_RATE, G711Input, with_audio_formats
 from voxpipe.processors.realtime.socket import (
     close_quietly,
     minting_refused,
     open_socket,
     parse_server_event,
 )
+from voxpipe.telephony.codec import AudioEncoding
 from voxpipe.transports.tokens import (
     EphemeralTokenProvider,
     NoKeyProvider,
@@ -185,6 +188,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
             now_ms=int(now_ms()),
         )
         self.events: list[CallEvent] = []
+        fmt = self.call.config.input_format
+        # A G.711 session: the caller's bytes as they came where they still hold.
+        self.g711_input = G711Input(fmt) if fmt is not AudioFormat.PCM16_24K else None
         if context is not None:
             self._context = context
         self._generation = 0  # which socket is current: a replaced socket's end is not news
@@ -354,7 +360,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
 
     async def _send_user_audio(self, frame: InputAudioRawFrame) -> None:
         audio = frame.audio
-        if frame.sample_rate != OPENAI_SAMPLE_RATE:
+        if self.g711_input is not None:
+            audio = self.g711_input.audio(frame, frame.audio, frame.sample_rate)
+        elif frame.sample_rate != OPENAI_SAMPLE_RATE:
             audio = await self._resampler.resample(audio, frame.sample_rate, OPENAI_SAMPLE_RATE)
         if audio:
             await self._decide(lambda now: self.call.user_audio(audio, frame.id, now))
@@ -382,10 +390,16 @@ class RealtimeService(OpenAIRealtimeLLMService):
         await self._decide(lambda now: self.call.interrupt(source, now))
 
     async def send_client_event(self, event: rt.ClientEvent) -> None:
-        """Send ``event``; a ``session.update`` carries the call's seed in its instructions."""
+        """Send ``event``; a ``session.update`` carries the call's seed in its instructions.
+
+        It also carries the call's audio formats: whatever sent it (pipecat, a
+        rollover, a handoff, a guardrail), the session's audio never changes.
+        """
         if isinstance(event, rt.SessionUpdateEvent):
             instructions = self.call.session_instructions(event.session.instructions or "")
             session = event.session.model_copy(update={"instructions": instructions})
+            config = self.call.config
+            session = with_audio_formats(session, config.input_format, config.output_format)
             event = event.model_copy(update={"session": session})
         await super().send_client_event(event)
 
@@ -480,10 +494,17 @@ class RealtimeService(OpenAIRealtimeLLMService):
             await self.stop_ttfb_metrics()
             await self.push_frame(TTSStartedFrame())
         if self.call.plays(command.response_id):  # an interruption may have come meanwhile
-            frame = TTSAudioRawFrame(
-                audio=command.pcm, sample_rate=OPENAI_SAMPLE_RATE, num_channels=1
-            )
-            await self.push_frame(frame)
+            await self.push_frame(self._reply_frame(command.pcm))
+
+    def _reply_frame(self, audio: bytes) -> TTSAudioRawFrame:
+        """The reply's audio as a frame: PCM16 at 24 kHz, or G.711 with its PCM beside it."""
+        fmt = self.call.config.output_format
+        if fmt is AudioFormat.PCM16_24K:
+            return TTSAudioRawFrame(audio=audio, sample_rate=OPENAI_SAMPLE_RATE, num_channels=1)
+        pcm = AudioEncoding.of(fmt).decode(audio)
+        return G711OutputAudioFrame(
+            audio=pcm, sample_rate=G711_RATE, num_channels=1, g711=audio, g711_format=fmt
+        )
 
     async def _forward(self, event_type: str, message: str | bytes) -> None:
         handler = PIPECAT_HANDLERS.get(event_type)

@@ -79,7 +79,7 @@ async def test_a_phone_caller_is_answered_and_hanging_up_ends_the_call_with_arti
         "report.html",
     ]
     audio, rate = sf.read(str(tmp_path / "calls" / call.call_id / "call.wav"))
-    assert audio.shape[1] == 2 and rate == 24_000
+    assert audio.shape[1] == 2 and rate == 8_000  # at the bot's rate: G.711 passed through
     assert abs(audio[:, 0]).max() > 0.05 and abs(audio[:, 1]).max() > 0.05  # both spoke
 
 

@@ -51,6 +51,9 @@ _INTERNAL_ERROR = 1011
 class PhoneConfig:
     """How ``voxpipe serve`` takes one provider's calls (a provider's config adds its secret).
 
+    ``g711_passthrough``: on the realtime path, the session speaks the
+    caller's law, so the caller's bytes reach the brain and the brain's
+    reach the caller unchanged (the chained path always transcodes).
     ``public_url``: the ``https://host[:port]`` the provider reaches this
     server at (behind a proxy the server sees another URL, and signatures
     cover the public one); unset, the request's own URL is used. ``tokens``
@@ -68,6 +71,8 @@ class PhoneConfig:
     mark_interval_ms: float = 100
     confirm_within_ms: float = 1_000
     replay_window_s: float = DEFAULT_WINDOW_S
+    # A realtime brain takes the caller's G.711 as it came and answers in it (no transcoding).
+    g711_passthrough: bool = True
 
     @property
     def signed(self) -> bool:
@@ -224,6 +229,8 @@ class StreamRoutes:
     def _admit(
         self, websocket: web.WebSocketResponse, stream: MediaStream, started: StreamStarted
     ) -> PhoneCallTransport | None:
+        from voxpipe.pipelines.simulated_call import Mode  # the serve app imports this module
+
         serve = self.serve
         transport = PhoneCallTransport(
             websocket,
@@ -232,6 +239,7 @@ class StreamRoutes:
             silent_ms=self.config.silent_ms,
             mark_interval_ms=self.config.mark_interval_ms,
             confirm_within_ms=self.config.confirm_within_ms,
+            passthrough=self.config.g711_passthrough and serve.config.call.mode is Mode.REALTIME,
         )
         call_id = uuid.uuid4().hex[:12]
 

@@ -19,6 +19,11 @@ says how each spells its messages):
   (:meth:`~voxpipe.playback.PlaybackSink.reports_cut_positions`): a probe
   mark after the clear where the provider returns pending marks (Twilio,
   Telnyx), the provider's acknowledgment where it drops them (Plivo);
+- with ``passthrough`` (a brain that speaks G.711, as the realtime path's
+  does), the caller's G.711 travels with its decoded PCM
+  (:class:`~voxpipe.frames.G711InputAudioFrame`) for the brain to take
+  unchanged, the output runs at 8 kHz, and the bot's G.711 leaves as the brain
+  made it (:class:`~voxpipe.telephony.passthrough.G711Passthrough`);
 - its liveness ends the call on ``stop``, a closed socket, or nothing heard
   for ``silent_ms`` (the providers send media every 20 ms, silence included).
 """
@@ -51,7 +56,8 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
-from voxpipe.frames import PlaybackMarkerFrame
+from voxpipe.audio import AudioFormat
+from voxpipe.frames import G711InputAudioFrame, G711OutputAudioFrame, PlaybackMarkerFrame
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.playback import PlaybackSink
 from voxpipe.telephony.events import (
@@ -76,6 +82,7 @@ from voxpipe.telephony.marks import (
     PlayoutEvent,
     PositionConfirmed,
 )
+from voxpipe.telephony.passthrough import G711Passthrough
 from voxpipe.telephony.resample import StreamResampler
 from voxpipe.telephony.stream import PHONE_RATE, MediaStream
 from voxpipe.transports.playback_reports import ReportsPlayback
@@ -133,7 +140,12 @@ class PhoneCallInput(BaseInputTransport):
         if not self._ready or self._resampler is None:
             return
         pcm = self._resampler.process(self._call.stream.encoding.decode(payload))
-        frame = InputAudioRawFrame(audio=pcm, sample_rate=self.sample_rate, num_channels=1)
+        law, rate = self._call.g711_format, self.sample_rate
+        frame = (
+            G711InputAudioFrame(pcm, rate, 1, g711=payload, g711_format=law)
+            if law is not None
+            else InputAudioRawFrame(audio=pcm, sample_rate=rate, num_channels=1)
+        )
         self._call.recording.caller_audio(frame.id, pcm, self.sample_rate, now_ms)
         await self.push_audio_frame(frame)
 
@@ -173,12 +185,21 @@ class _StreamOutput(BaseOutputTransport):
         await super().cancel(frame)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        passthrough = self._call.passthrough
         if isinstance(frame, InterruptionFrame):
             self._cut = True  # before any await: a write racing the clear must not send
             self._next_due_ms = 0.0
+            if passthrough is not None:
+                passthrough.dropped()  # with pipecat's queued chunks, which it drops
             await self._call.cleared()
         elif isinstance(frame, PlaybackMarkerFrame | TTSStartedFrame):
             self._cut = False
+        elif (
+            isinstance(frame, G711OutputAudioFrame)
+            and passthrough is not None
+            and frame.g711_format is self._call.g711_format
+        ):
+            passthrough.brought(frame.g711)  # before pipecat chunks it
         await super().process_frame(frame, direction)
 
     async def write_transport_frame(self, frame: Frame) -> None:
@@ -232,6 +253,8 @@ class PhoneCallTransport(BaseTransport):
         record_audio: keep both sides' audio for ``call.wav``.
         silent_ms: a stream not heard from this long is gone.
         mark_interval_ms, confirm_within_ms: the mark tracker's settings.
+        passthrough: carry the caller's G.711 to a brain that takes it, and the
+            brain's G.711 to the caller, unchanged (the output then runs at 8 kHz).
         now_ms: the clock of its reports, recording and liveness.
     """
 
@@ -245,10 +268,11 @@ class PhoneCallTransport(BaseTransport):
         silent_ms: int = 2_000,
         mark_interval_ms: float = 100,
         confirm_within_ms: float = 1_000,
+        passthrough: bool = False,
         now_ms: Callable[[], float] = monotonic_ms,
     ) -> None:
         super().__init__()
-        params = params or call_params()
+        params = params or call_params(out_rate=PHONE_RATE if passthrough else OUT_RATE)
         self.websocket = websocket
         self.stream = stream
         self.now_ms = now_ms
@@ -267,6 +291,7 @@ class PhoneCallTransport(BaseTransport):
         self.cuts_estimated = 0
         self._send_lock = asyncio.Lock()
         self._encoder: StreamResampler | None = None
+        self.passthrough = G711Passthrough(stream.encoding) if passthrough else None
         self._input = PhoneCallInput(self, params, name=f"{self.name}#input")
         self._output = PhoneCallOutput(self, params, name=f"{self.name}#output")
 
@@ -275,6 +300,11 @@ class PhoneCallTransport(BaseTransport):
 
     def output(self) -> PhoneCallOutput:
         return self._output
+
+    @property
+    def g711_format(self) -> AudioFormat | None:
+        """The law the caller's audio passes through in, or None (see ``passthrough``)."""
+        return self.stream.encoding.audio_format if self.passthrough is not None else None
 
     @property
     def label(self) -> str:
@@ -328,9 +358,12 @@ class PhoneCallTransport(BaseTransport):
         """Send one chunk of the bot's audio (and a mark when one is due); False if gone."""
         if not self.streaming:
             return False
-        if self._encoder is None or self._encoder.in_rate != frame.sample_rate:
-            self._encoder = StreamResampler(frame.sample_rate, PHONE_RATE)
-        payload = self.stream.encoding.encode(self._encoder.process(frame.audio))
+        if self.passthrough is not None and frame.sample_rate == PHONE_RATE:
+            payload = self.passthrough.chunk(frame.audio)
+        else:
+            if self._encoder is None or self._encoder.in_rate != frame.sample_rate:
+                self._encoder = StreamResampler(frame.sample_rate, PHONE_RATE)
+            payload = self.stream.encoding.encode(self._encoder.process(frame.audio))
         if not await self._send(self.stream.media(payload)):
             return False
         duration_ms = len(frame.audio) / 2 / frame.sample_rate * 1000

@@ -44,7 +44,11 @@ class Forward:
 
 @dataclasses.dataclass(frozen=True)
 class PlayAudio:
-    """Push this reply audio (PCM16, 24 kHz) toward the caller.
+    """Push this reply audio toward the caller, in the session's output format.
+
+    ``pcm`` is PCM16 at 24 kHz unless the call passes G.711 through
+    (:attr:`~voxpipe.call.config.CallConfig.output_format`): then it is the
+    provider's G.711 bytes, unchanged.
 
     ``new_item`` marks the first audio of an assistant item (the output's
     playback reports attribute what follows to it); ``new_response`` the first

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from voxpipe.audio import AudioFormat, ms_to_bytes
 from voxpipe.call.recovery import BackoffConfig
 from voxpipe.call.rollover import RolloverConfig
-from voxpipe.call.session_audio import PCM16_24K_BYTES_PER_MS
 from voxpipe.call.state import StateTimeouts
 from voxpipe.errors import ConfigError
 
@@ -42,6 +42,9 @@ class CallConfig:
     max_rate_limit_retries: int = 4
     max_rate_limit_wait_ms: int = 30_000
     strict: bool = False  # raise on an illegal state transition (tests, development)
+    # The session's audio both ways: PCM16 at 24 kHz, or a phone call's G.711 passed through.
+    input_format: AudioFormat = AudioFormat.PCM16_24K
+    output_format: AudioFormat = AudioFormat.PCM16_24K
 
     def __post_init__(self) -> None:
         if self.stall_timeout_ms <= 0 or self.preroll_ms < 0:
@@ -49,5 +52,5 @@ class CallConfig:
 
     @property
     def preroll_bytes(self) -> int:
-        """``preroll_ms`` of PCM16 at 24 kHz."""
-        return self.preroll_ms * PCM16_24K_BYTES_PER_MS
+        """``preroll_ms`` of the session's input format."""
+        return ms_to_bytes(self.preroll_ms, self.input_format)

@@ -29,6 +29,7 @@ from openai.types.realtime import (
     ResponseCancelEvent,
 )
 
+from voxpipe.audio import bytes_per_ms, bytes_to_ms
 from voxpipe.call.commands import (
     CloseSession,
     Command,
@@ -59,7 +60,7 @@ from voxpipe.call.recovery import (
 )
 from voxpipe.call.response_guard import ResponseGuard
 from voxpipe.call.rollover import Role, RolloverDue, RolloverPolicy, SessionSeed
-from voxpipe.call.session_audio import PCM16_24K_BYTES_PER_MS, SessionAudioLog
+from voxpipe.call.session_audio import SessionAudioLog
 from voxpipe.call.state import CallState, CallStateMachine, CallTrigger
 from voxpipe.call.tokens import RotationFailed, SecretRotated
 from voxpipe.call.user_audio import UserAudioRelay
@@ -93,8 +94,9 @@ class SessionLifecycle:
             strict=config.strict, timeouts=config.timeouts, now_ms=now_ms
         )
         self.guard = ResponseGuard(server_auto_cancels=False)
-        self.relay = UserAudioRelay()
-        self.sent_audio = SessionAudioLog()  # this session's input audio line, by frame
+        self.relay = UserAudioRelay(config.input_format)
+        # This session's input audio line, by frame.
+        self.sent_audio = SessionAudioLog(bytes_per_ms=bytes_per_ms(config.input_format))
         self.rollover_policy = RolloverPolicy(config.rollover)
         self.recovery = RecoveryPolicy(random, config.backoff)
         self.record = ConversationRecord()
@@ -190,7 +192,7 @@ class SessionLifecycle:
         for chunk in replay:
             self.sent_audio.on_append(len(chunk.audio), frame_id=None, now_ms=now_ms)
         out += replay
-        replayed_ms = sum(len(c.audio) for c in replay) // PCM16_24K_BYTES_PER_MS
+        replayed_ms = bytes_to_ms(sum(len(c.audio) for c in replay), self.config.input_format)
         if state is CallState.RECONNECTING and self._outage is not None:
             outage, self._outage = self._outage, None
             downtime = now_ms - outage.started_ms

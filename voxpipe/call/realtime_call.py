@@ -92,6 +92,7 @@ from voxpipe.call.response_guard import (
     SendResponseCreate,
 )
 from voxpipe.call.state import CallState, CallTrigger
+from voxpipe.errors import ConfigError
 from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
 
 RATE_LIMIT_CODE = "rate_limit_exceeded"
@@ -154,7 +155,13 @@ class RealtimeCall(SessionLifecycle):
         now_ms: int = 0,
     ) -> None:
         super().__init__(config or CallConfig(), random=random, new_id=new_id, now_ms=now_ms)
-        self.ledger = ledger or PlaybackLedger()
+        self.ledger = ledger or PlaybackLedger(self.config.output_format)
+        if self.ledger.audio_format is not self.config.output_format:
+            raise ConfigError(
+                f"the playback ledger counts {self.ledger.audio_format.value} but the session "
+                f"sends {self.config.output_format.value}: truncation points would be off",
+                hint="build the ledger with the call's output format",
+            )
         self.rate_limits: tuple[RateLimit, ...] = ()
         self._response_seq = 0  # counts responses begun: the identity an interruption cuts
         self._cut_seq = -1  # the last response an interruption cut
@@ -529,7 +536,7 @@ class RealtimeCall(SessionLifecycle):
         return [commit, *self.response_wanted(ResponseReason.USER_TURN, request_id, now_ms)]
 
     def user_audio(self, pcm: bytes, frame_id: int | None, now_ms: int) -> list[Command]:
-        """Caller audio (PCM16, 24 kHz) from the input transport's frame ``frame_id``."""
+        """Caller audio (the session's input format) from the input frame ``frame_id``."""
         if not self.config.turns.server_vad:
             self._preroll += pcm
             del self._preroll[: max(0, len(self._preroll) - self.config.preroll_bytes)]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import audioop
 import enum
 
+from voxpipe.audio import AudioFormat
+from voxpipe.errors import AudioFormatError
+
 
 class AudioEncoding(enum.Enum):
     """A G.711 law (8 bits a sample, 8 kHz)."""
@@ -35,3 +38,17 @@ class AudioEncoding(enum.Enum):
     def silence(self) -> int:
         """The byte that encodes zero (what a quiet line carries)."""
         return 0xD5 if self is AudioEncoding.ALAW else 0xFF
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        """The Realtime protocol's name for this law (``audio/pcmu``, ``audio/pcma``)."""
+        return AudioFormat.G711_ALAW if self is AudioEncoding.ALAW else AudioFormat.G711_ULAW
+
+    @classmethod
+    def of(cls, fmt: AudioFormat) -> AudioEncoding:
+        """The law of a G.711 ``fmt``; PCM has none (an :class:`AudioFormatError`)."""
+        if fmt is AudioFormat.G711_ULAW:
+            return cls.MULAW
+        if fmt is AudioFormat.G711_ALAW:
+            return cls.ALAW
+        raise AudioFormatError(f"{fmt.value} is not G.711")

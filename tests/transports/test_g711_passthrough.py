@@ -1,0 +1,204 @@
+"""A phone caller's G.711 reaches the embedded Realtime server unchanged, and the bot's comes back.
+
+Real parts on loopback: aiohttp serving the Twilio routes, the embedded
+Realtime server (scripted brain, twice real time), the voxpipe graph; the far
+end is ``fake_twilio`` (mu-law, Twilio's buffer, marks and clear). What the
+server was sent is read where it takes each ``input_audio_buffer.append``
+apart; what it sent is read from the deltas the call received.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_twilio import CHUNK, FakeTwilio, mulaw_recording
+from loopback import serving as serving_app
+from phone_calls import calling, the_call, until
+from pipecat.services.openai.realtime import events as rt
+from realtime_calls import LONG_REPLY, compose
+
+import voxpipe.realtime_server.session as server_session
+from voxpipe.audio import AudioFormat
+from voxpipe.call.events import ItemTruncated
+from voxpipe.pipelines.live_call import LiveCallSpec
+from voxpipe.pipelines.simulated_call import LOCAL_SERVER_KEY
+from voxpipe.processors.realtime import RealtimeService
+from voxpipe.transports.realtime_server import ScriptedBrain, ServerConfig, running_realtime_server
+from voxpipe.transports.telephony.routes import TwilioConfig
+from voxpipe.transports.telephony.transport import PhoneCallTransport
+from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
+
+
+class Wire:
+    """What crossed the Realtime socket: appends the server took, deltas and updates it sent."""
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[bytes, AudioFormat]] = []
+        self.deltas: dict[str, bytearray] = defaultdict(bytearray)  # by item
+        self.updated = 0
+
+    def sent_to_server(self) -> bytes:
+        assert {fmt for _, fmt in self.appended} == {AudioFormat.G711_ULAW}
+        return b"".join(data for data, _ in self.appended)
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
+    seen = Wire()
+    decode_append = server_session.decode_append
+
+    def taking_apart(audio_b64: str, fmt: AudioFormat) -> bytes:
+        data = decode_append(audio_b64, fmt)
+        seen.appended.append((data, fmt))
+        return data
+
+    monkeypatch.setattr(server_session, "decode_append", taking_apart)
+    on_message = RealtimeService._on_message
+
+    async def received(self: RealtimeService, message: str | bytes) -> None:
+        event = json.loads(message)
+        if event.get("type") == "response.output_audio.delta":
+            seen.deltas[event["item_id"]] += base64.b64decode(event["delta"])
+        elif event.get("type") == "session.updated":
+            seen.updated += 1
+        await on_message(self, message)
+
+    monkeypatch.setattr(RealtimeService, "_on_message", received)
+    return seen
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, replies: list[str]) -> AsyncIterator[tuple[str, ServeApp, Any]]:
+    brain = ScriptedBrain(replies, pace=2.0)
+    config = ServerConfig(api_key=LOCAL_SERVER_KEY)
+    async with running_realtime_server(config=config, brain=brain) as server:
+        spec = LiveCallSpec(server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY)
+        serve = ServeApp(ServeConfig(call=spec, twilio=TwilioConfig()))
+        async with serving_app(serve.build_app()) as base:
+            yield base, serve, server.server
+
+
+def fake_sent(twilio: FakeTwilio, chunks: int = 2000) -> bytes:
+    """Every byte the fake's caller sends: the recording, then a quiet line."""
+    return twilio.caller + b"\xff" * (CHUNK * chunks - len(twilio.caller))
+
+
+def played(twilio: FakeTwilio, item_id: str) -> bytes:
+    return b"".join(s.payload for s in twilio.segments if s.key == item_id)
+
+
+def server_formats(server: Any) -> set[tuple[AudioFormat, AudioFormat]]:
+    return {(d.core.config.input_format, d.core.config.output_format) for d in server.live_sessions}
+
+
+async def test_the_callers_and_the_bots_mulaw_pass_through_unchanged_across_a_session_update(
+    make_speech: Any, tmp_path: Path, wire: Wire
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(
+        make_speech,
+        [1000, "What time do you open on Saturday?", 7000, "Do you take cards?", 6000],
+        recording,
+    )
+    replies = ["We open at nine.", "Yes, we take cards and cash."]
+    async with serving(tmp_path, replies) as (base, serve, server):
+        twilio = FakeTwilio(mulaw_recording(recording))
+        stream_url, parameters = await twilio.answer(base)
+        async with calling(twilio, stream_url, parameters):
+            await until(lambda: serve.calls)
+            call = the_call(serve)
+            service = call.graph.brain
+            assert isinstance(service, RealtimeService)
+            await until(lambda: len(wire.deltas) >= 1 and twilio.loud_ms() > 500, 25)
+            first = next(iter(wire.deltas))
+            assert server_formats(server) == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
+            # Mid-call updates that name PCM, or no format at all (pipecat's own, a
+            # rollover's), leave the session in the caller's law.
+            updated = wire.updated
+            pcm = rt.AudioConfiguration(
+                input=rt.AudioInput(format=rt.PCMAudioFormat()),
+                output=rt.AudioOutput(format=rt.PCMAudioFormat()),
+            )
+            reset = rt.SessionProperties(instructions="Be brief.", audio=pcm)
+            await service.send_client_event(rt.SessionUpdateEvent(session=reset))
+            await service._send_session_update()
+            await until(lambda: wire.updated >= updated + 2, 10)
+            assert server_formats(server) == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
+
+            # The second question is answered, in mu-law, after the updates.
+            def answered_again() -> bool:
+                return len(wire.deltas) >= 2 and twilio.heard_ms(list(wire.deltas)[-1]) > 800
+
+            await until(answered_again, 30)
+            second = list(wire.deltas)[-1]
+            transport = call.transport
+            assert isinstance(transport, PhoneCallTransport)
+            passthrough = transport.passthrough
+            assert passthrough is not None and service.g711_input is not None
+            counts_in, counts_out = service.g711_input.counts, passthrough.counts
+    sent = wire.sent_to_server()
+    print(
+        f"\ncaller: {len(sent) / 8:.0f} ms appended, {counts_in.passed} bytes passed, "
+        f"{counts_in.transcoded} transcoded; bot: {counts_out.passed} bytes passed, "
+        f"{counts_out.encoded} encoded"
+    )
+    # The server took the fake's own bytes: one unbroken run of what it sent.
+    assert len(sent) > 8 * 3000
+    assert sent in fake_sent(twilio)
+    # Caller frames a processor changed (the echo guard silencing echo) were encoded again.
+    assert counts_in.passed + counts_in.transcoded == len(sent)
+    assert counts_in.passed > 8 * 3000  # the question, at least, went as it came
+    # The fake played the server's bytes for each reply, as the server made them
+    # (the last chunk of a reply is padded with silence to 20 ms).
+    for item in (first, second):
+        server_bytes, fake_bytes = bytes(wire.deltas[item]), played(twilio, item)
+        assert len(fake_bytes) >= 8 * 800
+        assert fake_bytes[: len(server_bytes)] == server_bytes[: len(fake_bytes)]
+    full = bytes(wire.deltas[first])
+    assert played(twilio, first)[: len(full)] == full
+    assert len(played(twilio, first)) - len(full) < CHUNK
+    assert counts_out.passed >= len(full)
+
+
+async def test_a_barge_in_truncates_a_passed_through_reply_where_twilio_stopped_playing(
+    make_speech: Any, tmp_path: Path, wire: Wire
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(
+        make_speech,
+        [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
+        recording,
+    )
+    async with serving(tmp_path, [LONG_REPLY, "Sure."]) as (base, serve, server):
+        twilio = FakeTwilio(mulaw_recording(recording), latency_ms=60)
+        stream_url, parameters = await twilio.answer(base)
+        async with calling(twilio, stream_url, parameters):
+            await until(lambda: serve.calls)
+            call = the_call(serve)
+            events: list[Any] = call.graph.brain.events  # type: ignore[attr-defined]
+
+            def heard_cut() -> ItemTruncated | None:
+                cuts = [e for e in events if isinstance(e, ItemTruncated)]
+                return next((c for c in cuts if twilio.heard_ms(c.item_id) > 0), None)
+
+            await until(lambda: heard_cut() is not None, 25)
+            cut = heard_cut()
+            assert cut is not None
+            heard = twilio.heard_ms(cut.item_id)
+            estimated = call.transport.cuts_estimated  # type: ignore[attr-defined]
+            formats = server_formats(server)
+    print(f"\nheard {heard:.0f} ms of {cut.item_id}, truncated at {cut.audio_end_ms}")
+    assert formats == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
+    assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer, in G.711 milliseconds
+    assert abs(cut.audio_end_ms - heard) <= 40
+    assert estimated == 0
+    server_bytes, fake_bytes = bytes(wire.deltas[cut.item_id]), played(twilio, cut.item_id)
+    assert fake_bytes and server_bytes.startswith(fake_bytes[: len(server_bytes)])
+    assert twilio.media_after_clear == 0
