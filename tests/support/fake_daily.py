@@ -484,6 +484,8 @@ def installed(monkeypatch: pytest.MonkeyPatch, room: FakeRoom) -> Iterator[FakeR
     monkeypatch.setattr(daily_transport, "CustomAudioSource", make_source)
     monkeypatch.setattr(daily_transport, "CustomAudioTrack", FakeCustomAudioTrack)
     monkeypatch.setattr(daily_transport, "Daily", FakeDailyStatics)
+    # pipecat calls Daily.init() once per process; the real one still needs its own call.
+    monkeypatch.setattr(daily_transport.DailyTransportClient, "_daily_initialized", False)
     try:
         yield room
     finally:

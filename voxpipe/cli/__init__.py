@@ -33,6 +33,7 @@ COMMANDS: dict[str, Command] = {
         "voxpipe.cli.realtime_server", "serve the OpenAI Realtime protocol offline"
     ),
     "serve": Command("voxpipe.cli.serve", "take calls from browsers over WebRTC (offline default)"),
+    "daily": Command("voxpipe.cli.daily", "join a Daily room as the agent (offline brain default)"),
     "cost": Command("voxpipe.cli.cost", "model a call's cost by length, with/without rollover"),
     "models": Command("voxpipe.cli.models", "prepare or check the offline model weights"),
 }
