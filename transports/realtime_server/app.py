@@ -4,6 +4,16 @@ Routes:
 - ``GET /v1/realtime?model=...`` (WebSocket) with ``Authorization: Bearer``
   the server key or an unexpired ephemeral secret; anything else is refused
   with 401 before the upgrade.
+
+Limits, all checked before the upgrade unless said: a browser (a request with
+an ``Origin`` header) only from ``allowed_origins`` (403: any web page could
+otherwise drive a loopback server from a visitor's browser); at most
+``max_sessions`` live sessions (503 with ``Retry-After``); messages of at most
+``MAX_MESSAGE_BYTES`` (16 MiB, above OpenAI's 15 MiB append cap; past it the
+socket closes with 1009), never compressed (permessage-deflate let 29 KiB on
+the wire inflate to 30 MiB, and spends CPU on base64 audio that does not
+compress); a ping every ``heartbeat_s``, so a half-open peer is dropped within
+two periods instead of living for the session cap.
 - ``POST /v1/realtime/client_secrets`` mints ephemeral secrets.
 - ``POST /v1/_voxpipe/faults`` arms a fault, only when fault injection is on.
 """
@@ -33,8 +43,10 @@ from voxpipe.transports.realtime_server.faults import (
 )
 from voxpipe.transports.realtime_server.vad import SileroBatcher
 
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_MAX_SESSIONS = 250
+ANY_ORIGIN = "*"
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,21 @@ class ServerConfig:
     rate_limits: RateLimitPolicy = field(default_factory=RateLimitPolicy)
     clock: Callable[[], float] = time.time
     """Wall clock for secret expiry (Unix seconds); tests pass their own."""
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://app.example.com``) whose pages may open sessions; ``*`` any."""
+    heartbeat_s: float = 20.0
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ConfigError(f"max_sessions must be at least 1, not {self.max_sessions}")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(
+                f"max_message_bytes must be at least 1024, not {self.max_message_bytes}"
+            )
+        if not self.heartbeat_s > 0:
+            raise ConfigError(f"heartbeat_s must be above 0, not {self.heartbeat_s}")
 
 
 def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
@@ -73,6 +100,12 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+def _key_subprotocols(request: web.Request) -> tuple[str, ...]:
+    """The subprotocols carrying a key, so aiohttp never logs them as unknown."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+    return tuple(p.strip() for p in offered if p.strip().startswith(SUBPROTOCOL_KEY_PREFIX))
+
+
 def _same_key(offered: str, key: str) -> bool:
     """Compare keys in constant time: how long a refusal takes tells nothing of the key."""
     return hmac.compare_digest(offered.encode(), key.encode())
@@ -87,6 +120,7 @@ class RealtimeServer:
         self.secrets = secret_store.SecretStore()
         self.faults = FaultInjector(enabled=self.config.fault_injection)
         self.live_sessions: set[SessionDriver] = set()
+        self._upgrading = 0
         self.vad = SileroBatcher()
 
     def build_app(self) -> web.Application:
@@ -109,7 +143,20 @@ class RealtimeServer:
             return secret is not None, secret.session if secret else None
         return self.config.api_key is None or _same_key(token, self.config.api_key), None
 
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        allowed = self.config.allowed_origins
+        return origin is None or ANY_ORIGIN in allowed or origin.rstrip("/") in allowed
+
     async def _realtime(self, request: web.Request) -> web.StreamResponse:
+        if not self._origin_allowed(request):
+            origin = request.headers.get("Origin", "")[:200]
+            logger.warning("realtime upgrade refused: origin {!r} is not allowed", origin)
+            return _error(
+                403,
+                "This origin may not open realtime sessions on this server.",
+                "origin_not_allowed",
+            )
         if self.faults.enabled and self.faults.take(RefuseNextConnection):
             return _error(401, "Incorrect API key provided (injected fault).", "invalid_api_key")
         allowed, preconfig = self._authorise(request, allow_ephemeral=True)
@@ -133,10 +180,29 @@ class RealtimeServer:
             return _error(
                 400, "Missing required parameter: 'model'.", "missing_required_parameter", "model"
             )
+        if len(self.live_sessions) + self._upgrading >= self.config.max_sessions:
+            response = _error(
+                503,
+                "The server is at its session limit; try again shortly.",
+                "server_busy",
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        # A key offered as a subprotocol is a protocol this server knows, so
+        # aiohttp never writes it to the log as one it does not.
         ws = web.WebSocketResponse(
-            max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0, autoping=True, protocols=("realtime",)
+            max_msg_size=self.config.max_message_bytes,
+            timeout=2.0,
+            autoping=True,
+            heartbeat=self.config.heartbeat_s,
+            compress=False,
+            protocols=("realtime", *_key_subprotocols(request)),
         )
-        await ws.prepare(request)
+        self._upgrading += 1  # holds its slot through the handshake's await
+        try:
+            await ws.prepare(request)
+        finally:
+            self._upgrading -= 1
         driver = SessionDriver(
             ws,
             model=model,
@@ -166,7 +232,13 @@ class RealtimeServer:
             return _error(400, "The body must be a JSON object.", "invalid_json")
         except ProtocolError as error:
             return _error(400, error.message, error.code, error.param)
-        secret = self.secrets.mint(minted.session, minted.seconds, self.config.clock())
+        try:
+            secret = self.secrets.mint(minted.session, minted.seconds, self.config.clock())
+        except secret_store.StoreFull as full:
+            logger.warning("client secret refused: {}", full)
+            return _error(
+                429, "Too many unexpired client secrets; try again later.", "rate_limit_exceeded"
+            )
         session = {
             **minted.session,
             "object": "realtime.session",

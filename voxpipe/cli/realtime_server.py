@@ -34,6 +34,20 @@ def add_parser(subparsers: Any) -> None:
         help="scripted brain's voice: the local TTS when installed (auto), or a synthetic hum",
     )
     parser.add_argument("--session-max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=250,
+        help="live sessions at most; past it an upgrade is a 503 (default 250)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin whose pages may open sessions (repeatable; '*' any); "
+        "by default a request from a browser page is refused",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (wss)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
     parser.add_argument(
@@ -84,6 +98,8 @@ async def _main(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         session_max_seconds=args.session_max_seconds,
         fault_injection=args.fault_injection,
+        max_sessions=args.max_sessions,
+        allowed_origins=tuple(o.rstrip("/") for o in args.allow_origin),
     )
     from voxpipe.transports.tls import server_tls
 
