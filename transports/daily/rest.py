@@ -55,7 +55,7 @@ class DailyRest:
             "/rooms",
             {"privacy": "private", "properties": {"exp": exp, "eject_at_room_exp": True}},
         )
-        name, url = str(room["name"]), str(room["url"])
+        name, url = _field(room, "name"), _field(room, "url")
         agent = await self.meeting_token(name, exp, user_name=bot_name, owner=True)
         guest = await self.meeting_token(name, exp, user_name=None, owner=False)
         return CreatedRoom(url=url, name=name, expires_at=exp, agent_token=agent, guest_token=guest)
@@ -68,7 +68,7 @@ class DailyRest:
         if user_name:
             properties["user_name"] = user_name
         answer = await self._post("/meeting-tokens", {"properties": properties})
-        return str(answer["token"])
+        return _field(answer, "token")
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
@@ -93,3 +93,10 @@ class DailyRest:
         if not isinstance(answer, dict):
             raise DailyApiError(f"Daily's API answered POST {path} with {text[:200]}", status=None)
         return answer
+
+
+def _field(answer: dict[str, Any], key: str) -> str:
+    value = answer.get(key)
+    if not isinstance(value, str) or not value:
+        raise DailyApiError(f"Daily's API answered without a {key!r}: {answer}", status=None)
+    return value
