@@ -42,6 +42,8 @@ _ERRORS = (
     "OfferRejected",
     "CallTokenRejected",
     "WebhookRejected",
+    "DailyJoinFailed",
+    "DailyApiError",
 )
 
 _EXPORTS = {
@@ -56,6 +58,10 @@ _EXPORTS = {
     # The embedded Realtime-protocol server, started in process.
     "running_realtime_server": "voxpipe.transports.realtime_server",
     "ServerConfig": "voxpipe.transports.realtime_server",
+    # The agent in a Daily room (``voxpipe daily``).
+    "DailyCall": "voxpipe.transports.daily.call",
+    "RoomOptions": "voxpipe.transports.daily.call",
+    "DailyCallTransport": "voxpipe.transports.daily.transport",
     "GuardrailTap": "voxpipe.processors.guardrails.tap",
     "PlaybackMarkerFrame": "voxpipe.frames",
     "configure_logging": "voxpipe.logs",
