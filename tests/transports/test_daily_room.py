@@ -24,7 +24,7 @@ from phone_calls import ARTIFACTS, until
 from realtime_calls import LONG_REPLY
 
 from voxpipe.call.events import ItemTruncated
-from voxpipe.daily.room import CancelAnswer, ListenTo, Participant
+from voxpipe.daily.room import CancelAnswer, EndWhen, ListenTo, Participant
 from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
 from voxpipe.timeline import EventKind
@@ -178,3 +178,47 @@ async def test_one_participant_is_heard_at_a_time_and_a_drop_mid_answer_cancels_
     assert [t["participant"] for t in transcript["turns"]] == ["Alice", "Bob"]
     listened = [e.data["participant"] for e in call.call.timeline.of(EventKind.LISTENING_TO)]
     assert listened == ["Alice", "Bob"]
+
+
+async def test_a_participant_already_in_the_room_is_greeted_and_heard(
+    monkeypatch: pytest.MonkeyPatch, make_speech: Any, tmp_path: Path
+) -> None:
+    room = FakeRoom()
+    alice = room.human_joins("Alice")  # before the agent: Daily announces no join for her
+    async with agent_in(monkeypatch, room, tmp_path, ["We open at nine."]) as (call, task):
+        await greeted(room)
+        asked_ms = now_ms()
+        alice.say(speech(make_speech, "What time do you open on Saturday?"))
+        await until(lambda: room.loud_ms(since_ms=asked_ms) > 500, 30)  # answered
+        await quiet(room)
+        alice.leave()
+        ended = await asyncio.wait_for(asyncio.shield(task), 10)
+    assert ended is CallEnd.HUNG_UP
+    transcript = json.loads(
+        (tmp_path / "calls" / call.call.call_id / "transcript.json").read_text()
+    )
+    assert [t["participant"] for t in transcript["turns"]] == ["Alice"]
+
+
+async def test_staying_in_an_empty_room_the_agent_says_nothing_until_told_to_leave(
+    monkeypatch: pytest.MonkeyPatch, make_speech: Any, tmp_path: Path
+) -> None:
+    room = FakeRoom()
+    stay = {"end_when": EndWhen.NEVER}
+    async with agent_in(monkeypatch, room, tmp_path, [LONG_REPLY], **stay) as (call, task):
+        alice = room.human_joins("Alice")
+        await greeted(room)
+        asked_ms = now_ms()
+        alice.say(speech(make_speech, "What time do you open on Saturday?"))
+        await until(lambda: room.loud_ms(since_ms=asked_ms) > 1000, 30)  # mid-answer
+        alice.leave()
+        left_ms = now_ms()
+        await until(lambda: any(c.audio_end_ms > 0 for c in truncations(call)), 10)  # cancelled
+        await quiet(room)
+        stopped_ms = room.last_written_ms()
+        still_running = not task.done()
+        call.end()
+        ended = await asyncio.wait_for(asyncio.shield(task), 10)
+    assert still_running and ended is CallEnd.SERVER_ENDED
+    assert stopped_ms is not None and stopped_ms - left_ms < 1000
+    assert call.transport.room.empty and call.transport.room.listening is None

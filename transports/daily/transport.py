@@ -270,10 +270,15 @@ class DailyCallTransport(DailyTransport):
         self.joined_ms = now
         self.liveness.connected(now)
         logger.info(f"joined {self.room_url} as {self.bot_name}")
-        # Humans already in the room when the agent arrived count as joined now.
+        # Humans already in the room when the agent arrived count as joined now; pipecat
+        # captures the audio only of those who join later, so theirs is asked for here.
         for participant_id, participant in self.participants().items():
-            if participant_id != "local" and not participant.get("info", {}).get("isLocal"):
-                await self._decide(self.room.joined(Participant.from_daily(participant), now))
+            if participant_id == "local" or participant.get("info", {}).get("isLocal"):
+                continue
+            await self.input().capture_participant_audio(
+                participant_id, "microphone", self.client.in_sample_rate
+            )
+            await self._decide(self.room.joined(Participant.from_daily(participant), now))
 
     async def _errored(self, _transport: Any, error: str) -> None:
         if self.joined_ms is not None or self.failure is not None:
