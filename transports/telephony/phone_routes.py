@@ -32,12 +32,15 @@ from voxpipe.errors import (
     WebhookRejected,
 )
 from voxpipe.telephony.events import MessageMalformed, Provider, StreamStarted
+from voxpipe.telephony.hangup import RestHangup
 from voxpipe.telephony.replay import DEFAULT_WINDOW_S, ReplayGuard
 from voxpipe.telephony.stream import MediaStream
+from voxpipe.transports.telephony.hangup import hang_up
 from voxpipe.transports.telephony.transport import PhoneCallTransport, close_quietly
 from voxpipe.webrtc.call_tokens import CallTokens, server_secret
 
 if TYPE_CHECKING:
+    from voxpipe.pipelines.live_call import LiveCall
     from voxpipe.transports.webrtc.app import ServeApp
 
 PUBLIC_URL_ENV = "VOXPIPE_PUBLIC_URL"
@@ -51,6 +54,9 @@ _INTERNAL_ERROR = 1011
 class PhoneConfig:
     """How ``voxpipe serve`` takes one provider's calls (a provider's config adds its secret).
 
+    ``rest_hangup``: when voxpipe ends a call (the agent or application ends
+    it, its time limit, the server stopping), also hang up the provider's
+    call through its REST API; None (the default) closes the stream only.
     ``g711_passthrough``: on the realtime path, the session speaks the
     caller's law, so the caller's bytes reach the brain and the brain's
     reach the caller unchanged (the chained path always transcodes).
@@ -73,6 +79,8 @@ class PhoneConfig:
     replay_window_s: float = DEFAULT_WINDOW_S
     # A realtime brain takes the caller's G.711 as it came and answers in it (no transcoding).
     g711_passthrough: bool = True
+    # When voxpipe ends a call, also hang it up through the provider's REST API (None: never).
+    rest_hangup: RestHangup | None = None
 
     @property
     def signed(self) -> bool:
@@ -229,7 +237,9 @@ class StreamRoutes:
     def _admit(
         self, websocket: web.WebSocketResponse, stream: MediaStream, started: StreamStarted
     ) -> PhoneCallTransport | None:
-        from voxpipe.pipelines.simulated_call import Mode  # the serve app imports this module
+        # The serve app imports this module.
+        from voxpipe.pipelines.live_call import CallEnd
+        from voxpipe.pipelines.simulated_call import Mode
 
         serve = self.serve
         transport = PhoneCallTransport(
@@ -243,16 +253,24 @@ class StreamRoutes:
         )
         call_id = uuid.uuid4().hex[:12]
 
+        ours = {CallEnd.PIPELINE_ENDED, CallEnd.MAX_DURATION, CallEnd.SERVER_ENDED}
+        rest = self.config.rest_hangup
+        hangups: list[str] = []  # at most one (a stopping server may close a call twice)
+
         async def closed() -> None:
             await close_quietly(websocket)
+            if rest is not None and call is not None and call.ended in ours and not hangups:
+                hangups.append(started.call_sid)
+                await hang_up(rest, started.call_sid)  # voxpipe ended it: the phone call too
 
+        call: LiveCall | None = None
         if not serve.has_room():
             asyncio.get_running_loop().create_task(
                 websocket.close(code=_TRY_AGAIN_LATER, message=b"busy")
             )
             return None
         try:
-            serve.admit(call_id, transport, closed=closed)
+            call = serve.admit(call_id, transport, closed=closed)
         except VoxpipeError as exc:
             logger.error(f"call {call_id}: could not build its graph: {exc}")
             asyncio.get_running_loop().create_task(

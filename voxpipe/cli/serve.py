@@ -149,6 +149,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key, echo_guard=guard)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
+        _rest_hangups(args.config, twilio=twilio, telnyx=telnyx, plivo=plivo)
     spec.record_dir = args.record
     tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
     brain = None
@@ -180,6 +181,21 @@ async def _until_stopped() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def _rest_hangups(path: Path, **phones: Any) -> None:
+    """``[telephony] hangup = "rest"``: each provider taken hangs up through its REST API.
+
+    Its credentials must be in the environment, else a ``ConfigError`` before serving.
+    """
+    from voxpipe.guardrails.config import load_agent_file
+    from voxpipe.telephony.events import Provider
+    from voxpipe.telephony.hangup import RestHangup
+
+    telephony = load_agent_file(path).telephony
+    for name, config in phones.items():
+        if config is not None:
+            config.rest_hangup = RestHangup.from_env(Provider(name), telephony, os.environ)
 
 
 def _agent(path: Path) -> tuple[str, Any]:

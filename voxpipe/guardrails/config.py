@@ -35,9 +35,10 @@ from voxpipe.errors import ConfigError
 from voxpipe.guardrails.deny import DenyPolicy
 from voxpipe.guardrails.pii import PiiPolicy
 from voxpipe.guardrails.policy import FailMode, GuardrailPolicy
+from voxpipe.telephony.hangup import TelephonyConfig, parse_telephony_table
 
 _GUARDRAIL_KEYS = ("pii", "deny", "safe_line", "every_chars", "timeout_ms", "fail")
-_TOP_LEVEL_KEYS = ("instructions", "guardrails")
+_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony")
 
 # An agent file is instructions and a few settings; a megabyte is far beyond any.
 MAX_AGENT_FILE_BYTES = 1 << 20
@@ -71,11 +72,12 @@ class GuardrailConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """What an agent file says: the instructions and the guardrails."""
+    """What an agent file says: the instructions, the guardrails, phone calls' hang-up."""
 
     source: str
     instructions: str | None = None
     guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
 
 
 def load_agent_file(path: str | Path) -> AgentConfig:
@@ -128,7 +130,8 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
     table = data.get("guardrails", {})
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: 'guardrails' must be a table ([guardrails])")
-    return AgentConfig(source, instructions, _guardrails(table, source))
+    telephony = parse_telephony_table(data.get("telephony", {}), source)
+    return AgentConfig(source, instructions, _guardrails(table, source), telephony)
 
 
 def _known_keys(
