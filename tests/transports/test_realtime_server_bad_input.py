@@ -47,6 +47,21 @@ async def assert_session_goes_on(client: RawClient) -> None:
     )
 
 
+_TD = "audio.input.turn_detection."
+
+
+def _session(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "session.update", "session": {"type": "realtime", **fields}}
+
+
+def _vad(fields: dict[str, Any]) -> dict[str, Any]:
+    return _session({"audio": {"input": {"turn_detection": {"type": "server_vad", **fields}}}})
+
+
+def _bad(param: str) -> tuple[str, str, None]:
+    return ("invalid_value", "session." + param, None)
+
+
 DEEP_OBJECT = '{"type": "session.update", "session": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001
 DEEP_IN_AN_ITEM = (
     '{"type": "conversation.item.create", "item": {"type": "message", "role": "user", '
@@ -59,6 +74,48 @@ BAD_EVENTS: list[tuple[str, Any, str, str | None, str | None]] = [
     # Nested past Python's recursion limit: once a RecursionError and a 130-line traceback.
     ("nested 100,000 deep", DEEP_OBJECT, "invalid_json", None, None),
     ("an array 40 deep in a valid event", DEEP_IN_AN_ITEM, "invalid_json", None, None),
+    # Values the schema's types admit but OpenAI's documented ranges do not (once accepted).
+    ("speed 1e9", _session({"audio": {"output": {"speed": 1e9}}}), *_bad("audio.output.speed")),
+    ("speed 0.1", _session({"audio": {"output": {"speed": 0.1}}}), *_bad("audio.output.speed")),
+    (
+        "retention ratio 5",
+        _session({"truncation": {"type": "retention_ratio", "retention_ratio": 5}}),
+        *_bad("truncation.retention_ratio"),
+    ),
+    ("negative silence", _vad({"silence_duration_ms": -5}), *_bad(_TD + "silence_duration_ms")),
+    ("negative padding", _vad({"prefix_padding_ms": -1}), *_bad(_TD + "prefix_padding_ms")),
+    ("threshold 7", _vad({"threshold": 7}), *_bad(_TD + "threshold")),
+    ("negative idle timeout", _vad({"idle_timeout_ms": -5}), *_bad(_TD + "idle_timeout_ms")),
+    (
+        "NaN speed",
+        '{"type": "session.update", "session": {"type": "realtime", '
+        '"audio": {"output": {"speed": NaN}}}}',
+        "invalid_json",
+        None,
+        None,
+    ),
+    (
+        "Infinity silence",
+        '{"type": "session.update", "session": {"type": "realtime", "audio": {"input": '
+        '{"turn_detection": {"type": "server_vad", "silence_duration_ms": Infinity}}}}}',
+        "invalid_json",
+        None,
+        None,
+    ),
+    (
+        "text and audio on response.create",
+        {"type": "response.create", "response": {"output_modalities": ["text", "audio"]}},
+        "invalid_value",
+        "response.output_modalities",
+        None,
+    ),
+    (
+        "response max_output_tokens 1e9",
+        {"type": "response.create", "response": {"max_output_tokens": 10**9}},
+        "invalid_value",
+        "response.max_output_tokens",
+        None,
+    ),
     ("not an object", "[1, 2, 3]", "invalid_type", None, None),
     ("unknown type", {"type": "response.explode", "event_id": "e1"}, "invalid_value", "type", "e1"),
     (

@@ -66,7 +66,7 @@ def _json_type(value: Any) -> str:
 
 def _decode_json(raw: str | bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(
             ErrorCode.INVALID_JSON,
@@ -200,6 +200,11 @@ def _precheck(
         items = data["response"].get("input")
         if isinstance(items, list):
             _resolve_references(items, resolve)
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's parser takes them unless told not to)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _too_deep() -> ProtocolError:

@@ -35,10 +35,14 @@ from voxpipe.realtime_server.effects import (
     TextProduced,
 )
 from voxpipe.realtime_server.ids import IdFactory, IdKind
-from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request
+from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request, invalid_value
 from voxpipe.realtime_server.rate_limits import DEFAULT_MAX_OUTPUT_TOKENS, RateLimiter, Reservation
 from voxpipe.realtime_server.responses import ResponseRun, ResponseStatus, StatusReason
-from voxpipe.realtime_server.session_config import Modality, SessionConfig
+from voxpipe.realtime_server.session_config import (
+    Modality,
+    SessionConfig,
+    check_max_output_tokens,
+)
 from voxpipe.realtime_server.usage import (
     ContextPiece,
     ContextTokens,
@@ -82,7 +86,13 @@ class ResponseControl:
         return [] if self.active else self.create_response(RealtimeResponseCreateParams(), now_ms)
 
     def create_response(self, params: RealtimeResponseCreateParams, now_ms: int) -> list[Output]:
-        """Start a response, or refuse if one is already active."""
+        """Start a response, or refuse if one is already active or its parameters are bad."""
+        if params.output_modalities is not None and len(set(params.output_modalities)) != 1:
+            raise invalid_value(
+                "response.output_modalities",
+                "It is not possible to request both 'text' and 'audio'.",
+            )
+        check_max_output_tokens(params.max_output_tokens, "response.max_output_tokens")
         if self.active is not None:
             raise invalid_request(
                 ErrorCode.ACTIVE_RESPONSE,

@@ -124,6 +124,38 @@ def _format_of(spec: dict[str, Any] | None, param: str) -> AudioFormat:
         ) from None
 
 
+# OpenAI's documented ranges: (path in the session, low, high); None is unbounded.
+_RANGES: tuple[tuple[tuple[str, ...], float, float | None], ...] = (
+    (("audio", "output", "speed"), 0.25, 1.5),
+    (("truncation", "retention_ratio"), 0.0, 1.0),
+    (("audio", "input", "turn_detection", "threshold"), 0.0, 1.0),
+    (("audio", "input", "turn_detection", "prefix_padding_ms"), 0, None),
+    (("audio", "input", "turn_detection", "silence_duration_ms"), 0, None),
+    (("audio", "input", "turn_detection", "idle_timeout_ms"), 0, None),
+)
+
+
+def _check_ranges(merged: dict[str, Any]) -> None:
+    """Refuse values the schema's types admit but OpenAI's documentation does not."""
+    for path, low, high in _RANGES:
+        value: Any = merged
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not (low <= value and (high is None or value <= high)):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise invalid_value(
+                "session." + ".".join(path), f"{path[-1]} must be {bounds}, not {value}."
+            )
+
+
+def check_max_output_tokens(tokens: Any, param: str) -> None:
+    """``max_output_tokens`` is 1 to 4096, or 'inf' (OpenAI's range)."""
+    if isinstance(tokens, int) and not 1 <= tokens <= 4096:
+        raise invalid_value(param, "max_output_tokens must be between 1 and 4096, or 'inf'.")
+
+
 class SessionConfig:
     """The live session configuration of one Realtime session."""
 
@@ -166,12 +198,8 @@ class SessionConfig:
         audio = merged.get("audio") or {}
         _format_of((audio.get("input") or {}).get("format"), "session.audio.input.format.type")
         _format_of((audio.get("output") or {}).get("format"), "session.audio.output.format.type")
-        tokens = merged.get("max_output_tokens")
-        if isinstance(tokens, int) and not 1 <= tokens <= 4096:
-            raise invalid_value(
-                "session.max_output_tokens",
-                "max_output_tokens must be between 1 and 4096, or 'inf'.",
-            )
+        check_max_output_tokens(merged.get("max_output_tokens"), "session.max_output_tokens")
+        _check_ranges(merged)
 
     def model(self) -> RealtimeSessionCreateRequest:
         """The whole configuration as the ``openai`` session model."""
