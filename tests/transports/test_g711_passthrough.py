@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_phone import FakeCarrier, phone_recording
+from fake_telnyx import FakeTelnyx
 from fake_twilio import CHUNK, FakeTwilio, mulaw_recording
 from loopback import serving as serving_app
 from phone_calls import calling, the_call, until
@@ -30,8 +32,10 @@ from voxpipe.call.events import ItemTruncated
 from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.pipelines.simulated_call import LOCAL_SERVER_KEY
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.telephony.codec import AudioEncoding
 from voxpipe.transports.realtime_server import ScriptedBrain, ServerConfig, running_realtime_server
 from voxpipe.transports.telephony.routes import TwilioConfig
+from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig
 from voxpipe.transports.telephony.transport import PhoneCallTransport
 from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
 
@@ -44,8 +48,8 @@ class Wire:
         self.deltas: dict[str, bytearray] = defaultdict(bytearray)  # by item
         self.updated = 0
 
-    def sent_to_server(self) -> bytes:
-        assert {fmt for _, fmt in self.appended} == {AudioFormat.G711_ULAW}
+    def sent_to_server(self, fmt: AudioFormat = AudioFormat.G711_ULAW) -> bytes:
+        assert {fmt for _, fmt in self.appended} == {fmt}
         return b"".join(data for data, _ in self.appended)
 
 
@@ -75,23 +79,25 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, replies: list[str]) -> AsyncIterator[tuple[str, ServeApp, Any]]:
+async def serving(
+    tmp_path: Path, replies: list[str], **phones: Any
+) -> AsyncIterator[tuple[str, ServeApp, Any]]:
     brain = ScriptedBrain(replies, pace=2.0)
     config = ServerConfig(api_key=LOCAL_SERVER_KEY)
     async with running_realtime_server(config=config, brain=brain) as server:
         spec = LiveCallSpec(server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY)
-        serve = ServeApp(ServeConfig(call=spec, twilio=TwilioConfig()))
+        serve = ServeApp(ServeConfig(call=spec, **(phones or {"twilio": TwilioConfig()})))
         async with serving_app(serve.build_app()) as base:
             yield base, serve, server.server
 
 
-def fake_sent(twilio: FakeTwilio, chunks: int = 2000) -> bytes:
+def fake_sent(fake: FakeCarrier, chunks: int = 2000) -> bytes:
     """Every byte the fake's caller sends: the recording, then a quiet line."""
-    return twilio.caller + b"\xff" * (CHUNK * chunks - len(twilio.caller))
+    return fake.caller + bytes([fake.law.silence]) * (CHUNK * chunks - len(fake.caller))
 
 
-def played(twilio: FakeTwilio, item_id: str) -> bytes:
-    return b"".join(s.payload for s in twilio.segments if s.key == item_id)
+def played(fake: FakeCarrier, item_id: str) -> bytes:
+    return b"".join(s.payload for s in fake.segments if s.key == item_id)
 
 
 def server_formats(server: Any) -> set[tuple[AudioFormat, AudioFormat]]:
@@ -202,3 +208,31 @@ async def test_a_barge_in_truncates_a_passed_through_reply_where_twilio_stopped_
     server_bytes, fake_bytes = bytes(wire.deltas[cut.item_id]), played(twilio, cut.item_id)
     assert fake_bytes and server_bytes.startswith(fake_bytes[: len(server_bytes)])
     assert twilio.media_after_clear == 0
+
+
+async def test_an_alaw_caller_on_telnyx_passes_through_in_alaw(
+    make_speech: Any, tmp_path: Path, wire: Wire
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 6000], recording)
+    alaw = AudioFormat.G711_ALAW
+    telnyx_config = TelnyxConfig(law=AudioEncoding.ALAW)
+    async with serving(tmp_path, ["We open at nine."], telnyx=telnyx_config) as (
+        base,
+        serve,
+        server,
+    ):
+        telnyx = FakeTelnyx(phone_recording(recording, AudioEncoding.ALAW))
+        stream_url, parameters = await telnyx.answer(base)
+        async with calling(telnyx, stream_url, parameters):
+            await until(lambda: serve.calls)
+            await until(lambda: wire.deltas and telnyx.heard_ms(next(iter(wire.deltas))) > 800, 25)
+            formats = server_formats(server)
+    assert telnyx.law is AudioEncoding.ALAW
+    assert formats == {(alaw, alaw)}
+    sent = wire.sent_to_server(alaw)
+    assert len(sent) > 8 * 2000 and sent in fake_sent(telnyx)
+    item = next(iter(wire.deltas))
+    server_bytes, fake_bytes = bytes(wire.deltas[item]), played(telnyx, item)
+    assert len(fake_bytes) >= 8 * 800
+    assert fake_bytes[: len(server_bytes)] == server_bytes[: len(fake_bytes)]
