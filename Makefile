@@ -11,7 +11,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test lint typecheck bench clean
+.PHONY: install browser demo test lint typecheck bench fuzz clean
 
 install: $(STAMP)
 	@# Re-link the strict editable install so modules added since are importable.
@@ -50,6 +50,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	cd /tmp && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
+
+# The realtime server's fuzzer at length (CI runs a fixed 400 inputs): random inputs, figures printed.
+fuzz: install
+	VOXPIPE_FUZZ_EXAMPLES=$${VOXPIPE_FUZZ_EXAMPLES:-100000} $(VENV)/bin/pytest -q -s \
+	  -p no:cacheprovider --timeout 0 tests/transports/test_realtime_server_fuzz.py
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

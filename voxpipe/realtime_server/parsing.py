@@ -216,7 +216,9 @@ def _too_deep() -> ProtocolError:
 
 def _depth_over(data: Any, limit: int) -> bool:
     """Whether objects and arrays nest deeper than ``limit`` (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    if not isinstance(data, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(data, 1)]  # containers only
     while stack:
         value, depth = stack.pop()
         if depth > limit:
