@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -206,3 +207,65 @@ async def test_a_crashing_recogniser_tells_the_client_nothing_of_its_files() -> 
         failed = await client.until("conversation.item.input_audio_transcription.failed")
     assert failed["error"]["message"] == "The server had an error while transcribing the audio."
     assert "/opt/models" not in str(failed)
+
+
+class HangsOnce(ScriptedBrain):
+    """A brain whose first response hangs for good, as a wedged model would."""
+
+    def __init__(self) -> None:
+        super().__init__(["Back again."], pace=0)
+        self.calls = 0
+
+    def respond(self, request: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            return self._hang()
+        return super().respond(request)
+
+    async def _hang(self) -> Any:
+        await asyncio.Event().wait()
+        yield None  # never reached
+
+
+class DeafForever(ScriptedBrain):
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_hung_brain_fails_its_response_and_the_next_one_is_answered() -> None:
+    config = ServerConfig(api_key=API_KEY, brain_deadline_s=0.5)
+    async with (
+        running_realtime_server(config=config, brain=HangsOnce()) as srv,
+        raw_client(srv) as client,
+    ):
+        text_only = {"output_modalities": ["text"]}
+        await client.send({"type": "response.create", "response": text_only})
+        failed = await client.until("response.done", 10)
+        await client.send({"type": "response.create", "response": text_only})
+        answered = await client.until("response.done", 10)
+    assert failed["response"]["status"] == "failed"
+    error = failed["response"]["status_details"]["error"]
+    assert error["message"] == "The server had an error while generating the response."
+    assert answered["response"]["status"] == "completed"
+
+
+async def test_a_hung_recogniser_fails_its_transcription_and_the_session_goes_on() -> None:
+    from test_realtime_server_support import silence
+
+    config = ServerConfig(api_key=API_KEY, stt_deadline_s=0.5)
+    async with (
+        running_realtime_server(config=config, brain=DeafForever(["Hello."], pace=0)) as srv,
+        raw_client(srv) as client,
+    ):
+        transcribed = {"transcription": {"model": "whisper-1"}, "turn_detection": None}
+        session = {"type": "realtime", "audio": {"input": transcribed}}
+        await client.send({"type": "session.update", "session": session})
+        await client.until("session.updated")
+        await client.append(silence(500))
+        await client.send({"type": "input_audio_buffer.commit"})
+        failed = await client.until("conversation.item.input_audio_transcription.failed", 10)
+        await client.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
+        answered = await client.until("response.done", 10)
+    assert failed["error"]["message"] == "The server had an error while transcribing the audio."
+    assert answered["response"]["status"] == "completed"

@@ -35,7 +35,11 @@ from voxpipe.realtime_server.protocol_errors import ProtocolError
 from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
 from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
-from voxpipe.transports.realtime_server.driver import SessionDriver
+from voxpipe.transports.realtime_server.driver import (
+    BRAIN_DEADLINE_S,
+    STT_DEADLINE_S,
+    SessionDriver,
+)
 from voxpipe.transports.realtime_server.faults import (
     FaultInjector,
     RefuseNextConnection,
@@ -64,6 +68,10 @@ class ServerConfig:
     """Web origins (``https://app.example.com``) whose pages may open sessions; ``*`` any."""
     heartbeat_s: float = 20.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    brain_deadline_s: float = BRAIN_DEADLINE_S
+    """A brain silent this long between outputs has hung: its response fails."""
+    stt_deadline_s: float = STT_DEADLINE_S
+    """A transcription taking longer fails (``...transcription.failed``)."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -72,6 +80,8 @@ class ServerConfig:
             raise ConfigError(
                 f"max_message_bytes must be at least 1024, not {self.max_message_bytes}"
             )
+        if not (self.brain_deadline_s > 0 and self.stt_deadline_s > 0):
+            raise ConfigError("brain_deadline_s and stt_deadline_s must be above 0")
         if not self.heartbeat_s > 0:
             raise ConfigError(f"heartbeat_s must be above 0, not {self.heartbeat_s}")
 
@@ -212,6 +222,8 @@ class RealtimeServer:
             rate_limits=self.config.rate_limits,
             vad=self.vad,
             preconfig=preconfig,
+            brain_deadline_s=self.config.brain_deadline_s,
+            stt_deadline_s=self.config.stt_deadline_s,
         )
         self.live_sessions.add(driver)
         logger.info("realtime session {} opened (model {})", driver.core.session_id, model)

@@ -14,9 +14,9 @@ import functools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import WSMsgType, web
@@ -55,9 +55,14 @@ from voxpipe.transports.realtime_server.faults import (
 from voxpipe.transports.realtime_server.vad import SileroBatcher, VadStream
 
 IDLE_TICK_S = 0.1
+T = TypeVar("T")
 # What a client is told when the brain or the recogniser raises; the exception goes to the log.
 BRAIN_FAILED = "The server had an error while generating the response."
 TRANSCRIPTION_FAILED = "The server had an error while transcribing the audio."
+# A brain silent this long between outputs (or a recogniser this long on one item) is hung:
+# its response fails and the session goes on, instead of every later response waiting on it.
+BRAIN_DEADLINE_S = 30.0
+STT_DEADLINE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,24 @@ class _Pause:
 
 
 _Outgoing = pydantic.BaseModel | CloseRequested | _Pause
+
+
+async def _within(outputs: AsyncIterator[T], gap_s: float) -> AsyncIterator[T]:
+    """``outputs``, raising ``TimeoutError`` when the next one takes over ``gap_s``."""
+    iterator = aiter(outputs)
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(gap_s):
+                    item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        closing = getattr(iterator, "aclose", None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing()
 
 
 class SessionDriver:
@@ -82,8 +105,12 @@ class SessionDriver:
         rate_limits: RateLimitPolicy,
         vad: SileroBatcher,
         preconfig: dict[str, Any] | None = None,
+        brain_deadline_s: float = BRAIN_DEADLINE_S,
+        stt_deadline_s: float = STT_DEADLINE_S,
     ) -> None:
         self._ws = ws
+        self._brain_deadline_s = brain_deadline_s
+        self._stt_deadline_s = stt_deadline_s
         self._brain = brain
         self._faults = faults
         self._max_seconds = session_max_seconds
@@ -257,7 +284,7 @@ class SessionDriver:
                 outputs = self._brain.respond(request, speculation=reply)
             else:
                 outputs = self._brain.respond(request)
-            async for output in outputs:
+            async for output in _within(outputs, self._brain_deadline_s):
                 self.emit(self.core.brain_output(response_id, output, self.now_ms()))
                 active = self.core.active
                 if active is None or active.id != response_id:
@@ -265,6 +292,13 @@ class SessionDriver:
             self.emit(self.core.brain_finished(response_id, self.now_ms()))
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            logger.error(
+                "brain silent for {} s on {}: the response fails",
+                self._brain_deadline_s,
+                response_id,
+            )
+            self.emit(self.core.brain_finished(response_id, self.now_ms(), error=BRAIN_FAILED))
         except Exception:
             # The details (a file path, a model's own words) stay in the log:
             # a client learns only that the server failed.
@@ -301,7 +335,14 @@ class SessionDriver:
 
     async def _transcribe(self, request: TranscriptionRequested) -> None:
         try:
-            text = await self._recognise(request)
+            async with asyncio.timeout(self._stt_deadline_s):
+                text = await self._recognise(request)
+        except TimeoutError:
+            logger.error(
+                "transcription of {} took over {} s", request.item_id, self._stt_deadline_s
+            )
+            self.emit(self.core.transcription_failed(request.item_id, TRANSCRIPTION_FAILED))
+            return
         except Exception:
             logger.exception("transcription of {} failed", request.item_id)
             self.emit(self.core.transcription_failed(request.item_id, TRANSCRIPTION_FAILED))
