@@ -117,6 +117,12 @@ class DailyCallInput(DailyInputTransport):
     def __init__(self, call: DailyCallTransport, *args: Any, **kwargs: Any) -> None:
         super().__init__(call, *args, **kwargs)
         self._call = call
+        self.started = False  # the pipeline's StartFrame reached it
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        self.started = True
+        await self._call.admit_present()
 
     async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
         if isinstance(frame, UserAudioRawFrame) and not self._call.room.hears(frame.user_id):
@@ -226,6 +232,7 @@ class DailyCallTransport(DailyTransport):
         self.decisions_to: Decisions | None = None
         self.decided: list[RoomDecision] = []
         self._network_up = True
+        self._present_at_join: list[Mapping[str, Any]] = []
         self._register_room_handlers()
 
     @property
@@ -270,15 +277,24 @@ class DailyCallTransport(DailyTransport):
         self.joined_ms = now
         self.liveness.connected(now)
         logger.info(f"joined {self.room_url} as {self.bot_name}")
-        # Humans already in the room when the agent arrived count as joined now; pipecat
-        # captures the audio only of those who join later, so theirs is asked for here.
-        for participant_id, participant in self.participants().items():
-            if participant_id == "local" or participant.get("info", {}).get("isLocal"):
-                continue
+        # Humans already in the room when the agent arrived count as joined once the
+        # pipeline runs (a greeting needs it); pipecat captures only later joins' audio.
+        self._present_at_join = [
+            participant
+            for participant_id, participant in self.participants().items()
+            if participant_id != "local" and not participant.get("info", {}).get("isLocal")
+        ]
+        if self.input().started:
+            await self.admit_present()
+
+    async def admit_present(self) -> None:
+        """Take in the humans who were in the room before the agent (joined, and started)."""
+        present, self._present_at_join = self._present_at_join, []
+        for participant in present:
             await self.input().capture_participant_audio(
-                participant_id, "microphone", self.client.in_sample_rate
+                str(participant["id"]), "microphone", self.client.in_sample_rate
             )
-            await self._decide(self.room.joined(Participant.from_daily(participant), now))
+            await self._decide(self.room.joined(Participant.from_daily(participant), self.now_ms()))
 
     async def _errored(self, _transport: Any, error: str) -> None:
         if self.joined_ms is not None or self.failure is not None:
