@@ -10,8 +10,9 @@ processor in its tap slot; the far ends are the fake Twilio, Telnyx and Plivo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +20,14 @@ from fake_phone import FakeCarrier
 from fake_phone_rest import FakePhoneRest, HangupSeen
 from fake_plivo import FakePlivo
 from fake_telnyx import FakeTelnyx
-from fake_twilio import FakeTwilio
+from fake_twilio import FakeTwilio, mulaw_recording
 from loopback import serving as serving_app
 from phone_calls import calling, phone_transport, the_call, until
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import EndTaskFrame, Frame, InputDTMFFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.llm_service import FunctionCallParams
+from realtime_calls import compose
 
 from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.pipelines.simulated_call import LOCAL_SERVER_KEY
@@ -64,7 +67,11 @@ class KeypadMenu(FrameProcessor):
 
 @asynccontextmanager
 async def serving(
-    provider: Provider, rest: FakePhoneRest, rest_url: str | None
+    provider: Provider,
+    rest: FakePhoneRest,
+    rest_url: str | None,
+    script: list[Any] | None = None,
+    tools: Sequence[Any] = (),
 ) -> AsyncIterator[tuple[str, ServeApp, list[KeypadMenu]]]:
     """``voxpipe serve`` taking ``provider``'s calls; REST hang-ups to ``rest_url`` if given."""
     menus: list[KeypadMenu] = []
@@ -77,11 +84,14 @@ async def serving(
     config = config_type()
     if rest_url is not None:
         config.rest_hangup = RestHangup(provider, rest.account, rest.secret, rest_url)
-    brain = ScriptedBrain(["Hello."], pace=2.0)
+    brain = ScriptedBrain(script or ["Hello."], pace=2.0)
     server_config = ServerConfig(api_key=LOCAL_SERVER_KEY)
     async with running_realtime_server(config=server_config, brain=brain) as server:
         spec = LiveCallSpec(
-            server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY, make_tap=make_tap
+            server_url=server.realtime_url,
+            api_key=LOCAL_SERVER_KEY,
+            make_tap=make_tap,
+            tools=tools,
         )
         serve = ServeApp(ServeConfig(call=spec, **{provider.value: config}))
         async with serving_app(serve.build_app()) as base:
@@ -96,10 +106,10 @@ async def phone_rest() -> AsyncIterator[tuple[FakePhoneRest, str]]:
 
 
 @asynccontextmanager
-async def a_caller(provider: Provider, base: str) -> AsyncIterator[Any]:
-    """A caller on a quiet line (the keys are what matters)."""
+async def a_caller(provider: Provider, base: str, caller: bytes = b"") -> AsyncIterator[Any]:
+    """A caller on a quiet line (the keys are what matters), or saying ``caller``."""
     fake_type, _ = FAKES[provider]
-    fake: Any = fake_type(b"")
+    fake: Any = fake_type(caller)
     stream_url, parameters = await fake.answer(base)
     async with calling(fake, stream_url, parameters):
         yield fake
@@ -179,3 +189,35 @@ async def test_without_the_config_nothing_is_called_and_a_caller_hanging_up_is_n
             await until(lambda: fake.closed_ms is not None, 5)
         assert serve.ended[0][1] is CallEnd.HUNG_UP
     assert rest.requests == list[HangupSeen]()
+
+
+async def end_call(params: FunctionCallParams) -> None:
+    """End the phone call, once the caller has nothing more to ask."""
+    await params.result_callback({"ended": True})
+    await params.llm.push_frame(
+        EndTaskFrame(reason="the agent ended the call"), FrameDirection.UPSTREAM
+    )
+
+
+async def test_the_agents_end_call_tool_hangs_the_call_up_at_the_provider(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "That is all, thank you. Goodbye.", 6000], recording)
+    script = [{"function_call": {"name": "end_call", "arguments": {}}}]
+    async with (
+        phone_rest() as (rest, rest_url),
+        serving(Provider.TWILIO, rest, rest_url, script, tools=[end_call]) as (base, serve, _),
+        a_caller(Provider.TWILIO, base, mulaw_recording(recording)) as twilio,
+    ):
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        await until(lambda: rest.requests, 25)
+        await until(lambda: twilio.closed_ms is not None, 5)
+    assert serve.ended == [(call.call_id, CallEnd.PIPELINE_ENDED)]
+    (seen,) = rest.requests
+    assert (seen.method, seen.path, seen.status) == (
+        "POST",
+        f"/2010-04-01/Accounts/AC0001/Calls/{twilio.call_sid}.json",
+        200,
+    )

@@ -1,12 +1,13 @@
 """Hanging up a phone call through its provider's REST API: an explicit, configured action.
 
-When voxpipe ends a call itself (the agent's ``end_call``, the application
-ending its pipeline, the call's time limit, the server stopping), closing the
-media stream ends the stream, not necessarily the phone call: the provider
-moves on in its call flow. Hanging up the call for certain takes its REST
-API, with the account's credentials. So it is never a default: an agent
-file asks for it (``[telephony] hangup = "rest"``), and then the provider's
-credentials must be in the environment, or the server refuses to start.
+When voxpipe ends a call itself (an agent's ``end_call`` tool or the
+application ending its pipeline with ``EndTaskFrame``, a provider that failed
+for good, the call's time limit, the server stopping), closing the media
+stream ends the stream, not necessarily the phone call: the provider moves on
+in its call flow. Hanging up the call for certain takes its REST API, with the
+account's credentials. So it is never a default: an agent file asks for it
+(``[telephony] hangup = "rest"``), and then the provider's credentials must
+be in the environment, or the server refuses to start.
 
 Each provider's call, as documented:
 
