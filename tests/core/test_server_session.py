@@ -263,3 +263,56 @@ def test_client_sent_user_audio_item_is_transcribed() -> None:
     ]
     assert len(outputs[-1].pcm16) == 100 * 32  # 100 ms at 16 kHz
     assert s.conversation.get(outputs[0].item.id).audio_ms == 100
+
+
+def test_silence_under_server_vad_is_trimmed_so_a_turn_holds_only_its_speech() -> None:
+    # Two minutes of silence, then speech: once committed as one 120 s item.
+    s = session()
+    for _ in range(12):  # 10 s appends, scored as they come
+        frames = _speech_frames(s, np.zeros(24_000 * 10, dtype="<i2").tobytes())
+        s.vad_scored([(f, 0.0) for f in frames], 0)
+        # The padding, frames still in flight, and one append.
+        assert s.buffer.buffered_ms <= 300 + 1_000 + 10_000
+    frames = _speech_frames(s, np.zeros(24_000 * 2, dtype="<i2").tobytes())
+    scores = [0.9 if 10 <= i < 30 else 0.0 for i in range(len(frames))]
+    outputs = s.vad_scored(list(zip(frames, scores, strict=True)), 0)
+    committed = next(o for o in outputs if getattr(o, "type", "") == "input_audio_buffer.committed")
+    item = s.conversation.get(committed.item_id)
+    assert item is not None
+    started = next(
+        o for o in outputs if getattr(o, "type", "") == "input_audio_buffer.speech_started"
+    )
+    # Positions still count from the session's start.
+    assert started.audio_start_ms == frames[10].start_ms - 300 > 119_000
+    held_ms = len(s.buffer.peek_range(0, 10**9)) / 48
+    assert held_ms <= 2_000
+
+
+def test_an_append_past_the_buffer_limit_is_refused_and_nothing_is_lost_of_what_was_held() -> None:
+    from voxpipe.realtime_server.input_audio import MAX_BUFFER_MS
+
+    s = session()
+    send(
+        s,
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+        },
+    )
+    minute = np.zeros(24_000 * 60, dtype="<i2").tobytes()
+    for _ in range(MAX_BUFFER_MS // 60_000):
+        assert "error" not in types(_append(s, minute))
+    refused = _append(s, bytes(480))
+    assert types(refused) == ["error"]
+    assert refused[0].error.param == "audio"
+    assert "commit or clear" in refused[0].error.message
+    assert s.buffer.buffered_ms == MAX_BUFFER_MS
+    assert (
+        types(send(s, {"type": "input_audio_buffer.commit"}))[0] == "input_audio_buffer.committed"
+    )
+
+
+def _append(s: RealtimeSession, pcm: bytes) -> list[Any]:
+    import base64
+
+    return send(s, {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})

@@ -18,6 +18,11 @@ from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request, 
 from voxpipe.realtime_server.turn_detection import VAD_RATE, VadChunker, VadFrame
 
 MIN_COMMIT_MS = 100
+MAX_BUFFER_MS = 600_000
+"""The most a buffer holds uncommitted (10 minutes; 29 MB of 24 kHz PCM16). Under
+server VAD silence is trimmed long before; without it, a client that never commits
+gets an error on the append that would pass this, instead of the server holding
+audio for ever (20 minutes once sat there)."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,26 @@ class InputAudioBuffer:
         )
 
     def append(self, data: bytes) -> list[VadFrame]:
-        """Add audio; returns the VAD frames it completes."""
+        """Add audio; returns the VAD frames it completes. Refused past ``MAX_BUFFER_MS``."""
+        if self.buffered_ms + len(data) / bytes_per_ms(self.format) > MAX_BUFFER_MS:
+            raise invalid_value(
+                "audio",
+                f"The input audio buffer holds at most {MAX_BUFFER_MS // 1000} s; "
+                "commit or clear it before appending more.",
+            )
         self._data.extend(data)
         if self._chunker is None or self._resampler is None:
             return []
         pcm = codec.pcm16_array(codec.decode(data, self.format))
         return self._chunker.feed(self._resampler.resample_chunk(pcm).astype("<i2").tobytes())
+
+    def drop_before(self, position_ms: int) -> None:
+        """Forget audio before ``position_ms`` (silence no turn can reach any more)."""
+        per_ms = bytes_per_ms(self.format)
+        drop_ms = min(position_ms - self.start_ms, int(self.buffered_ms))
+        if drop_ms > 0:
+            del self._data[: drop_ms * per_ms]
+            self.start_ms += drop_ms
 
     def clear(self) -> None:
         """Drop everything held."""

@@ -45,6 +45,8 @@ from voxpipe.realtime_server.turn_detection import (
 )
 
 TRANSCRIBE_RATE = 16_000
+# Silence kept under server VAD beyond the prefix padding: frames still being scored.
+SILENCE_KEPT_MS = 1_000
 
 
 class UserTurns:
@@ -95,6 +97,11 @@ class UserTurns:
                 outputs += self._silence_began(turn_event.speech_end_ms)
             elif isinstance(turn_event, SpeechStopped):
                 outputs += self._speech_stopped(turn_event, now_ms)
+        if scored and self._speech_item_id is None and self.config.turn is not None:
+            # Silence: only the prefix padding before a speech start can still join a
+            # turn, so older audio goes (2 min of it once became one 120 s item).
+            keep_ms = self.config.turn.prefix_padding_ms + SILENCE_KEPT_MS
+            self.buffer.drop_before(scored[-1][0].start_ms - keep_ms)
         return outputs
 
     def _speech_started(self, audio_start_ms: int, now_ms: int) -> list[Output]:
