@@ -60,6 +60,7 @@ async def failed_join(options: RoomOptions, tmp_path: Path) -> tuple[DailyJoinFa
         with pytest.raises(DailyJoinFailed) as failure:
             await DailyCall(options, spec).run()
         took = time.monotonic() - started
+        print(f"\n{options.room_url}: {failure.value.reason.value} after {took:.2f} s")
         assert call_tasks(before) == []  # nothing of the call is left running
     assert not list((tmp_path / "calls").glob("*"))  # no call took place: no artifacts
     return failure.value, took

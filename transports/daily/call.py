@@ -17,6 +17,7 @@ reports playback through the seam.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -80,8 +81,10 @@ class DailyCall:
             end_when=options.end_when,
             join_timeout_s=options.join_timeout_s,
         )
-        self.call = LiveCall(call_id or _call_id(), self.transport, spec)
+        # A copy: a failed join turns recording off for this call only.
+        self.call = LiveCall(call_id or _call_id(), self.transport, dataclasses.replace(spec))
         self.transport.decisions_to = self._carry_out
+        self.transport.add_event_handler("on_error", self._errored)
         self.transport.add_event_handler("on_participant_joined", self._joined)
         self.transport.add_event_handler("on_participant_left", self._left)
 
@@ -113,6 +116,10 @@ class DailyCall:
             await self._cancel_answer()
         elif isinstance(decision, EndCall):
             logger.info(f"{self.options.room_url}: the call is over ({decision.reason.value})")
+
+    async def _errored(self, _transport: Any, _error: str) -> None:
+        if self.transport.joined_ms is None:  # the join failed: no call, nothing to write
+            self.call.spec.record_dir = None
 
     async def _joined(self, _transport: Any, participant: Mapping[str, Any]) -> None:
         who = Participant.from_daily(participant)
