@@ -222,3 +222,32 @@ async def test_staying_in_an_empty_room_the_agent_says_nothing_until_told_to_lea
     assert still_running and ended is CallEnd.SERVER_ENDED
     assert stopped_ms is not None and stopped_ms - left_ms < 1000
     assert call.transport.room.empty and call.transport.room.listening is None
+
+
+@pytest.mark.models
+async def test_on_the_chained_graph_the_greeting_is_spoken_and_cut_when_its_listener_drops(
+    monkeypatch: pytest.MonkeyPatch, loaded_engines: Any, tmp_path: Path
+) -> None:
+    room = FakeRoom()
+    alice = room.human_joins("Alice")  # there before the agent: greeted once the graph runs
+    bob = room.human_joins("Bob")
+    spec = LiveCallSpec(mode=Mode.CHAINED, record_dir=tmp_path / "calls")
+    with installed(monkeypatch, room):
+        call = DailyCall(RoomOptions(room.url), spec)
+        task = asyncio.create_task(call.run())
+        try:
+            await until(lambda: room.loud_ms() > 300, 60)  # the local voice greets Alice
+            alice.leave()  # mid-greeting
+            left_ms = now_ms()
+            await quiet(room)
+            stopped_ms = room.last_written_ms()
+            still_running = not task.done()
+        finally:
+            bob.leave()
+            ended = await asyncio.wait_for(task, 20)
+    assert still_running and ended is CallEnd.HUNG_UP
+    assert stopped_ms is not None and stopped_ms - left_ms < 1000  # the greeting was cut
+    (_start, greeted_ms), *_ = room.runs()
+    assert greeted_ms < 2000  # "Hello, Alice! How can I help you today?" takes longer
+    audio, _rate = sf.read(str(tmp_path / "calls" / call.call.call_id / "call.wav"))
+    assert abs(audio[:, 1]).max() > 0.05  # the greeting is on the bot's side of call.wav
