@@ -31,10 +31,14 @@ ARTIFACTS = ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "re
 
 @asynccontextmanager
 async def serving(
-    tmp_path: Path, replies: list[str] = REPLIES, **config: Any
+    tmp_path: Path, replies: list[str] = REPLIES, brain: Any = None, **config: Any
 ) -> AsyncIterator[tuple[str, ServeApp]]:
-    """``voxpipe serve`` with the given ``ServeConfig`` fields (``twilio=``, ``telnyx=``...)."""
-    brain = ScriptedBrain(replies, pace=2.0)  # the bot's audio arrives twice as fast as it plays
+    """``voxpipe serve`` with the given ``ServeConfig`` fields (``twilio=``, ``telnyx=``...).
+
+    The embedded server answers with ``brain``, by default a scripted one saying ``replies``.
+    """
+    # The bot's audio arrives twice as fast as it plays.
+    brain = brain if brain is not None else ScriptedBrain(replies, pace=2.0)
     async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
         spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
         serve = ServeApp(ServeConfig(call=spec, **config))

@@ -277,7 +277,9 @@ class SessionDriver:
     async def _run_brain(self, response_id: str) -> None:
         try:
             if self._transcriptions:
-                await asyncio.gather(*self._transcriptions, return_exceptions=True)
+                # wait, not gather: a response cancelled by the caller's next words
+                # must not cancel the transcription of the words before them.
+                await asyncio.wait(set(self._transcriptions))
             request = self.core.brain_request(response_id)
             reply, self._reply = self._reply, None
             if isinstance(self._brain, SpeculativeBrain):
