@@ -141,3 +141,15 @@ def test_a_g711_call_counts_its_audio_in_g711_milliseconds() -> None:
         RealtimeCall(config, ledger=PlaybackLedger(), random=lambda: 0.5, new_id=lambda: "i")
     with pytest.raises(AudioFormatError):
         AudioEncoding.of(PCM)
+
+
+def test_a_chunk_dropped_after_a_cut_takes_its_bytes_along() -> None:
+    law = AudioEncoding.MULAW
+    keeper = G711Passthrough(law)
+    late, reply = speech_like(160, seed=4), speech_like(320, seed=5)
+    keeper.brought(late)  # arrived after the cut, before the next reply's marker
+    keeper.brought(reply)
+    keeper.skipped(law.decode(late))
+    pcm = law.decode(reply)
+    assert keeper.chunk(pcm[:320]) + keeper.chunk(pcm[320:]) == reply
+    assert keeper.counts.passed == 320 and keeper.counts.encoded == 0

@@ -122,8 +122,7 @@ async def test_the_callers_and_the_bots_mulaw_pass_through_unchanged_across_a_se
             call = the_call(serve)
             service = call.graph.brain
             assert isinstance(service, RealtimeService)
-            await until(lambda: len(wire.deltas) >= 1 and twilio.loud_ms() > 500, 25)
-            first = next(iter(wire.deltas))
+            await until(lambda: wire.deltas and twilio.loud_ms() > 500, 25)
             assert server_formats(server) == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
             # Mid-call updates that name PCM, or no format at all (pipecat's own, a
             # rollover's), leave the session in the caller's law.
@@ -139,11 +138,12 @@ async def test_the_callers_and_the_bots_mulaw_pass_through_unchanged_across_a_se
             assert server_formats(server) == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
 
             # The second question is answered, in mu-law, after the updates.
+            before = set(wire.deltas)
+
             def answered_again() -> bool:
-                return len(wire.deltas) >= 2 and twilio.heard_ms(list(wire.deltas)[-1]) > 800
+                return any(i not in before and twilio.heard_ms(i) > 800 for i in wire.deltas)
 
             await until(answered_again, 30)
-            second = list(wire.deltas)[-1]
             transport = call.transport
             assert isinstance(transport, PhoneCallTransport)
             passthrough = transport.passthrough
@@ -163,14 +163,18 @@ async def test_the_callers_and_the_bots_mulaw_pass_through_unchanged_across_a_se
     assert counts_in.passed > 8 * 3000  # the question, at least, went as it came
     # The fake played the server's bytes for each reply, as the server made them
     # (the last chunk of a reply is padded with silence to 20 ms).
-    for item in (first, second):
-        server_bytes, fake_bytes = bytes(wire.deltas[item]), played(twilio, item)
-        assert len(fake_bytes) >= 8 * 800
+    # (the last chunk of a reply is padded with silence to 20 ms; a reply cut by a
+    # barge-in, as when the server's VAD splits a question in two, was played in part).
+    heard = {item: played(twilio, item) for item in wire.deltas if played(twilio, item)}
+    assert heard and len(max(heard.values(), key=len)) >= 8 * 800
+    whole = 0
+    for item, fake_bytes in heard.items():
+        server_bytes = bytes(wire.deltas[item])
         assert fake_bytes[: len(server_bytes)] == server_bytes[: len(fake_bytes)]
-    full = bytes(wire.deltas[first])
-    assert played(twilio, first)[: len(full)] == full
-    assert len(played(twilio, first)) - len(full) < CHUNK
-    assert counts_out.passed >= len(full)
+        if len(fake_bytes) >= len(server_bytes):
+            assert len(fake_bytes) - len(server_bytes) < CHUNK
+            whole += len(server_bytes)
+    assert whole >= 8 * 800 and counts_out.passed >= whole
 
 
 async def test_a_barge_in_truncates_a_passed_through_reply_where_twilio_stopped_playing(

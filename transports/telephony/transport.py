@@ -210,7 +210,10 @@ class _StreamOutput(BaseOutputTransport):
         await super().write_transport_frame(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        if self._cut or not await self._call.media(frame):
+        if self._cut:
+            self._call.dropped(frame)
+            return False
+        if not await self._call.media(frame):
             return False
         # Paced after sending, like a sound card: the next chunk leaves when this one has played.
         duration_ms = len(frame.audio) / 2 / frame.sample_rate * 1000
@@ -371,6 +374,11 @@ class PhoneCallTransport(BaseTransport):
         if mark is not None:
             await self._send(self.stream.mark(mark.name))
         return True
+
+    def dropped(self, frame: OutputAudioRawFrame) -> None:
+        """A chunk of the bot's audio was dropped unsent (it came after a cut)."""
+        if self.passthrough is not None and frame.sample_rate == PHONE_RATE:
+            self.passthrough.skipped(frame.audio)
 
     async def cleared(self) -> None:
         """An interruption: the provider drops what it holds, and says where it stopped.

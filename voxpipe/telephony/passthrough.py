@@ -10,7 +10,8 @@ Each taken run is checked against the chunk (decoding is a table lookup): a
 chunk the bytes do not match (silence pipecat padded a reply's end with, or
 audio that never came as G.711) is encoded from its PCM instead, and the
 bytes held are dropped, so a mismatch never carries into the next chunk.
-An interruption drops what is held along with pipecat's queued chunks.
+An interruption drops what is held along with pipecat's queued chunks, and
+a chunk the output drops unsent takes its bytes with it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ class G711Passthrough:
         """An interruption: the chunks these bytes were for will never be written."""
         self._held.clear()
 
-    def chunk(self, pcm8k: bytes) -> bytes:
+    def skipped(self, pcm8k: bytes) -> None:
+        """A chunk the output dropped unsent (late audio after a cut): its bytes go too."""
+        self.chunk(pcm8k, count=False)
+
+    def chunk(self, pcm8k: bytes, *, count: bool = True) -> bytes:
         """The G.711 for one chunk of PCM16 at 8 kHz: the bytes held where they match it."""
         samples = len(pcm8k) // 2
         take = bytes(self._held[:samples])
@@ -59,6 +64,7 @@ class G711Passthrough:
         else:
             self._held.clear()
             take, rest = b"", self.law.encode(pcm8k)
-        self.counts.passed += len(take)
-        self.counts.encoded += len(rest)
+        if count:
+            self.counts.passed += len(take)
+            self.counts.encoded += len(rest)
         return take + rest
