@@ -28,7 +28,7 @@ from realtime_calls import LONG_REPLY, compose
 
 import voxpipe.realtime_server.session as server_session
 from voxpipe.audio import AudioFormat
-from voxpipe.call.events import ItemTruncated
+from voxpipe.call.events import ItemTruncated, Reconnected
 from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.pipelines.simulated_call import LOCAL_SERVER_KEY
 from voxpipe.processors.realtime import RealtimeService
@@ -80,10 +80,10 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
 
 @asynccontextmanager
 async def serving(
-    tmp_path: Path, replies: list[str], **phones: Any
+    tmp_path: Path, replies: list[str], session_max_seconds: float = 3600, **phones: Any
 ) -> AsyncIterator[tuple[str, ServeApp, Any]]:
     brain = ScriptedBrain(replies, pace=2.0)
-    config = ServerConfig(api_key=LOCAL_SERVER_KEY)
+    config = ServerConfig(api_key=LOCAL_SERVER_KEY, session_max_seconds=session_max_seconds)
     async with running_realtime_server(config=config, brain=brain) as server:
         spec = LiveCallSpec(server_url=server.realtime_url, api_key=LOCAL_SERVER_KEY)
         serve = ServeApp(ServeConfig(call=spec, **(phones or {"twilio": TwilioConfig()})))
@@ -239,4 +239,37 @@ async def test_an_alaw_caller_on_telnyx_passes_through_in_alaw(
     item = next(iter(wire.deltas))
     server_bytes, fake_bytes = bytes(wire.deltas[item]), played(telnyx, item)
     assert len(fake_bytes) >= 8 * 800
+    assert fake_bytes[: len(server_bytes)] == server_bytes[: len(fake_bytes)]
+
+
+async def test_a_new_session_after_the_old_one_expired_speaks_the_callers_law_from_the_start(
+    make_speech: Any, tmp_path: Path, wire: Wire
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(
+        make_speech,
+        [1000, "What time do you open on Saturday?", 5000, "Do you take cards?", 6000],
+        recording,
+    )
+    replies = ["We open at nine.", "Yes, we take cards and cash."]
+    async with serving(tmp_path, replies, session_max_seconds=7) as (base, serve, server):
+        twilio = FakeTwilio(mulaw_recording(recording))
+        stream_url, parameters = await twilio.answer(base)
+        async with calling(twilio, stream_url, parameters):
+            await until(lambda: serve.calls)
+            service = the_call(serve).graph.brain
+            assert isinstance(service, RealtimeService)
+            await until(lambda: any(isinstance(e, Reconnected) for e in service.events), 30)
+            formats = server_formats(server)  # the new session, ready
+            before = set(wire.deltas)
+
+            def answered_on_the_new_session() -> bool:
+                return any(i not in before and twilio.heard_ms(i) > 800 for i in wire.deltas)
+
+            await until(answered_on_the_new_session, 30)
+    assert formats == {(AudioFormat.G711_ULAW, AudioFormat.G711_ULAW)}
+    sent = wire.sent_to_server()  # every append, to either session, was mu-law
+    assert sent and len(wire.appended) > 100
+    item = next(i for i in wire.deltas if i not in before and played(twilio, i))
+    server_bytes, fake_bytes = bytes(wire.deltas[item]), played(twilio, item)
     assert fake_bytes[: len(server_bytes)] == server_bytes[: len(fake_bytes)]
