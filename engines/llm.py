@@ -13,6 +13,15 @@ from typing import Any
 
 from voxpipe import weights
 
+# Messages are dropped from the front of a conversation that outgrows the context in
+# blocks this long, so the cut stays put for several turns and the KV cache of the
+# prompt's prefix stays warm between them.
+TRIM_BLOCK = 8
+# Room kept for the chat template's own tokens beyond the reply's max_tokens.
+CONTEXT_MARGIN = 32
+# The reply length prefill assumes when fitting the prompt (stream_chat's default).
+PREFILL_MAX_TOKENS = 200
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -76,6 +85,7 @@ class LlamaEngine:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.model_path = model_path or weights.llm_path()
+        self.n_ctx = n_ctx
         self._llm = Llama(
             model_path=str(self.model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
@@ -90,6 +100,37 @@ class LlamaEngine:
 
     def _render(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
         prompt: str = self._format(messages=chat, tools=tools).prompt  # type: ignore[arg-type]
+        return prompt
+
+    def _prompt_tokens(self, prompt: str) -> int:
+        return len(self._llm.tokenize(prompt.encode(), add_bos=False, special=True))
+
+    def _fitted(
+        self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int
+    ) -> str:
+        """The prompt, with the oldest turns dropped while it would not fit the context.
+
+        The instructions (leading system messages) and the newest message always
+        stay; the cut moves in blocks of ``TRIM_BLOCK`` messages and never leaves a
+        tool result without the call before it. A call 100 turns long answers as
+        one 10 turns long does, remembering what fits.
+        """
+        budget = self.n_ctx - max_tokens - CONTEXT_MARGIN
+        prompt = self._render(chat, tools)
+        if self._prompt_tokens(prompt) <= budget:
+            return prompt
+        head = 0
+        while head < len(chat) and chat[head].get("role") == "system":
+            head += 1
+        system, rest = chat[:head], chat[head:]
+        drop = 0
+        while drop < len(rest) - 1:
+            drop = min(drop + TRIM_BLOCK, len(rest) - 1)
+            while drop < len(rest) - 1 and rest[drop].get("role") == "tool":
+                drop += 1
+            prompt = self._render(system + rest[drop:], tools)
+            if self._prompt_tokens(prompt) <= budget:
+                break
         return prompt
 
     def stream_chat(
@@ -110,7 +151,7 @@ class LlamaEngine:
         chat = _plain_tool_history(messages)
         offer_tools = bool(tools) and messages[-1].get("role") != "tool"
         with self._lock:
-            prompt = self._render(chat, tools if offer_tools else None)
+            prompt = self._fitted(chat, tools if offer_tools else None, max_tokens)
             pieces = self._generate(prompt, max_tokens, temperature, stop, usage)
             if not offer_tools:
                 for piece in pieces:
@@ -132,7 +173,7 @@ class LlamaEngine:
                 yield LLMChunk(tool_calls=calls)
                 return
             # Not a call to a tool it has: answer in words instead.
-            prompt = self._render(chat, None)
+            prompt = self._fitted(chat, None, max_tokens)
             for piece in self._generate(prompt, max_tokens, temperature, stop, usage):
                 yield LLMChunk(text=piece)
 
@@ -151,7 +192,7 @@ class LlamaEngine:
         if not self._lock.acquire(blocking=False):
             return 0
         try:
-            prompt = self._render(chat, tools if offer_tools else None)
+            prompt = self._fitted(chat, tools if offer_tools else None, PREFILL_MAX_TOKENS)
             tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
             cached = _common_prefix(self._llm._input_ids.tolist(), tokens)
             if cached >= len(tokens):

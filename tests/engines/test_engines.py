@@ -122,3 +122,52 @@ def test_unknown_voice_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="unknown TTS engine"):
         eng.make_tts("kokoro")
+
+
+def _long_call(turns: int) -> list[dict[str, str]]:
+    chat: list[dict[str, str]] = [SYSTEM]
+    for n in range(turns):
+        chat.append(
+            {"role": "user", "content": f"Note number {n}: the parcel for flat {n} is blue."}
+        )
+        chat.append({"role": "assistant", "content": f"Noted: parcel {n} for flat {n} is blue."})
+    return chat
+
+
+@pytest.fixture(scope="module")
+def small_context_llm() -> eng.LlamaEngine:
+    """The same model with a 512-token context: a long call overflows it in a few dozen
+    turns, and a fitted prompt is quick to evaluate on a loaded machine (the shared
+    engine's 4,096 tokens take minutes there)."""
+    return eng.LlamaEngine(n_ctx=512)
+
+
+def test_turn_100_still_answers_with_what_fits_of_the_call(
+    small_context_llm: eng.LlamaEngine,
+) -> None:
+    # 100 turns of about 30 tokens each, many times the context, where every response
+    # once failed ("Requested tokens exceed context window").
+    llm = small_context_llm
+    chat = [*_long_call(100), {"role": "user", "content": "What is the capital of France?"}]
+    assert llm._prompt_tokens(llm._render(chat, None)) > 5 * llm.n_ctx  # it would not fit
+    prompt = llm._fitted(chat, None, 40)
+    assert llm._prompt_tokens(prompt) <= llm.n_ctx - 40
+    assert SYSTEM["content"] in prompt  # the instructions stay
+    assert "capital of France" in prompt and "Note number 99:" in prompt  # the newest stay
+    assert "Note number 0:" not in prompt  # the oldest go
+    text = "".join(c.text for c in llm.stream_chat(chat, max_tokens=40))
+    assert "paris" in text.lower()
+
+
+def test_the_cut_stays_put_across_turns_so_the_prefix_cache_holds(
+    small_context_llm: eng.LlamaEngine,
+) -> None:
+    llm = small_context_llm
+    chat = _long_call(100)
+    prompts = [
+        llm._fitted([*chat, {"role": "user", "content": f"Question {n}?"}], None, 40)
+        for n in range(3)
+    ]
+    # The same oldest message kept in each: only the tail differs.
+    first_kept = [p[p.index("Note number") : p.index("Note number") + 16] for p in prompts]
+    assert len(set(first_kept)) == 1
