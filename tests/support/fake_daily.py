@@ -33,6 +33,7 @@ daily-python, for one room.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import queue
@@ -464,6 +465,18 @@ class FakeDailyStatics:
     @staticmethod
     def init(worker_threads: int = 2, log_level: Any = None) -> None:
         return None
+
+
+def call_tasks(before: set[asyncio.Task[Any]], *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Tasks started since ``before`` and still there, but those from files named in ``ignore``."""
+    current = asyncio.current_task()
+    left = []
+    for task in asyncio.all_tasks() - before:
+        code = task.get_coro().cr_code  # type: ignore[union-attr]
+        if task is current or any(name in code.co_filename for name in ignore):
+            continue
+        left.append(f"{task.get_name()} ({code.co_qualname})")
+    return left
 
 
 @contextlib.contextmanager

@@ -15,10 +15,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fake_daily import FakeRoom, installed
+from fake_daily import FakeRoom, call_tasks, installed
 
 from voxpipe.cli import main
 from voxpipe.daily.joins import join_failed, room_name
@@ -40,18 +39,6 @@ async def agent_spec(tmp_path: Path) -> AsyncIterator[LiveCallSpec]:
         yield LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
 
 
-def call_tasks(before: set[asyncio.Task[Any]]) -> list[str]:
-    """Tasks started since ``before`` that are not the embedded server's, by name."""
-    current = asyncio.current_task()
-    left = []
-    for task in asyncio.all_tasks() - before:
-        code = task.get_coro().cr_code  # type: ignore[union-attr]
-        if task is current or any(m in code.co_filename for m in SERVER_MODULES):
-            continue
-        left.append(f"{task.get_name()} ({code.co_qualname})")
-    return left
-
-
 async def failed_join(options: RoomOptions, tmp_path: Path) -> tuple[DailyJoinFailed, float]:
     """Run the call to its failure: the error, and how long it took."""
     async with agent_spec(tmp_path) as spec:
@@ -61,7 +48,7 @@ async def failed_join(options: RoomOptions, tmp_path: Path) -> tuple[DailyJoinFa
             await DailyCall(options, spec).run()
         took = time.monotonic() - started
         print(f"\n{options.room_url}: {failure.value.reason.value} after {took:.2f} s")
-        assert call_tasks(before) == []  # nothing of the call is left running
+        assert call_tasks(before, ignore=SERVER_MODULES) == []  # nothing of the call is left
     assert not list((tmp_path / "calls").glob("*"))  # no call took place: no artifacts
     return failure.value, took
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from fake_daily import FakeRoom, installed, now_ms
+from fake_daily import FakeRoom, call_tasks, installed, now_ms
 from phone_calls import ARTIFACTS, until
 from realtime_calls import LONG_REPLY
 
@@ -33,6 +33,7 @@ from voxpipe.transports.realtime_server import ScriptedBrain
 from voxpipe.transports.realtime_server.brains import SyntheticVoice
 
 GREETING = "Hello! How can I help you today?"
+SERVER_MODULES = ("realtime_server", "aiohttp", "websockets")
 
 
 def speech(make_speech: Any, text: str) -> bytes:
@@ -54,6 +55,7 @@ async def agent_in(
     async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
         spec = LiveCallSpec(server_url=url, api_key=key, record_dir=tmp_path / "calls")
         with installed(monkeypatch, room):
+            before = asyncio.all_tasks()
             call = DailyCall(RoomOptions(room.url, **options), spec)
             task = asyncio.create_task(call.run())
             try:
@@ -63,6 +65,8 @@ async def agent_in(
                 if not task.done():
                     call.end()
                 await asyncio.wait_for(asyncio.shield(task), 20)
+            # The call's tasks ended with it (the embedded server's own are not the call's).
+            assert call_tasks(before | {task}, ignore=SERVER_MODULES) == []
 
 
 def greeting_ms() -> float:

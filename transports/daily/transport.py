@@ -231,7 +231,7 @@ class DailyCallTransport(DailyTransport):
         self.joined_ms: float | None = None
         self.decisions_to: Decisions | None = None
         self.decided: list[RoomDecision] = []
-        self._network_up = True
+        self._interrupted: set[str] = set()  # Daily's connections now interrupted
         self._present_at_join: list[Mapping[str, Any]] = []
         self._register_room_handlers()
 
@@ -255,7 +255,7 @@ class DailyCallTransport(DailyTransport):
 
     def tick(self) -> None:
         """The room is still there while joined and its network connected (every 0.5 s)."""
-        if self.joined_ms is not None and self._network_up:
+        if self.joined_ms is not None and not self._interrupted:
             self.liveness.heard(self.now_ms())
 
     # -- what the room says ---------------------------------------------------------
@@ -321,8 +321,12 @@ class DailyCallTransport(DailyTransport):
             self.liveness.closed(self.now_ms())  # ejected, or the room ended under us
 
     async def _network_status(self, _transport: Any, status: Mapping[str, Any]) -> None:
-        self._network_up = status.get("event") != "interrupted"
-        if self._network_up:
+        # Signalling, sending and receiving each report on their own; all must be up.
+        connection = str(status.get("connection"))
+        if status.get("event") == "interrupted":
+            self._interrupted.add(connection)
+        else:
+            self._interrupted.discard(connection)
             self.tick()
 
     async def _decide(self, decisions: list[RoomDecision]) -> None:
