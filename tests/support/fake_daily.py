@@ -167,6 +167,17 @@ class FakeRoom:
         for client in clients:
             client.human_left(human, reason)
 
+    def network(self, connection: str, event: str) -> None:
+        """Daily reports one of its connections ``interrupted`` or ``connected`` again."""
+        status = {"connection": connection, "event": event}
+        for client in [c for c in self.clients if c.joined]:
+            client.sdk.call(lambda c=client: c.handler.on_network_connection_status_updated(status))
+
+    def eject_agent(self) -> None:
+        """The room ejects the agent (an owner's eject, or the room's exp): its call is left."""
+        for client in [c for c in self.clients if c.joined]:
+            client.ejected()
+
     @property
     def agent_joined(self) -> bool:
         return any(c.joined for c in self.clients)
@@ -291,6 +302,15 @@ class FakeCallClient:
             self.handler.on_call_state_updated("left")
             if completion is not None:
                 completion(None)
+
+        self.sdk.call(done)
+
+    def ejected(self) -> None:
+        def done() -> None:
+            self._stop_renderers()
+            self.joined = False
+            self.left = True
+            self.handler.on_call_state_updated("left")
 
         self.sdk.call(done)
 

@@ -29,6 +29,7 @@ from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
 from voxpipe.timeline import EventKind
 from voxpipe.transports.daily.call import DailyCall, RoomOptions
+from voxpipe.transports.daily.transport import DailyCallTransport
 from voxpipe.transports.realtime_server import ScriptedBrain
 from voxpipe.transports.realtime_server.brains import SyntheticVoice
 
@@ -265,3 +266,32 @@ async def test_on_the_chained_graph_the_greeting_is_spoken_and_cut_when_its_list
     assert greeted_ms < 2000  # "Hello, Alice! How can I help you today?" takes longer
     audio, _rate = sf.read(str(tmp_path / "calls" / call.call.call_id / "call.wav"))
     assert abs(audio[:, 1]).max() > 0.05  # the greeting is on the bot's side of call.wav
+
+
+@pytest.mark.parametrize("how", ["ejected", "network_lost"])
+async def test_a_room_that_ejects_the_agent_or_loses_its_network_ends_the_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str
+) -> None:
+    room = FakeRoom()
+    brain = ScriptedBrain([GREETING], pace=2.0)
+    async with embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key):
+        spec = LiveCallSpec(server_url=url, api_key=key)
+        with installed(monkeypatch, room):
+            transport = DailyCallTransport(room.url, silent_ms=1000)
+            call = DailyCall(RoomOptions(room.url), spec, transport=transport)
+            task = asyncio.create_task(call.run())
+            await until(lambda: transport.joined_ms is not None, 20)
+            room.human_joins("Alice")
+            await greeted(room)
+            if how == "ejected":
+                room.eject_agent()
+            else:
+                room.network("sendTransport", "interrupted")
+                room.network("signalling", "connected")  # one connection up is not enough
+            lost_ms = now_ms()
+            ended = await asyncio.wait_for(task, 10)
+    (end,) = call.call.timeline.of(EventKind.CALL_ENDED)
+    if how == "ejected":
+        assert ended is CallEnd.HUNG_UP and end.t_ms - lost_ms < 1000
+    else:
+        assert ended is CallEnd.PEER_SILENT and 1000 - 600 < end.t_ms - lost_ms < 2500

@@ -190,6 +190,7 @@ class DailyCallTransport(DailyTransport):
         listen_to: listen only to the participant of this name (default: the first).
         end_when: when the call ends on its own (default: the last human left).
         join_timeout_s: give up joining after this long.
+        silent_ms: a room whose network stays interrupted this long is gone.
         record_audio: keep both sides' audio for ``call.wav``.
         now_ms: the clock of its reports, recording and liveness.
     """
@@ -204,6 +205,7 @@ class DailyCallTransport(DailyTransport):
         listen_to: str | None = None,
         end_when: EndWhen = EndWhen.LAST_HUMAN_LEFT,
         join_timeout_s: float = JOIN_TIMEOUT_S,
+        silent_ms: int = SILENT_MS,
         record_audio: bool = True,
         now_ms: Callable[[], float] = monotonic_ms,
     ) -> None:
@@ -224,7 +226,7 @@ class DailyCallTransport(DailyTransport):
         )
         # Connected once joined; a join that fails is a close, one that hangs never connects.
         self.liveness = PeerLiveness(
-            timeout_ms=SILENT_MS, connect_timeout_ms=join_timeout_s * 1000 + 2_000
+            timeout_ms=silent_ms, connect_timeout_ms=join_timeout_s * 1000 + 2_000
         )
         self.liveness.opened(now_ms())
         self.failure: DailyJoinFailed | None = None
