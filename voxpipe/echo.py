@@ -5,10 +5,11 @@ voice back, a few hundred milliseconds late and some decibels quieter. Voice
 activity detection (the Realtime server's, or a local one) takes that for a
 barge-in and cuts the bot, whose next reply is cut the same way: the "voice
 cut-off loop". Measured through ``voxpipe serve`` with an aiortc caller that
-mixes what it plays back into its microphone at -20 dB, 150 ms late: 13 false
+mixes what it plays back into its microphone at -20 dB, 150 ms late: 16 false
 barge-ins in a call of two questions without the guard, 0 with it, and a real
-barge-in still cut the bot 715 ms after its first word (673 ms with neither
-echo nor guard; ``benchmarks/echo.py``, with -30 and -10 dB, 40 and 300 ms).
+barge-in still cut the bot 710 ms after its first word (median of 5; 933 ms
+with neither echo nor guard in the same run; ``benchmarks/echo.py``, with -30
+and -10 dB, 40 and 300 ms).
 
 :class:`EchoGuard` keeps an echo estimate of what is being played and judges
 each piece of caller audio against it:
