@@ -18,6 +18,7 @@ from voxpipe.processors.realtime.formats import (
     session_format,
     with_audio_formats,
 )
+from voxpipe.realtime_server.input_audio import InputAudioBuffer
 from voxpipe.telephony.codec import AudioEncoding
 from voxpipe.telephony.passthrough import G711Passthrough
 
@@ -153,3 +154,19 @@ def test_a_chunk_dropped_after_a_cut_takes_its_bytes_along() -> None:
     pcm = law.decode(reply)
     assert keeper.chunk(pcm[:320]) + keeper.chunk(pcm[320:]) == reply
     assert keeper.counts.passed == 320 and keeper.counts.encoded == 0
+
+
+@pytest.mark.parametrize("fmt", [ULAW, ALAW])
+def test_the_embedded_servers_vad_hears_g711_as_it_is_appended(fmt: AudioFormat) -> None:
+    # soxr's stream held 8 kHz audio back 100 ms and released it in 104 ms blocks,
+    # so a barge-in on a G.711 session was heard up to 200 ms late.
+    buffer = InputAudioBuffer(fmt)
+    buffer.enable_vad(True)
+    law = AudioEncoding.of(fmt)
+    tone = (np.sin(np.arange(160) / 3) * 8000).astype("<i2").tobytes()
+    heard_ms = 0
+    for appended in range(1, 51):
+        for frame in buffer.append(law.encode(tone)):
+            heard_ms = frame.end_ms
+        assert appended * 20 - heard_ms < 32 + 5  # at most one VAD frame (32 ms) waits
+    assert heard_ms >= 1000 - 32

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import soxr
@@ -16,6 +17,7 @@ from voxpipe.audio import AudioFormat, bytes_per_ms, bytes_to_ms
 from voxpipe.realtime_server import codec
 from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request, invalid_value
 from voxpipe.realtime_server.turn_detection import VAD_RATE, VadChunker, VadFrame
+from voxpipe.telephony.resample import StreamResampler
 
 MIN_COMMIT_MS = 100
 MAX_BUFFER_MS = 600_000
@@ -67,7 +69,7 @@ class InputAudioBuffer:
         self._data = bytearray()
         self.start_ms = 0
         self._chunker: VadChunker | None = None
-        self._resampler: soxr.ResampleStream | None = None
+        self._resampler: Callable[[bytes], bytes] | None = None
 
     @property
     def written_ms(self) -> int:
@@ -88,12 +90,7 @@ class InputAudioBuffer:
     def enable_vad(self, enabled: bool) -> None:
         """Start or stop cutting frames for the VAD from this position on."""
         self._chunker = VadChunker(base_ms=self.written_ms) if enabled else None
-        # A streaming resampler: continuous across appends, and 3x cheaper than one-shot calls.
-        self._resampler = (
-            soxr.ResampleStream(codec.format_rate(self.format), VAD_RATE, 1, dtype="int16")
-            if enabled
-            else None
-        )
+        self._resampler = _vad_resampler(codec.format_rate(self.format)) if enabled else None
 
     def append(self, data: bytes) -> list[VadFrame]:
         """Add audio; returns the VAD frames it completes. Refused past ``MAX_BUFFER_MS``."""
@@ -106,8 +103,7 @@ class InputAudioBuffer:
         self._data.extend(data)
         if self._chunker is None or self._resampler is None:
             return []
-        pcm = codec.pcm16_array(codec.decode(data, self.format))
-        return self._chunker.feed(self._resampler.resample_chunk(pcm).astype("<i2").tobytes())
+        return self._chunker.feed(self._resampler(codec.decode(data, self.format)))
 
     def drop_before(self, position_ms: int) -> None:
         """Forget audio before ``position_ms`` (silence no turn can reach any more)."""
@@ -154,3 +150,18 @@ class InputAudioBuffer:
         )
         self.start_ms += end // per_ms
         return committed
+
+
+def _vad_resampler(rate: int) -> Callable[[bytes], bytes]:
+    """PCM16 at ``rate`` to the VAD's 16 kHz, continuous across appends.
+
+    A streaming resampler, 3x cheaper than one-shot calls. soxr's stream
+    returns 24 kHz audio a chunk or two late, but from G.711's 8 kHz it holds
+    back 100 ms and then releases 104 ms blocks, which put every speech start
+    (a barge-in) up to 200 ms late; 8 kHz goes through a FIR that returns each
+    chunk at once (4 ms of filter delay).
+    """
+    if rate == codec.G711_RATE:
+        return StreamResampler(rate, VAD_RATE).process
+    stream = soxr.ResampleStream(rate, VAD_RATE, 1, dtype="int16")
+    return lambda pcm: stream.resample_chunk(codec.pcm16_array(pcm)).astype("<i2").tobytes()
