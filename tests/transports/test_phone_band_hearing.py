@@ -9,9 +9,10 @@ everything a phone call goes through (the stream, the transport, the G.711
 the realtime session takes, the server's resampling to Whisper's 16 kHz);
 the same lines at 16 kHz, straight into the same engine, are the baseline.
 
-Measured here (benchmarks/telephony.py, 24 lines): with the local Piper voice
-the phone band costs nothing (word error rate 0.07 at 8 kHz mu-law against
-0.08 at 16 kHz, digit by digit); the goal is within 1.5x of 16 kHz.
+Measured by benchmarks/telephony.py (24 lines, Piper's voice): word error rate
+0.056 at 8 kHz mu-law through the phone path against 0.052 at 16 kHz, digit
+by digit (1.08x); the goal is within 1.5x, and one misheard word more is
+allowed here so a single slip on five lines is not a failure.
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ async def test_a_mulaw_caller_is_heard_within_the_phone_band_goal(
             end_ms = spans[-1][1] + 2500  # the last line and the silence that ends its turn
 
             def transcribed() -> bool:
+                # Every line is a turn of its own (the pauses between them end turns);
+                # the server's VAD may run behind the fake's clock on a loaded machine.
                 stopped = timeline.of(EventKind.USER_STOPPED_SPEAKING)
                 heard = timeline.of(EventKind.USER_TRANSCRIPT)
-                return bool(stopped) and len(heard) >= len(stopped)
+                return len(stopped) >= len(LINES) and len(heard) >= len(stopped)
 
             await until(lambda: twilio.now_ms() > twilio.caller_sent_ms(end_ms), 60)
             await until(transcribed, 60)
