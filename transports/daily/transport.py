@@ -142,6 +142,7 @@ class _RoomOutput(DailyOutputTransport):
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
+        self._call.tick()  # the join may have been a while ago: the room is there now
         if self._ticker is None:
             self._ticker = self.create_task(self._tick_loop(), name="daily-liveness")
 
