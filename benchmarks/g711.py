@@ -13,7 +13,7 @@ pipecat's soxr stream resampler, the service's G711Input, the output's
 G711Passthrough, and for the embedded server its input buffer with VAD
 framing and its per-delta encoder), one minute of audio each way, CPU time
 (``time.process_time``) per call-minute, median of repeats, both paths in the
-same process. The brain's side counts when the brain is voxpipe's own server;
+same process, in turns. The brain's side counts when the brain is voxpipe's own server;
 with OpenAI as the brain it is OpenAI's.
 
 Prints a table and writes benchmarks/results/g711.json.
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from _common import machine, median, print_table, write_result
 from pipecat.audio.resamplers.soxr_stream_resampler import SOXRStreamAudioResampler
+from pipecat.frames.frames import InputAudioRawFrame
 
 from voxpipe.audio import AudioFormat
 from voxpipe.frames import G711InputAudioFrame
@@ -71,7 +72,8 @@ def caller_transcoded(payloads: list[bytes]) -> Callable[[], None]:
     async def run() -> None:
         for payload in payloads:
             pcm16k = to_pipeline.process(LAW.decode(payload))
-            await to_session.resample(pcm16k, 16_000, 24_000)
+            frame = InputAudioRawFrame(pcm16k, 16_000, 1)  # the transport makes one either way
+            await to_session.resample(frame.audio, 16_000, 24_000)
 
     return lambda: loop.run_until_complete(run())
 
@@ -132,16 +134,19 @@ def server_output(fmt: AudioFormat, deltas24k: list[bytes]) -> Callable[[], None
     return lambda: [codec.from_pcm16_24k(delta, fmt) for delta in deltas24k]  # type: ignore[func-returns-value]
 
 
-def cpu_ms(work: Callable[[], Any], repeats: int) -> float:
-    """Median CPU milliseconds of one run of ``work``."""
-    samples = []
+def cpu_ms(
+    baseline: Callable[[], Any], candidate: Callable[[], Any], repeats: int
+) -> tuple[float, float]:
+    """Median CPU milliseconds of one run of each, run in turns (a loaded machine drifts)."""
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        started = time.process_time()
-        work()
-        samples.append((time.process_time() - started) * 1000)
-    result = median(samples)
-    assert result is not None
-    return result
+        for work, into in ((baseline, samples[0]), (candidate, samples[1])):
+            started = time.process_time()
+            work()
+            into.append((time.process_time() - started) * 1000)
+    first, second = median(samples[0]), median(samples[1])
+    assert first is not None and second is not None
+    return first, second
 
 
 def main() -> None:
@@ -158,21 +163,17 @@ def main() -> None:
     deltas24k = frames(bot24k, 48 * DELTA_MS)
 
     measured = {
-        "caller": (
-            cpu_ms(caller_transcoded(payloads), args.repeats),
-            cpu_ms(caller_passed(payloads), args.repeats),
+        "caller": cpu_ms(caller_transcoded(payloads), caller_passed(payloads), args.repeats),
+        "bot": cpu_ms(bot_transcoded(chunks24k), bot_passed(deltas_g711), args.repeats),
+        "server_input": cpu_ms(
+            server_input(AudioFormat.PCM16_24K, bot24k),
+            server_input(AudioFormat.G711_ULAW, caller_g711),
+            args.repeats,
         ),
-        "bot": (
-            cpu_ms(bot_transcoded(chunks24k), args.repeats),
-            cpu_ms(bot_passed(deltas_g711), args.repeats),
-        ),
-        "server_input": (
-            cpu_ms(server_input(AudioFormat.PCM16_24K, bot24k), args.repeats),
-            cpu_ms(server_input(AudioFormat.G711_ULAW, caller_g711), args.repeats),
-        ),
-        "server_output": (
-            cpu_ms(server_output(AudioFormat.PCM16_24K, deltas24k), args.repeats),
-            cpu_ms(server_output(AudioFormat.G711_ULAW, deltas24k), args.repeats),
+        "server_output": cpu_ms(
+            server_output(AudioFormat.PCM16_24K, deltas24k),
+            server_output(AudioFormat.G711_ULAW, deltas24k),
+            args.repeats,
         ),
     }
     ours = [measured["caller"], measured["bot"]]
