@@ -199,3 +199,32 @@ async def test_a_mint_past_the_bounds_is_a_429_and_an_oversize_session_a_400() -
         async with http.post(url, json=huge, headers=auth) as oversize:
             assert oversize.status == 400
             assert (await oversize.json())["error"]["param"] == "session"
+
+
+async def test_a_client_that_stops_reading_is_closed_not_queued_for() -> None:
+    # A long answer in a synthetic voice, streamed as fast as it is made, to a client
+    # that never reads: once the socket's buffers fill, the writer waits; past the
+    # stall limit the session closes instead of queueing events without end.
+    words = " ".join(["word"] * 3000) + "."
+    brain = ScriptedBrain([words], pace=0)
+    config = ServerConfig(api_key=API_KEY, write_stall_s=1.0)
+    async with (
+        running_realtime_server(config=config, brain=brain) as srv,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            f"{srv.realtime_url}?model=gpt-realtime",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            max_msg_size=0,
+        ) as ws,
+    ):
+        await ws.send_json({"type": "response.create"})
+        async with asyncio.timeout(60):
+            while not srv.server.live_sessions:  # noqa: ASYNC110 - the server's own record
+                await asyncio.sleep(0.02)
+            while srv.server.live_sessions:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        # Dropped: what the client finally reads ends without a normal close.
+        async with asyncio.timeout(30):
+            async for message in ws:
+                assert message.type is aiohttp.WSMsgType.TEXT
+        assert ws.close_code != 1000

@@ -20,6 +20,7 @@ two periods instead of living for the session cap.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 import time
@@ -38,6 +39,7 @@ from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
 from voxpipe.transports.realtime_server.driver import (
     BRAIN_DEADLINE_S,
     STT_DEADLINE_S,
+    WRITE_STALL_S,
     SessionDriver,
 )
 from voxpipe.transports.realtime_server.faults import (
@@ -72,6 +74,8 @@ class ServerConfig:
     """A brain silent this long between outputs has hung: its response fails."""
     stt_deadline_s: float = STT_DEADLINE_S
     """A transcription taking longer fails (``...transcription.failed``)."""
+    write_stall_s: float = WRITE_STALL_S
+    """A client that takes no event for this long while events wait is closed with 1008."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -80,8 +84,8 @@ class ServerConfig:
             raise ConfigError(
                 f"max_message_bytes must be at least 1024, not {self.max_message_bytes}"
             )
-        if not (self.brain_deadline_s > 0 and self.stt_deadline_s > 0):
-            raise ConfigError("brain_deadline_s and stt_deadline_s must be above 0")
+        if not (self.brain_deadline_s > 0 and self.stt_deadline_s > 0 and self.write_stall_s > 0):
+            raise ConfigError("brain_deadline_s, stt_deadline_s and write_stall_s must be above 0")
         if not self.heartbeat_s > 0:
             raise ConfigError(f"heartbeat_s must be above 0, not {self.heartbeat_s}")
 
@@ -114,6 +118,12 @@ def _key_subprotocols(request: web.Request) -> tuple[str, ...]:
     """The subprotocols carrying a key, so aiohttp never logs them as unknown."""
     offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
     return tuple(p.strip() for p in offered if p.strip().startswith(SUBPROTOCOL_KEY_PREFIX))
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection at once (a peer that reads nothing cannot be closed politely)."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _same_key(offered: str, key: str) -> bool:
@@ -224,6 +234,8 @@ class RealtimeServer:
             preconfig=preconfig,
             brain_deadline_s=self.config.brain_deadline_s,
             stt_deadline_s=self.config.stt_deadline_s,
+            write_stall_s=self.config.write_stall_s,
+            abort=functools.partial(_abort, request),
         )
         self.live_sessions.add(driver)
         logger.info("realtime session {} opened (model {})", driver.core.session_id, model)

@@ -63,6 +63,13 @@ TRANSCRIPTION_FAILED = "The server had an error while transcribing the audio."
 # its response fails and the session goes on, instead of every later response waiting on it.
 BRAIN_DEADLINE_S = 30.0
 STT_DEADLINE_S = 30.0
+# A client that has not taken a single event for this long while events wait for it
+# is not reading: the session closes with 1008 rather than queue for it without end.
+WRITE_STALL_S = 30.0
+# The queue's hard bound, whatever the socket does (events, not bytes: audio deltas are
+# a few KiB each, so this is some hundreds of MiB at worst).
+MAX_OUTBOX_EVENTS = 50_000
+POLICY_VIOLATION = 1008
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,14 @@ class SessionDriver:
         preconfig: dict[str, Any] | None = None,
         brain_deadline_s: float = BRAIN_DEADLINE_S,
         stt_deadline_s: float = STT_DEADLINE_S,
+        write_stall_s: float = WRITE_STALL_S,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self._ws = ws
+        self._abort = abort
+        self._write_stall_s = write_stall_s
+        self._overflowed = False
+        self._closing: asyncio.Future[Any] | None = None
         self._brain_deadline_s = brain_deadline_s
         self._stt_deadline_s = stt_deadline_s
         self._brain = brain
@@ -183,7 +196,17 @@ class SessionDriver:
                 continue
             if self._ws.closed:
                 return
-            await self._ws.send_str(self._encode(item))
+            try:
+                async with asyncio.timeout(self._write_stall_s):
+                    await self._ws.send_str(self._encode(item))
+            except TimeoutError:
+                logger.warning(
+                    "realtime session {}: the client took nothing for {} s; closing",
+                    self.core.session_id,
+                    self._write_stall_s,
+                )
+                await self._close_unread()
+                return
 
     def _encode(self, event: pydantic.BaseModel) -> str:
         """The event as JSON; one that cannot be encoded costs an error event, not the session.
@@ -229,6 +252,9 @@ class SessionDriver:
         while pending:
             output = pending.popleft()
             if isinstance(output, pydantic.BaseModel):
+                if self._outbox.qsize() >= MAX_OUTBOX_EVENTS:
+                    self._overflow()
+                    return
                 self._outbox.put_nowait(output)
                 if isinstance(output, ResponseAudioDeltaEvent):
                     self._maybe_break_response(output.response_id)
@@ -247,6 +273,36 @@ class SessionDriver:
                 task.add_done_callback(self._transcriptions.discard)
             elif isinstance(output, CloseRequested):
                 self._outbox.put_nowait(output)
+
+    def _overflow(self) -> None:
+        """The client reads too slowly to keep up: close rather than queue without end."""
+        if self._overflowed:
+            return
+        self._overflowed = True
+        logger.warning(
+            "realtime session {}: {} events wait for the client; closing",
+            self.core.session_id,
+            MAX_OUTBOX_EVENTS,
+        )
+        for task in self._brain_tasks.values():
+            task.cancel()
+        # Ahead of the queue: the writer may be stuck on the socket, so close it directly.
+        self._closing = asyncio.ensure_future(self._close_unread())
+
+    async def _close_unread(self) -> None:
+        """Queue a 1008 close, then drop the connection.
+
+        A client that reads nothing cannot take even the close frame: the socket's
+        buffers are full, and a plain close would wait for them to drain for ever.
+        """
+        try:
+            async with asyncio.timeout(1.0):
+                await self._ws.close(code=POLICY_VIOLATION, message=b"client is not reading")
+        except Exception as exc:  # whatever the close raises, the peer goes
+            logger.debug("closing an unread session: {!r}", exc)
+        finally:
+            if self._abort is not None:
+                self._abort()
 
     def _maybe_break_response(self, response_id: str) -> None:
         if self._watched_response == response_id:
