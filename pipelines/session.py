@@ -115,6 +115,13 @@ class BotActivity(InlineObserver):
                     return
 
 
+@runtime_checkable
+class Preloads(Protocol):
+    """A processor that can load its model before the pipeline starts (the local engines)."""
+
+    async def preload(self) -> None: ...
+
+
 class CallSession:
     """One running call. Use as ``async with CallSession(graph) as call: ...``.
 
@@ -179,6 +186,11 @@ class CallSession:
             self._started.set()
 
     async def __aenter__(self) -> CallSession:
+        # Local models load first: on a cold, loaded machine that alone can take longer
+        # than the start timeout, which is there to catch a pipeline that hangs.
+        for service in self.graph.services.values() if self.graph is not None else ():
+            if isinstance(service, Preloads):
+                await service.preload()
         await self._runner.add_workers(self.worker)
         self._task = asyncio.create_task(self._runner.run())
         started = asyncio.create_task(self._started.wait())

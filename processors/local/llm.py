@@ -53,10 +53,15 @@ class LocalLLMService(OpenAILLMService):
         self.speculations = SpeculationStats()
         self._speculation_listeners: list[Callable[[Speculation[dict[str, Any]]], object]] = []
 
-    async def start(self, frame: StartFrame) -> None:
-        await super().start(frame)
+    async def preload(self) -> None:
+        """Load the model now (:class:`~voxpipe.pipelines.session.CallSession` does so
+        before the pipeline starts, so loading never counts against its start timeout)."""
         if self._engine is None:
             self._engine = await shared_llm()
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.preload()
 
     def prefill(self, context: LLMContext, heard: str) -> asyncio.Task[int]:
         """Get ahead on the reply the caller's turn so far would get.

@@ -88,10 +88,15 @@ class LocalTTSService(TTSService):
     def can_generate_metrics(self) -> bool:
         return True
 
-    async def start(self, frame: StartFrame) -> None:
-        await super().start(frame)
+    async def preload(self) -> None:
+        """Load the model now (:class:`~voxpipe.pipelines.session.CallSession` does so
+        before the pipeline starts, so loading never counts against its start timeout)."""
         if self._engine is None:
             self._engine = await shared_tts(self._voice_kind)
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.preload()
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         engine = self._engine or await shared_tts(self._voice_kind)

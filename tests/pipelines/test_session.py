@@ -116,3 +116,28 @@ async def test_a_bare_pipeline_or_a_session_not_started_is_refused(tmp_path: Pat
         await CallSession(graph).run_until_input_ends()
     assert "async with" in str(idle.value)
     assert time.monotonic() - started < 1.0  # refused at once, not after a wait
+
+
+async def test_models_load_before_the_start_timeout_counts(tmp_path: Path) -> None:
+    # On a loaded machine loading the local models alone once took longer than the
+    # 60 s start timeout, and the README's example failed to start.
+    import asyncio
+
+    from pipecat.processors.frame_processor import FrameProcessor
+
+    class SlowToLoad(FrameProcessor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loaded = False
+
+        async def preload(self) -> None:
+            await asyncio.sleep(1.5)
+            self.loaded = True
+
+    silence = tmp_path / "silence.wav"
+    sf.write(str(silence), np.zeros(16_000, dtype=np.float32), 16_000)
+    graph = build_chained_pipeline(FileTransport(silence), openai_api_key="sk-never-used")
+    slow = SlowToLoad()
+    graph.services["slow"] = slow
+    async with CallSession(graph, start_timeout_secs=1.0):
+        assert slow.loaded
