@@ -24,8 +24,9 @@ says how each spells its messages):
   (:class:`~voxpipe.frames.G711InputAudioFrame`) for the brain to take
   unchanged, the output runs at 8 kHz, and the bot's G.711 leaves as the brain
   made it (:class:`~voxpipe.telephony.passthrough.G711Passthrough`);
-- its liveness ends the call on ``stop``, a closed socket, or nothing heard
-  for ``silent_ms`` (the providers send media every 20 ms, silence included).
+- its liveness ends the call on ``stop``, a closed socket, or no media for
+  ``silent_ms`` (the providers send media every 20 ms, silence included;
+  marks returned for the bot's audio do not keep a silent line alive).
 """
 
 from __future__ import annotations
@@ -319,9 +320,11 @@ class PhoneCallTransport(BaseTransport):
     async def receive(self, message: str | bytes) -> None:
         """One message from the stream's socket."""
         now = self.now_ms()
-        self.liveness.heard(now)
         event = self.stream.receive(message)
         if isinstance(event, MediaReceived):
+            # Only the caller's media says the line is alive: it comes every 20 ms, silence
+            # included, while marks keep coming back for as long as the bot's audio plays.
+            self.liveness.heard(now)
             if event.track == INBOUND:
                 await self._input.caller_audio(event.payload, now)
         elif isinstance(event, MarkEchoed):
