@@ -5,7 +5,8 @@
  * Signalling: one HTTP round trip, no trickle ICE (the offer carries every candidate).
  *   POST api/offer {"sdp", "type": "offer", "token"?, "resume"?}
  *     -> 200 {"sdp", "type": "answer", "pc_id", "call_id", "resume"}
- *     -> 4xx/5xx {"error": "..."}: shown to the caller; the call fails.
+ *     -> 4xx/5xx {"error": {"code", "message"}} (or {"error": "..."}): the message is shown to
+ *        the caller, status and code kept in voxpipe.refused; the call fails.
  *   Config: the JSON in <script id="voxpipe-config">, else GET api/config, else no ICE servers.
  *
  * Peer connection: RTCPeerConnection({iceServers}); the audio transceiver first (sendrecv, the
@@ -39,10 +40,11 @@
  *
  * URL options: ?autostart=1 calls at once; ?token=T sends a call token with the first offer.
  * Test options: ?dsp=0 turns echo cancellation, noise suppression and auto gain off;
- * ?echo_db=-20 mixes the agent's audio back into the microphone at that level (a speakerphone).
+ * ?echo_db=-20 mixes the agent's audio back into the microphone at that level (a speakerphone);
+ * ?record=1 records what the caller hears of the agent (voxpipe.recordedWav()).
  *
  * window.voxpipe is the page's state as plain data (JSON.stringify reads all of it), with
- * start(), hangup(), setMicMuted(bool) and rejoin() as non-enumerable methods.
+ * start(), hangup(), setMicMuted(bool), rejoin() and recordedWav() as non-enumerable methods.
  */
 "use strict";
 (() => {
@@ -86,6 +88,26 @@
   const HANGUP_FLUSH_MS = 200; // lets the hangup message leave before the connection closes
   const MAX_KEPT = 200; // captions, events and errors kept in window.voxpipe
   const MAX_CAPTION_CHARS = 4000;
+  const MAX_RECORD_S = 600; // ?record=1 keeps at most this much of the agent's audio
+  const SOUND_LEVEL = 0.01; // -40 dBFS: a recorded block this loud holds the agent's voice
+  // The recorder's worklet: hands the main thread the agent's audio (channel 0) in blocks, and
+  // silence while no audio flows, so the recording stays on the AudioContext's clock.
+  const RECORDER_WORKLET = `
+  registerProcessor("voxpipe-recorder", class extends AudioWorkletProcessor {
+    constructor() { super(); this.block = new Float32Array(4096); this.used = 0; }
+    process(inputs) {
+      const channel = inputs[0] && inputs[0][0];
+      for (let i = 0; i < 128; i++) {
+        this.block[this.used++] = channel ? channel[i] : 0;
+        if (this.used === this.block.length) {
+          this.port.postMessage(this.block, [this.block.buffer]);
+          this.block = new Float32Array(4096);
+          this.used = 0;
+        }
+      }
+      return true;
+    }
+  });`;
 
   const params = new URLSearchParams(location.search);
   const $ = (id) => document.getElementById(id);
@@ -110,7 +132,10 @@
     events: [], // {name, at}
     errors: [], // {where, message, at}
     lastPlayout: null,
+    requestedPlayouts: [], // the reports sent in answer to playout_request: where cuts stopped
     playoutDelayMs: 0,
+    refused: null, // the last refused offer: {status, code, message}
+    recording: null, // ?record=1: {rate, samples, soundUntil, soundAt, startedAt}
     times: {}, // ms since the page loaded, per moment (started, micReady, answered, <state>)
   };
   window.voxpipe = vp;
@@ -121,6 +146,7 @@
   let iceServers = [];
   let rejoinsUnconnected = 0;
   let playoutPrev = null; // last media-playout counters, for the recent mean delay
+  let recorder = null; // ?record=1: {ctx, gain, source, blocks}
   const openCaption = { caller: null, bot: null }; // the utterance each side is still saying
 
   // --- state and the page ---------------------------------------------------------------------
@@ -173,6 +199,7 @@
     setState(State.STARTING);
     vp.times.started = clock();
     Object.assign(vp, { callId: null, pcId: null, resumed: null, remoteMuted: false });
+    vp.refused = null;
     $("note").textContent = "";
     resumeToken = null;
     rejoinsUnconnected = 0;
@@ -352,12 +379,24 @@
       // an error page that is not JSON: its text is the reason
     }
     if (!response.ok || !reply || typeof reply.sdp !== "string") {
-      const reason = (reply && reply.error) || text.slice(0, 200) || response.statusText;
-      const err = new Error(`the server refused the call (${response.status}): ${reason}`);
+      const { code, message } = refusal(reply, text, response);
+      vp.refused = { status: response.status, code, message };
+      const err = new Error(`the server refused the call (${response.status}): ${message}`);
       err.status = response.status;
       throw err;
     }
     return reply;
+  }
+
+  function refusal(reply, text, response) {
+    const error = reply && reply.error;
+    if (error && typeof error === "object") {
+      const code = typeof error.code === "string" ? error.code.slice(0, 80) : null;
+      const message = typeof error.message === "string" ? error.message.slice(0, 200) : "";
+      return { code, message: message || code || response.statusText };
+    }
+    if (typeof error === "string" && error) return { code: null, message: error.slice(0, 200) };
+    return { code: null, message: text.slice(0, 200) || response.statusText };
   }
 
   // --- audio ----------------------------------------------------------------------------------
@@ -398,6 +437,7 @@
     const audio = $("remote");
     audio.srcObject = stream; // a remote track reaches WebAudio only while an element plays it
     if (mic && mic.echo) mic.echo.ctx.createMediaStreamSource(stream).connect(mic.echo.gain);
+    if (params.get("record") === "1") record(stream).catch((err) => noteError("record", err));
     setRemoteMuted(vp.remoteMuted);
     audio.play().catch((err) => {
       noteError("audio", err);
@@ -410,6 +450,77 @@
     vp.remoteMuted = muted;
     $("remote").muted = muted;
     if (mic && mic.echo) mic.echo.gain.gain.value = muted ? 0 : mic.echo.level; // nothing heard
+    if (recorder) recorder.gain.gain.value = muted ? 0 : 1;
+  }
+
+  // --- ?record=1: what the caller heard of the agent, for tests --------------------------------
+
+  async function record(stream) {
+    if (!recorder) recorder = await openRecorder();
+    if (recorder.source) recorder.source.disconnect(); // a rejoin's new stream replaces it
+    recorder.source = recorder.ctx.createMediaStreamSource(stream);
+    recorder.source.connect(recorder.gain);
+  }
+
+  async function openRecorder() {
+    const ctx = new AudioContext();
+    const url = URL.createObjectURL(new Blob([RECORDER_WORKLET], { type: "text/javascript" }));
+    await ctx.audioWorklet.addModule(url);
+    URL.revokeObjectURL(url);
+    await ctx.resume();
+    const gain = ctx.createGain(); // follows remoteMuted: the recording is what was heard
+    gain.gain.value = vp.remoteMuted ? 0 : 1;
+    const node = new AudioWorkletNode(ctx, "voxpipe-recorder", { numberOfOutputs: 0 });
+    gain.connect(node);
+    const made = { ctx, gain, source: null, blocks: [] };
+    const kept = (vp.recording = {
+      rate: ctx.sampleRate, samples: 0, soundUntil: 0, soundAt: null, startedAt: null,
+    });
+    node.port.onmessage = ({ data }) => {
+      if (kept.samples >= MAX_RECORD_S * ctx.sampleRate) return;
+      if (kept.startedAt === null) kept.startedAt = clock();
+      made.blocks.push(data);
+      kept.samples += data.length;
+      if (data.some((sample) => Math.abs(sample) > SOUND_LEVEL)) {
+        kept.soundUntil = kept.samples;
+        kept.soundAt = clock();
+      }
+    };
+    return made;
+  }
+
+  /** What was recorded so far: base64 of a mono 16-bit PCM WAV at the AudioContext's rate. */
+  function recordedWav() {
+    if (!recorder) throw new Error("nothing recorded: open the page with ?record=1 and call");
+    const samples = recorder.blocks.reduce((n, block) => n + block.length, 0);
+    const view = new DataView(new ArrayBuffer(44 + samples * 2));
+    const ascii = (at, text) => [...text].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+    const rate = recorder.ctx.sampleRate;
+    ascii(0, "RIFF");
+    view.setUint32(4, 36 + samples * 2, true);
+    ascii(8, "WAVEfmt ");
+    view.setUint32(16, 16, true); // fmt chunk size
+    view.setUint16(20, 1, true); // PCM
+    view.setUint16(22, 1, true); // mono
+    view.setUint32(24, rate, true);
+    view.setUint32(28, rate * 2, true); // bytes per second
+    view.setUint16(32, 2, true); // bytes per frame
+    view.setUint16(34, 16, true); // bits per sample
+    ascii(36, "data");
+    view.setUint32(40, samples * 2, true);
+    let at = 44;
+    for (const block of recorder.blocks) {
+      for (const sample of block) {
+        view.setInt16(at, Math.max(-1, Math.min(1, sample)) * 32767, true);
+        at += 2;
+      }
+    }
+    const bytes = new Uint8Array(view.buffer);
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(binary);
   }
 
   // --- the data channel -----------------------------------------------------------------------
@@ -439,6 +550,7 @@
     if (!playing && !requested) return;
     current.dc.send(JSON.stringify(report));
     vp.lastPlayout = report;
+    if (requested) keep(vp.requestedPlayouts, report);
     vp.counters.playoutReports += 1;
   }
 
@@ -521,7 +633,8 @@
 
   // --- wiring ---------------------------------------------------------------------------------
 
-  for (const [name, fn] of Object.entries({ start, hangup, setMicMuted, rejoin: () => rejoin() })) {
+  const methods = { start, hangup, setMicMuted, rejoin: () => rejoin(), recordedWav };
+  for (const [name, fn] of Object.entries(methods)) {
     Object.defineProperty(vp, name, { value: fn, enumerable: false });
   }
   $("talk").addEventListener("click", start);
