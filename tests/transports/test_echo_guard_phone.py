@@ -1,4 +1,7 @@
-"""A phone call on ``voxpipe serve`` has the echo guard, fed by what the phone output plays.
+"""A phone call on ``voxpipe serve`` takes the echo guard only when asked, fed by what the
+phone output plays. By default it has none: phone networks and handsets cancel echo, and on
+a line with no echo the guard silenced the first words of callers who spoke soon after the
+bot (the phone-band hearing test lost whole phrases with it on).
 
 A fake Twilio (built to its documentation, ``tests/support/fake_twilio.py``)
 on loopback, the embedded Realtime server with a scripted brain: the guard
@@ -18,7 +21,7 @@ from phone_calls import calling, the_call, until
 from phone_calls import serving as serve_phones
 from realtime_calls import compose
 
-from voxpipe.echo import Verdict
+from voxpipe.echo import EchoGuardConfig, Verdict
 from voxpipe.processors.echo_guard import EchoGuardProcessor
 from voxpipe.transports.telephony.routes import TwilioConfig
 
@@ -37,13 +40,13 @@ async def test_a_phone_call_judges_its_caller_against_what_it_plays(
     recording = tmp_path / "caller.wav"
     compose(make_speech, [1000, "What time do you open on Saturday?", 6000], recording)
     async with (
-        serve_phones(tmp_path, twilio=TwilioConfig()) as (base, serve),
+        serve_phones(tmp_path, twilio=TwilioConfig(echo_guard=EchoGuardConfig())) as (base, serve),
         phoning(base, recording) as twilio,
     ):
         await until(lambda: serve.calls)
         call = the_call(serve)
         guard = call.echo_guard
-        assert isinstance(guard, EchoGuardProcessor)  # on by default, as for a browser
+        assert isinstance(guard, EchoGuardProcessor)  # asked for in the phone config
         assert call.graph.echo_guard is guard
         await until(lambda: twilio.loud_ms() > 1500)  # the answer is being heard
         counts = dict(guard.guard.counts)
@@ -52,3 +55,18 @@ async def test_a_phone_call_judges_its_caller_against_what_it_plays(
     assert counts[Verdict.NO_ECHO] > 50
     assert counts[Verdict.ECHO] > 20
     assert counts[Verdict.SPEECH] == 0
+
+
+async def test_a_phone_call_has_no_echo_guard_unless_asked(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 3000], recording)
+    async with (
+        serve_phones(tmp_path, twilio=TwilioConfig()) as (base, serve),
+        phoning(base, recording),
+    ):
+        await until(lambda: serve.calls)
+        call = the_call(serve)
+        assert call.echo_guard is None and call.graph.echo_guard is None
+        assert serve.config.call.echo_guard is not None  # a browser's call still has it

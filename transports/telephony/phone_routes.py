@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 from aiohttp import WSMsgType, web
 from loguru import logger
 
+from voxpipe.echo import EchoGuardConfig
 from voxpipe.errors import (
     CallTokenRejected,
     CallTokenRejectReason,
@@ -66,6 +67,13 @@ class PhoneConfig:
     mints and redeems the streams' call tokens (default: the server's call
     tokens, or ones made for this process). ``replay_window_s``: how long a
     signed webhook is remembered so that it is answered once.
+    ``echo_guard``: None (the default) takes the caller's audio as it comes.
+    Phone networks and handsets cancel echo before the stream reaches us, and
+    on a line with no echo the guard's coupling stays at its prior, so the
+    first words of a caller who speaks soon after the bot were silenced (a
+    phone-band test lost "I would like to book an" of one line and measured
+    a word error rate of 0.17-0.31 with the guard against 0.02-0.04 without).
+    Give an :class:`~voxpipe.echo.EchoGuardConfig` for a line known to echo.
     """
 
     secret_env: ClassVar[str]
@@ -81,6 +89,7 @@ class PhoneConfig:
     g711_passthrough: bool = True
     # When voxpipe ends a call, also hang it up through the provider's REST API (None: never).
     rest_hangup: RestHangup | None = None
+    echo_guard: EchoGuardConfig | None = None
 
     @property
     def signed(self) -> bool:
@@ -270,7 +279,8 @@ class StreamRoutes:
             )
             return None
         try:
-            call = serve.admit(call_id, transport, closed=closed)
+            spec = dataclasses.replace(serve.config.call, echo_guard=self.config.echo_guard)
+            call = serve.admit(call_id, transport, closed=closed, spec=spec)
         except VoxpipeError as exc:
             logger.error(f"call {call_id}: could not build its graph: {exc}")
             asyncio.get_running_loop().create_task(

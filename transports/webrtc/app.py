@@ -257,13 +257,15 @@ class ServeApp:
         *,
         observers: Sequence[BaseObserver] = (),
         closed: Callable[[], Coroutine[Any, Any, None]],
+        spec: LiveCallSpec | None = None,
     ) -> LiveCall:
         """Run one caller's call on ``transport`` (any live transport: a browser, a phone).
 
-        ``closed`` lets the caller's connection go once the call has ended.
+        ``closed`` lets the caller's connection go once the call has ended;
+        ``spec`` replaces the server's call spec for this call (a phone route's echo guard).
         Raises the :class:`~voxpipe.errors.VoxpipeError` of a graph that cannot be built.
         """
-        call = LiveCall(call_id, transport, self.config.call, observers=observers)
+        call = LiveCall(call_id, transport, spec or self.config.call, observers=observers)
         task = asyncio.create_task(call.run(), name=f"voxpipe-call-{call_id}")
         self.calls[call_id] = _Call(call, task, closed)
         task.add_done_callback(lambda t: self._forget(call_id, t))

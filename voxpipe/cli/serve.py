@@ -56,7 +56,8 @@ def add_parser(subparsers: Any) -> None:
         "--no-echo-guard",
         action="store_true",
         help="let the caller's audio reach turn detection even when it is only the bot's own "
-        "voice coming back (the echo guard is on by default)",
+        "voice coming back (on by default for browser calls; phone streams take it from their "
+        "config)",
     )
     parser.add_argument(
         "--echo-margin-db",
