@@ -9,10 +9,13 @@ then, with ``record_dir``, writes the same artifacts as ``voxpipe call`` into
 ``record_dir/<call-id>/``: ``call.wav`` (caller left, bot right),
 ``transcript.json``, ``timeline.jsonl``, ``report.json`` and ``report.html``.
 
-A live caller may be on a speakerphone without echo cancellation, so every
-live call has an echo guard by default (``LiveCallSpec.echo_guard``; None
-turns it off): caller audio that is only the bot's own voice coming back is
-silence to turn detection, and the bot no longer interrupts itself.
+A live caller may be on a speakerphone without echo cancellation, so a live
+call has an echo guard by default (``LiveCallSpec.echo_guard``; None turns it
+off): caller audio that is only the bot's own voice coming back is silence to
+turn detection, and the bot no longer interrupts itself. Phone routes pass
+their own spec without it unless their config asks (``PhoneConfig.echo_guard``):
+the phone network cancels echo, and on an echo-free line the guard's prior
+would clip callers who speak soon after the bot.
 """
 
 from __future__ import annotations
