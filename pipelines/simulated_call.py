@@ -189,6 +189,7 @@ async def _simulate(spec: CallSpec) -> CallResult:
             answer_timeout_secs=spec.answer_timeout_secs,
             max_secs=spec.max_secs,
         )
+    _note_fatal_error(timeline, graph, transport.clock.now_ms())
     timeline.add(transport.clock.now_ms(), EventKind.CALL_ENDED)
     instruments.finish()  # the last turn's latency lands in the timeline before it is written
     write_outputs(spec.out_dir, transport, timeline, graph)
@@ -213,6 +214,19 @@ class CallAudio(Protocol):
     """Whatever holds both sides of a call's audio (a file transport, a live call's recording)."""
 
     def write_call_wav(self, path: Path) -> None: ...
+
+
+def _note_fatal_error(timeline: Timeline, graph: VoiceGraph, now_ms: float) -> None:
+    """The brain's reason for giving up, if the timeline missed it.
+
+    The service pushes it as an ErrorFrame and then cancels the worker; on a
+    loaded machine the cancel can end the pipeline before the frame is observed,
+    and the call then looked like one that merely had no turns.
+    """
+    error = getattr(graph.services.get("realtime"), "fatal_error", None)
+    if error is None or any(e.data.get("fatal") for e in timeline.of(EventKind.ERROR)):
+        return
+    timeline.add(now_ms, EventKind.ERROR, error=str(error), fatal=True)
 
 
 def write_outputs(out_dir: Path, audio: CallAudio, timeline: Timeline, graph: VoiceGraph) -> None:

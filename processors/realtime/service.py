@@ -194,6 +194,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
         if context is not None:
             self._context = context
         self._generation = 0  # which socket is current: a replaced socket's end is not news
+        # Why the call gave up, kept here as well as pushed as an ErrorFrame: the
+        # cancel that follows may end the pipeline before any observer sees that frame.
+        self.fatal_error: Exception | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._opener: asyncio.Task[None] | None = None
         self._register_event_handler("on_call_event")
@@ -537,6 +540,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
 
     async def _end_call(self, error: Exception) -> None:
         logger.error(f"{self}: giving up: {error}")
+        self.fatal_error = error
         await self._close_session()
         await self._call_event_handler("on_fatal_error", error)
         await self.push_error_frame(

@@ -164,3 +164,24 @@ def test_voxpipe_demo_is_a_realtime_call_with_a_barge_in_and_tool_calls(
     assert cut["t_ms"] > third_line["start_ms"]
     assert any(line["type"] == "response_cancelled" for line in lines)
     assert abs(cut["audio_end_ms"] - cut["played_ms"]) <= 1
+
+
+def test_a_give_up_the_pipeline_ended_before_observing_still_fails_the_call() -> None:
+    # fc4 of this stop: the cancel after the give-up ended the pipeline before the
+    # ErrorFrame reached the timeline, and `voxpipe call` said nothing of why.
+    from types import SimpleNamespace
+
+    from voxpipe.pipelines.simulated_call import _note_fatal_error
+    from voxpipe.timeline import EventKind, Timeline
+
+    error = RuntimeError("gave up after 6 consecutive reconnects")
+    graph: Any = SimpleNamespace(services={"realtime": SimpleNamespace(fatal_error=error)})
+    timeline = Timeline()
+    _note_fatal_error(timeline, graph, 10.0)
+    _note_fatal_error(timeline, graph, 20.0)  # once is enough
+    (noted,) = timeline.of(EventKind.ERROR)
+    assert noted.data == {"error": str(error), "fatal": True}
+    calm: Any = SimpleNamespace(services={"realtime": SimpleNamespace(fatal_error=None)})
+    quiet = Timeline()
+    _note_fatal_error(quiet, calm, 10.0)
+    assert not quiet.of(EventKind.ERROR)
