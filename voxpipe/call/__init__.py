@@ -13,12 +13,23 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.record`: the conversation as the call remembers it.
 - :mod:`~voxpipe.call.rollover`: when to roll a session over and what seeds the next.
 - :mod:`~voxpipe.call.recovery`: transport / session / fatal, backoff, retry budget.
+- :mod:`~voxpipe.call.failover`: when the call leaves the realtime brain for the
+  chained one and comes back; :mod:`~voxpipe.call.probe`: the caller-data-free probe.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
 - :mod:`~voxpipe.call.user_audio`: hold and replay user audio across a session switch.
 - :mod:`~voxpipe.call.session_audio`: which caller frame sits at a session audio position.
 """
 
 from voxpipe.call.config import CallConfig, TurnDetection
+from voxpipe.call.failover import (
+    Brain,
+    FailoverConfig,
+    FailoverPolicy,
+    ProbeRealtime,
+    SwitchBrain,
+    SwitchReason,
+)
+from voxpipe.call.probe import HealthProbe, ProbeFinished, ProbeOutcome
 from voxpipe.call.record import ConversationRecord
 from voxpipe.call.recovery import (
     BackoffConfig,
@@ -81,6 +92,7 @@ __all__ = [
     "AudioAppended",
     "AudioLocated",
     "BackoffConfig",
+    "Brain",
     "CallConfig",
     "CallContext",
     "CallMemory",
@@ -90,12 +102,18 @@ __all__ = [
     "CancelConfirmed",
     "ConversationRecord",
     "ExtractiveSummariser",
+    "FailoverConfig",
+    "FailoverPolicy",
     "FailureClass",
     "GiveUp",
     "GuardErrorCode",
     "HandshakeRejected",
+    "HealthProbe",
     "InterruptionSource",
     "NetworkFailed",
+    "ProbeFinished",
+    "ProbeOutcome",
+    "ProbeRealtime",
     "ProviderErrored",
     "PruneDue",
     "RealtimeCall",
@@ -125,6 +143,8 @@ __all__ = [
     "StateChanged",
     "StateTimeouts",
     "Summariser",
+    "SwitchBrain",
+    "SwitchReason",
     "TokenMode",
     "TokenRotationPolicy",
     "TransitionRejected",

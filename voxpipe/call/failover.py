@@ -1,0 +1,283 @@
+"""When a call leaves the realtime brain for the chained one, and when it comes back.
+
+:class:`FailoverPolicy` is the sans-I/O core of the brain switch inside one
+call. The driver (the brain switch processor) reports what the realtime brain
+does, each with ``now_ms``; the policy answers with :class:`SwitchBrain` or
+:class:`ProbeRealtime` commands. It never reads a clock.
+
+Away from realtime, at once (the caller must not lose the turn):
+
+- the realtime brain gave up (retry budget spent, or an error fatal for it,
+  ``invalid_api_key`` included: with a fallback the call goes on);
+- an error fatal for this vendor arrives even where recovery would retry it:
+  ``insufficient_quota`` / ``billing_hard_limit_reached``, a storm of server
+  errors (``server_storm`` of them within ``server_storm_window_ms``), or rate
+  limits exhausted with a reset further off than ``long_reset_ms``;
+- hang detection: a response that plays no audio within
+  ``first_audio_deadline_ms`` of its start, or goes silent that long
+  mid-reply (``stall``: the socket stays open and says nothing).
+
+Back to realtime only at a turn boundary (the caller is being listened to,
+no reply under way), no sooner than a cooldown after the last switch, and
+only after ``probes_needed`` healthy probes in a row, each a bare session
+open that carries no caller audio or text (:class:`HealthProbe`). A switch
+away that comes within a cooldown of a switch back is a flap: the cooldown
+doubles (up to ``max_cooldown_ms``), so a brain that keeps failing soon
+after it is trusted again is tried ever more rarely. A switch away never
+waits for a cooldown: it only happens because the realtime brain cannot
+answer the caller now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import deque
+from collections.abc import Iterable
+
+from voxpipe.errors import ConfigError
+
+
+class Brain(enum.Enum):
+    """Which brain answers the caller."""
+
+    REALTIME = "realtime"  # the speech-to-speech service
+    CHAINED = "chained"  # local VAD -> STT -> LLM -> TTS
+
+
+class SwitchReason(enum.Enum):
+    """Why the call changed brains."""
+
+    RECOVERY_EXHAUSTED = "recovery_exhausted"  # reconnects used up the retry budget
+    FATAL_ERROR = "fatal_error"  # an error the realtime brain cannot recover from
+    QUOTA_EXHAUSTED = "quota_exhausted"  # insufficient_quota, billing limit
+    SERVER_ERRORS = "server_errors"  # a storm of 5xx / server_error
+    RATE_LIMITED = "rate_limited"  # limits exhausted with a long reset
+    FIRST_AUDIO_LATE = "first_audio_late"  # a response made no audio in time
+    AUDIO_STALLED = "audio_stalled"  # a reply went silent mid-way
+    REALTIME_HEALTHY = "realtime_healthy"  # probes succeeded: back to realtime
+
+
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+SERVER_ERROR_CODES = frozenset({"server_error", "internal_error", "service_unavailable"})
+
+
+@dataclasses.dataclass(frozen=True)
+class FailoverConfig:
+    """What triggers a switch, and how cautiously the call comes back.
+
+    The defaults follow the issue: a 2 s first-audio deadline; a switch back
+    after a minute on the fallback with two healthy probes 10 s apart.
+    """
+
+    first_audio_deadline_ms: int = 2_000
+    server_storm: int = 3  # server errors ...
+    server_storm_window_ms: int = 30_000  # ... within this window
+    long_reset_ms: int = 10_000  # exhausted rate limits resetting later than this
+    switch_back: bool = True
+    cooldown_ms: int = 60_000
+    max_cooldown_ms: int = 15 * 60_000
+    probe_interval_ms: int = 10_000
+    probes_needed: int = 2
+
+    def __post_init__(self) -> None:
+        if self.first_audio_deadline_ms <= 0 or self.probe_interval_ms <= 0:
+            raise ConfigError("first_audio_deadline_ms and probe_interval_ms must be positive")
+        if self.server_storm < 1 or self.probes_needed < 1:
+            raise ConfigError("server_storm and probes_needed must be at least 1")
+        if not 0 <= self.cooldown_ms <= self.max_cooldown_ms:
+            raise ConfigError("need 0 <= cooldown_ms <= max_cooldown_ms")
+
+
+@dataclasses.dataclass(frozen=True)
+class SwitchBrain:
+    """Command: move the call to ``to`` now (``detail`` says what happened)."""
+
+    to: Brain
+    reason: SwitchReason
+    detail: str
+    at_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeRealtime:
+    """Command: open a bare realtime session to see if the brain is back.
+
+    It has no field for audio or text on purpose: a probe never replays the
+    caller's request (see :class:`HealthProbe`).
+    """
+
+    at_ms: int
+
+
+FailoverCommand = SwitchBrain | ProbeRealtime
+
+
+class FailoverPolicy:
+    """Decides the brain switches of one call (see the module docstring)."""
+
+    def __init__(self, config: FailoverConfig | None = None, *, now_ms: int = 0) -> None:
+        self.config = config or FailoverConfig()
+        self.brain = Brain.REALTIME
+        self.switches: list[SwitchBrain] = []
+        self.cooldown_ms = self.config.cooldown_ms
+        self._last_switch_ms: int | None = None
+        self._response_since: int | None = None  # a response awaits audio since then
+        self._audio_seen = False  # the awaited response has played some audio
+        self._server_errors: deque[int] = deque()
+        self._listening = True
+        self._healthy_probes = 0
+        self._probe_due_ms: int | None = None
+        self._probing = False
+        self._time_on: dict[Brain, int] = dict.fromkeys(Brain, 0)
+        self._on_since = now_ms
+
+    # -- what the realtime brain did ---------------------------------------------------
+
+    def response_started(self, now_ms: int) -> list[FailoverCommand]:
+        """A response was asked for: its first audio is due within the deadline."""
+        if self.brain is Brain.REALTIME:
+            self._response_since = now_ms
+            self._audio_seen = False
+        return []
+
+    def audio_played(self, now_ms: int) -> list[FailoverCommand]:
+        """Reply audio came out of the realtime brain: the next must come within the deadline."""
+        if self.brain is Brain.REALTIME and self._response_since is not None:
+            self._response_since = now_ms
+            self._audio_seen = True
+        return []
+
+    def response_ended(self, now_ms: int) -> list[FailoverCommand]:
+        """The response finished, was cancelled or failed: no audio is owed."""
+        self._response_since = None
+        return []
+
+    def provider_error(self, code: str | None, now_ms: int) -> list[FailoverCommand]:
+        """An ``error`` event the realtime brain reported (and may survive)."""
+        if self.brain is not Brain.REALTIME or code is None:
+            return []
+        if code in QUOTA_CODES:
+            return self._away(SwitchReason.QUOTA_EXHAUSTED, code, now_ms)
+        if code not in SERVER_ERROR_CODES:
+            return []
+        window = self.config.server_storm_window_ms
+        while self._server_errors and self._server_errors[0] <= now_ms - window:
+            self._server_errors.popleft()
+        self._server_errors.append(now_ms)
+        if len(self._server_errors) < self.config.server_storm:
+            return []
+        detail = f"{len(self._server_errors)} server errors in {window // 1000} s"
+        return self._away(SwitchReason.SERVER_ERRORS, detail, now_ms)
+
+    def rate_limits(
+        self, limits: Iterable[tuple[int, float]], now_ms: int
+    ) -> list[FailoverCommand]:
+        """``rate_limits.updated`` as (remaining, reset seconds) pairs."""
+        if self.brain is not Brain.REALTIME:
+            return []
+        waits = [int(reset * 1000) for remaining, reset in limits if remaining <= 0]
+        longest = max(waits, default=0)
+        if longest <= self.config.long_reset_ms:
+            return []
+        return self._away(SwitchReason.RATE_LIMITED, f"limits reset in {longest} ms", now_ms)
+
+    def gave_up(self, fatal: bool, detail: str, now_ms: int) -> list[FailoverCommand]:
+        """The realtime brain stopped trying: a fatal error, or its retry budget ran out."""
+        if self.brain is not Brain.REALTIME:
+            return []
+        reason = SwitchReason.FATAL_ERROR if fatal else SwitchReason.RECOVERY_EXHAUSTED
+        return self._away(reason, detail, now_ms)
+
+    # -- turn boundaries and probes ----------------------------------------------------
+
+    def listening(self, listening: bool, now_ms: int) -> list[FailoverCommand]:
+        """Whether the call is at a turn boundary (listening, no reply under way)."""
+        self._listening = listening
+        return self.tick(now_ms)
+
+    def probe_finished(self, healthy: bool, now_ms: int) -> list[FailoverCommand]:
+        """A probe came back; enough healthy ones in a row switch back at a turn boundary."""
+        self._probing = False
+        if self.brain is not Brain.CHAINED:
+            return []
+        self._healthy_probes = self._healthy_probes + 1 if healthy else 0
+        self._probe_due_ms = now_ms + self.config.probe_interval_ms
+        return self._maybe_back(now_ms)
+
+    def tick(self, now_ms: int) -> list[FailoverCommand]:
+        """Timer: hang detection on realtime, probes and the switch back on chained."""
+        if self.brain is Brain.REALTIME:
+            return self._check_audio(now_ms)
+        back = self._maybe_back(now_ms)
+        if back or not self._may_probe(now_ms):
+            return back
+        self._probing = True
+        return [ProbeRealtime(now_ms)]
+
+    def time_on(self, brain: Brain, now_ms: int) -> int:
+        """Milliseconds the call has spent on ``brain`` so far."""
+        current = now_ms - self._on_since if brain is self.brain else 0
+        return self._time_on[brain] + current
+
+    def next_switch_back_ms(self) -> int | None:
+        """The earliest a switch back may happen (None: not on the fallback)."""
+        if self.brain is not Brain.CHAINED or not self.config.switch_back:
+            return None
+        assert self._last_switch_ms is not None
+        return self._last_switch_ms + self.cooldown_ms
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _check_audio(self, now_ms: int) -> list[FailoverCommand]:
+        since = self._response_since
+        if since is None or now_ms - since < self.config.first_audio_deadline_ms:
+            return []
+        reason = SwitchReason.AUDIO_STALLED if self._audio_seen else SwitchReason.FIRST_AUDIO_LATE
+        return self._away(reason, f"no reply audio for {now_ms - since} ms", now_ms)
+
+    def _away(self, reason: SwitchReason, detail: str, now_ms: int) -> list[FailoverCommand]:
+        last = self._last_switch_ms
+        if last is not None and now_ms - last < self.cooldown_ms:
+            # Back on realtime for less than a cooldown and failing again: a flap.
+            self.cooldown_ms = min(self.config.max_cooldown_ms, self.cooldown_ms * 2)
+        return [self._switch(Brain.CHAINED, reason, detail, now_ms)]
+
+    def _maybe_back(self, now_ms: int) -> list[FailoverCommand]:
+        due = self.next_switch_back_ms()
+        if due is None or now_ms < due or not self._listening:
+            return []
+        if self._healthy_probes < self.config.probes_needed:
+            return []
+        detail = f"{self._healthy_probes} healthy probes"
+        return [self._switch(Brain.REALTIME, SwitchReason.REALTIME_HEALTHY, detail, now_ms)]
+
+    def _may_probe(self, now_ms: int) -> bool:
+        if self._probing or not self.config.switch_back:
+            return False
+        due = self._probe_due_ms
+        if due is None:
+            # The first probe goes out so that its answers are in by the cooldown's end.
+            due = self._first_probe_ms()
+        return now_ms >= due
+
+    def _first_probe_ms(self) -> int:
+        back = self.next_switch_back_ms()
+        assert back is not None
+        lead = self.config.probe_interval_ms * (self.config.probes_needed - 1)
+        assert self._last_switch_ms is not None
+        return max(self._last_switch_ms, back - lead)
+
+    def _switch(self, to: Brain, reason: SwitchReason, detail: str, now_ms: int) -> SwitchBrain:
+        self._time_on[self.brain] += now_ms - self._on_since
+        self._on_since = now_ms
+        self.brain = to
+        self._last_switch_ms = now_ms
+        self._response_since = None
+        self._healthy_probes = 0
+        self._probe_due_ms = None
+        self._probing = False
+        self._server_errors.clear()
+        switch = SwitchBrain(to, reason, detail, now_ms)
+        self.switches.append(switch)
+        return switch
