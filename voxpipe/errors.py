@@ -238,3 +238,22 @@ class DailyApiError(VoxpipeError):
         super().__init__(message, hint=hint)
         self.status = status
         self.retryable = status is None or status >= 500
+
+
+class SlotFailedError(VoxpipeError):
+    """A chained slot could not serve one request (:mod:`voxpipe.slot_fallback`).
+
+    Every engine of the slot failed on it, or the engine that had begun
+    answering broke and the slot does not hand a partial answer on. The next
+    request tries again (an engine may have been slow only under load), so it
+    is retryable; ``engines`` are the engines that failed, in order.
+    """
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, slot: str, engines: tuple[str, ...], hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.slot = slot
+        self.engines = engines
