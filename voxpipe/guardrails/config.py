@@ -35,10 +35,11 @@ from voxpipe.errors import ConfigError
 from voxpipe.guardrails.deny import DenyPolicy
 from voxpipe.guardrails.pii import PiiPolicy
 from voxpipe.guardrails.policy import FailMode, GuardrailPolicy
+from voxpipe.slot_config import ChainedSlots, parse_chained_table
 from voxpipe.telephony.hangup import TelephonyConfig, parse_telephony_table
 
 _GUARDRAIL_KEYS = ("pii", "deny", "safe_line", "every_chars", "timeout_ms", "fail")
-_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony")
+_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony", "chained")
 
 # An agent file is instructions and a few settings; a megabyte is far beyond any.
 MAX_AGENT_FILE_BYTES = 1 << 20
@@ -72,12 +73,14 @@ class GuardrailConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """What an agent file says: the instructions, the guardrails, phone calls' hang-up."""
+    """What an agent file says: the instructions, the guardrails, phone calls' hang-up,
+    and the chained slots' engines (:mod:`voxpipe.slot_config`)."""
 
     source: str
     instructions: str | None = None
     guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    chained: ChainedSlots = field(default_factory=ChainedSlots)
 
 
 def load_agent_file(path: str | Path) -> AgentConfig:
@@ -131,7 +134,8 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: 'guardrails' must be a table ([guardrails])")
     telephony = parse_telephony_table(data.get("telephony", {}), source)
-    return AgentConfig(source, instructions, _guardrails(table, source), telephony)
+    chained = parse_chained_table(data.get("chained", {}), source)
+    return AgentConfig(source, instructions, _guardrails(table, source), telephony, chained)
 
 
 def _known_keys(
