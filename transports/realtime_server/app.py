@@ -32,6 +32,7 @@ from aiohttp import web
 from loguru import logger
 
 from voxpipe.errors import ConfigError
+from voxpipe.realtime_server.conversation import ConversationLimits
 from voxpipe.realtime_server.protocol_errors import ProtocolError
 from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
@@ -76,6 +77,8 @@ class ServerConfig:
     """A transcription taking longer fails (``...transcription.failed``)."""
     write_stall_s: float = WRITE_STALL_S
     """A client that takes no event for this long while events wait is closed with 1008."""
+    conversation_limits: ConversationLimits = field(default_factory=ConversationLimits)
+    """Audio kept per session (newest first), items and text before the oldest are forgotten."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -235,6 +238,7 @@ class RealtimeServer:
             brain_deadline_s=self.config.brain_deadline_s,
             stt_deadline_s=self.config.stt_deadline_s,
             write_stall_s=self.config.write_stall_s,
+            conversation_limits=self.config.conversation_limits,
             abort=functools.partial(_abort, request),
         )
         self.live_sessions.add(driver)

@@ -25,6 +25,7 @@ from openai.types.realtime import ResponseAudioDeltaEvent
 from pydantic_core import PydanticSerializationError
 
 from voxpipe.engines.speculation import Speculation
+from voxpipe.realtime_server.conversation import ConversationLimits
 from voxpipe.realtime_server.effects import (
     BrainStartRequested,
     BrainStopRequested,
@@ -116,6 +117,7 @@ class SessionDriver:
         stt_deadline_s: float = STT_DEADLINE_S,
         write_stall_s: float = WRITE_STALL_S,
         abort: Callable[[], None] | None = None,
+        conversation_limits: ConversationLimits | None = None,
     ) -> None:
         self._ws = ws
         self._abort = abort
@@ -129,7 +131,11 @@ class SessionDriver:
         self._max_seconds = session_max_seconds
         self._started = time.monotonic()
         self.core = RealtimeSession(
-            model=model, ids=IdFactory(secrets.token_hex(4)), now_ms=0, rate_limits=rate_limits
+            model=model,
+            ids=IdFactory(secrets.token_hex(4)),
+            now_ms=0,
+            rate_limits=rate_limits,
+            conversation_limits=conversation_limits,
         )
         if preconfig:
             self.core.preconfigure(preconfig)

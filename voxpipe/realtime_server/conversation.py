@@ -3,6 +3,13 @@
 Items are the ``openai`` conversation item models; audio is kept beside them
 as raw bytes in the format it arrived or left in, so an item's audio length
 (what ``conversation.item.truncate`` is checked against) is exact.
+
+Memory is bounded (:class:`ConversationLimits`): only the newest minute of
+audio is kept as bytes; an older item keeps its audio's length (truncate is
+still checked against it, usage still counts it) and its transcript, and
+``conversation.item.retrieve`` returns it without audio. Past 4,096 items or
+2 MB of text the oldest items are forgotten: by then they are long out of the
+model's 32k-token context (see :mod:`voxpipe.realtime_server.context_window`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,15 @@ SUPPORTED_ITEMS = (
 )
 
 
+@dataclass(frozen=True)
+class ConversationLimits:
+    """What one session's conversation holds in memory (not what the model sees)."""
+
+    audio_kept_ms: int = 60_000
+    max_items: int = 4_096
+    text_kept_chars: int = 2_000_000
+
+
 @dataclass
 class TranscriptSegment:
     """Transcript text and where in the item's audio it starts being spoken."""
@@ -60,6 +76,8 @@ class ItemRecord:
     audio_format: AudioFormat = AudioFormat.PCM16_24K
     segments: list[TranscriptSegment] = field(default_factory=list)
     version: int = 0
+    # Audio whose bytes were let go under the session's budget; its length still counts.
+    audio_released_bytes: int = 0
 
     @property
     def id(self) -> str:
@@ -68,8 +86,26 @@ class ItemRecord:
 
     @property
     def audio_ms(self) -> int:
-        """Length of the item's audio in milliseconds."""
-        return bytes_to_ms(len(self.audio), self.audio_format)
+        """Length of the item's audio in milliseconds (kept or released)."""
+        return bytes_to_ms(len(self.audio) + self.audio_released_bytes, self.audio_format)
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether the item has audio, kept or released."""
+        return bool(self.audio) or self.audio_released_bytes > 0
+
+    def release_audio(self) -> None:
+        """Let the audio bytes go, keeping their length."""
+        self.audio_released_bytes += len(self.audio)
+        self.audio = bytearray()
+
+    def cut_audio(self, audio_end_ms: int) -> None:
+        """Drop the audio past ``audio_end_ms``, kept or released."""
+        end = ms_to_bytes(audio_end_ms, self.audio_format)
+        if self.audio_released_bytes:
+            self.audio_released_bytes = min(self.audio_released_bytes, end)
+        else:
+            del self.audio[end:]
 
     @property
     def transcript(self) -> str:
@@ -111,9 +147,11 @@ def validate_item(raw: pydantic.BaseModel, param: str = "item") -> Item:
 class Conversation:
     """The default conversation of one session."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ConversationLimits | None = None) -> None:
+        self.limits = limits or ConversationLimits()
         self._order: list[str] = []
         self._records: dict[str, ItemRecord] = {}
+        self.forgotten = 0
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._records
@@ -150,7 +188,38 @@ class Conversation:
             )
         self._order.insert(position, record.id)
         self._records[record.id] = record
-        return self._order[position - 1] if position > 0 else None
+        previous = self._order[position - 1] if position > 0 else None
+        self.enforce_limits(keep=record.id)
+        return previous
+
+    def kept_audio_bytes(self) -> int:
+        """Audio bytes held by every item (what the audio budget bounds)."""
+        return sum(len(record.audio) for record in self._records.values())
+
+    def enforce_limits(self, keep: str | None = None) -> None:
+        """Release old audio and forget old items past :class:`ConversationLimits`.
+
+        Newest items keep their audio first; the newest item (and ``keep``) is
+        never touched, so an answer in progress can always be truncated exactly.
+        """
+        protected = {keep, self.last_id}
+        budget = self.limits.audio_kept_ms
+        for item_id in reversed(self._order):
+            record = self._records[item_id]
+            kept_ms = bytes_to_ms(len(record.audio), record.audio_format)
+            if record.audio and item_id not in protected and kept_ms > budget:
+                record.release_audio()  # and every older item's: newest audio is kept first
+                kept_ms = budget = 0
+            budget -= kept_ms
+        text = sum(len(item_text(r)) + len(call_text(r.item)) for r in self._records.values())
+        while (
+            self._order
+            and self._order[0] not in protected
+            and (len(self._order) > self.limits.max_items or text > self.limits.text_kept_chars)
+        ):
+            oldest = self._records.pop(self._order.pop(0))
+            text -= len(item_text(oldest)) + len(call_text(oldest.item))
+            self.forgotten += 1
 
     def get(self, item_id: str, code: ErrorCode = ErrorCode.RETRIEVE_INVALID_ITEM) -> ItemRecord:
         """The item, or an error with ``code`` naming the unknown id."""
@@ -190,10 +259,19 @@ class Conversation:
                 "audio_end_ms",
                 f"Audio content of {record.audio_ms}ms is already shorter than {audio_end_ms}ms",
             )
-        del record.audio[ms_to_bytes(audio_end_ms, record.audio_format) :]
+        record.cut_audio(audio_end_ms)
         record.segments = [s for s in record.segments if s.audio_start_ms < audio_end_ms]
         record.version += 1
         return record
+
+
+def call_text(item: Any) -> str:
+    """The text of a function call or its output (empty for messages)."""
+    if isinstance(item, RealtimeConversationItemFunctionCall):
+        return item.name + item.arguments
+    if isinstance(item, RealtimeConversationItemFunctionCallOutput):
+        return item.output
+    return ""
 
 
 def item_text(record: ItemRecord) -> str:

@@ -41,6 +41,7 @@ class ErrorCode(enum.Enum):
     SESSION_EXPIRED = "session_expired"
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
     VOICE_LOCKED = "cannot_update_voice"
+    CONTEXT_TOO_LONG = "context_length_exceeded"
 
 
 class ProtocolError(Exception):

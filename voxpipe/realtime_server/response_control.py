@@ -24,7 +24,14 @@ from openai.types.realtime import (
 )
 from openai.types.realtime.realtime_response_status import Error
 
-from voxpipe.realtime_server.conversation import Conversation, ItemRecord, item_text, validate_item
+from voxpipe.realtime_server.context_window import ContextWindow, TruncationPolicy
+from voxpipe.realtime_server.conversation import (
+    Conversation,
+    ItemRecord,
+    call_text,
+    item_text,
+    validate_item,
+)
 from voxpipe.realtime_server.effects import (
     AudioProduced,
     BrainOutput,
@@ -35,7 +42,12 @@ from voxpipe.realtime_server.effects import (
     TextProduced,
 )
 from voxpipe.realtime_server.ids import IdFactory, IdKind
-from voxpipe.realtime_server.protocol_errors import ErrorCode, invalid_request, invalid_value
+from voxpipe.realtime_server.protocol_errors import (
+    ErrorCode,
+    ProtocolError,
+    invalid_request,
+    invalid_value,
+)
 from voxpipe.realtime_server.rate_limits import DEFAULT_MAX_OUTPUT_TOKENS, RateLimiter, Reservation
 from voxpipe.realtime_server.responses import ResponseRun, ResponseStatus, StatusReason
 from voxpipe.realtime_server.session_config import (
@@ -72,6 +84,7 @@ class ResponseControl:
         self._reservation: Reservation | None = None
         self._instructions = ""
         self._tools: list[dict[str, Any]] = []
+        self.context_window = ContextWindow()
 
     def event_id(self) -> str:
         raise NotImplementedError
@@ -83,7 +96,12 @@ class ResponseControl:
 
     def auto_response(self, now_ms: int) -> list[Output]:
         """A response triggered by turn detection (skipped while one is running)."""
-        return [] if self.active else self.create_response(RealtimeResponseCreateParams(), now_ms)
+        if self.active:
+            return []
+        try:
+            return self.create_response(RealtimeResponseCreateParams(), now_ms)
+        except ProtocolError as error:  # a conversation too long with truncation disabled
+            return [error.to_event(self.event_id())]
 
     def create_response(self, params: RealtimeResponseCreateParams, now_ms: int) -> list[Output]:
         """Start a response, or refuse if one is already active or its parameters are bad."""
@@ -152,7 +170,9 @@ class ResponseControl:
 
     def _context_for(self, params: RealtimeResponseCreateParams) -> list[ItemRecord]:
         if params.input is None:
-            return self.conversation.records()
+            fixed = self._tokens_of([])
+            policy = TruncationPolicy.from_session(self.config.truncation, fixed.tokens)
+            return self.context_window.fit(self.conversation.records(), _piece_tokens, policy)
         records = []
         for index, raw in enumerate(params.input):
             if raw.id and raw.id in self.conversation:  # an item_reference, resolved
@@ -175,15 +195,7 @@ class ResponseControl:
             ContextPiece("instructions", text_tokens(self._instructions), 0),
             ContextPiece("tools", text_tokens(json.dumps(self._tools)) if self._tools else 0, 0),
         ]
-        for record in records:
-            item = record.item
-            audio = 0
-            if record.audio and isinstance(item, RealtimeConversationItemUserMessage):
-                audio = input_audio_tokens(record.audio_ms)
-            elif record.audio:
-                audio = output_audio_tokens(record.audio_ms)
-            text = 0 if audio else text_tokens(item_text(record) + _call_text(item))
-            pieces.append(ContextPiece(f"{record.id}@{record.version}", text, audio))
+        pieces += [_piece(record) for record in records]
         return ContextTokens(tuple(pieces))
 
     # -- the brain -------------------------------------------------------------
@@ -318,17 +330,28 @@ class ResponseControl:
         if self._reservation is not None:
             self.limiter.settle(self._reservation, usage().total_tokens or 0, now_ms)
             self._reservation = None
-        self._last_context = self._tokens_of(self.conversation.records())
+        self._last_context = self._tokens_of(
+            self.context_window.visible(self.conversation.records())
+        )
+        self.conversation.enforce_limits()
         self.idle_since_ms = now_ms + run.output_audio_ms
         return list(events)
 
 
-def _call_text(item: Any) -> str:
-    if isinstance(item, RealtimeConversationItemFunctionCall):
-        return item.name + item.arguments
-    if isinstance(item, RealtimeConversationItemFunctionCallOutput):
-        return item.output
-    return ""
+def _piece(record: ItemRecord) -> ContextPiece:
+    """What one item costs the model: its audio if it has some, else its text."""
+    item = record.item
+    audio = 0
+    if record.has_audio and isinstance(item, RealtimeConversationItemUserMessage):
+        audio = input_audio_tokens(record.audio_ms)
+    elif record.has_audio:
+        audio = output_audio_tokens(record.audio_ms)
+    text = 0 if audio else text_tokens(item_text(record) + call_text(item))
+    return ContextPiece(f"{record.id}@{record.version}", text, audio)
+
+
+def _piece_tokens(record: ItemRecord) -> int:
+    return _piece(record).tokens
 
 
 def _chat_message(record: ItemRecord) -> dict[str, Any] | None:

@@ -34,7 +34,12 @@ from openai.types.realtime import (
 from openai.types.realtime.realtime_server_event import ConversationItemRetrieved
 
 from voxpipe.realtime_server import codec, parsing
-from voxpipe.realtime_server.conversation import Conversation, ItemRecord, validate_item
+from voxpipe.realtime_server.conversation import (
+    Conversation,
+    ConversationLimits,
+    ItemRecord,
+    validate_item,
+)
 from voxpipe.realtime_server.effects import CloseRequested, Output, TranscriptionRequested
 from voxpipe.realtime_server.ids import IdFactory, IdKind
 from voxpipe.realtime_server.input_audio import InputAudioBuffer, decode_append
@@ -64,11 +69,12 @@ class RealtimeSession(ResponseControl, UserTurns):
         ids: IdFactory,
         now_ms: int,
         rate_limits: RateLimitPolicy | None = None,
+        conversation_limits: ConversationLimits | None = None,
     ) -> None:
         self.ids = ids
         self.session_id = ids.new(IdKind.SESSION)
         self.config = SessionConfig(model)
-        self.conversation = Conversation()
+        self.conversation = Conversation(conversation_limits)
         self.buffer = InputAudioBuffer(self.config.input_format)
         self.limiter = RateLimiter(rate_limits or RateLimitPolicy(), now_ms)
         self.detector: TurnDetector | None = None

@@ -251,6 +251,11 @@ class SessionConfig:
         return value if isinstance(value, int) else None
 
     @property
+    def truncation(self) -> Any:
+        """``truncation`` as sent: ``None``, ``"auto"``, ``"disabled"`` or a retention ratio."""
+        return self._data.get("truncation")
+
+    @property
     def transcription_enabled(self) -> bool:
         """Whether input audio transcription events are wanted."""
         return self._input.get("transcription") is not None
