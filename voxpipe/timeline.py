@@ -32,6 +32,7 @@ class EventKind(enum.Enum):
     STATE_CHANGED = "state_changed"
     ROLLOVER = "rollover"
     RECONNECT = "reconnect"
+    BRAIN_SWITCHED = "brain_switched"  # the call moved between the realtime and chained brains
     TRANSPORT_REJOINED = "transport_rejoined"  # the caller's new connection carries the call on
     PARTICIPANT_JOINED = "participant_joined"  # a human joined the agent's room (Daily)
     PARTICIPANT_LEFT = "participant_left"

@@ -406,6 +406,20 @@ class RealtimeService(OpenAIRealtimeLLMService):
             event = event.model_copy(update={"session": session})
         await super().send_client_event(event)
 
+    async def hand_over(self) -> None:
+        """Let go of the call for another brain (see :meth:`RealtimeCall.switch_away`)."""
+        await self._decide(self.call.switch_away)
+
+    async def handed_over(self) -> None:
+        """The other brain has the call now."""
+        await self._decide(self.call.handed_over)
+
+    @property
+    def instructions(self) -> str:
+        """The session's instructions as they stand (changed during the call or not)."""
+        props = self.settings.session_properties  # type: ignore[attr-defined]
+        return str(getattr(props, "instructions", None) or "")
+
     def note_token_event(self, event: SecretRotated | RotationFailed) -> None:
         """An :class:`EphemeralTokenProvider`'s ``on_event`` hook (called synchronously)."""
         commands = self.call.token_event(event)

@@ -42,6 +42,8 @@ class CallConfig:
     max_rate_limit_retries: int = 4
     max_rate_limit_wait_ms: int = 30_000
     strict: bool = False  # raise on an illegal state transition (tests, development)
+    # A fallback brain takes the call when this one gives up (no EndCall: a BrainGaveUp).
+    fallback: bool = False
     # The session's audio both ways: PCM16 at 24 kHz, or a phone call's G.711 passed through.
     input_format: AudioFormat = AudioFormat.PCM16_24K
     output_format: AudioFormat = AudioFormat.PCM16_24K

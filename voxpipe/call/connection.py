@@ -41,6 +41,7 @@ from voxpipe.call.commands import (
 )
 from voxpipe.call.config import CallConfig
 from voxpipe.call.events import (
+    BrainGaveUp,
     CallFailed,
     EventIgnored,
     IgnoreReason,
@@ -80,6 +81,7 @@ class SessionLifecycle:
     """Provider sessions of one call (see the module docstring)."""
 
     SWITCHING = (CallState.RECONNECTING, CallState.ROLLING_OVER)
+    HANDED_OVER = (CallState.BRAIN_SWITCHING, CallState.ON_FALLBACK)
 
     def __init__(
         self,
@@ -134,7 +136,7 @@ class SessionLifecycle:
 
     def connection_failed(self, signal: FailureSignal, now_ms: int) -> list[Command]:
         """The socket closed or broke, a connect failed, or the provider refused the session."""
-        if self.machine.is_terminal:
+        if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
             return self._ignored(describe(signal), IgnoreReason.NOT_LIVE)
         out = self._drop_session()
         if self._outage is None:
@@ -158,10 +160,17 @@ class SessionLifecycle:
         return [*out, Publish(reconnecting), OpenSession(action.delay_ms, action.refresh_secret)]
 
     def fail(self, error: VoxpipeError, failure_class: FailureClass, now_ms: int) -> list[Command]:
-        """Give up: no more retries; the application is told and the pipeline stops."""
-        if self.machine.is_terminal:
+        """Give up: no more retries; the application is told and the pipeline stops.
+
+        With a fallback brain the call goes on: the brain switch hears of a
+        :class:`~voxpipe.call.events.BrainGaveUp` and moves the call.
+        """
+        if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
             return []
         out = self._drop_session() if self._session_open else []
+        if self.config.fallback:
+            self._outage = None
+            return [*out, Publish(BrainGaveUp(error, failure_class))]
         out += self._move(CallTrigger.FATAL_ERROR, now_ms)
         return [*out, Publish(CallFailed(error, failure_class)), EndCall(error)]
 

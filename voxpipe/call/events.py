@@ -15,6 +15,7 @@ import dataclasses
 import enum
 from typing import Any
 
+from voxpipe.call.failover import Brain, SwitchReason
 from voxpipe.call.recovery import FailureClass
 from voxpipe.call.response_guard import InterruptionSource, ResponseReason
 from voxpipe.call.rollover import RolloverReason
@@ -196,6 +197,34 @@ class CallFailed:
     failure_class: FailureClass
 
 
+@dataclasses.dataclass(frozen=True)
+class BrainGaveUp:
+    """The realtime brain stopped trying, and a fallback brain is there to take the call.
+
+    What would have been :class:`CallFailed` without a fallback: the call goes on.
+    """
+
+    error: VoxpipeError
+    failure_class: FailureClass
+
+
+@dataclasses.dataclass(frozen=True)
+class BrainSwitched:
+    """The call moved from one brain to the other; ``time_on_previous_ms`` on the last one.
+
+    ``reasked`` says whether the answer the switch cut was asked for again on
+    the new brain (once); ``seeded_turns`` how many heard turns seeded it.
+    """
+
+    previous: Brain
+    current: Brain
+    reason: SwitchReason
+    detail: str
+    time_on_previous_ms: int
+    seeded_turns: int = 0
+    reasked: bool = False
+
+
 CallEvent = (
     StateChanged
     | EventIgnored
@@ -213,6 +242,8 @@ CallEvent = (
     | RolledOver
     | TokenRotated
     | CallFailed
+    | BrainGaveUp
+    | BrainSwitched
 )
 
 
@@ -287,6 +318,23 @@ def timeline_entry(event: CallEvent) -> tuple[EventKind, dict[str, Any]] | None:
                 "rotations": event.rotations,
                 "failures": event.failures,
                 "failed": event.failed,
+            }
+        case BrainGaveUp():
+            return EventKind.ERROR, {
+                "error": str(event.error),
+                "class": event.failure_class.value,
+                "fatal": False,
+                "handled": True,  # the fallback brain takes the call
+            }
+        case BrainSwitched():
+            return EventKind.BRAIN_SWITCHED, {
+                "from": event.previous.value,
+                "to": event.current.value,
+                "reason": event.reason.value,
+                "detail": event.detail,
+                "time_on_previous_ms": event.time_on_previous_ms,
+                "seeded_turns": event.seeded_turns,
+                "reasked": event.reasked,
             }
         case CallFailed():
             return EventKind.ERROR, {

@@ -91,6 +91,7 @@ from voxpipe.call.response_guard import (
     SendResponseCancel,
     SendResponseCreate,
 )
+from voxpipe.call.rollover import SessionSeed
 from voxpipe.call.state import CallState, CallTrigger
 from voxpipe.errors import ConfigError
 from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
@@ -172,6 +173,8 @@ class RealtimeCall(SessionLifecycle):
         self._playout: tuple[float, int] | None = None  # (position, since) while PLAYING_OUT
         self._awaited_truncations: set[str] = set()  # cut items whose heard position is due
         self._rate_limit_retries = 0
+        self.handover_seed: SessionSeed | None = None  # what the other brain starts from
+        self.reask_owed = False  # the switch cut an answer (or one never came)
         self._handlers: dict[str, Callable[[Any, int], list[Command]]] = {
             "session.created": self._on_session_created,
             "session.updated": self._on_session_updated,
@@ -442,6 +445,12 @@ class RealtimeCall(SessionLifecycle):
             # Local turns: the input buffer holds audio from before the onset; keep the onset.
             out += self._clear_input_keep_onset()
         state = self.machine.state
+        if state is CallState.BRAIN_SWITCHING:
+            # The caller spoke while the brains change hands: the new turn makes its own
+            # response, so the cut answer is no longer owed; only the output stops.
+            self.reask_owed = False
+            out += [] if as_frame else [StopOutput()]
+            return out + self._move(CallTrigger.INTERRUPTED, now_ms)
         if state is CallState.CANCELLING or self._cut_seq == self._response_seq:
             return out + self._ignored("interruption", IgnoreReason.DUPLICATE_INTERRUPTION)
         if state not in BOT_ACTIVE and state is not CallState.PLAYING_OUT:
@@ -502,6 +511,49 @@ class RealtimeCall(SessionLifecycle):
         if self._preroll:
             out += self.relay.on_audio(bytes(self._preroll))
         return out
+
+    # -- the brain switch --------------------------------------------------------------
+
+    def switch_away(self, now_ms: int) -> list[Command]:
+        """The failover policy moves the call to the other brain: let go of it cleanly.
+
+        The reply under way is cancelled and remembered as far as the caller
+        heard it, the output stops (no stale audio after the switch), the
+        session closes, and the call waits in ``BRAIN_SWITCHING`` until
+        :meth:`handed_over`. :attr:`handover_seed` is then what the other brain
+        starts from (the heard conversation, never the unheard tail) and
+        :attr:`reask_owed` says whether the caller's last question still wants
+        an answer: it does when a reply was cut, or never came.
+        """
+        state = self.machine.state
+        if self.machine.is_terminal or state in self.HANDED_OVER:
+            return self._ignored("brain switch", IgnoreReason.NOT_LIVE)
+        out: list[Command] = []
+        response_id = self.guard.active_response_id
+        cut = response_id is not None or state in BOT_ACTIVE
+        if response_id is not None:
+            self._dropping.add(response_id)
+            if self._session_open:
+                cancel = ResponseCancelEvent(type="response.cancel", response_id=response_id)
+                out.append(SendEvent(cancel))
+        item_id = self._audio_item
+        if item_id is not None and self.record.has_unfinished(item_id):
+            self.record.assistant_done(item_id, self._heard_share(item_id, now_ms))
+        out += [StopOutput(), EndResponseOutput()]
+        if self._session_open:
+            out += self._drop_session()
+        else:
+            self._seed = self.record.session_ended(self.config.rollover.keep_verbatim_turns)
+        self._outage, self._rollover, self.retry_at_ms = None, None, None
+        self.handover_seed = self._seed
+        self.reask_owed = cut or self.record.last_turn_is_user()
+        return out + self._move(CallTrigger.BRAIN_SWITCH_STARTED, now_ms)
+
+    def handed_over(self, now_ms: int) -> list[Command]:
+        """The other brain has the call: this one waits, session closed, for a switch back."""
+        if self.machine.state is not CallState.BRAIN_SWITCHING:
+            return self._ignored("brain switched", IgnoreReason.NOT_LIVE)
+        return self._move(CallTrigger.BRAIN_SWITCHED, now_ms)
 
     # -- what the pipeline reports ----------------------------------------------------
 

@@ -64,6 +64,17 @@ class ConversationRecord:
             suffix = " (interrupted)" if heard_share is not None else ""
             self._remember(Turn(Role.ASSISTANT, text + suffix, item_id, is_audio=True))
 
+    def has_unfinished(self, item_id: str) -> bool:
+        """Whether assistant item ``item_id`` has transcript but has not ended yet."""
+        return item_id in self._transcripts
+
+    def last_turn_is_user(self) -> bool:
+        """Whether the caller spoke last (their turn has no answer yet)."""
+        if self._pending_user_items:
+            return True
+        turns = self.memory.turns
+        return bool(turns) and turns[-1].role is Role.USER
+
     def tool_answered(self, name: str, result: str) -> None:
         """A tool answered; its result lives outside the model."""
         self.memory.tool_state[name] = result

@@ -14,6 +14,11 @@ PLAYING_OUT --INTERRUPTED--> LISTENING (the reply was over; only its audio stops
 A stuck or failed response: THINKING --TIMED_OUT/RESPONSE_FAILED--> RECOVERING -> LISTENING.
 Socket or session lost: any live state -> RECONNECTING -> LISTENING.
 Session cap ahead: LISTENING --ROLLOVER_STARTED--> ROLLING_OVER -> LISTENING.
+Brain switch (a fallback is configured): any live state --BRAIN_SWITCH_STARTED-->
+BRAIN_SWITCHING --BRAIN_SWITCHED--> ON_FALLBACK (the chained brain has the call);
+back: ON_FALLBACK --BRAIN_SWITCH_STARTED--> BRAIN_SWITCHING --SESSION_READY--> LISTENING.
+A barge-in while switching (BRAIN_SWITCHING --INTERRUPTED--> BRAIN_SWITCHING) stops
+the output and cancels nothing: no response of this brain is left to cut.
 ENDED (hang-up) and FAILED (fatal provider error, retries exhausted) are terminal.
 """
 
@@ -41,6 +46,8 @@ class CallState(enum.Enum):
     RECOVERING = "recovering"  # a response timed out or failed; clearing it
     RECONNECTING = "reconnecting"  # socket or session lost; opening a new one
     ROLLING_OVER = "rolling_over"  # moving the conversation to a fresh session
+    BRAIN_SWITCHING = "brain_switching"  # handing the call to the other brain (or taking it back)
+    ON_FALLBACK = "on_fallback"  # the chained brain has the call; no realtime session
     ENDED = "ended"  # hung up normally
     FAILED = "failed"  # cannot go on (fatal provider error, retry budget spent)
 
@@ -64,6 +71,8 @@ class CallTrigger(enum.Enum):
     ROLLOVER_STARTED = "rollover_started"  # rollover policy said roll now
     HUNG_UP = "hung_up"  # caller or application ended the call
     FATAL_ERROR = "fatal_error"  # provider refuses service, or retries exhausted
+    BRAIN_SWITCH_STARTED = "brain_switch_started"  # the failover policy said switch
+    BRAIN_SWITCHED = "brain_switched"  # the chained brain has the call now
 
 
 _S = CallState
@@ -79,7 +88,7 @@ _LIVE = (
     _S.RECOVERING,
     _S.ROLLING_OVER,
 )
-_NOT_TERMINAL = (_S.IDLE, *_LIVE, _S.RECONNECTING)
+_NOT_TERMINAL = (_S.IDLE, *_LIVE, _S.RECONNECTING, _S.BRAIN_SWITCHING, _S.ON_FALLBACK)
 
 
 def _build_table() -> dict[tuple[CallState, CallTrigger], CallState]:
@@ -119,6 +128,13 @@ def _build_table() -> dict[tuple[CallState, CallTrigger], CallState]:
     }
     for state in _LIVE:
         table[(state, _T.CONNECTION_LOST)] = _S.RECONNECTING
+    for state in (_S.IDLE, *_LIVE, _S.RECONNECTING, _S.ON_FALLBACK):
+        table[(state, _T.BRAIN_SWITCH_STARTED)] = _S.BRAIN_SWITCHING
+    table[(_S.BRAIN_SWITCHING, _T.INTERRUPTED)] = _S.BRAIN_SWITCHING  # nothing left to cancel
+    table[(_S.BRAIN_SWITCHING, _T.BRAIN_SWITCHED)] = _S.ON_FALLBACK
+    table[(_S.BRAIN_SWITCHING, _T.SESSION_READY)] = _S.LISTENING  # back on realtime
+    # Switching back failed (the session the probe promised did not come): stay on the fallback.
+    table[(_S.BRAIN_SWITCHING, _T.CONNECTION_LOST)] = _S.ON_FALLBACK
     for state in _NOT_TERMINAL:
         table[(state, _T.HUNG_UP)] = _S.ENDED
         table[(state, _T.FATAL_ERROR)] = _S.FAILED
@@ -129,6 +145,9 @@ TRANSITIONS: dict[tuple[CallState, CallTrigger], CallState] = _build_table()
 """(state, trigger) -> next state. A pair not in the table is illegal."""
 
 TERMINAL_STATES = frozenset({_S.ENDED, _S.FAILED})
+_NO_RESPONSE = frozenset(
+    {_S.LISTENING, _S.RECONNECTING, _S.ROLLING_OVER, _S.BRAIN_SWITCHING, _S.ON_FALLBACK}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +252,7 @@ class CallStateMachine:
             return self._reject(trigger, now_ms)
         previous, self._state = self._state, target
         self._entered_at_ms = now_ms
-        if target in (_S.LISTENING, _S.RECONNECTING, _S.ROLLING_OVER) or target in TERMINAL_STATES:
+        if target in _NO_RESPONSE or target in TERMINAL_STATES:
             # No response survives these states; a stale id would mislead the guard.
             self._context = dataclasses.replace(self._context, response_id=None)
         event = StateChanged(
