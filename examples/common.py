@@ -49,5 +49,5 @@ def save_call(out: Path, transport: Any, graph: Any) -> None:
             for call in message.get("tool_calls") or []:
                 function = call["function"]
                 print(f"bot calls {function['name']}({function['arguments']})")
-    spoken_s = sum(chunk.duration_ms for chunk in transport.written) / 1000
+    spoken_s = transport.written.total_ms / 1000
     print(f"the bot spoke for {spoken_s:.1f} s; wrote {out / 'call.wav'} and transcript.json")

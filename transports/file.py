@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from dataclasses import dataclass
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from voxpipe.playback import PlaybackLedger, PlaybackReports, PlaybackSink
 from voxpipe.recording import Track
 from voxpipe.transports.audio_file import DecodedAudio, load_audio, write_wav
 from voxpipe.transports.recording import write_call_wav
+from voxpipe.written_audio import AudioWritten, WrittenAudio
 
 CHUNK_MS = 20
 
@@ -57,15 +58,6 @@ class MonotonicClock:
         delay = (t_ms - self.now_ms()) / 1000
         if delay > 0:
             await asyncio.sleep(delay)
-
-
-@dataclass(frozen=True)
-class AudioWritten:
-    """One chunk of bot audio reached the caller's ear (or the WAV, unpaced)."""
-
-    at_ms: float
-    duration_ms: float
-    utterance: str | None
 
 
 class FileInputTransport(BaseInputTransport):
@@ -245,8 +237,9 @@ class FileTransport(BaseTransport):
         self.playback = PlaybackLedger()  # what this transport played, per utterance
         self.caller = Track(in_sample_rate)
         self.bot = Track(out_sample_rate)
-        self.written: list[AudioWritten] = []
-        self.interruptions_ms: list[float] = []
+        # Bounded: the last minute of chunks and the whole current utterance, totals kept.
+        self.written = WrittenAudio()
+        self.interruptions_ms: deque[float] = deque(maxlen=1_000)
         self.input_started_ms = 0.0
         self.input_finished_ms: float | None = None
         # Where each caller frame sits in the recording and when it was captured

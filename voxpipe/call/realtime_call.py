@@ -97,6 +97,7 @@ from voxpipe.errors import ConfigError
 from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
 
 RATE_LIMIT_CODE = "rate_limit_exceeded"
+DROPPING_KEPT = 256  # cancelled responses remembered (their late output is dropped)
 _GUARD_CODES = {code.value: code for code in GuardErrorCode}
 # States in which the bot holds the floor: an interruption there cuts a response.
 BOT_ACTIVE = frozenset({CallState.THINKING, CallState.SPEAKING, CallState.CALLING_TOOL})
@@ -166,7 +167,8 @@ class RealtimeCall(SessionLifecycle):
         self.rate_limits: tuple[RateLimit, ...] = ()
         self._response_seq = 0  # counts responses begun: the identity an interruption cuts
         self._cut_seq = -1  # the last response an interruption cut
-        self._dropping: set[str] = set()  # responses whose output must never be played
+        # Responses whose output must never be played (the newest DROPPING_KEPT).
+        self._dropping: dict[str, None] = {}
         self._audio_item: str | None = None  # the assistant item whose audio came last
         self._audio_response: str | None = None  # the response whose audio came last
         self._preroll = bytearray()  # local turns: the caller's latest audio
@@ -226,6 +228,11 @@ class RealtimeCall(SessionLifecycle):
             ]
         return [Forward(event.type), *self.session_ready(now_ms)]
 
+    def _drop(self, response_id: str) -> None:
+        self._dropping[response_id] = None
+        if len(self._dropping) > DROPPING_KEPT:  # long done: no output of theirs can come
+            del self._dropping[next(iter(self._dropping))]
+
     def _on_response_created(self, event: ResponseCreatedEvent, now_ms: int) -> list[Command]:
         response_id = event.response.id or ""
         self.machine.note_response(response_id)
@@ -235,7 +242,7 @@ class RealtimeCall(SessionLifecycle):
             self._response_seq += 1
             out = self._move(CallTrigger.RESPONSE_REQUESTED, now_ms)
         elif state is CallState.CANCELLING:
-            self._dropping.add(response_id)
+            self._drop(response_id)
             out = self._ignored(event.type, IgnoreReason.CANCELLED_ON_CREATE)
         else:
             out = self._ignored(event.type, IgnoreReason.OWN_REQUEST)
@@ -461,7 +468,7 @@ class RealtimeCall(SessionLifecycle):
         self._cut_seq = self._response_seq
         response_id = self.guard.active_response_id
         if response_id is not None:
-            self._dropping.add(response_id)
+            self._drop(response_id)
         item_id = self.ledger.latest_item()
         truncation = None
         if item_id is not None:
@@ -532,7 +539,7 @@ class RealtimeCall(SessionLifecycle):
         response_id = self.guard.active_response_id
         cut = response_id is not None or state in BOT_ACTIVE
         if response_id is not None:
-            self._dropping.add(response_id)
+            self._drop(response_id)
             if self._session_open:
                 cancel = ResponseCancelEvent(type="response.cancel", response_id=response_id)
                 out.append(SendEvent(cancel))

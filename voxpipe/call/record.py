@@ -14,6 +14,7 @@ from __future__ import annotations
 from voxpipe.call.rollover import CallMemory, Role, SessionSeed, Summariser, Turn
 
 NO_TRANSCRIPT = "(spoke; no transcript)"
+REMEMBERED_IDS = 1_024  # a repeat comes within a few turns, never a thousand items later
 
 
 class ConversationRecord:
@@ -23,7 +24,8 @@ class ConversationRecord:
         self.memory = CallMemory(summariser)
         self.user_turns_committed = 0
         self.items_pruned = 0
-        self._remembered: set[str] = set()
+        # Ids already remembered, to skip a repeated event; the newest REMEMBERED_IDS only.
+        self._remembered: dict[str, None] = {}
         self._pending_user_items: list[str] = []  # committed, transcript not yet known
         self._live_items: list[str] = []  # items of the current session
         self._transcripts: dict[str, list[str]] = {}  # assistant item -> transcript deltas
@@ -130,5 +132,7 @@ class ConversationRecord:
         if turn.item_id is not None:
             if turn.item_id in self._remembered:
                 return
-            self._remembered.add(turn.item_id)
+            self._remembered[turn.item_id] = None
+            if len(self._remembered) > REMEMBERED_IDS:
+                del self._remembered[next(iter(self._remembered))]
         self.memory.add(turn)
