@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from voxpipe.engines.llm import LlamaEngine
 from voxpipe.engines.stt import WhisperEngine
@@ -20,6 +21,8 @@ class LocalEngines:
     llm: LlamaEngine
     tts: SpeechEngine
 
+
+T = TypeVar("T")
 
 _cache: dict[tuple[str, ...], Any] = {}
 
@@ -39,6 +42,15 @@ async def _shared(key: tuple[str, ...], factory: Any) -> Any:
     if key in _cache:
         return _cache[key]
     return await asyncio.to_thread(_build_once, key, factory)
+
+
+async def shared_model(key: tuple[str, ...], factory: Callable[[], T]) -> T:
+    """Build ``factory()`` once per process per ``key`` (a model at a path of the caller's).
+
+    A factory that raises is not remembered: the next caller tries again.
+    """
+    model: T = await _shared(key, factory)
+    return model
 
 
 async def shared_stt() -> WhisperEngine:

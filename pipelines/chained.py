@@ -29,6 +29,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
+from voxpipe.slot_config import ChainedSlots
 
 if TYPE_CHECKING:
     from voxpipe.engines.speculation import Speculation
@@ -82,6 +83,7 @@ def build_chained_pipeline(
     stt: FrameProcessor | None = None,
     llm: Any = None,
     tts: FrameProcessor | None = None,
+    slots: ChainedSlots | None = None,
 ) -> VoiceGraph:
     """Build transport in -> VAD/turn -> STT -> LLM -> [tap] -> TTS -> transport out.
 
@@ -97,7 +99,12 @@ def build_chained_pipeline(
         openai_api_key: use OpenAI's services in the STT/LLM/TTS slots;
             defaults to ``OPENAI_API_KEY`` when set, else the local engines.
         stt, llm, tts: explicit services, overriding the defaults per slot.
+        slots: engines per slot in order (``[chained]`` in ``agent.toml``); a slot
+            listed there takes a fallback service that hands a failed or late
+            request to its next engine (:mod:`voxpipe.processors.slot_fallback`).
     """
+    if slots is not None:
+        stt, llm, tts = _fallback_slots(slots, instructions, openai_api_key, stt, llm, tts)
     key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
     headers = None
     if key and (stt is None or llm is None or tts is None):
@@ -189,3 +196,36 @@ def _local_tts(voice: TTSEngineKind | str) -> FrameProcessor:
     from voxpipe.processors.local.tts import LocalTTSService
 
     return LocalTTSService(voice=voice)
+
+
+def _fallback_slots(
+    slots: ChainedSlots,
+    instructions: str,
+    api_key: str | None,
+    stt: FrameProcessor | None,
+    llm: Any,
+    tts: FrameProcessor | None,
+) -> tuple[FrameProcessor | None, Any, FrameProcessor | None]:
+    """The fallback services of the slots ``slots`` lists (an explicit service wins)."""
+    from voxpipe.processors import slot_members as members
+    from voxpipe.processors.slot_fallback import (
+        FallbackLLMService,
+        FallbackSTTService,
+        FallbackTTSService,
+    )
+
+    if stt is None and slots.stt is not None:
+        stt = FallbackSTTService(
+            [members.transcriber(e) for e in slots.stt.engines], slots.stt.fallback()
+        )
+    if llm is None and slots.llm is not None:
+        sources = [
+            members.chat_source(e, instructions=instructions, api_key=api_key)
+            for e in slots.llm.engines
+        ]
+        llm = FallbackLLMService(sources, slots.llm.fallback(), instructions=instructions)
+    if tts is None and slots.tts is not None:
+        tts = FallbackTTSService(
+            [members.voice(e) for e in slots.tts.engines], slots.tts.fallback()
+        )
+    return stt, llm, tts

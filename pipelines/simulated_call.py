@@ -33,6 +33,7 @@ from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.observability import Instruments
 from voxpipe.processors.observability.report import ReportFiles, instrument_call, report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
+from voxpipe.slot_config import ChainedSlots
 from voxpipe.timeline import EventKind, Timeline, Turn
 from voxpipe.transports.file import FileTransport
 
@@ -62,6 +63,8 @@ class CallSpec:
     api_key: str | None = None
     server_brain: Any = None
     tap: Any = None
+    # Chained mode: the engines of each slot in order ([chained] in agent.toml).
+    slots: ChainedSlots | None = None
     # The process's Prometheus metrics, if it exports them (``voxpipe call --metrics-port``).
     metrics: VoxpipeMetrics | None = None
 
@@ -86,15 +89,22 @@ def build_call_graph(
     server_url: str | None = None,
     api_key: str | None = None,
     echo_guard: FrameProcessor | None = None,
+    slots: ChainedSlots | None = None,
 ) -> VoiceGraph:
     """The graph of one call in ``mode``, the same for a recording and a live caller.
 
     ``echo_guard`` goes right after the transport's input (a live caller's
     speakerphone; see :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`).
+    ``slots`` are the chained slots' engines in order, with fallback between them.
     """
     if mode is Mode.CHAINED:
         return build_chained_pipeline(
-            transport, instructions=instructions, tools=tools, tap=tap, echo_guard=echo_guard
+            transport,
+            instructions=instructions,
+            tools=tools,
+            tap=tap,
+            echo_guard=echo_guard,
+            slots=slots,
         )
     from voxpipe.pipelines.realtime import build_realtime_pipeline
     from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
@@ -125,6 +135,7 @@ def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         tap=spec.tap,
         server_url=spec.server_url,
         api_key=spec.api_key,
+        slots=spec.slots,
     )
 
 

@@ -64,6 +64,17 @@ class RealtimeCallEventFrame(SystemFrame):
 
 
 @dataclass
+class SlotFallbackFrame(SystemFrame):
+    """Carries one :data:`~voxpipe.slot_fallback.SlotEvent` (a handoff, a give-up) downstream.
+
+    A chained slot's fallback service pushes one per event, so the timeline and
+    the metrics record it without holding the service.
+    """
+
+    event: Any = None
+
+
+@dataclass
 class G711InputAudioFrame(InputAudioRawFrame):
     """Caller audio decoded to PCM for the pipeline, with the G.711 bytes it came as.
 

@@ -16,7 +16,9 @@ Example::
 An engine is its name, or a table with ``engine``, an optional ``model`` (a
 local path for whisper, llama and piper; a model name for openai) and an
 optional ``name`` that labels it in the timeline and metrics (two entries of
-one engine need one). A slot left out keeps its default engine.
+one engine need one), and an optional ``deadline_ms`` of its own (a remote
+provider may deserve a different wait than a local model). A slot left out
+keeps its default engine.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxpipe.errors import ConfigError
-from voxpipe.slot_fallback import FallbackPolicy, Slot
+from voxpipe.slot_fallback import FallbackPolicy, Slot, SlotFallback
 
 
 class EngineKind(enum.Enum):
@@ -59,7 +61,7 @@ _KEYS = (
     "trip_after",
     "cooldown_ms",
 )
-_ENGINE_KEYS = ("engine", "model", "name")
+_ENGINE_KEYS = ("engine", "model", "name", "deadline_ms")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class EngineSpec:
     kind: EngineKind
     name: str
     model: str | None = None
+    deadline_ms: int | None = None  # None: the slot's deadline
 
     @property
     def remote(self) -> bool:
@@ -86,6 +89,11 @@ class SlotSpec:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(e.name for e in self.engines)
+
+    def fallback(self) -> SlotFallback:
+        """The slot's fallback core for one call."""
+        deadlines = {e.name: e.deadline_ms for e in self.engines if e.deadline_ms is not None}
+        return SlotFallback(self.slot, self.names, self.policy, deadlines)
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,8 @@ def _engine(entry: Any, slot: Slot, where: str) -> EngineSpec:
     for key, value in (("model", model), ("name", name)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f"{where}.{key} must be non-empty text, got {value!r}")
-    return EngineSpec(kind, name, model)
+    deadline = _whole(fields, "deadline_ms", 0, where, least=1) if "deadline_ms" in fields else None
+    return EngineSpec(kind, name, model, deadline)
 
 
 def _bool(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:

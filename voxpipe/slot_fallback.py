@@ -23,7 +23,7 @@ frozen dataclasses for the timeline and the metrics.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from voxpipe.errors import ConfigError, IllegalTransitionError, SlotFailedError
@@ -136,7 +136,13 @@ class _Health:
 class SlotFallback:
     """One slot's engines, in order, and their health over a call."""
 
-    def __init__(self, slot: Slot, engines: Sequence[str], policy: FallbackPolicy) -> None:
+    def __init__(
+        self,
+        slot: Slot,
+        engines: Sequence[str],
+        policy: FallbackPolicy,
+        deadlines_ms: Mapping[str, int] | None = None,
+    ) -> None:
         if not engines:
             raise ConfigError(f"the {slot.value} slot needs at least one engine")
         if len(set(engines)) != len(engines):
@@ -145,6 +151,14 @@ class SlotFallback:
         self.engines = tuple(engines)
         self.policy = policy
         self._health = {engine: _Health() for engine in engines}
+        # An engine's own deadline, where it differs from the slot's (a remote provider's).
+        self._deadlines = dict(deadlines_ms or {})
+        if any(ms < 1 for ms in self._deadlines.values()):
+            raise ConfigError(f"the {slot.value} slot's engine deadlines must be at least 1 ms")
+
+    def deadline_ms(self, engine: str) -> int:
+        """How long ``engine`` may take to produce output, and between outputs."""
+        return self._deadlines.get(engine, self.policy.deadline_ms)
 
     def benched(self, now_ms: float) -> list[str]:
         """The engines skipped at ``now_ms`` until their cooldown passes."""
@@ -186,7 +200,7 @@ class SlotRequest:
     @property
     def deadline_at_ms(self) -> float:
         """When the current engine's next output is due at the latest."""
-        return self._since_ms + self._fallback.policy.deadline_ms
+        return self._since_ms + self._fallback.deadline_ms(self.engine)
 
     def remaining_ms(self, now_ms: float) -> float:
         """How long the driver may still wait for the current engine (never negative)."""
@@ -224,3 +238,23 @@ class SlotRequest:
             raise IllegalTransitionError(
                 f"this {self._fallback.slot.value} request is already finished"
             )
+
+
+def timeline_data(event: SlotEvent) -> dict[str, object]:
+    """What the call's timeline records of ``event`` (``slot_handoff`` or ``slot_failed``)."""
+    if isinstance(event, HandedOff):
+        return {
+            "slot": event.slot.value,
+            "from": event.from_engine,
+            "to": event.to_engine,
+            "reason": event.reason.value,
+            "detail": event.detail,
+            "after_partial": event.after_partial,
+        }
+    return {
+        "slot": event.slot.value,
+        "engines": [f.engine for f in event.failures],
+        "reasons": [f.reason.value for f in event.failures],
+        "partial": event.partial,
+        "error": str(event.error()),
+    }

@@ -42,6 +42,8 @@ class EventKind(enum.Enum):
     RATE_LIMITS = "rate_limits"
     TURN_LATENCY = "turn_latency"  # one per turn: its boundaries and segments
     COST = "cost"  # one per priced response
+    SLOT_HANDOFF = "slot_handoff"  # a chained slot handed a request on to its next engine
+    SLOT_FAILED = "slot_failed"  # a chained slot could not serve a request
     ERROR = "error"
     CALL_ENDED = "call_ended"
 

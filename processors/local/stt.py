@@ -86,12 +86,17 @@ class LocalWhisperSTTService(SegmentedSTTService):
         await super().start(frame)
         await self.preload()
 
-    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
+    async def transcribe_segment(self, audio: bytes) -> str:
+        """One segment's transcript (the chained slot's fallback hands it between engines)."""
         engine = self._engine or await shared_stt()
+        text: str = await asyncio.to_thread(engine.transcribe, audio, self.sample_rate)
+        return text
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         starts = self._speech_starts
         await self.start_processing_metrics()
         try:
-            text = await asyncio.to_thread(engine.transcribe, audio, self.sample_rate)
+            text = await self.transcribe_segment(audio)
         except Exception as exc:  # a model failure costs this segment, not the call
             yield ErrorFrame(f"local STT failed: {exc}")
             return

@@ -15,6 +15,7 @@ from voxpipe.observability.ratelimits import RateLimitTracker
 from voxpipe.processors.observability.events import CallEventMetrics
 from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.observability.latency import LatencyObserver
+from voxpipe.processors.observability.slots import SlotFallbackMetrics
 from voxpipe.processors.observability.sources import BrainKind, CaptureStamps, PlaybackReports
 from voxpipe.processors.observability.usage import UsageObserver
 from voxpipe.timeline import Timeline
@@ -29,6 +30,7 @@ class Instruments:
     timeline: Timeline
     metrics: VoxpipeMetrics | None = None
     call_events: CallEventMetrics | None = None
+    slot_events: SlotFallbackMetrics | None = None
 
     @property
     def observers(self) -> list[InlineObserver]:
@@ -37,7 +39,7 @@ class Instruments:
         They are inline observers: inside the pushes of an ``ObservedPipeline``
         (every voxpipe graph), else behind one pipecat observer.
         """
-        events = [self.call_events] if self.call_events is not None else []
+        events = [e for e in (self.call_events, self.slot_events) if e is not None]
         return [self.latency, self.usage, *events]
 
     @property
@@ -109,4 +111,5 @@ def instrument(
         timeline=timeline,
     )
     events = CallEventMetrics(metrics) if metrics is not None else None
-    return Instruments(latency, usage, timeline, metrics, events)
+    slots = SlotFallbackMetrics(metrics) if metrics is not None else None
+    return Instruments(latency, usage, timeline, metrics, events, slots)

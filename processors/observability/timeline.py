@@ -23,8 +23,9 @@ from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxpipe.call.events import timeline_entry
-from voxpipe.frames import GuardrailTrippedFrame, RealtimeCallEventFrame
+from voxpipe.frames import GuardrailTrippedFrame, RealtimeCallEventFrame, SlotFallbackFrame
 from voxpipe.processors.observability.inline import InlineObserver
+from voxpipe.slot_fallback import HandedOff, timeline_data
 from voxpipe.timeline import EventKind, Timeline
 
 _BROADCAST = (
@@ -53,6 +54,7 @@ class TimelineObserver(InlineObserver):
         LLMFullResponseEndFrame,
         GuardrailTrippedFrame,
         RealtimeCallEventFrame,
+        SlotFallbackFrame,
         ErrorFrame,
     )
 
@@ -118,6 +120,14 @@ class TimelineObserver(InlineObserver):
             entry = timeline_entry(frame.event)
             if entry is not None:
                 add(now, entry[0], **entry[1])
+        elif isinstance(frame, SlotFallbackFrame):
+            # A chained slot handed a request on (slot, from, to, reason) or gave it up.
+            kind = (
+                EventKind.SLOT_HANDOFF
+                if isinstance(frame.event, HandedOff)
+                else EventKind.SLOT_FAILED
+            )
+            add(now, kind, **timeline_data(frame.event))
         elif isinstance(frame, ErrorFrame):
             # Fatal: the processor that raised it can no longer do its job.
             fatal = frame.processor is not None and not frame.processor.is_usable

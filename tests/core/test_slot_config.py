@@ -16,7 +16,7 @@ instructions = "Be brief."
 
 [chained]
 llm = [{engine = "openai", model = "gpt-4.1-mini"}, "llama"]
-tts = ["piper", "espeak"]
+tts = [{engine = "piper", deadline_ms = 400}, "espeak"]
 tts_deadline_ms = 1500
 trip_after = 3
 """
@@ -38,6 +38,8 @@ def test_an_agent_file_lists_each_slots_engines_in_order(tmp_path: Path) -> None
     assert chained.llm.policy.deadline_ms == 5000
     assert not chained.llm.policy.retry_after_partial
     assert chained.tts.policy.deadline_ms == 1500
+    tts = chained.tts.fallback()
+    assert (tts.deadline_ms("piper"), tts.deadline_ms("espeak")) == (400, 1500)
     assert chained.llm.policy.trip_after == chained.tts.policy.trip_after == 3
 
 
@@ -78,6 +80,7 @@ def test_two_entries_of_one_engine_are_told_apart_by_name() -> None:
         ({"tts": ["piper", "piper"]}, "[chained].tts names an engine twice"),
         ({"tts": [3]}, "[chained].tts[0] must be an engine name or a table"),
         ({"llm": ["llama"], "llm_deadline_ms": 0}, "[chained].llm_deadline_ms must be a whole"),
+        ({"tts": [{"engine": "piper", "deadline_ms": 0}]}, "[chained].tts[0].deadline_ms must"),
         ({"trip_after": True}, "[chained].trip_after must be a whole number of at least 1"),
         ({"retry_after_partial": "no"}, "[chained].retry_after_partial must be true or false"),
         ({"fallback": ["llama"]}, "unknown key [chained].fallback"),

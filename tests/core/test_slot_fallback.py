@@ -34,6 +34,14 @@ def test_a_request_goes_to_the_first_engine_and_its_deadline_counts_from_the_sta
     assert request.remaining_ms(7_000) == 0
 
 
+def test_an_engine_may_have_a_deadline_of_its_own() -> None:
+    slot = SlotFallback(Slot.TTS, ("piper", "espeak"), FallbackPolicy(2000), {"piper": 300})
+    request = slot.begin(now_ms=0)
+    assert request.deadline_at_ms == 300
+    request.failed(now_ms=300, reason=DEADLINE, detail="no audio within 300 ms")
+    assert request.deadline_at_ms == 2300  # espeak has the slot's deadline
+
+
 def test_output_moves_the_deadline_on() -> None:
     request = fallback().begin(now_ms=0)
     request.produced_output(now_ms=800)

@@ -64,6 +64,10 @@ class FakeOpenAI:
     chats: list[dict[str, Any]] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
     unauthorised: int = 0
+    # Faults of a provider in trouble: a chat that waits this long before answering,
+    # or one that drops the connection after streaming this many words.
+    chat_stall_secs: float = 0.0
+    chat_cut_after_words: int | None = None
 
     def _headers(self, tokens: int) -> dict[str, str]:
         headers = self.limits.spend(tokens)
@@ -92,6 +96,8 @@ class FakeOpenAI:
             return _unauthorised()
         body = await request.json()
         self.chats.append(body)
+        if self.chat_stall_secs:
+            await asyncio.sleep(self.chat_stall_secs)
         words = REPLY.split(" ")
         usage = {
             "prompt_tokens": 40,
@@ -104,6 +110,9 @@ class FakeOpenAI:
         await response.prepare(request)
         created = int(time.time())
         for i, word in enumerate(words):
+            if i == self.chat_cut_after_words and request.transport is not None:
+                request.transport.close()  # mid-stream: the body never completes
+                return response
             delta: dict[str, Any] = {"content": word if i == 0 else " " + word}
             if i == 0:
                 delta["role"] = "assistant"

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
     from voxpipe.pipelines.simulated_call import CallSpec, Mode
 
-    instructions, tap = DEFAULT_INSTRUCTIONS, None
+    instructions, tap, slots = DEFAULT_INSTRUCTIONS, None, None
     if args.config is not None:
-        instructions, tap = _agent(args.config)
+        instructions, tap, slots = _agent(args.config)
     spec = CallSpec(
         input_path=args.input,
         out_dir=args.out,
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         server_url=args.server,
         api_key=args.api_key,
         tap=tap,
+        slots=slots,
     )
     result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)
@@ -84,7 +85,7 @@ def call_failure(result: Any) -> str | None:
     return str(fatal[0].data.get("error")) if fatal else None
 
 
-def _agent(path: Path) -> tuple[str, Any]:
+def _agent(path: Path) -> tuple[str, Any, Any]:
     from voxpipe.guardrails.config import load_agent_file
     from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
     from voxpipe.processors.guardrails.input import build_guardrails
@@ -92,7 +93,8 @@ def _agent(path: Path) -> tuple[str, Any]:
     agent = load_agent_file(path)
     # The tap sits after the brain in either graph; a trip interrupts the response.
     tap, _input_filter = build_guardrails(agent.guardrails)
-    return agent.instructions or DEFAULT_INSTRUCTIONS, tap
+    # [chained]: the chained slots' engines in order (used by --mode chained).
+    return agent.instructions or DEFAULT_INSTRUCTIONS, tap, agent.chained
 
 
 async def _run(spec: Any, brain: str, script: Path | None, metrics_port: int | None = None) -> Any:

@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     mode = Mode(args.mode)
-    instructions, tap = demo_agent.INSTRUCTIONS, None
+    instructions, tap, slots = demo_agent.INSTRUCTIONS, None, None
     if args.config is not None:
         from voxpipe.cli.call import _agent
 
-        configured, tap = _agent(args.config)
+        configured, tap, slots = _agent(args.config)
         # The demo's pharmacy agent keeps its prompt unless the file sets one.
         instructions = configured if _sets_instructions(args.config) else instructions
     spec = CallSpec(
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         instructions=instructions,
         tools=demo_agent.TOOLS,
         tap=tap,
+        slots=slots,
     )
     console.print(f"[bold]voxpipe demo[/bold]: a caller rings the pharmacy ({_brain(args)})")
     result = asyncio.run(_run(spec, args.brain))

@@ -26,6 +26,7 @@ from voxpipe.observability.cost import ResponseCost
 from voxpipe.observability.latency import LatencyBudget
 from voxpipe.observability.prices import TokenKind
 from voxpipe.observability.ratelimits import RateLimitReading
+from voxpipe.slot_fallback import HandedOff, SlotEvent
 
 CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
 FIRST_AUDIO_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -87,6 +88,16 @@ class VoxpipeMetrics:
         )
         self.guardrail_trips = c("voxpipe_guardrail_trips", "Guardrail trips.", ("policy",))
         self.errors = c("voxpipe_errors", "Errors by type.", ("error_type",))
+        self.slot_handoffs = c(
+            "voxpipe_slot_handoffs",
+            "Chained slot requests handed on to the next engine.",
+            ("slot", "from_engine", "to_engine", "reason"),
+        )
+        self.slot_failures = c(
+            "voxpipe_slot_failures",
+            "Chained slot requests no engine served (partial: an answer broke midway).",
+            ("slot", "partial"),
+        )
 
     def _define_usage(self) -> None:
         g, c = self._gauge, self._counter
@@ -143,6 +154,20 @@ class VoxpipeMetrics:
     def record_error(self, error_type: str) -> None:
         """An error, by type (a server ``error.type`` or a voxpipe error class name)."""
         self.errors.labels(error_type=error_type, **self._base).inc()
+
+    def record_slot_event(self, event: SlotEvent) -> None:
+        """A chained slot handed a request on, or gave it up."""
+        if isinstance(event, HandedOff):
+            self.slot_handoffs.labels(
+                slot=event.slot.value,
+                from_engine=event.from_engine,
+                to_engine=event.to_engine,
+                reason=event.reason.value,
+                **self._base,
+            ).inc()
+        else:
+            partial = "true" if event.partial else "false"
+            self.slot_failures.labels(slot=event.slot.value, partial=partial, **self._base).inc()
 
     def record_rate_limit(self, reading: RateLimitReading) -> None:
         """Export a rate-limit reading."""
