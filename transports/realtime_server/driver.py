@@ -254,6 +254,8 @@ class SessionDriver:
 
     def emit(self, outputs: Iterable[Output]) -> None:
         """Queue events and carry out effects, in order (effects may add outputs)."""
+        if self._overflowed:
+            return  # the session is being closed for not reading: nothing more goes out
         pending = deque(outputs)
         while pending:
             output = pending.popleft()
@@ -292,17 +294,20 @@ class SessionDriver:
         )
         for task in self._brain_tasks.values():
             task.cancel()
+        while not self._outbox.empty():  # undeliverable: their memory goes now
+            self._outbox.get_nowait()
         # Ahead of the queue: the writer may be stuck on the socket, so close it directly.
-        self._closing = asyncio.ensure_future(self._close_unread())
+        # A client that reads again within the stall limit still gets the 1008 and its reason.
+        self._closing = asyncio.ensure_future(self._close_unread(self._write_stall_s))
 
-    async def _close_unread(self) -> None:
-        """Queue a 1008 close, then drop the connection.
+    async def _close_unread(self, wait_s: float = 1.0) -> None:
+        """Queue a 1008 close, then drop the connection if it is not taken within ``wait_s``.
 
         A client that reads nothing cannot take even the close frame: the socket's
         buffers are full, and a plain close would wait for them to drain for ever.
         """
         try:
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(wait_s):
                 await self._ws.close(code=POLICY_VIOLATION, message=b"client is not reading")
         except Exception as exc:  # whatever the close raises, the peer goes
             logger.debug("closing an unread session: {!r}", exc)
