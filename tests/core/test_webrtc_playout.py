@@ -79,7 +79,7 @@ def test_rtp_arithmetic_is_modulo_2_32(
 def test_a_call_longer_than_the_rtp_clock_wraps_keeps_counting() -> None:
     """32 bits of a 48 kHz clock wrap after 24.9 h; a report every 10 minutes follows it."""
     mapper = PlayoutMapper(ORIGIN)
-    mapper.utterance_began("greeting", 0)
+    mapper.audio_sent("greeting", 0, 26 * 3_600_000)
     ten_minutes = 600_000
     for i in range(1, 26 * 6 + 1):  # 26 hours
         position = mapper.report_received(report(i * ten_minutes, at=i * ten_minutes))
@@ -104,7 +104,7 @@ def test_the_page_clock_is_never_compared_with_anything_but_itself(
 
 def test_only_the_newest_report_by_page_time_moves_the_position() -> None:
     mapper = PlayoutMapper(ORIGIN)
-    mapper.utterance_began("a", 0)
+    mapper.audio_sent("a", 0, 5000)
     first = mapper.report_received(report(1000, at=1000))
     third = mapper.report_received(report(3000, at=3000))
     second = mapper.report_received(report(2000, at=2000))  # overtaken on the way
@@ -149,7 +149,7 @@ GARBAGE: list[tuple[str, object, ReportIgnored]] = [
 )
 def test_garbage_is_ignored_and_counted(message: object, reason: ReportIgnored) -> None:
     mapper = PlayoutMapper(ORIGIN)
-    mapper.utterance_began("a", 0)
+    mapper.audio_sent("a", 0, 5000)
     assert mapper.report_received(message) is None
     assert mapper.ignored == {r: int(r is reason) for r in ReportIgnored}
     assert mapper.newest is None
@@ -167,38 +167,67 @@ def test_garbage_is_ignored_and_counted(message: object, reason: ReportIgnored) 
         (1999, None),
         (2000, ("item_1", 0)),
         (3500, ("item_1", 1500)),
+        (5000, ("item_1", 2000)),  # its audio ran out at 4 s: silence since, not heard reply
         (6000, ("item_2", 0)),
         (6000.5, ("item_2", 0.5)),
-        (60_000, ("item_3", 50_000)),  # after its end: the ledger caps it at what played
+        (60_000, ("item_3", 3000)),  # long after its end: all of it, no more
     ],
 )
-def test_a_stream_position_falls_in_the_utterance_that_began_last_before_it(
+def test_a_stream_position_falls_in_the_audio_sent_last_before_it(
     stream_ms: float, located: tuple[str, float] | None
 ) -> None:
     mapper = PlayoutMapper(ORIGIN)
-    for key, began_ms in (("item_1", 2000), ("item_2", 6000), ("item_3", 10_000)):
-        mapper.utterance_began(key, began_ms)
+    for key, began_ms, length_ms in (("item_1", 2000, 2000), ("item_2", 6000, 3000)):
+        mapper.audio_sent(key, began_ms, length_ms)
+    mapper.audio_sent("item_3", 10_000, 3000)
     assert mapper.locate(stream_ms) == located
 
 
-def test_only_the_latest_utterances_are_held() -> None:
-    mapper = PlayoutMapper(ORIGIN, max_utterances=2)
+@pytest.mark.parametrize(
+    ("stream_ms", "heard_ms"),
+    [
+        (2500, 500),
+        (3000, 1000),  # the end of the first stretch
+        (3900, 1000),  # 1.5 s of silence the track filled in while the reply was late
+        (4499, 1000),
+        (4500, 1000),  # the reply goes on
+        (5000, 1500),
+        (5020, 1520),  # chunk after chunk: one stretch
+        (6000, 2040),  # the second stretch ended at 2040 ms of the reply
+    ],
+)
+def test_silence_the_track_filled_in_mid_reply_is_not_heard_reply(
+    stream_ms: float, heard_ms: float
+) -> None:
+    """Under load the reply's audio came late: the stream went on in silence for 1.5 s."""
+    mapper = PlayoutMapper(ORIGIN)
+    for at in range(2000, 3000, 20):  # 20 ms chunks, back to back
+        mapper.audio_sent("item_1", at, 20)
+    for at in range(4500, 5540, 20):
+        mapper.audio_sent("item_1", at, 20)
+    assert mapper.locate(stream_ms) == ("item_1", pytest.approx(heard_ms))
+
+
+def test_only_the_latest_stretches_are_held() -> None:
+    mapper = PlayoutMapper(ORIGIN, max_stretches=2)
     for i in range(3):
-        mapper.utterance_began(f"item_{i}", i * 1000)
+        mapper.audio_sent(f"item_{i}", i * 1000, 800)
     assert mapper.locate(500) is None  # item_0 was forgotten
     assert mapper.locate(1500) == ("item_1", 500)
 
 
-def test_utterances_out_of_stream_order_are_our_bug() -> None:
+def test_audio_out_of_stream_order_is_our_bug() -> None:
     mapper = PlayoutMapper(ORIGIN)
-    mapper.utterance_began("item_1", 5000)
+    mapper.audio_sent("item_1", 5000, 20)
     with pytest.raises(LocalProtocolError, match="only moves forward"):
-        mapper.utterance_began("item_2", 4000)
+        mapper.audio_sent("item_2", 4000, 20)
+    with pytest.raises(LocalProtocolError, match="negative"):
+        mapper.audio_sent("item_1", 6000, -20)
 
 
 def test_a_rejoined_peer_connection_keeps_the_utterances() -> None:
     mapper = PlayoutMapper(ORIGIN)
-    mapper.utterance_began("item_1", 2000)
+    mapper.audio_sent("item_1", 2000, 8000)
     assert mapper.report_received(report(3000, at=3000)) == PositionHeard("item_1", 1000, 3000)
     new_origin = 77  # the new sender's RTP clock at stream position 0
     mapper.sender_changed(new_origin)
@@ -224,7 +253,7 @@ def test_truncation_follows_what_the_page_played_not_what_the_server_sent() -> N
     ledger.audio_received("item_1", 3000 * 48)  # 3 s of 24 kHz PCM16 from the brain
     ledger.utterance_began("item_1", now_ms=10_000)  # server clock
     ledger.chunk_started(3000, now_ms=10_000)
-    mapper.utterance_began("item_1", stream_ms=2000)  # after 2 s of the stream's silence
+    mapper.audio_sent("item_1", stream_ms=2000, duration_ms=3000)  # after 2 s of silence
 
     # Page time 500 s into its clock; the frame at 3.2 s was delivered 8 ms ago,
     # the device plays 20 ms behind delivery.

@@ -211,6 +211,7 @@ async def calling(
     report_playout: bool = False,
     echo_db: float | None = None,
     echo_delay_ms: int = 40,
+    live_mic: bool = False,
 ) -> AsyncIterator[Caller]:
     """Call ``url`` (a ``voxpipe serve``) with ``recording`` as the microphone.
 
@@ -219,9 +220,12 @@ async def calling(
     what the caller plays back into its microphone that much quieter and
     ``echo_delay_ms`` later: a speakerphone without echo cancellation. Its
     microphone (``caller.mic``) then says ``recording`` first and whatever the
-    test tells it to say later, and never runs out.
+    test tells it to say later, and never runs out. ``live_mic`` gives that microphone
+    without the echo (a headset).
     """
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: loopback only
+    if live_mic and echo_db is None:
+        echo_db = -math.inf  # no acoustic path: the echo line carries nothing
     line = EchoLine(echo_db, echo_delay_ms) if echo_db is not None else None
     mic = Microphone(line) if line is not None else None
     player = MediaPlayer(str(recording)) if mic is None else None

@@ -10,15 +10,23 @@ ledger takes them as confirmed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
+from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 from realtime_calls import LONG_REPLY, compose
 from webrtc_peer import calling
 
-from voxpipe.call.events import ItemTruncated
+from voxpipe.call.events import InterruptionHandled, ItemTruncated
 from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+from voxpipe.playback import PlaybackLedger
 from voxpipe.transports.realtime_server import ScriptedBrain
 from voxpipe.transports.webrtc.app import ServeConfig, running_serve
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
@@ -71,3 +79,133 @@ async def test_a_barge_in_is_truncated_where_the_far_end_had_played(
     assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer
     assert abs(heard_ms - cut.audio_end_ms) <= 60
     assert playout.ignored == {reason: 0 for reason in playout.ignored}  # every report used
+
+
+FIRST_SENTENCE = "Our pharmacy opens at nine."
+LATE_SENTENCE = (
+    "On Sunday we are closed all day, but the pharmacy on Market Street stays open until six "
+    "in the evening every single day of the week."
+)
+LATE_BY_S = 2.5
+
+
+class LateVoice:
+    """A tone with no silent 10 ms in it (so silence the track fills in is told apart by being
+    all zeros) whose second sentence comes ``LATE_BY_S`` late, as Piper's does under load."""
+
+    sample_rate = 24_000
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        if text.startswith(LATE_SENTENCE[:20]):
+            time.sleep(LATE_BY_S)  # in the brain's worker thread: the reply's audio stalls
+        n = self.sample_rate * 60 * len(text) // 1000
+        t = np.arange(n) / self.sample_rate
+        yield (np.sin(2 * np.pi * 220 * t) * 5000 + 500).astype("<i2").tobytes()
+
+
+class TrackTap:
+    """Every 10 ms frame pipecat's output track sent, and whether it held audio or was silence
+    the track filled in (all zeros: the queue was empty)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, bool]] = []  # (stream ms, real audio)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = RawAudioTrack.recv
+
+        async def recv(track: RawAudioTrack) -> Any:
+            frame = await original(track)
+            self.frames.append(
+                (frame.pts * 1000 / track._sample_rate, bool(frame.to_ndarray().any()))
+            )
+            return frame
+
+        monkeypatch.setattr(RawAudioTrack, "recv", recv)
+
+    def real_ms(self) -> float:
+        return 10.0 * sum(real for _, real in self.frames)
+
+    def longest_fill_ms(self) -> float:
+        """The longest run of filled-in silence between two frames of real audio."""
+        real = [i for i, (_, is_real) in enumerate(self.frames) if is_real]
+        runs = [b - a - 1 for a, b in itertools.pairwise(real)]
+        return 10.0 * max(runs, default=0)
+
+
+async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
+    make_speech: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply's second sentence is 2.5 s late: the track fills ~1.7 s of silence into the
+    stream mid-reply. The caller talks over the reply after it went on; the truncation is the
+    reply's audio the caller was sent, not that plus the silence between.
+
+    Tolerance 60 ms: the chunk being written as the cut reaches the output (20 ms) may go out
+    after the far end's report, the report names the first sample of its newest 20 ms Opus
+    packet, and the tap counts 10 ms frames; a position that counted the silence would be
+    off by well over a second.
+    """
+    question, barge_in = tmp_path / "question.wav", tmp_path / "barge_in.wav"
+    compose(make_speech, [1000, "What time do you open on Saturday?", 500], question)
+    compose(make_speech, ["Sorry, one more thing.", 500], barge_in)
+    tap = TrackTap()
+    tap.install(monkeypatch)
+    brain = ScriptedBrain(
+        [f"{FIRST_SENTENCE} {LATE_SENTENCE}", "Sure."], voice=LateVoice(), pace=2.0
+    )
+    async with (
+        embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key),
+        running_serve(ServeConfig(call=LiveCallSpec(server_url=url, api_key=key))) as serve,
+        calling(serve.url, question, report_playout=True, live_mic=True) as caller,
+    ):
+        live = serve.app.calls[caller.answer["call_id"]].call
+        transport = live.transport
+        assert isinstance(transport, WebRTCCallTransport)
+        sent = SentOnly()
+        transport.output().report_playback_to(sent)
+        # The reply began, stalled (the stream went on in silence), and went on for 600 ms.
+        await until(lambda: tap.longest_fill_ms() >= 1000 and _real_since_gap(tap) >= 600, 60)
+        assert caller.mic is not None
+        caller.mic.say(barge_in)
+        events: list[Any] = live.graph.brain.events  # type: ignore[attr-defined]
+        await until(lambda: any(isinstance(e, InterruptionHandled) for e in events))
+        with contextlib.suppress(TimeoutError):  # it settles within 400 ms of the cut
+            await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 10)
+        cuts = [e for e in events if isinstance(e, ItemTruncated)]
+        assert cuts, "no truncation: the interrupted reply counted as heard in full"
+        cut = cuts[0]
+        real_ms, gap_ms = tap.real_ms(), tap.longest_fill_ms()  # all of it the first reply's
+        sent_ms = sent.played_ms(cut.item_id, transport.now_ms())  # frozen at the cut
+    print(
+        f"\nsent {real_ms:.0f} ms of the reply around {gap_ms:.0f} ms of filled-in silence;"
+        f" truncated at {cut.audio_end_ms} ms ({cut.audio_end_ms - real_ms:+.0f}), the output's"
+        f" own estimate {sent_ms:.0f} ms ({sent_ms - real_ms:+.0f})"
+    )
+    assert gap_ms >= 1000  # the stream did go on in silence mid-reply
+    assert cut.audio_end_ms < cut.received_ms  # cut mid-answer
+    assert abs(cut.audio_end_ms - real_ms) <= 60
+
+
+def _real_since_gap(tap: TrackTap) -> float:
+    """Milliseconds of real audio sent since the last run of filled-in silence of 1 s or more."""
+    real = fill = 0
+    for _, is_real in reversed(tap.frames):
+        if is_real:
+            real, fill = real + 1, 0
+        elif real:
+            fill += 1
+            if fill >= 100:
+                return 10.0 * real
+    return 0.0
+
+
+class SentOnly(PlaybackLedger):
+    """A ledger of what the output sent, deaf to the far end: the server's own estimate."""
+
+    def position_confirmed(self, key: str, played_ms: float, now_ms: float) -> None:
+        return
+
+    def reports_cut_positions(self, within_ms: float) -> None:
+        return
+
+    def cut_position(self, key: str, played_ms: float, now_ms: float) -> None:
+        return

@@ -51,6 +51,7 @@ PAGE_REPORT_AGE_MS = 1_200  # the page reports the frame its receiver delivered 
 CUT_REPORT_MS = 400  # how long a truncation waits for the page to say where a cut stopped it
 RTP_PER_MS = 48  # Opus's RTP clock
 REJOIN_CLOSE_S = 2.0
+STREAMED_BEFORE_ORIGIN = 3000  # chunks kept until the RTP origin is known (a minute of audio)
 
 
 def release_track(track: Any) -> None:
@@ -153,7 +154,7 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
     def __init__(self, transport: WebRTCCallTransport, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._call = transport
-        self._beginning: str | None = None  # an utterance whose first audio is next
+        self._utterance: str | None = None  # whose audio is being written (none after a cut)
         self._sending = False  # an utterance's audio went out since it began, and no cut
 
     def now_ms(self) -> float:
@@ -169,19 +170,25 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
             self._call.cut_at_output()  # the bot was cut while it spoke
         if isinstance(frame, InterruptionFrame):
             self._sending = False
+            self._utterance = None
         await super().process_frame(frame, direction)
 
     async def write_transport_frame(self, frame: Frame) -> None:
         if isinstance(frame, PlaybackMarkerFrame):
-            self._beginning = frame.utterance_id
+            self._utterance = frame.utterance_id
         await super().write_transport_frame(frame)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        if self._beginning is not None:
-            self._call.utterance_streamed(self._beginning, self.stream_ms())
-            self._beginning = None
+        # Where this chunk will sit in the stream: nothing runs between here and pipecat
+        # queueing it on the track, and the track sends it next (silence only fills an empty
+        # queue). Silence the track fills in between chunks is then never counted as heard.
+        stream_ms = self.stream_ms()
+        written = await super().write_audio_frame(frame)
+        if written and self._utterance is not None:
+            duration_ms = len(frame.audio) / 2 / frame.num_channels / frame.sample_rate * 1000
+            self._call.audio_streamed(self._utterance, stream_ms, duration_ms)
             self._sending = True
-        return await super().write_audio_frame(frame)
+        return written
 
     def audio_played(self, frame: OutputAudioRawFrame, started_ms: float) -> None:
         self._call.recording.bot_audio(frame.audio, frame.sample_rate, started_ms)
@@ -234,7 +241,7 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         self.liveness = PeerLiveness(timeout_ms=silent_ms, connect_timeout_ms=connect_timeout_ms)
         self.liveness.opened(now_ms())
         self.playout: PlayoutMapper | None = None  # once the sender's RTP origin is known
-        self._streamed: list[tuple[str, float]] = []  # utterances streamed before that
+        self._streamed: list[tuple[str, float, float]] = []  # audio streamed before that
         self._cut_at_ms: float | None = None  # the output cut the bot then; the page will say where
         self.rejoins = 0
         self.rejoining = False  # the old connection's close is a rejoin's, not a hang-up
@@ -278,13 +285,13 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         if sender is not None:
             learn_rtp_origin(sender, self._origin_learned)
 
-    def utterance_streamed(self, key: str, stream_ms: float) -> None:
-        """Utterance ``key``'s first audio sits ``stream_ms`` into the outgoing stream."""
+    def audio_streamed(self, key: str, stream_ms: float, duration_ms: float) -> None:
+        """``duration_ms`` of utterance ``key``'s audio sits ``stream_ms`` into the stream."""
         if self.playout is None:
-            self._streamed.append((key, stream_ms))
-            del self._streamed[:-64]
+            self._streamed.append((key, stream_ms, duration_ms))
+            del self._streamed[:-STREAMED_BEFORE_ORIGIN]
         else:
-            self.playout.utterance_began(key, stream_ms)
+            self.playout.audio_sent(key, stream_ms, duration_ms)
 
     def playout_reported(self, message: Any) -> None:
         """A playout report from the page: what it has played, confirmed.
@@ -314,8 +321,8 @@ class WebRTCCallTransport(SmallWebRTCTransport):
             self.playout.sender_changed(origin_rtp)
             return
         self.playout = PlayoutMapper(origin_rtp, max_report_age_ms=PAGE_REPORT_AGE_MS)
-        for key, stream_ms in self._streamed:
-            self.playout.utterance_began(key, stream_ms)
+        for key, stream_ms, duration_ms in self._streamed:
+            self.playout.audio_sent(key, stream_ms, duration_ms)
         self._streamed.clear()
 
     def heard(self, now_ms: float) -> None:

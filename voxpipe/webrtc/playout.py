@@ -12,10 +12,16 @@ and the device's playout delay (``delay_ms``, from ``media-playout`` stats)::
 
 never negative. The page's clock is never compared with the server's: only
 differences of page times enter, and the result is a position in the stream,
-not a time. The server records where in its stream each utterance's first
-audio sits (:meth:`PlayoutMapper.utterance_began`), so a position becomes
-``(key, ms into key)`` for the playback ledger's
-:meth:`~voxpipe.playback.PlaybackLedger.position_confirmed`, with the
+not a time.
+
+The stream is not the reply: whenever no bot audio is queued when the track
+must send its next 10 ms (a reply still being spoken, a loop that woke late
+under load), the track sends silence, and the stream moves on without the
+reply. So the server records where in its stream each stretch of an
+utterance's real audio sits (:meth:`PlayoutMapper.audio_sent`), and a stream
+position becomes ``(key, ms of key's audio sent before it)``: silence the
+track filled in never counts as heard. That position goes to the playback
+ledger's :meth:`~voxpipe.playback.PlaybackLedger.position_confirmed`, with the
 server's own ``now_ms``.
 
 Reports are untrusted: garbage is ignored and counted by reason, and a
@@ -35,6 +41,7 @@ from voxpipe.errors import ConfigError, LocalProtocolError
 
 RTP_MODULUS = 2**32
 _HALF = RTP_MODULUS // 2
+_SLACK_MS = 0.01  # chunks whose edges meet this closely are back to back (float rounding)
 
 
 class ReportIgnored(enum.Enum):
@@ -83,6 +90,21 @@ class PositionHeard:
     stream_ms: float
 
 
+@dataclasses.dataclass
+class _Stretch:
+    """Back-to-back real audio of one utterance: ``length_ms`` of it from ``stream_ms`` on,
+    ``offset_ms`` into the utterance."""
+
+    key: str
+    stream_ms: float
+    offset_ms: float
+    length_ms: float
+
+    @property
+    def end_ms(self) -> float:
+        return self.stream_ms + self.length_ms
+
+
 class PlayoutMapper:
     """Page playout reports -> heard stream position -> position in an utterance.
 
@@ -98,20 +120,20 @@ class PlayoutMapper:
         origin_rtp: int,
         clock_rate: int = 48_000,
         *,
-        max_utterances: int = 64,
+        max_stretches: int = 4096,
         max_report_age_ms: float = 250.0,
         max_delay_ms: float = 2000.0,
     ) -> None:
-        if not 0 <= origin_rtp < RTP_MODULUS or clock_rate <= 0 or max_utterances < 1:
-            raise ConfigError("need a 32-bit origin_rtp, clock_rate > 0 and max_utterances >= 1")
+        if not 0 <= origin_rtp < RTP_MODULUS or clock_rate <= 0 or max_stretches < 1:
+            raise ConfigError("need a 32-bit origin_rtp, clock_rate > 0 and max_stretches >= 1")
         self._origin = origin_rtp
         self._samples_per_ms = clock_rate / 1000
-        self._max_utterances = max_utterances
+        self._max_stretches = max_stretches
         self._max_age_ms = max_report_age_ms
         self._max_delay_ms = max_delay_ms
         self._reference = 0  # samples since the origin at the newest report (unwrapped)
-        self._starts: list[float] = []  # stream ms where each utterance began, ascending
-        self._keys: list[str] = []
+        self._starts: list[float] = []  # stream ms where each stretch begins, ascending
+        self._stretches: list[_Stretch] = []
         self._newest: PlayoutReport | None = None
         self._ignored = dict.fromkeys(ReportIgnored, 0)
 
@@ -132,22 +154,36 @@ class PlayoutMapper:
 
     # -- what the server reports -------------------------------------------------
 
-    def utterance_began(self, key: str, stream_ms: float) -> None:
-        """Utterance ``key``'s first audio sits at ``stream_ms`` in the output stream."""
-        if self._starts and stream_ms < self._starts[-1]:
+    def audio_sent(self, key: str, stream_ms: float, duration_ms: float) -> None:
+        """``duration_ms`` of utterance ``key``'s audio sits at ``stream_ms`` in the output stream.
+
+        The driver reports every chunk of real audio it hands the track, in
+        stream order; whatever lies between them is silence the track filled
+        in, and counts for no utterance. Chunks that follow on back to back
+        extend one stretch, so a call holds one stretch per gap, not per chunk
+        (the oldest are forgotten beyond ``max_stretches``).
+        """
+        if duration_ms < 0:
+            raise LocalProtocolError(f"negative chunk duration {duration_ms} for {key}")
+        last = self._stretches[-1] if self._stretches else None
+        if last is not None and stream_ms < last.end_ms - _SLACK_MS:
             raise LocalProtocolError(
-                f"utterance {key} begins at {stream_ms} ms, before the one before it "
-                f"({self._starts[-1]} ms): the stream only moves forward"
+                f"audio of {key} at {stream_ms} ms, before the end of the audio sent before it "
+                f"({last.end_ms} ms): the stream only moves forward"
             )
+        if last is not None and last.key == key and stream_ms <= last.end_ms + _SLACK_MS:
+            last.length_ms = stream_ms + duration_ms - last.stream_ms  # back to back
+            return
+        offset = last.offset_ms + last.length_ms if last is not None and last.key == key else 0.0
         self._starts.append(stream_ms)
-        self._keys.append(key)
-        del self._starts[: -self._max_utterances], self._keys[: -self._max_utterances]
+        self._stretches.append(_Stretch(key, stream_ms, offset, duration_ms))
+        del self._starts[: -self._max_stretches], self._stretches[: -self._max_stretches]
 
     def sender_changed(self, origin_rtp: int) -> None:
         """A new sender (a rejoined peer connection) carries the same stream from ``origin_rtp``.
 
         ``origin_rtp`` is where stream position 0 falls on the new sender's
-        RTP clock; utterances and the newest report are kept.
+        RTP clock; what was sent and the newest report are kept.
         """
         if not 0 <= origin_rtp < RTP_MODULUS:
             raise ConfigError(f"origin_rtp must be a 32-bit RTP timestamp, got {origin_rtp}")
@@ -184,11 +220,19 @@ class PlayoutMapper:
         return max(0.0, delivered_ms + age_ms - report.delay_ms)
 
     def locate(self, stream_ms: float) -> tuple[str, float] | None:
-        """``(key, ms into key)`` for a stream position; None before the first known utterance."""
+        """``(key, ms of key heard)`` for a stream position; None before the first known audio.
+
+        Inside a stretch of real audio, what of it came before; in silence the
+        track filled in after one, all of it: the position stands still until
+        the utterance's audio goes on (or the next one begins).
+        """
         index = bisect.bisect_right(self._starts, stream_ms) - 1
         if index < 0:
             return None
-        return self._keys[index], stream_ms - self._starts[index]
+        stretch = self._stretches[index]
+        return stretch.key, stretch.offset_ms + min(
+            stream_ms - stretch.stream_ms, stretch.length_ms
+        )
 
     def _samples_since_origin(self, rtp: int) -> int:
         """``rtp`` as samples since the origin, the 2**32 multiple nearest the newest report."""
