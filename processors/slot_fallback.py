@@ -42,7 +42,14 @@ from voxpipe.frames import SlotFallbackFrame
 from voxpipe.processors.local.stt import LocalWhisperSTTService
 from voxpipe.processors.local.tts import LocalTTSService
 from voxpipe.processors.slot_members import ChatSource, Member, Transcriber, Voice
-from voxpipe.slot_fallback import GaveUp, HandoffReason, SlotEvent, SlotFallback, SlotRequest
+from voxpipe.slot_fallback import (
+    GaveUp,
+    HandedOff,
+    HandoffReason,
+    SlotEvent,
+    SlotFallback,
+    SlotRequest,
+)
 from voxpipe.weights import LLM_MODEL
 
 M = TypeVar("M", bound=Member)
@@ -114,9 +121,12 @@ class SlotDriver(Generic[M]):
         reason = (
             HandoffReason.DEADLINE if isinstance(error, DeadlineMissed) else HandoffReason.ERROR
         )
-        detail = str(error) or type(error).__name__
+        detail, engine = str(error) or type(error).__name__, request.engine
         event = request.failed(self.clock(), reason, detail)
-        logger.warning(f"{self.fallback.slot.value} engine {request.engine}: {event}")
+        after = f"handed to {event.to_engine}" if isinstance(event, HandedOff) else "given up"
+        logger.warning(
+            f"{self.fallback.slot.value} engine {engine} ({reason.value}: {detail}): {after}"
+        )
         await self._announce(event)
         return event if isinstance(event, GaveUp) else None
 
