@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
+import yaml
 
 from voxpipe.errors import ConfigError, IllegalTransitionError, SlotFailedError
+from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.slot_fallback import (
     FallbackPolicy,
     GaveUp,
@@ -12,6 +16,7 @@ from voxpipe.slot_fallback import (
     HandoffReason,
     Slot,
     SlotFallback,
+    timeline_data,
 )
 
 ERROR, DEADLINE = HandoffReason.ERROR, HandoffReason.DEADLINE
@@ -196,3 +201,38 @@ def test_a_benched_engine_is_still_tried_last() -> None:
 def test_bad_settings_are_refused(engines: tuple[str, ...], policy: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         fallback(engines=engines, **policy)
+
+
+def test_handoffs_and_give_ups_are_counted_and_alerted_on() -> None:
+    metrics = VoxpipeMetrics(environment="test", project="slots")
+    request = fallback(Slot.TTS, ("piper", "espeak")).begin(now_ms=0)
+    metrics.record_slot_event(request.failed(now_ms=10, reason=DEADLINE, detail="no audio"))
+    metrics.record_slot_event(request.failed(now_ms=20, reason=ERROR, detail="no voice"))
+    text = metrics.render().decode()
+    labels = 'from_engine="piper",project="slots",reason="deadline",slot="tts",to_engine="espeak"'
+    assert f'voxpipe_slot_handoffs_total{{environment="test",{labels}}} 1.0' in text
+    assert 'voxpipe_slot_failures_total{environment="test",partial="false",project="slots",' in text
+
+    rules = resources.files("voxpipe").joinpath("data/alerts.yml").read_text(encoding="utf-8")
+    alerts = {r["alert"]: r["expr"] for g in yaml.safe_load(rules)["groups"] for r in g["rules"]}
+    assert "voxpipe_slot_failures_total" in alerts["VoxpipeChainedSlotFailing"]
+    assert (
+        "by (environment, project, slot, from_engine)" in alerts["VoxpipeChainedEngineFailingOver"]
+    )
+
+
+def test_the_timeline_records_who_handed_what_to_whom() -> None:
+    request = fallback().begin(now_ms=0)
+    handoff = request.failed(now_ms=5, reason=ERROR, detail="model not found")
+    assert timeline_data(handoff) == {
+        "slot": "llm",
+        "from": "remote",
+        "to": "local",
+        "reason": "error",
+        "detail": "model not found",
+        "after_partial": False,
+    }
+    gave_up = request.failed(now_ms=9, reason=DEADLINE, detail="slow")
+    data = timeline_data(gave_up)
+    assert data["engines"] == ["remote", "local"] and data["reasons"] == ["error", "deadline"]
+    assert data["partial"] is False and "every llm engine failed" in str(data["error"])
