@@ -95,6 +95,7 @@ def build_realtime_pipeline(
     local_turns: TurnSettings | None = None,
     brain: Callable[..., FrameProcessor] | None = None,
     strict_states: bool | None = None,
+    fallback: bool = False,
 ) -> VoiceGraph:
     """Build the realtime graph around ``transport``.
 
@@ -130,6 +131,9 @@ def build_realtime_pipeline(
         strict_states: an illegal call state transition ends the call instead of
             being logged (default: the ``VOXPIPE_STRICT_STATES`` environment
             variable; the test suite sets it).
+        fallback: another brain takes the call when this one gives up (the
+            service then publishes ``BrainGaveUp`` instead of ending the call;
+            see :func:`voxpipe.pipelines.failover.build_failover_pipeline`).
     """
     if server_url is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")) and token_provider is None:
@@ -173,6 +177,7 @@ def build_realtime_pipeline(
             backoff=backoff or BackoffConfig(),
             stall_timeout_ms=stall_timeout_ms,
             strict=_strict(strict_states),
+            fallback=fallback,
             input_format=audio_format,
             output_format=audio_format,
         )

@@ -388,9 +388,14 @@ class RealtimeService(OpenAIRealtimeLLMService):
             )
         )
 
-    async def interrupt(self, source: InterruptionSource = InterruptionSource.APPLICATION) -> None:
-        """Interrupt the bot now: stop the output, cancel and truncate to what was heard."""
-        await self._decide(lambda now: self.call.interrupt(source, now))
+    async def interrupt(
+        self, source: InterruptionSource = InterruptionSource.APPLICATION, *, as_frame: bool = False
+    ) -> None:
+        """Interrupt the bot now: stop the output, cancel and truncate to what was heard.
+
+        ``as_frame``: an interruption frame is on its way already (it stops the output).
+        """
+        await self._decide(lambda now: self.call.interrupt(source, now, as_frame=as_frame))
 
     async def send_client_event(self, event: rt.ClientEvent) -> None:
         """Send ``event``; a ``session.update`` carries the call's seed in its instructions.

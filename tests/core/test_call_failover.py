@@ -99,11 +99,13 @@ def test_audio_in_time_and_a_finished_response_owe_nothing() -> None:
 
 
 def test_a_reply_that_goes_silent_mid_way_is_a_stall() -> None:
-    policy = FailoverPolicy(FailoverConfig(first_audio_deadline_ms=2_000))
+    policy = FailoverPolicy(FailoverConfig(first_audio_deadline_ms=9_000, stall_ms=1_500))
     policy.response_started(0)
-    policy.audio_played(400)
-    out = switches(policy.tick(2_400))
-    assert [s.reason for s in out] == [R.AUDIO_STALLED]
+    assert policy.tick(8_000) == []  # the first audio may take up to 9 s
+    policy.audio_played(8_500)
+    assert policy.tick(9_999) == []
+    out = switches(policy.tick(10_000))
+    assert [(s.reason, s.detail) for s in out] == [(R.AUDIO_STALLED, "no reply audio for 1500 ms")]
 
 
 def test_a_switch_away_happens_once_and_later_signals_change_nothing() -> None:
@@ -212,6 +214,8 @@ def test_time_on_each_brain() -> None:
 def test_bad_settings_are_refused() -> None:
     for bad in (
         {"first_audio_deadline_ms": 0},
+        {"stall_ms": -1},
+        {"reconnects": 0},
         {"probes_needed": 0},
         {"cooldown_ms": 10, "max_cooldown_ms": 5},
     ):

@@ -14,8 +14,8 @@ Away from realtime, at once (the caller must not lose the turn):
   errors (``server_storm`` of them within ``server_storm_window_ms``), or rate
   limits exhausted with a reset further off than ``long_reset_ms``;
 - hang detection: a response that plays no audio within
-  ``first_audio_deadline_ms`` of its start, or goes silent that long
-  mid-reply (``stall``: the socket stays open and says nothing).
+  ``first_audio_deadline_ms`` of its start, or goes silent for ``stall_ms``
+  mid-reply (a stall: the socket stays open and says nothing).
 
 Back to realtime only at a turn boundary (the caller is being listened to,
 no reply under way), no sooner than a cooldown after the last switch, and
@@ -35,6 +35,8 @@ import enum
 from collections import deque
 from collections.abc import Iterable
 
+from voxpipe.call.recovery import BackoffConfig
+from voxpipe.call.rollover import Role, SessionSeed
 from voxpipe.errors import ConfigError
 
 
@@ -71,6 +73,10 @@ class FailoverConfig:
     """
 
     first_audio_deadline_ms: int = 2_000
+    stall_ms: int = 2_000  # a reply silent this long mid-way (its audio had begun)
+    # Reconnects the realtime brain may try (in recovery's 10-minute window) before the
+    # call switches: the second lost socket within it moves the call by default.
+    reconnects: int = 1
     server_storm: int = 3  # server errors ...
     server_storm_window_ms: int = 30_000  # ... within this window
     long_reset_ms: int = 10_000  # exhausted rate limits resetting later than this
@@ -81,12 +87,23 @@ class FailoverConfig:
     probes_needed: int = 2
 
     def __post_init__(self) -> None:
-        if self.first_audio_deadline_ms <= 0 or self.probe_interval_ms <= 0:
-            raise ConfigError("first_audio_deadline_ms and probe_interval_ms must be positive")
-        if self.server_storm < 1 or self.probes_needed < 1:
-            raise ConfigError("server_storm and probes_needed must be at least 1")
+        if min(self.first_audio_deadline_ms, self.stall_ms, self.probe_interval_ms) <= 0:
+            raise ConfigError(
+                "first_audio_deadline_ms, stall_ms and probe_interval_ms must be positive"
+            )
+        if self.server_storm < 1 or self.probes_needed < 1 or self.reconnects < 1:
+            raise ConfigError("reconnects, server_storm and probes_needed must be at least 1")
         if not 0 <= self.cooldown_ms <= self.max_cooldown_ms:
             raise ConfigError("need 0 <= cooldown_ms <= max_cooldown_ms")
+
+    def backoff(self) -> BackoffConfig:
+        """The realtime brain's retry budget when a fallback waits: ``reconnects`` tries."""
+        return BackoffConfig(
+            initial_ms=250,
+            max_ms=2_000,
+            max_consecutive=self.reconnects,
+            max_in_window=self.reconnects,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +248,11 @@ class FailoverPolicy:
 
     def _check_audio(self, now_ms: int) -> list[FailoverCommand]:
         since = self._response_since
-        if since is None or now_ms - since < self.config.first_audio_deadline_ms:
+        if since is None:
+            return []
+        config = self.config
+        limit = config.stall_ms if self._audio_seen else config.first_audio_deadline_ms
+        if now_ms - since < limit:
             return []
         reason = SwitchReason.AUDIO_STALLED if self._audio_seen else SwitchReason.FIRST_AUDIO_LATE
         return self._away(reason, f"no reply audio for {now_ms - since} ms", now_ms)
@@ -281,3 +302,29 @@ class FailoverPolicy:
         switch = SwitchBrain(to, reason, detail, now_ms)
         self.switches.append(switch)
         return switch
+
+
+def fallback_start(seed: SessionSeed | None, instructions: str) -> FallbackStart:
+    """What the chained brain starts from: the heard conversation, never the unheard tail.
+
+    ``seed`` is the realtime call's hand-over seed (older turns summarised,
+    the last ones verbatim, a cut reply only as far as it was heard); the
+    summary and the tools' facts go into the instructions, as they would
+    into a new realtime session's.
+    """
+    if seed is None:
+        return FallbackStart(instructions, ())
+    messages = tuple(
+        {"role": turn.role.value, "content": turn.text}
+        for turn in seed.verbatim
+        if turn.role is not Role.TOOL and turn.text.strip()
+    )
+    return FallbackStart(seed.instructions(instructions), messages)
+
+
+@dataclasses.dataclass(frozen=True)
+class FallbackStart:
+    """The chained brain's instructions and its context's messages at the switch."""
+
+    instructions: str
+    messages: tuple[dict[str, str], ...]

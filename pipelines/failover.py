@@ -1,0 +1,134 @@
+"""The realtime graph with the chained brain behind it: one call, two brains.
+
+    transport.input -> [echo guard] -> FailoverBrain -> [tap] -> transport.output
+        -> assistant aggregators
+    FailoverBrain = realtime: user aggregator -> RealtimeService
+                  | chained:  STT -> user aggregator (local VAD turns) -> LLM -> TTS
+
+Both brains are built by their own builders, so each is the brain those
+build alone; they are then put side by side in a
+:class:`~voxpipe.processors.failover.FailoverBrain`, which starts on the
+realtime one and moves the call to the chained one when the
+:class:`~voxpipe.call.failover.FailoverPolicy` says so. The chained engines
+load before the call starts, so a switch does not wait for a model. The
+guardrail tap sits after the switch and serves either brain; on the chained
+brain it sees the reply's text as it is spoken rather than before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.transports.base_transport import BaseTransport
+
+from voxpipe.call.events import BrainSwitched
+from voxpipe.call.failover import Brain, FailoverConfig
+from voxpipe.errors import ConfigError
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
+from voxpipe.pipelines.graph import VoiceGraph
+from voxpipe.pipelines.realtime import build_realtime_pipeline
+from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
+from voxpipe.processors.failover import FailoverBrain
+from voxpipe.processors.observability.inline import ObservedPipeline
+from voxpipe.processors.realtime import RealtimeService
+
+
+def build_failover_pipeline(
+    transport: BaseTransport,
+    *,
+    failover: FailoverConfig | None = None,
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    tools: Sequence[Any] = (),
+    functions: dict[str, Any] | None = None,
+    tap: FrameProcessor | None = None,
+    echo_guard: FrameProcessor | None = None,
+    server_url: str | None = None,
+    api_key: str | None = None,
+    transcribe: bool = True,
+    chained: dict[str, Any] | None = None,
+    **realtime: Any,
+) -> VoiceGraph:
+    """Build the realtime graph with the chained brain as its fallback.
+
+    Args:
+        failover: what triggers a switch (default :class:`FailoverConfig`); its
+            ``reconnects`` is the realtime brain's retry budget.
+        instructions, tools, functions, tap, echo_guard: as for either graph.
+        server_url, api_key, transcribe, **realtime: the realtime brain's
+            (see :func:`~voxpipe.pipelines.realtime.build_realtime_pipeline`).
+        chained: keyword arguments for the chained brain's builder (its
+            engines: ``stt``, ``llm``, ``tts``, ``voice``, ``turn``).
+
+    The graph's ``brain`` is the realtime service (the call's instruments
+    follow it), ``services["failover"]`` the switch; ``graph.context`` is the
+    context of the brain that has the call.
+    """
+    config = failover or FailoverConfig()
+    if "backoff" in realtime:
+        raise ConfigError(
+            "a call with a fallback sets its realtime retry budget with FailoverConfig.reconnects"
+        )
+    rt = build_realtime_pipeline(
+        transport,
+        instructions=instructions,
+        tools=tools,
+        functions=functions,
+        server_url=server_url,
+        api_key=api_key,
+        transcribe=transcribe,
+        backoff=config.backoff(),
+        fallback=True,
+        **realtime,
+    )
+    ch = build_chained_pipeline(
+        transport, instructions=instructions, tools=tools, functions=functions, **(chained or {})
+    )
+    service = rt.brain
+    assert isinstance(service, RealtimeService)
+    selector = BrainSelector()
+    brain = FailoverBrain(
+        realtime=service,
+        realtime_branch=_brain_part(rt),
+        chained_branch=_brain_part(ch),
+        chained_llm=ch.services["llm"],
+        selector=selector,
+        config=config,
+        now_ms=service.now_ms,
+    )
+    aggregators = BrainSwitch(
+        {Brain.REALTIME: [rt.assistant_aggregator], Brain.CHAINED: [ch.assistant_aggregator]},
+        selector,
+        name="AssistantAggregators",
+    )
+    guard = [echo_guard] if echo_guard is not None else []
+    taps = [tap] if tap is not None else []
+    stages = [transport.input(), *guard, brain, *taps, transport.output(), aggregators]
+    graph = VoiceGraph(
+        pipeline=ObservedPipeline(stages),
+        context=rt.context,
+        transport=transport,
+        user_aggregator=rt.user_aggregator,
+        assistant_aggregator=rt.assistant_aggregator,
+        brain=service,
+        tap=tap,
+        echo_guard=echo_guard,
+        services={**ch.services, "realtime": service, "failover": brain},
+        rate_limit_headers=ch.rate_limit_headers,
+    )
+
+    async def _on_switched(_brain: FailoverBrain, event: BrainSwitched) -> None:
+        if event.current is Brain.CHAINED:
+            graph.context = ch.context  # the transcript follows the brain with the call
+
+    brain.add_event_handler("on_brain_switched", _on_switched)
+    return graph
+
+
+def _brain_part(graph: VoiceGraph) -> list[FrameProcessor]:
+    """What a built graph has between its transport's input and output: its brain's part."""
+    processors = list(graph.pipeline.processors)
+    start = processors.index(graph.transport.input()) + 1
+    end = processors.index(graph.transport.output())
+    return [p for p in processors[start:end] if p is not graph.echo_guard and p is not graph.tap]
