@@ -98,6 +98,8 @@ class FakeOpenAI:
         self.chats.append(body)
         if self.chat_stall_secs:
             await asyncio.sleep(self.chat_stall_secs)
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError  # the client gave up waiting: nobody to answer
         words = REPLY.split(" ")
         usage = {
             "prompt_tokens": 40,
