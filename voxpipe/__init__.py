@@ -39,6 +39,7 @@ _ERRORS = (
     "IllegalTransitionError",
     "RetryBudgetExhaustedError",
     "TokenRotationError",
+    "SlotFailedError",
     "OfferRejected",
     "CallTokenRejected",
     "WebhookRejected",
