@@ -34,6 +34,7 @@ import soundfile as sf
 import soxr
 from browser import Browser, BrowserError, in_loopback_netns, launch_browser
 from hearing import assert_heard
+from pipecat.frames.frames import BotStartedSpeakingFrame
 from realtime_calls import LONG_REPLY, compose
 
 from voxpipe.call.events import ItemTruncated
@@ -385,6 +386,18 @@ async def test_a_barge_in_from_the_page_is_cut_where_the_page_stopped_playing(
         await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 10)
         cut = next(e for e in events if isinstance(e, ItemTruncated))
         sent_ms = sent.played_ms(cut.item_id, live.transport.now_ms())  # frozen at the cut
+        # pipecat's output, writing the chunk it held when the cut came, says the bot started
+        # speaking again (seen once in five runs: it unmuted the page, which played 1.4 s more
+        # of the cut reply from its buffers). The server tells the page nothing of it; a start
+        # for the cut reply that reaches the page all the same leaves it muted.
+        await live.transport.output().push_frame(BotStartedSpeakingFrame())
+        page_channel = live.transport.connection
+        late = {"type": "event", "name": "bot_started_speaking", "item_id": cut.item_id}
+        page_channel.send_app_message(late)
+        page_channel.send_app_message({"type": "event", "name": "after_the_late_start"})
+        await browser.wait_for(
+            "window.voxpipe.events.some((e) => e.name === 'after_the_late_start')", 10
+        )
         await replies_heard(browser, 2, 60)  # "Sure.", after the cut reply
         recorded, rate = await page_recording(browser)
         page = await browser.evaluate("window.voxpipe")
@@ -402,9 +415,7 @@ async def test_a_barge_in_from_the_page_is_cut_where_the_page_stopped_playing(
     assert located is not None and located[0] == cut.item_id
     page_ms = located[1]
     # What the page recorded of the reply: printed, not judged. WebAudio gets the track through
-    # a buffer of its own, which under load falls 0-1.2 s behind the element's playout; and in
-    # one run of five the server sent bot_started_speaking again just after the cut, which
-    # unmuted the page, and it recorded 1.4 s more of the cut reply.
+    # a buffer of its own, which under load falls 0-1.2 s behind the element's playout.
     sf.write(str(tmp_path / "page.wav"), recorded, rate, subtype="PCM_16")
     said = [await speak(voice, sentence) for sentence in SENTENCE_END.split(LONG_REPLY)]
     spoken = np.frombuffer(b"".join(said), "<i2").astype(np.float32) / 32768  # as the brain said
@@ -419,8 +430,16 @@ async def test_a_barge_in_from_the_page_is_cut_where_the_page_stopped_playing(
     assert abs(cut.audio_end_ms - page_ms) <= 60
     # The page muted the cut reply and played the next one; the server cancelled the first.
     names = [e["name"] for e in page["events"]]
-    assert names.count("interrupted") >= 1 and names.count("bot_started_speaking") >= 2
-    assert page["errors"] == [] and page["counters"]["playoutRequests"] >= 1
+    assert names.count("bot_started_speaking") >= 2
+    assert page["errors"] == []
+    # Muted at the cut; unmuted only for the next reply: the late start sent straight to the
+    # page was ignored there, and the server sent none.
+    mutes = [(m["muted"], m["item"]) for m in page["mutes"]]
+    assert all(item not in (cut.item_id, None) for muted, item in mutes if not muted), mutes
+    assert mutes[0] == (True, cut.item_id) and page["counters"]["cutStarts"] == 1
+    # Told once (the server's VAD and the caller's both stop the bot), for the cut reply.
+    assert [e["item"] for e in page["events"] if e["name"] == "interrupted"] == [cut.item_id]
+    assert page["counters"]["playoutRequests"] == 1
     out = tmp_path / "calls" / call_id
     kinds = [e["type"] for e in timeline(out)]
     assert kinds.count("response_cancelled") == 1 and kinds.count("item_truncated") == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +34,13 @@ from voxpipe.transports.webrtc.transport import WebRTCCallTransport
 from voxpipe.webrtc.playout import RTP_MODULUS
 
 
-async def until(predicate: Any, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - the call's state
-            await asyncio.sleep(0.05)
+async def until(predicate: Any, timeout_s: float = 30.0, what: str = "") -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - the call's state
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TimeoutError(f"not within {timeout_s} s: {what or predicate}") from None
 
 
 async def test_a_barge_in_is_truncated_where_the_far_end_had_played(
@@ -66,6 +70,7 @@ async def test_a_barge_in_is_truncated_where_the_far_end_had_played(
         cut = next(e for e in events if isinstance(e, ItemTruncated))
         stopped_rtp = caller.interrupted_rtp[0]
         first_rtp = caller.heard.first_rtp
+    told = [json.loads(m) for m in caller.messages if isinstance(m, str) and m[:1] == "{"]
 
     # The first frame the caller got sits at the start of the stream the server counts.
     assert first_rtp is not None
@@ -79,6 +84,12 @@ async def test_a_barge_in_is_truncated_where_the_far_end_had_played(
     assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer
     assert abs(heard_ms - cut.audio_end_ms) <= 60
     assert playout.ignored == {reason: 0 for reason in playout.ignored}  # every report used
+    # The barge-in was told once, for the cut reply.
+    interrupted = [m for m in told if m.get("name") == "interrupted"]
+    requests = sum(m.get("type") == "playout_request" for m in told)
+    print(f"told interrupted {len(interrupted)} times, playout_request {requests} times")
+    assert [m["item_id"] for m in interrupted] == [cut.item_id]
+    assert requests == 1
 
 
 FIRST_SENTENCE = "Our pharmacy opens at nine."
@@ -91,7 +102,10 @@ LATE_BY_S = 2.5
 
 class LateVoice:
     """A tone with no silent 10 ms in it (so silence the track fills in is told apart by being
-    all zeros) whose second sentence comes ``LATE_BY_S`` late, as Piper's does under load."""
+    all zeros) whose second sentence comes ``LATE_BY_S`` late, as Piper's does under load.
+
+    It is quiet (-31 dBFS): with no echo on the line the echo guard takes its prior coupling,
+    and a caller well above what it expects of the bot is a barge-in at once."""
 
     sample_rate = 24_000
 
@@ -100,7 +114,7 @@ class LateVoice:
             time.sleep(LATE_BY_S)  # in the brain's worker thread: the reply's audio stalls
         n = self.sample_rate * 60 * len(text) // 1000
         t = np.arange(n) / self.sample_rate
-        yield (np.sin(2 * np.pi * 220 * t) * 5000 + 500).astype("<i2").tobytes()
+        yield (np.sin(2 * np.pi * 220 * t) * 1500 + 300).astype("<i2").tobytes()
 
 
 class TrackTap:
@@ -139,10 +153,11 @@ async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
     stream mid-reply. The caller talks over the reply after it went on; the truncation is the
     reply's audio the caller was sent, not that plus the silence between.
 
-    Tolerance 60 ms: the chunk being written as the cut reaches the output (20 ms) may go out
-    after the far end's report, the report names the first sample of its newest 20 ms Opus
-    packet, and the tap counts 10 ms frames; a position that counted the silence would be
-    off by well over a second.
+    Never more than was sent (+20 ms: rounding to whole chunks), and at most 100 ms less: after
+    the far end's report, the chunk on the track and the one pipecat's output held when the cut
+    came may still go out (20 ms each), the report names the first sample of its newest 20 ms
+    packet, and the caller, in this loaded process, may not yet have read packets already sent
+    (seen: 20-45 ms less at load 4-8). Counting the silence would be off by over a second.
     """
     question, barge_in = tmp_path / "question.wav", tmp_path / "barge_in.wav"
     compose(make_speech, [1000, "What time do you open on Saturday?", 500], question)
@@ -163,11 +178,15 @@ async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
         sent = SentOnly()
         transport.output().report_playback_to(sent)
         # The reply began, stalled (the stream went on in silence), and went on for 600 ms.
-        await until(lambda: tap.longest_fill_ms() >= 1000 and _real_since_gap(tap) >= 600, 60)
+        await until(
+            lambda: tap.longest_fill_ms() >= 1000 and _real_since_gap(tap) >= 600,
+            60,
+            "a gap of 1 s mid-reply, then 600 ms more of the reply",
+        )
         assert caller.mic is not None
         caller.mic.say(barge_in)
         events: list[Any] = live.graph.brain.events  # type: ignore[attr-defined]
-        await until(lambda: any(isinstance(e, InterruptionHandled) for e in events))
+        await until(lambda: any(isinstance(e, InterruptionHandled) for e in events), 30, "barge-in")
         with contextlib.suppress(TimeoutError):  # it settles within 400 ms of the cut
             await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 10)
         cuts = [e for e in events if isinstance(e, ItemTruncated)]
@@ -182,7 +201,7 @@ async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
     )
     assert gap_ms >= 1000  # the stream did go on in silence mid-reply
     assert cut.audio_end_ms < cut.received_ms  # cut mid-answer
-    assert abs(cut.audio_end_ms - real_ms) <= 60
+    assert -100 <= cut.audio_end_ms - real_ms <= 20
 
 
 def _real_since_gap(tap: TrackTap) -> float:

@@ -78,7 +78,8 @@ async def test_a_webrtc_caller_is_answered_and_the_call_is_recorded(
             await until(lambda: _final_caption(caller.messages, "bot") is not None)
             # The page is told what was said, and when the bot speaks.
             assert _final_caption(caller.messages, "bot") == REPLIES[0]
-            assert {"type": "event", "name": "bot_started_speaking"} in _json(caller.messages)
+            started = [m for m in _json(caller.messages) if m.get("name") == "bot_started_speaking"]
+            assert started and started[0]["type"] == "event" and started[0]["item_id"]
         # The caller hung up: the call ends and its artifacts are written.
         await until(lambda: not serve.app.calls, 10)
     assert serve.app.ended == [(call_id, CallEnd.HUNG_UP)]

@@ -28,8 +28,10 @@
  *   {"type": "caption", "role": "caller" | "bot", "text", "final"}
  *                          text is the whole utterance so far (it replaces, never appends);
  *                          final closes the utterance.
- *   {"type": "event", "name"}
- *                          "interrupted": mute the agent until "bot_started_speaking";
+ *   {"type": "event", "name", "item_id"?}
+ *                          "interrupted": mute the agent until "bot_started_speaking" of another
+ *                          reply (item_id: the reply playing; a start for a reply that was cut is
+ *                          ignored, counted in counters.cutStarts);
  *                          "call_ended": the server ended the call; other names are counted.
  *   {"type": "playout_request"}                            answered with a playout message.
  *   {"type": "signalling", "message": {"type": "peerLeft"}} pipecat's: the call was closed.
@@ -86,7 +88,8 @@
   const REJOIN_DELAYS_MS = [0, 500, 1500];
   const MAX_REJOINS_UNCONNECTED = 3; // rejoins in a row that never got connected: give up
   const HANGUP_FLUSH_MS = 200; // lets the hangup message leave before the connection closes
-  const MAX_KEPT = 200; // captions, events and errors kept in window.voxpipe
+  const MAX_KEPT = 200; // captions, events, mutes and errors kept in window.voxpipe
+  const MAX_ITEM_CHARS = 80;
   const MAX_CAPTION_CHARS = 4000;
   const MAX_RECORD_S = 600; // ?record=1 keeps at most this much of the agent's audio
   const SOUND_LEVEL = 0.01; // -40 dBFS: a recorded block this loud holds the agent's voice
@@ -126,10 +129,11 @@
     remoteMuted: false,
     counters: {
       offers: 0, pings: 0, playoutReports: 0, playoutRequests: 0, messages: 0,
-      captions: 0, events: 0, ignored: 0, rejoins: 0, errors: 0,
+      captions: 0, events: 0, ignored: 0, rejoins: 0, errors: 0, cutStarts: 0,
     },
     captions: [], // {role, text, final}
-    events: [], // {name, at}
+    events: [], // {name, item, at}: item is the event's item_id, or null
+    mutes: [], // {muted, item, at}: each time the agent was muted or unmuted, and for which reply
     errors: [], // {where, message, at}
     lastPlayout: null,
     requestedPlayouts: [], // the reports sent in answer to playout_request: where cuts stopped
@@ -147,6 +151,7 @@
   let rejoinsUnconnected = 0;
   let playoutPrev = null; // last media-playout counters, for the recent mean delay
   let recorder = null; // ?record=1: {ctx, gain, source, blocks}
+  const cutItems = []; // replies the server said were cut (the newest MAX_KEPT)
   const openCaption = { caller: null, bot: null }; // the utterance each side is still saying
 
   // --- state and the page ---------------------------------------------------------------------
@@ -446,7 +451,8 @@
     });
   }
 
-  function setRemoteMuted(muted) {
+  function setRemoteMuted(muted, item = null) {
+    if (muted !== vp.remoteMuted) keep(vp.mutes, { muted, item, at: clock() });
     vp.remoteMuted = muted;
     $("remote").muted = muted;
     if (mic && mic.echo) mic.echo.gain.gain.value = muted ? 0 : mic.echo.level; // nothing heard
@@ -583,7 +589,7 @@
       case "caption":
         return onCaption(message);
       case "event":
-        return onEvent(message.name);
+        return onEvent(message);
       case "playout_request":
         vp.counters.playoutRequests += 1;
         return reportPlayout(leg, true);
@@ -597,12 +603,19 @@
     }
   }
 
-  function onEvent(name) {
+  function onEvent({ name, item_id: itemId }) {
     if (typeof name !== "string") return ignore("event without a name");
-    keep(vp.events, { name: name.slice(0, 80), at: clock() });
+    const item = typeof itemId === "string" ? itemId.slice(0, MAX_ITEM_CHARS) : null;
+    if (name === "bot_started_speaking" && item !== null && cutItems.includes(item)) {
+      vp.counters.cutStarts += 1; // a reply that was cut does not speak again: stay muted
+      return;
+    }
+    keep(vp.events, { name: name.slice(0, 80), item, at: clock() });
     vp.counters.events += 1;
-    if (name === "interrupted") setRemoteMuted(true);
-    else if (name === "bot_started_speaking") setRemoteMuted(false);
+    if (name === "interrupted") {
+      if (item !== null) keep(cutItems, item);
+      setRemoteMuted(true, item);
+    } else if (name === "bot_started_speaking") setRemoteMuted(false, item);
     else if (name === "call_ended") finish(State.ENDED, "The agent ended the call.");
   }
 
