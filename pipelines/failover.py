@@ -92,7 +92,6 @@ def build_failover_pipeline(
         realtime=service,
         realtime_branch=_brain_part(rt),
         chained_branch=_brain_part(ch),
-        chained_llm=ch.services["llm"],
         selector=selector,
         config=config,
         now_ms=service.now_ms,

@@ -32,6 +32,7 @@ from loguru import logger
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 
+from voxpipe.call.failover import FailoverConfig
 from voxpipe.echo import EchoGuardConfig
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -102,6 +103,8 @@ class LiveCallSpec:
     max_secs: float | None = None
     # The bot's voice picked up by the caller's microphone is not a barge-in (None: no guard).
     echo_guard: EchoGuardConfig | None = field(default_factory=EchoGuardConfig)
+    # Realtime mode: the chained brain takes the call if the realtime one fails.
+    fallback: FailoverConfig | None = None
 
 
 class LiveCall:
@@ -134,6 +137,7 @@ class LiveCall:
             server_url=spec.server_url,
             api_key=spec.api_key,
             echo_guard=self.echo_guard,
+            fallback=spec.fallback,
         )
         self.instruments = instrument(
             transport.now_ms,

@@ -25,6 +25,7 @@ from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from voxpipe.call.failover import FailoverConfig
 from voxpipe.errors import ConfigError
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
@@ -65,6 +66,8 @@ class CallSpec:
     tap: Any = None
     # Chained mode: the engines of each slot in order ([chained] in agent.toml).
     slots: ChainedSlots | None = None
+    # Realtime mode: the chained brain takes the call if the realtime one fails.
+    fallback: FailoverConfig | None = None
     # The process's Prometheus metrics, if it exports them (``voxpipe call --metrics-port``).
     metrics: VoxpipeMetrics | None = None
 
@@ -90,13 +93,29 @@ def build_call_graph(
     api_key: str | None = None,
     echo_guard: FrameProcessor | None = None,
     slots: ChainedSlots | None = None,
+    fallback: FailoverConfig | None = None,
 ) -> VoiceGraph:
     """The graph of one call in ``mode``, the same for a recording and a live caller.
 
     ``echo_guard`` goes right after the transport's input (a live caller's
     speakerphone; see :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`).
     ``slots`` are the chained slots' engines in order, with fallback between them.
+    ``fallback``: a realtime call moves to the chained brain when the realtime one
+    fails (:func:`~voxpipe.pipelines.failover.build_failover_pipeline`).
     """
+    if fallback is not None:
+        return _failover_graph(
+            transport,
+            mode,
+            fallback,
+            instructions,
+            tools,
+            tap,
+            server_url,
+            api_key,
+            echo_guard,
+            slots,
+        )
     if mode is Mode.CHAINED:
         return build_chained_pipeline(
             transport,
@@ -126,6 +145,45 @@ def build_call_graph(
     return graph
 
 
+def _failover_graph(
+    transport: BaseTransport,
+    mode: Mode,
+    fallback: FailoverConfig,
+    instructions: str,
+    tools: Sequence[Any],
+    tap: Any,
+    server_url: str | None,
+    api_key: str | None,
+    echo_guard: FrameProcessor | None,
+    slots: ChainedSlots | None,
+) -> VoiceGraph:
+    if mode is not Mode.REALTIME:
+        raise ConfigError(
+            "a fallback brain backs the realtime brain; a chained call has none",
+            hint="use --mode realtime with --fallback chained",
+        )
+    from voxpipe.pipelines.failover import build_failover_pipeline
+    from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
+    from voxpipe.processors.guardrails.tap import GuardrailTap
+
+    graph = build_failover_pipeline(
+        transport,
+        failover=fallback,
+        instructions=instructions,
+        tools=tools,
+        tap=tap,
+        echo_guard=echo_guard,
+        server_url=server_url,
+        api_key=api_key,
+        chained={"slots": slots} if slots is not None else None,
+    )
+    if isinstance(tap, GuardrailTap):
+        # The realtime brain says the safe line; once the chained brain has the call,
+        # the tap's trip still cuts the reply, and the chained brain speaks no line.
+        tap.set_safe_line_speaker(RealtimeSafeLine(graph.brain))  # type: ignore[arg-type]
+    return graph
+
+
 def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
     return build_call_graph(
         transport,
@@ -136,6 +194,7 @@ def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         server_url=spec.server_url,
         api_key=spec.api_key,
         slots=spec.slots,
+        fallback=spec.fallback,
     )
 
 

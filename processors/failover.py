@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -41,6 +40,7 @@ from pipecat.frames.frames import (
     UserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.settings import LLMSettings
 
 from voxpipe.call.events import (
     BrainGaveUp,
@@ -75,7 +75,6 @@ class FailoverBrain(BrainSwitch):
     Args:
         realtime: the realtime service, last of ``realtime_branch`` but for voice.
         realtime_branch, chained_branch: each brain's processors, in graph order.
-        chained_llm: the chained branch's LLM (its instructions follow the call's).
         selector: shared with the switch holding the assistant aggregators.
         config: what triggers a switch.
         now_ms: the call's clock (the output transport's).
@@ -87,7 +86,6 @@ class FailoverBrain(BrainSwitch):
         realtime: RealtimeService,
         realtime_branch: Sequence[FrameProcessor],
         chained_branch: Sequence[FrameProcessor],
-        chained_llm: Any,
         selector: BrainSelector,
         config: FailoverConfig,
         now_ms: Callable[[], float],
@@ -95,7 +93,6 @@ class FailoverBrain(BrainSwitch):
         branches = {Brain.REALTIME: realtime_branch, Brain.CHAINED: chained_branch}
         super().__init__(branches, selector, name="FailoverBrain")
         self.realtime = realtime
-        self.chained_llm = chained_llm
         self.now_ms = now_ms
         # Switching back is not carried out here yet: the policy must not ask for it.
         self.policy = FailoverPolicy(dataclasses.replace(config, switch_back=False))
@@ -180,8 +177,9 @@ class FailoverBrain(BrainSwitch):
         call = self.realtime.call
         start = fallback_start(call.handover_seed, self.realtime.instructions)
         entry = self.branch(Brain.CHAINED)
-        settings = type(self.chained_llm.settings)(system_instruction=start.instructions)
-        await entry.queue_frame(LLMUpdateSettingsFrame(delta=settings, service=self.chained_llm))
+        # No service named: whatever LLM the chained branch holds takes it (a slot's fallbacks too).
+        settings = LLMSettings(system_instruction=start.instructions)
+        await entry.queue_frame(LLMUpdateSettingsFrame(delta=settings))
         reask = call.reask_owed  # read last: a barge-in during the hand-over drops it
         await entry.queue_frame(
             LLMMessagesUpdateFrame(messages=[dict(m) for m in start.messages], run_llm=reask)  # type: ignore[misc]

@@ -9,6 +9,7 @@ observer counts the ones the alert rules watch:
   one that cut a finished reply's last audio (``PLAYING_OUT`` to
   ``LISTENING``) had nothing to cancel and counts as recovered;
 - every reconnect attempt, by failure class (a burst of them is an alert);
+- every brain switch, by direction and reason (a call left the realtime brain);
 - token rotations and failed rotations; rollovers;
 - provider errors by type, and the error that ended a call (errors a core
   absorbed as part of the protocol, such as a cancel racing the response's
@@ -26,6 +27,7 @@ from pipecat.observers.base_observer import FramePushed
 
 from voxpipe.call import CallState, CallTrigger, StateChanged
 from voxpipe.call.events import (
+    BrainSwitched,
     CallEvent,
     CallFailed,
     ProviderErrorSeen,
@@ -72,3 +74,5 @@ class CallEventMetrics(InlineObserver):
                 m.record_error(error_type or code or "unknown")
             case CallFailed(error=error):
                 m.record_error(type(error).__name__)
+            case BrainSwitched(previous=previous, current=current, reason=reason):
+                m.record_brain_switch(previous, current, reason)

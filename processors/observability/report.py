@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxpipe.observability.brains import brain_section
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget, Segment, summarize
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -149,6 +150,7 @@ def build_report(
         },
         "cost": cost_section(ledger),
         "rate_limits": rate_limit_section(ratelimits),
+        "brains": brain_section(timeline),
     }
 
 
@@ -298,6 +300,7 @@ def render_html(report: dict[str, Any], budgets: Sequence[LatencyBudget]) -> str
         )
     parts.append("</table>")
     parts.append(_rate_limits_html(report["rate_limits"]))
+    parts.append(_brains_html(report["brains"]))
     parts.append("<h2>Turns</h2>")
     for turn, b in zip(report["turns"][:MAX_CHARTS], budgets, strict=False):
         parts.append(_turn_html(turn, b))
@@ -327,6 +330,22 @@ def _turn_html(turn: dict[str, Any], b: LatencyBudget) -> str:
         skewed = ", ".join(sorted(s.value for s in b.skewed))
         lines.append(f"<p class='skew'>Negative (clock skew between stamps): {esc(skewed)}</p>")
     return "".join(lines)
+
+
+def _brains_html(section: dict[str, Any]) -> str:
+    if not section["switches"]:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{s['at_ms'] / 1000:.1f} s</td><td>{esc(str(s['from']))}</td>"
+        f"<td>{esc(str(s['to']))}</td><td>{esc(str(s['reason']))}</td></tr>"
+        for s in section["switches"]
+    )
+    spent = ", ".join(f"{esc(k)} {v / 1000:.1f} s" for k, v in section["time_ms"].items())
+    return (
+        "<h2>Brain switches</h2><table><tr><th>at</th><th>from</th><th>to</th>"
+        f"<th>reason</th></tr>{rows}</table><p><b>Time on each brain:</b> {spent}</p>"
+    )
 
 
 def _rate_limits_html(section: dict[str, Any]) -> str:

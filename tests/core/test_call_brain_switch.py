@@ -21,6 +21,7 @@ from test_call_realtime import (
     played,
     run,
     transcribed,
+    want,
     words,
 )
 
@@ -199,3 +200,12 @@ def test_invalid_api_key_ends_the_call_without_a_fallback_and_hands_over_with_on
         assert [e for e in events if isinstance(e, CallFailed)]
         assert [c for c in commands if isinstance(c, EndCall)]
         assert call.machine.state is S.FAILED
+
+
+def test_on_the_fallback_no_response_is_asked_of_the_realtime_brain() -> None:
+    call = run([*CONNECT])
+    call.switch_away(100)
+    call.handed_over(110)
+    got = [describe(c) for c in want()(call, 200)]  # a guardrail's safe line, say
+    assert got == ["ignored:not_live"]
+    assert call.machine.state is S.ON_FALLBACK

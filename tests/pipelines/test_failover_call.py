@@ -7,10 +7,13 @@ local models) takes the call before the caller speaks.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from failover_calls import failover_call
+from failover_calls import API_KEY, closed_port_url, failover_call
+from realtime_calls import compose
 
 from voxpipe.call.events import BrainGaveUp, Reconnecting
 from voxpipe.call.failover import Brain, SwitchReason
@@ -44,3 +47,38 @@ async def test_connection_refused_at_start_runs_chained_from_the_start(
     first, second = call.answers()[:2]
     assert "paris" in first.lower() and "rome" in second.lower(), call.answers()
     assert call.service.machine.state is CallState.ENDED  # it let go, then hung up
+
+
+def test_voxpipe_call_with_a_fallback_survives_a_provider_that_never_answers(
+    make_speech: Any, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    """The issue's first case, end to end: without --fallback this call exits 1 (see
+    test_realtime_call.py); with it the chained brain answers both questions."""
+    from voxpipe.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    recording = tmp_path / "caller.wav"
+    # Gaps longer than an answer takes at load 9, so neither question cuts an answer.
+    compose(
+        make_speech,
+        [500, "What is the capital of France?", 25_000, "What is the capital of Italy?", 25_000],
+        recording,
+    )
+    out = tmp_path / "out"
+    args = ["call", "--input", str(recording), "--out", str(out), "--api-key", API_KEY]
+    assert main([*args, "--server", closed_port_url(), "--fallback", "chained"]) == 0
+    assert "brain_switched" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    [switch] = report["brains"]["switches"]
+    assert (switch["from"], switch["to"], switch["reason"]) == (
+        "realtime",
+        "chained",
+        "recovery_exhausted",
+    )
+    assert report["brains"]["time_ms"]["chained"] > 40_000
+    messages = json.loads((out / "transcript.json").read_text())["messages"]
+    replies = [str(m["content"]).lower() for m in messages if m["role"] == "assistant"]
+    assert len(replies) == 2 and "paris" in replies[0] and "rome" in replies[1], replies
+    lines = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    assert [line["type"] for line in lines].count("brain_switched") == 1
+    assert not [line for line in lines if line["type"] == "error" and line.get("fatal")]

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from failover_calls import failover_call
 from hearing import content_words
+from pipecat.frames.frames import LLMUpdateSettingsFrame
 
 from voxpipe.call.events import BrainGaveUp, Reconnected, ResponseCreated
 from voxpipe.call.failover import FailoverConfig, SwitchReason
 from voxpipe.call.state import CallState
 from voxpipe.engines import LocalEngines
+from voxpipe.processors.realtime import RealtimeService
 from voxpipe.transports.realtime_server import CloseMidResponse, SendError, Stall
 
 pytestmark = pytest.mark.models
@@ -29,6 +31,7 @@ ODD_REPLY = (
 ODD_WORDS = set(content_words(ODD_REPLY))
 # The server transcribes each turn with the local Whisper before its brain answers:
 # on a loaded machine that alone can pass 2 s, so only the stall test keeps a short limit.
+NEW_INSTRUCTIONS = "You are a phone assistant for a travel agency. Answer in one short sentence."
 PATIENT = FailoverConfig(first_audio_deadline_ms=30_000, stall_ms=30_000)
 
 
@@ -110,6 +113,11 @@ async def test_a_fatal_error_switches_when_a_fallback_is_configured(
         await call.until(
             lambda: call.service.machine.state is CallState.LISTENING, 30, "the reply heard"
         )
+        # Instructions changed during the call must hold on the brain that takes over.
+        assert call.session is not None
+        changed = RealtimeService.Settings(system_instruction=NEW_INSTRUCTIONS)
+        await call.session.queue(LLMUpdateSettingsFrame(delta=changed))
+        await call.until(lambda: call.service.instructions == NEW_INSTRUCTIONS, 10, "the update")
         call.server.arm(SendError(error_type="invalid_request_error", code=code, message=code))
         await call.until(lambda: bool(call.brain.switched), 30, "the switch")
         carried = call.answers()
@@ -124,3 +132,5 @@ async def test_a_fatal_error_switches_when_a_fallback_is_configured(
     assert carried == ["Hello, how can I help?"]  # the heard reply came along
     assert "rome" in call.answers()[-1].lower(), call.answers()
     assert call.service.fatal_error is None  # the call went on
+    chained_llm = call.graph.services["llm"]
+    assert chained_llm.settings.system_instruction.startswith(NEW_INSTRUCTIONS)

@@ -87,6 +87,7 @@ class FailoverCall:
     crossings: Crossings
     server: RunningServer | None
     events: list[CallEvent] = field(default_factory=list)
+    session: CallSession | None = None
 
     def answers(self) -> list[str]:
         """The assistant's non-empty replies in the context of the brain with the call."""
@@ -149,5 +150,6 @@ async def failover_call(
             call.events.append(event)
 
         call.service.add_event_handler("on_call_event", _on_event)
-        async with CallSession(graph, observers=[call.crossings], end_timeout_secs=5):
+        async with CallSession(graph, observers=[call.crossings], end_timeout_secs=5) as session:
+            call.session = session
             yield call

@@ -33,7 +33,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from voxpipe.call.recovery import BackoffConfig
 from voxpipe.call.rollover import Role, SessionSeed
@@ -328,3 +329,46 @@ class FallbackStart:
 
     instructions: str
     messages: tuple[dict[str, str], ...]
+
+
+# The [fallback] keys of agent.toml: FailoverConfig's fields that a deployment tunes.
+FALLBACK_KEYS = (
+    "brain",
+    "first_audio_deadline_ms",
+    "stall_ms",
+    "reconnects",
+    "server_storm",
+    "server_storm_window_ms",
+    "long_reset_ms",
+)
+
+
+def parse_fallback_table(table: Any, source: str) -> FailoverConfig | None:
+    """Validate ``[fallback]`` of an agent file (None: absent, no fallback).
+
+    ``brain = "chained"`` is the only fallback brain; every other key is a
+    whole number of :class:`FailoverConfig`. A bad value is a ConfigError
+    naming the file and key.
+    """
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: 'fallback' must be a table ([fallback])")
+    for key in table:
+        if key not in FALLBACK_KEYS:
+            raise ConfigError(
+                f"{source}: unknown key [fallback].{key}", hint=f"known: {FALLBACK_KEYS}"
+            )
+    if table.get("brain", Brain.CHAINED.value) != Brain.CHAINED.value:
+        raise ConfigError(f"{source}: [fallback].brain must be 'chained'")
+    values: dict[str, Any] = {}
+    for key in FALLBACK_KEYS[1:]:
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{source}: [fallback].{key} must be a whole number")
+            values[key] = value
+    try:
+        return FailoverConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: [fallback]: {exc}") from None

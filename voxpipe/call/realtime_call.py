@@ -578,7 +578,8 @@ class RealtimeCall(SessionLifecycle):
         for the next one; otherwise the response guard sends it now or after
         the active response.
         """
-        if self.machine.is_terminal:
+        if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
+            # The other brain has the call (a guardrail's safe line is its to say).
             return self._ignored("response wanted", IgnoreReason.NOT_LIVE)
         if self.machine.state is CallState.CALLING_TOOL:
             reason = ResponseReason.TOOL_RESULT

@@ -8,6 +8,9 @@ engines (``--brain local``) or a script (``--brain scripted``). Writes
 ``DIR/timeline.jsonl`` and the call report, ``DIR/report.json`` and
 ``DIR/report.html`` (per-turn latency waterfalls, cost, rate limits).
 ``--metrics-port`` serves Prometheus ``/metrics`` while the call runs.
+``--fallback chained`` (or ``[fallback]`` in ``--config``): when the realtime
+brain fails (retry budget spent, a fatal error, no reply audio within the
+first-audio deadline) the call goes on through the chained brain.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from voxpipe.cli import summary
+from voxpipe.cli.fallback import add_fallback_option, fallback_config
 
 
 def add_parser(subparsers: Any) -> None:
@@ -48,16 +52,19 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="serve Prometheus /metrics on this port while the call runs (0: any free port)",
     )
+    add_fallback_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from voxpipe.guardrails.config import load_agent_file
     from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
     from voxpipe.pipelines.simulated_call import CallSpec, Mode
 
     instructions, tap, slots = DEFAULT_INSTRUCTIONS, None, None
     if args.config is not None:
         instructions, tap, slots = _agent(args.config)
+    agent = load_agent_file(args.config) if args.config is not None else None
     spec = CallSpec(
         input_path=args.input,
         out_dir=args.out,
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         tap=tap,
         slots=slots,
+        fallback=fallback_config(args.fallback, agent),
     )
     result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)
@@ -155,7 +163,7 @@ def print_call(result: Any, out: Path) -> None:
             f"barge-in at {cut.t_ms / 1000:.1f} s: response cancelled, item truncated at "
             f"{cut.data['audio_end_ms']} ms (played {cut.data['played_ms']} ms)"
         )
-    for kind in (EventKind.RECONNECT, EventKind.ROLLOVER):
+    for kind in (EventKind.RECONNECT, EventKind.ROLLOVER, EventKind.BRAIN_SWITCHED):
         for event in timeline.of(kind):
             console.print(f"{kind.value} at {event.t_ms / 1000:.1f} s: {event.data}")
     console.print("latency: from the end of the caller's turn to the first bot audio out")

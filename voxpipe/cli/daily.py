@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from voxpipe.cli import summary
+from voxpipe.cli.fallback import add_fallback_option
 
 DEFAULT_API_URL = "https://api.daily.co/v1"
 
@@ -40,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("room_url", nargs="?", default=None, help="the room to join")
     parser.add_argument("--token", default=None, help="a meeting token (private rooms)")
     parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
+    add_fallback_option(parser)
     parser.add_argument("--server", default=None, help="Realtime endpoint (ws://.../v1/realtime)")
     parser.add_argument("--api-key", default=None, help="the key for --server")
     parser.add_argument("--config", type=Path, default=None, help="agent.toml")
@@ -103,6 +105,7 @@ async def _daily(args: argparse.Namespace) -> None:
     mode = Mode(args.mode)
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
     spec.record_dir, spec.max_secs = args.record, args.max_secs
+    spec.fallback = _fallback(args)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
     brain = None
@@ -139,3 +142,11 @@ def _end_on_signals(call: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, call.end)
+
+
+def _fallback(args: argparse.Namespace) -> Any:
+    from voxpipe.cli.fallback import fallback_config
+    from voxpipe.guardrails.config import load_agent_file
+
+    agent = load_agent_file(args.config) if args.config is not None else None
+    return fallback_config(args.fallback, agent)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxpipe.cli import summary
+from voxpipe.cli.fallback import add_fallback_option
 
 if TYPE_CHECKING:
     from voxpipe.echo import EchoGuardConfig
@@ -41,6 +42,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--mode", choices=["realtime", "chained"], default="realtime")
+    add_fallback_option(parser)
     parser.add_argument("--server", default=None, help="Realtime endpoint (ws://.../v1/realtime)")
     parser.add_argument("--api-key", default=None, help="the key for --server")
     parser.add_argument("--config", type=Path, default=None, help="agent.toml")
@@ -152,6 +154,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
         spec.instructions, spec.make_tap = _agent(args.config)
         _rest_hangups(args.config, twilio=twilio, telnyx=telnyx, plivo=plivo)
     spec.record_dir = args.record
+    spec.fallback = _fallback(args)
     tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
     brain = None
     if mode is Mode.REALTIME and not (
@@ -211,3 +214,11 @@ def _agent(path: Path) -> tuple[str, Any]:
         return tap
 
     return agent.instructions or DEFAULT_INSTRUCTIONS, make_tap
+
+
+def _fallback(args: argparse.Namespace) -> Any:
+    from voxpipe.cli.fallback import fallback_config
+    from voxpipe.guardrails.config import load_agent_file
+
+    agent = load_agent_file(args.config) if args.config is not None else None
+    return fallback_config(args.fallback, agent)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxpipe.call.failover import FailoverConfig, parse_fallback_table
 from voxpipe.errors import ConfigError
 from voxpipe.guardrails.deny import DenyPolicy
 from voxpipe.guardrails.pii import PiiPolicy
@@ -39,7 +40,7 @@ from voxpipe.slot_config import ChainedSlots, parse_chained_table
 from voxpipe.telephony.hangup import TelephonyConfig, parse_telephony_table
 
 _GUARDRAIL_KEYS = ("pii", "deny", "safe_line", "every_chars", "timeout_ms", "fail")
-_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony", "chained")
+_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony", "chained", "fallback")
 
 # An agent file is instructions and a few settings; a megabyte is far beyond any.
 MAX_AGENT_FILE_BYTES = 1 << 20
@@ -81,6 +82,8 @@ class AgentConfig:
     guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     chained: ChainedSlots = field(default_factory=ChainedSlots)
+    # [fallback]: the chained brain takes a realtime call when the realtime one fails.
+    fallback: FailoverConfig | None = None
 
 
 def load_agent_file(path: str | Path) -> AgentConfig:
@@ -135,7 +138,9 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
         raise ConfigError(f"{source}: 'guardrails' must be a table ([guardrails])")
     telephony = parse_telephony_table(data.get("telephony", {}), source)
     chained = parse_chained_table(data.get("chained", {}), source)
-    return AgentConfig(source, instructions, _guardrails(table, source), telephony, chained)
+    fallback = parse_fallback_table(data.get("fallback"), source)
+    guardrails = _guardrails(table, source)
+    return AgentConfig(source, instructions, guardrails, telephony, chained, fallback)
 
 
 def _known_keys(

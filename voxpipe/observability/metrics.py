@@ -82,6 +82,11 @@ class VoxpipeMetrics:
             (),
         )
         self.reconnects = c("voxpipe_reconnects", "Reconnects by class.", ("failure_class",))
+        self.brain_switches = c(
+            "voxpipe_brain_switches",
+            "Calls moved between the realtime and chained brains, by direction and reason.",
+            ("from_brain", "to_brain", "reason"),
+        )
         self.token_rotations = c("voxpipe_token_rotations", "Ephemeral token rotations.", ())
         self.token_rotation_failures = c(
             "voxpipe_token_rotation_failures", "Failed token rotations.", ()
@@ -137,6 +142,17 @@ class VoxpipeMetrics:
     def record_ice_restart(self) -> None:
         """A caller's transport was replaced mid-call (network switch, laptop waking up)."""
         self.ice_restarts.labels(**self._base).inc()
+
+    def record_brain_switch(
+        self, previous: enum.Enum, current: enum.Enum, reason: enum.Enum
+    ) -> None:
+        """A call moved to the other brain (the failover policy's reason)."""
+        self.brain_switches.labels(
+            from_brain=str(previous.value),
+            to_brain=str(current.value),
+            reason=str(reason.value),
+            **self._base,
+        ).inc()
 
     def record_reconnect(self, failure_class: enum.Enum) -> None:
         """A reconnect, labelled with the recovery classifier's class."""
