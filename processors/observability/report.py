@@ -24,6 +24,7 @@ from voxpipe.observability.latency import LatencyBudget, Segment, summarize
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
+from voxpipe.observability.slot_report import slot_section
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.processors.observability.instruments import Instruments, instrument
 from voxpipe.processors.observability.usage import cost_dict
@@ -151,6 +152,7 @@ def build_report(
         "cost": cost_section(ledger),
         "rate_limits": rate_limit_section(ratelimits),
         "brains": brain_section(timeline),
+        "slots": slot_section(timeline),
     }
 
 
@@ -301,6 +303,7 @@ def render_html(report: dict[str, Any], budgets: Sequence[LatencyBudget]) -> str
     parts.append("</table>")
     parts.append(_rate_limits_html(report["rate_limits"]))
     parts.append(_brains_html(report["brains"]))
+    parts.append(_slots_html(report["slots"]))
     parts.append("<h2>Turns</h2>")
     for turn, b in zip(report["turns"][:MAX_CHARTS], budgets, strict=False):
         parts.append(_turn_html(turn, b))
@@ -345,6 +348,26 @@ def _brains_html(section: dict[str, Any]) -> str:
     return (
         "<h2>Brain switches</h2><table><tr><th>at</th><th>from</th><th>to</th>"
         f"<th>reason</th></tr>{rows}</table><p><b>Time on each brain:</b> {spent}</p>"
+    )
+
+
+def _slots_html(section: dict[str, Any]) -> str:
+    if not section["handoffs"] and not section["failures"]:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{h['at_ms'] / 1000:.1f} s</td><td>{esc(str(h['slot']))}</td>"
+        f"<td>{esc(str(h['from']))}</td><td>{esc(str(h['to']))}</td>"
+        f"<td>{esc(str(h['reason']))}: {esc(str(h['detail']))}</td></tr>"
+        for h in section["handoffs"]
+    )
+    failed = "".join(
+        f"<p class='unknown'>{f['at_ms'] / 1000:.1f} s: {esc(str(f['error']))}</p>"
+        for f in section["failures"]
+    )
+    return (
+        "<h2>Engine handoffs (chained slots)</h2><table><tr><th>at</th><th>slot</th>"
+        f"<th>from</th><th>to</th><th>why</th></tr>{rows}</table>{failed}"
     )
 
 

@@ -83,6 +83,13 @@ async def test_a_call_goes_on_when_the_first_engine_of_every_slot_fails(
     assert all(x["reason"] == "error" for x in lines if x["type"] == "slot_handoff")
     assert not [x for x in lines if x["type"] in ("slot_failed", "error")]
 
+    # The report lists them too, per slot, and its page shows them.
+    report = json.loads((spec.out_dir / "report.json").read_text())
+    assert {(h["slot"], h["from"], h["to"]) for h in report["slots"]["handoffs"]} == handoffs
+    assert report["slots"]["failures"] == []
+    page = (spec.out_dir / "report.html").read_text()
+    assert "Engine handoffs (chained slots)" in page and "llama-gone" in page
+
     # The handoffs are counted, by slot, engine and reason.
     rendered = metrics.render().decode()
     for slot, gone, working in sorted(handoffs):
