@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -77,10 +78,24 @@ class DemoBrain:
 
         self._script = ScriptedBrain(REALTIME_SCRIPT, pace=REALTIME_SCRIPT_PACE)
         self._stt = stt
+        self._asked_again = 0  # responses that repeated a tool call which never ran
 
     def respond(self, request: Any) -> Any:
-        """The next scripted answer (tool calls included)."""
-        return self._script.respond(request)
+        """The next scripted answer (tool calls included).
+
+        A scripted tool call whose response the caller cut before the tool ran
+        (on a loaded machine the caller's next line can land on it) is asked
+        again, as a model would: the conversation holds no result for it, and
+        the answer that needs the result must not be spoken without it.
+        """
+        index = request.turn_index - self._asked_again
+        previous = REALTIME_SCRIPT[index - 1] if 0 < index <= len(REALTIME_SCRIPT) else None
+        if isinstance(previous, dict) and not _answered(
+            request.messages, previous["function_call"]["name"]
+        ):
+            self._asked_again += 1
+            index -= 1
+        return self._script.respond(dataclasses.replace(request, turn_index=index))
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
         """What the caller said (None without the local STT weights)."""
@@ -88,3 +103,14 @@ class DemoBrain:
             return None
         text: str = await asyncio.to_thread(self._stt.transcribe, pcm16, sample_rate)
         return text
+
+
+def _answered(messages: Any, tool: str) -> bool:
+    """Whether the conversation holds a result of a call to ``tool``."""
+    call_ids = {
+        call["id"]
+        for message in messages
+        for call in message.get("tool_calls") or ()
+        if call["function"]["name"] == tool
+    }
+    return any(m.get("role") == "tool" and m.get("tool_call_id") in call_ids for m in messages)
