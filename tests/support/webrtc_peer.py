@@ -263,10 +263,11 @@ async def calling(
         _note_rtp(receiver, heard)
     caller = Caller(pc, answer, heard, player, pinger, mic=mic)
 
-    def _report() -> None:
+    def _report(requested: bool = False) -> None:
         if channel.readyState == "open" and heard.rtp is not None:
             now = time.monotonic() * 1000
             report = {"type": "playout", "rtp": heard.rtp, "ssrc_ts": heard.rtp_at_ms, "now": now}
+            report |= {"requested": True} if requested else {}
             channel.send(json.dumps({**report, "delay_ms": 0}))
 
     async def _reporter() -> None:
@@ -285,7 +286,7 @@ async def calling(
             if heard.rtp is not None:
                 caller.interrupted_rtp.append(heard.rtp)
         if parsed.get("type") == "playout_request" and report_playout:
-            _report()
+            _report(requested=True)
 
     if report_playout:
         tasks.append(asyncio.create_task(_reporter()))

@@ -43,12 +43,13 @@ from voxpipe.playback import PlaybackSink
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import PeerLiveness
-from voxpipe.webrtc.playout import RTP_MODULUS, PlayoutMapper
+from voxpipe.webrtc.playout import RTP_MODULUS, PlayoutMapper, PositionHeard
 
 IN_RATE = 16_000
 OUT_RATE = 24_000
 PAGE_REPORT_AGE_MS = 1_200  # the page reports the frame its receiver delivered last, < 1 s ago
 CUT_REPORT_MS = 400  # how long a truncation waits for the page to say where a cut stopped it
+CUT_ANSWER_MS = 300  # how long the page's answer may take before its own reports settle a cut
 RTP_PER_MS = 48  # Opus's RTP clock
 REJOIN_CLOSE_S = 2.0
 STREAMED_BEFORE_ORIGIN = 3000  # chunks kept until the RTP origin is known (a minute of audio)
@@ -166,12 +167,13 @@ class WebRTCCallOutput(ReportsPlayback, SmallWebRTCOutputTransport):
         sink.reports_cut_positions(CUT_REPORT_MS)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        if isinstance(frame, InterruptionFrame) and self._sending:
-            self._call.cut_at_output()  # the bot was cut while it spoke
+        cut = isinstance(frame, InterruptionFrame) and self._sending  # cut while it spoke
         if isinstance(frame, InterruptionFrame):
             self._sending = False
             self._utterance = None
-        await super().process_frame(frame, direction)
+        await super().process_frame(frame, direction)  # the ledger hears of the cut first
+        if cut:
+            self._call.cut_at_output()
 
     async def write_transport_frame(self, frame: Frame) -> None:
         if isinstance(frame, PlaybackMarkerFrame):
@@ -243,6 +245,9 @@ class WebRTCCallTransport(SmallWebRTCTransport):
         self.playout: PlayoutMapper | None = None  # once the sender's RTP origin is known
         self._streamed: list[tuple[str, float, float]] = []  # audio streamed before that
         self._cut_at_ms: float | None = None  # the output cut the bot then; the page will say where
+        self._cut_candidate: PositionHeard | None = None  # the newest report since that cut
+        self._answered: tuple[PositionHeard, float] | None = None  # the last answer, and when
+        self._cut_timer: asyncio.TimerHandle | None = None
         self.rejoins = 0
         self.rejoining = False  # the old connection's close is a rejoin's, not a hang-up
         self.stream_base_ms = 0.0  # where the current sender's stream starts in the call's
@@ -296,23 +301,51 @@ class WebRTCCallTransport(SmallWebRTCTransport):
     def playout_reported(self, message: Any) -> None:
         """A playout report from the page: what it has played, confirmed.
 
-        The first one after a cut says where playback stopped for the caller
-        (the page mutes the cut reply as it answers the server's request).
+        Its answer to ``playout_request`` (``"requested": true``) says where a
+        cut stopped playback for the caller: the page mutes the cut reply as it
+        answers. A report sent on the page's own schedule may have left before
+        the page heard of the cut, while it still played the reply (65 ms
+        short once at load 6.5), so it settles a cut only when no answer came
+        within ``CUT_ANSWER_MS``.
         """
         if self.playout is None:
             return
         heard = self.playout.report_received(message)
         if heard is None:
             return
-        reports, now = self.output().playback_reports, self.now_ms()
-        if self._cut_at_ms is not None and now - self._cut_at_ms <= CUT_REPORT_MS:
-            reports.cut_position(heard.key, heard.played_ms, now)
-        self._cut_at_ms = None
-        reports.position_confirmed(heard.key, heard.played_ms, now)
+        now = self.now_ms()
+        if isinstance(message, dict) and message.get("requested") is True:
+            self._answered = (heard, now)  # it may come before the output's own cut
+            if self._cut_at_ms is not None:
+                self._settle_cut(heard)
+        elif self._cut_at_ms is not None:
+            self._cut_candidate = heard
+        self.output().playback_reports.position_confirmed(heard.key, heard.played_ms, now)
 
     def cut_at_output(self) -> None:
-        """The output stopped the bot: the page's next report says where it stopped."""
-        self._cut_at_ms = self.now_ms()
+        """The output stopped the bot: the page's answer to the request says where it stopped."""
+        now = self.now_ms()
+        self._cut_at_ms, self._cut_candidate = now, None
+        if self._answered is not None and now - self._answered[1] <= CUT_REPORT_MS:
+            self._settle_cut(self._answered[0])  # the page answered before the output cut
+            return
+        with contextlib.suppress(RuntimeError):  # no loop: a report will settle it, or nothing
+            self._cut_timer = asyncio.get_running_loop().call_later(
+                CUT_ANSWER_MS / 1000, self._no_answer
+            )
+
+    def _no_answer(self) -> None:
+        """No answer to the request in time: the newest report since the cut, if any."""
+        if self._cut_at_ms is not None and self._cut_candidate is not None:
+            self._settle_cut(self._cut_candidate)
+        self._cut_at_ms = None
+
+    def _settle_cut(self, heard: PositionHeard) -> None:
+        self.output().playback_reports.cut_position(heard.key, heard.played_ms, self.now_ms())
+        self._cut_at_ms, self._cut_candidate, self._answered = None, None, None
+        if self._cut_timer is not None:
+            self._cut_timer.cancel()
+            self._cut_timer = None
 
     def _origin_learned(self, origin_rtp: int) -> None:
         # Stream position 0 of the call sits where this sender's stream began, less its base.

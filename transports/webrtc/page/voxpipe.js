@@ -15,9 +15,9 @@
  *
  * Data channel, page -> server
  *   "ping"                 every 500 ms. pipecat drops output audio when no ping came for 3 s.
- *   {"type": "playout", "rtp", "ssrc_ts", "now", "delay_ms"}
+ *   {"type": "playout", "rtp", "ssrc_ts", "now", "delay_ms", "requested"?}
  *                          every 100 ms while the agent's audio arrives, and at once on a
- *                          playout_request. rtp: RTP timestamp of the newest audio the receiver
+ *                          playout_request (then with requested: true). rtp: RTP timestamp of the newest audio the receiver
  *                          played out, at ssrc_ts (ms); now: performance.timeOrigin +
  *                          performance.now(), the same clock; delay_ms: mean playout delay still
  *                          ahead of the speaker (media-playout stats), 0 when unknown. rtp and
@@ -552,6 +552,7 @@
   function reportPlayout(current, requested) {
     if (!current || current.dc.readyState !== "open") return;
     const report = playoutReport(current);
+    if (requested) report.requested = true; // where the cut stopped the agent (it mutes now)
     const playing = report.ssrc_ts !== null && report.now - report.ssrc_ts < AUDIO_STALE_MS;
     if (!playing && !requested) return;
     current.dc.send(JSON.stringify(report));
