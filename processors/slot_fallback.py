@@ -107,7 +107,8 @@ class SlotDriver(Generic[M]):
         budget_ms = request.remaining_ms(self.clock())
         task = asyncio.ensure_future(work)
         try:
-            done, _ = await asyncio.wait({task}, timeout=budget_ms / 1000)
+            timeout = None if budget_ms is None else budget_ms / 1000
+            done, _ = await asyncio.wait({task}, timeout=timeout)
         except asyncio.CancelledError:
             self._abandon(task, stream)
             raise

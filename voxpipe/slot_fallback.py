@@ -50,6 +50,8 @@ class FallbackPolicy:
 
     ``deadline_ms`` bounds the wait for an engine's first output and, once it
     has begun, for each next piece of it (a stream that stops is a hang too).
+    The last engine a request can go to has no deadline: nobody is left to
+    take over.
     """
 
     deadline_ms: int
@@ -198,13 +200,26 @@ class SlotRequest:
         return self._order[self._index]
 
     @property
-    def deadline_at_ms(self) -> float:
-        """When the current engine's next output is due at the latest."""
+    def last(self) -> bool:
+        """Whether no engine is left to hand the request to."""
+        return self._index + 1 >= len(self._order)
+
+    @property
+    def deadline_at_ms(self) -> float | None:
+        """When the current engine's next output is due at the latest.
+
+        None for the last engine left: with no one to hand the request to,
+        cutting it off could only lose an answer that may still come (a local
+        model's first token once took 35 s on a loaded 2-core machine).
+        """
+        if self.last:
+            return None
         return self._since_ms + self._fallback.deadline_ms(self.engine)
 
-    def remaining_ms(self, now_ms: float) -> float:
-        """How long the driver may still wait for the current engine (never negative)."""
-        return max(0.0, self.deadline_at_ms - now_ms)
+    def remaining_ms(self, now_ms: float) -> float | None:
+        """How long the driver may still wait for the current engine (None: as long as it takes)."""
+        due = self.deadline_at_ms
+        return None if due is None else max(0.0, due - now_ms)
 
     def produced_output(self, now_ms: float) -> None:
         """The current engine produced output (text, audio, a transcript): the deadline moves on."""

@@ -43,12 +43,21 @@ def test_an_engine_may_have_a_deadline_of_its_own() -> None:
     slot = SlotFallback(Slot.TTS, ("piper", "espeak"), FallbackPolicy(2000), {"piper": 300})
     request = slot.begin(now_ms=0)
     assert request.deadline_at_ms == 300
-    request.failed(now_ms=300, reason=DEADLINE, detail="no audio within 300 ms")
-    assert request.deadline_at_ms == 2300  # espeak has the slot's deadline
+    assert slot.deadline_ms("espeak") == 2000  # the slot's deadline
+
+
+def test_the_last_engine_left_has_no_deadline() -> None:
+    request = fallback().begin(now_ms=0)
+    request.failed(now_ms=1000, reason=DEADLINE, detail="late")
+    # Nobody is left to take over: cutting "local" off could only lose its answer.
+    assert request.last and request.deadline_at_ms is None
+    assert request.remaining_ms(now_ms=60_000) is None
+    alone = fallback(engines=("only",)).begin(now_ms=0)
+    assert alone.last and alone.deadline_at_ms is None
 
 
 def test_output_moves_the_deadline_on() -> None:
-    request = fallback().begin(now_ms=0)
+    request = fallback(engines=("remote", "local")).begin(now_ms=0)
     request.produced_output(now_ms=800)
     assert request.deadline_at_ms == 1_800
 
@@ -106,7 +115,9 @@ def test_handoffs(
         if isinstance(event, HandedOff):
             assert (event.from_engine, event.to_engine) == (seen[-1], request.engine)
             assert (event.reason, event.detail, event.slot) == (reason, detail, Slot.LLM)
-            assert request.deadline_at_ms == t * 100 + 1000  # the new engine's own deadline
+            # The new engine's own deadline, unless it is the last one left.
+            due = None if request.last else t * 100 + 1000
+            assert request.deadline_at_ms == due
             seen.append(request.engine)
     assert seen == visited
     last = events[-1]
