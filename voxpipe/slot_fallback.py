@@ -113,7 +113,11 @@ class GaveUp:
                 f"answering ({last.reason.value}: {last.detail}); not handed on",
                 slot=self.slot.value,
                 engines=tuple(f.engine for f in self.failures),
-                hint="set retry_after_partial = true in [chained] to hand it on anyway",
+                hint=(
+                    "set retry_after_partial = true in [chained] to hand it on anyway"
+                    if self.slot is Slot.LLM
+                    else "the rest of this request is lost; the next one tries again"
+                ),
             )
         return SlotFailedError(
             f"every {self.slot.value} engine failed on this request: {tried}",

@@ -141,6 +141,15 @@ def test_an_llm_that_already_streamed_is_not_handed_on_by_default() -> None:
     assert "retry_after_partial" in str(error.hint)
 
 
+def test_a_voice_that_broke_midway_through_a_sentence_is_not_replaced() -> None:
+    request = fallback(Slot.TTS, ("piper", "espeak")).begin(now_ms=0)
+    request.produced_output(now_ms=200)
+    event = request.failed(now_ms=300, reason=ERROR, detail="synthesis failed")
+    assert isinstance(event, GaveUp) and event.partial
+    # retry_after_partial is the LLM's setting: a TTS error does not point to it.
+    assert event.error().hint == "the rest of this request is lost; the next one tries again"
+
+
 def test_retry_after_partial_hands_a_broken_answer_on() -> None:
     request = fallback(retry_after_partial=True).begin(now_ms=0)
     request.produced_output(now_ms=300)
