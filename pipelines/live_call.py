@@ -44,6 +44,7 @@ from voxpipe.processors.echo_guard import EchoGuardProcessor
 from voxpipe.processors.observability import instrument
 from voxpipe.processors.observability.report import report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
+from voxpipe.slot_config import ChainedSlots
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.recording import CallRecording
 from voxpipe.webrtc.liveness import Dead, DeadReason, PeerLiveness
@@ -105,6 +106,8 @@ class LiveCallSpec:
     echo_guard: EchoGuardConfig | None = field(default_factory=EchoGuardConfig)
     # Realtime mode: the chained brain takes the call if the realtime one fails.
     fallback: FailoverConfig | None = None
+    # The chained brain's engines per slot, in order ([chained] in agent.toml).
+    slots: ChainedSlots | None = None
 
 
 class LiveCall:
@@ -138,6 +141,7 @@ class LiveCall:
             api_key=spec.api_key,
             echo_guard=self.echo_guard,
             fallback=spec.fallback,
+            slots=spec.slots,
         )
         self.instruments = instrument(
             transport.now_ms,

@@ -31,3 +31,13 @@ def test_the_chained_table_is_what_the_call_is_given(tmp_path: Path) -> None:
     assert instructions == "Be brief."
     assert slots.stt is None and slots.llm is None
     assert slots.tts is not None and slots.tts.names == ("piper", "espeak")
+
+
+def test_serve_and_daily_read_the_same_table(tmp_path: Path) -> None:
+    from voxpipe.cli.serve import _slots
+
+    agent = tmp_path / "agent.toml"
+    agent.write_text('[chained]\nllm = ["openai", "llama"]\nllm_deadline_ms = 1500\n')
+    slots = _slots(agent)
+    assert slots.llm is not None and slots.llm.names == ("openai", "llama")
+    assert slots.llm.policy.deadline_ms == 1500

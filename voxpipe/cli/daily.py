@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _daily(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
-    from voxpipe.cli.serve import _agent
+    from voxpipe.cli.serve import _agent, _slots
     from voxpipe.daily.room import EndWhen
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
@@ -108,6 +108,7 @@ async def _daily(args: argparse.Namespace) -> None:
     spec.fallback = _fallback(args)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
+        spec.slots = _slots(args.config)
     brain = None
     if mode is Mode.REALTIME and not (
         args.server or args.api_key or os.environ.get("OPENAI_API_KEY")

@@ -152,6 +152,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key, echo_guard=guard)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
+        spec.slots = _slots(args.config)
         _rest_hangups(args.config, twilio=twilio, telnyx=telnyx, plivo=plivo)
     spec.record_dir = args.record
     spec.fallback = _fallback(args)
@@ -214,6 +215,13 @@ def _agent(path: Path) -> tuple[str, Any]:
         return tap
 
     return agent.instructions or DEFAULT_INSTRUCTIONS, make_tap
+
+
+def _slots(path: Path) -> Any:
+    """The chained slots' engines in order (``[chained]``), for chained calls and failover."""
+    from voxpipe.guardrails.config import load_agent_file
+
+    return load_agent_file(path).chained
 
 
 def _fallback(args: argparse.Namespace) -> Any:
