@@ -14,12 +14,17 @@ Realtime server with the scripted brain, so every call answers the same way.
     the interruption, with the page's playout reports confirming the position
     and without (the sent position alone).
 (c) Load: N concurrent calls against one ``voxpipe serve`` process (another
-    process; callers here): its CPU per call, and output jitter at the callers
-    (the longest silence inserted between consecutive 20 ms frames of one
-    answer), p95 over calls; the largest N whose p95 stays under 20 ms.
+    process, the scripted brain with its synthetic voice: no TTS model; callers
+    here): how many heard over 1 s of their answer within 14 s, each caller's end
+    of speech to its first loud bot audio (median, and its ratio to the file
+    transport's in (a)), output jitter at the callers (the longest silence
+    inserted between consecutive 20 ms frames of one answer, p95 over calls),
+    the server's CPU per call, how much of the time its event loop was ready to run
+    but waited for a CPU (the machine's load, not the server's own work), and the
+    load average then.
 
 Prints tables and writes benchmarks/results/webrtc.json (medians, p95, ratios).
-Run: ``.venv/bin/python benchmarks/webrtc.py [--turns 6] [--cuts 6] [--calls 1,4,8]``.
+Run: ``.venv/bin/python benchmarks/webrtc.py [--turns 6] [--cuts 6] [--calls 1,2,4]``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ from voxpipe.playback import PlaybackLedger  # noqa: E402
 from voxpipe.transports.file import FileTransport  # noqa: E402
 from voxpipe.transports.realtime_server import ScriptedBrain  # noqa: E402
 from voxpipe.transports.webrtc.app import ServeConfig, running_serve  # noqa: E402
+from voxpipe.transports.webrtc.ice import gather_on_loopback  # noqa: E402
 
 RATE = 16_000
 ANSWER = "We open at nine on Saturday morning and close at one in the afternoon."
@@ -173,9 +180,10 @@ class SentOnly(PlaybackLedger):
         return
 
 
-async def load(calls: int, voice: Any, tmp: Path) -> dict[str, Any]:
+async def load(calls: int, voice: Any, tmp: Path, baseline_ms: float | None) -> dict[str, Any]:
+    gather_on_loopback(True)  # the callers, here, offer 127.0.0.1 as the server does
     path = tmp / f"load{calls}.wav"
-    recording(voice, [1000, "Tell me about your opening hours.", 9000], path)
+    spans = recording(voice, [1000, "Tell me about your opening hours.", 12000], path)
     script = tmp / "script.json"
     script.write_text(json.dumps([LONG]))
     port = _free_port()
@@ -198,38 +206,57 @@ async def load(calls: int, voice: Any, tmp: Path) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     try:
         await _until_up(url)
-        cpu_before = _cpu_s(server.pid)
+        cpu_before, waited_before = _cpu_s(server.pid), _waited_s(server.pid)
         started = time.monotonic()
-        results = await asyncio.gather(*[_one_call(url, path) for _ in range(calls)])
+        results = await asyncio.gather(*[_one_call(url, path, spans[0][1]) for _ in range(calls)])
         wall = time.monotonic() - started
         cpu = _cpu_s(server.pid) - cpu_before
+        waited = _waited_s(server.pid) - waited_before
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
-    gaps = [g for g, _ in results if g is not None]
-    answered = sum(1 for _, heard in results if heard > 1000)
+    gaps = [r.gap_ms for r in results if r.gap_ms is not None]
+    firsts = [r.first_audio_ms for r in results if r.first_audio_ms is not None]
     return {
         "calls": calls,
-        "answered": answered,
+        "answered": sum(1 for r in results if r.heard_ms > 1000),
+        "first_audio_ms_median": median(firsts),
+        "first_audio_ratio_vs_file": _ratio(median(firsts), baseline_ms),
         "cpu_percent_of_a_core_per_call": round(100 * cpu / wall / calls, 1),
+        "loop_waited_for_a_cpu_percent": round(100 * waited / wall, 1),
         "jitter_p95_ms": percentile(gaps, 95),
         "jitter_median_ms": median(gaps),
+        "load_1m": round(os.getloadavg()[0], 2),
     }
 
 
-async def _one_call(url: str, path: Path) -> tuple[float | None, float]:
+@dataclass(frozen=True)
+class LoadCall:
+    """One concurrent caller: its answer's longest inserted silence, how much of it was heard
+    (loud), and its end of speech to the first loud bot audio (None: no answer heard)."""
+
+    gap_ms: float | None
+    heard_ms: float
+    first_audio_ms: float | None
+
+
+async def _one_call(url: str, path: Path, speech_end_ms: int) -> LoadCall:
     async with calling(url, path) as caller:
-        await asyncio.sleep(10)
+        # The player starts the recording as the connection comes up: its end of speech is
+        # this far into it (to a frame or two; the same for every caller and every N).
+        speech_end = time.monotonic() * 1000 + speech_end_ms
+        await asyncio.sleep(14)
         arrivals = caller.heard.arrivals_ms
         samples = caller.heard.samples()
     block = 960  # 20 ms at 48 kHz
     x = samples[: samples.size // block * block].astype(np.float32).reshape(-1, block) / 32768
     loud = np.flatnonzero(np.sqrt((x**2).mean(axis=1)) > LOUD)
+    first = arrivals[int(loud[0])] - speech_end if loud.size else None
     if loud.size < 10:
-        return None, float(loud.size * 20)
+        return LoadCall(None, float(loud.size * 20), first)
     span = arrivals[int(loud[0]) : int(loud[-1]) + 1]
     gaps = np.diff(span) - 20.0  # silence inserted between consecutive 20 ms frames
-    return float(max(0.0, gaps.max())), float(loud.size * 20)
+    return LoadCall(float(max(0.0, gaps.max())), float(loud.size * 20), first)
 
 
 def _free_port() -> int:
@@ -253,6 +280,13 @@ async def _until_up(url: str) -> None:
     raise RuntimeError("voxpipe serve did not come up")
 
 
+def _waited_s(pid: int) -> float:
+    """How long the process's main thread (its event loop) was ready to run but waited for a
+    CPU (the kernel's run-queue delay): the share of the machine it did not get."""
+    fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(fields[1]) / 1e9
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -268,7 +302,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             webrtc.append(await webrtc_turn(voice, question, tmp))
             file.append(await file_turn(voice, question, tmp))
         cuts = await truncation(voice, tmp, args.cuts)
-        loads = [await load(n, voice, tmp) for n in args.calls]
+        loads = [await load(n, voice, tmp, median(file)) for n in args.calls]
     return {
         "first_audio_ms": {
             "webrtc": {"median": median(webrtc), "p95": percentile(webrtc, 95), "runs": webrtc},
@@ -326,15 +360,27 @@ def report(data: dict[str, Any]) -> None:
         ],
     )
     print_table(
-        "Concurrent calls on one voxpipe serve process",
-        ["calls", "answered", "CPU % of a core per call", "jitter p95 ms", "jitter median ms"],
+        "Concurrent calls on one voxpipe serve process (scripted brain, synthetic voice)",
+        [
+            "calls",
+            "answered",
+            "first audio p50 ms",
+            "ratio vs file",
+            "jitter p95 ms",
+            "CPU % of a core per call",
+            "loop waited for a CPU %",
+            "load 1m",
+        ],
         [
             [
                 r["calls"],
                 r["answered"],
-                r["cpu_percent_of_a_core_per_call"],
+                r["first_audio_ms_median"],
+                r["first_audio_ratio_vs_file"],
                 r["jitter_p95_ms"],
-                r["jitter_median_ms"],
+                r["cpu_percent_of_a_core_per_call"],
+                r["loop_waited_for_a_cpu_percent"],
+                r["load_1m"],
             ]
             for r in data["load"]
         ],
@@ -345,7 +391,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--cuts", type=int, default=6)
-    parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[1, 4, 8])
+    parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4])
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))
     report(result)
