@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -175,15 +176,17 @@ class FailoverBrain(BrainSwitch):
         self.selector.active = Brain.CHAINED
         await self.realtime.hand_over()
         call = self.realtime.call
-        start = fallback_start(call.handover_seed, self.realtime.instructions)
+        reask = call.reask_owed  # read after the hand-over: a barge-in during it drops it
+        start = fallback_start(call.handover_seed, self.realtime.instructions, reask=reask)
         entry = self.branch(Brain.CHAINED)
         # No service named: whatever LLM the chained branch holds takes it (a slot's fallbacks too).
-        settings = LLMSettings(system_instruction=start.instructions)
-        await entry.queue_frame(LLMUpdateSettingsFrame(delta=settings))
-        reask = call.reask_owed  # read last: a barge-in during the hand-over drops it
-        await entry.queue_frame(
-            LLMMessagesUpdateFrame(messages=[dict(m) for m in start.messages], run_llm=reask)  # type: ignore[misc]
-        )
+        first = start.reask_instructions if reask else start.instructions
+        await entry.queue_frame(LLMUpdateSettingsFrame(delta=LLMSettings(system_instruction=first)))
+        messages: Any = [dict(m) for m in start.messages]
+        await entry.queue_frame(LLMMessagesUpdateFrame(messages=messages, run_llm=reask))
+        if reask:  # in order: the LLM takes it once the re-asked reply is generated
+            plain = LLMSettings(system_instruction=start.instructions)
+            await entry.queue_frame(LLMUpdateSettingsFrame(delta=plain))
         await self.realtime.handed_over()
         previous = self.policy.switches[-1]
         event = BrainSwitched(

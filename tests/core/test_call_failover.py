@@ -11,9 +11,11 @@ from voxpipe.call.failover import (
     Brain,
     FailoverConfig,
     FailoverPolicy,
+    FallbackStart,
     ProbeRealtime,
     SwitchBrain,
     SwitchReason,
+    fallback_start,
 )
 from voxpipe.call.probe import (
     CloseProbeSession,
@@ -23,6 +25,7 @@ from voxpipe.call.probe import (
     ProbeOutcome,
 )
 from voxpipe.call.recovery import NetworkFailed
+from voxpipe.call.rollover import Role, SessionSeed, Turn
 from voxpipe.errors import ConfigError
 
 R = SwitchReason
@@ -259,3 +262,43 @@ def test_a_probe_that_does_not_get_a_session_is_unhealthy(feed, outcome) -> None
     finished = [c for c in out if isinstance(c, ProbeFinished)]
     assert [(f.outcome, f.healthy) for f in finished] == [(outcome, False)]
     assert probe.server_event("session.created", None, 4_000) == []  # a late answer: over
+
+
+# -- what the chained brain starts from ------------------------------------------------
+
+HEARD_SEED = SessionSeed(
+    "The caller asked about opening hours.",
+    (
+        Turn(Role.USER, "What is the capital of Italy?"),
+        Turn(Role.ASSISTANT, "The capital of (interrupted)"),
+    ),
+    {"get_hours": "nine to five"},
+)
+
+
+def test_the_fallback_starts_from_the_heard_turns_with_the_summary_in_its_instructions() -> None:
+    start = fallback_start(HEARD_SEED, "Be brief.")
+    assert start.messages == (
+        {"role": "user", "content": "What is the capital of Italy?"},
+        {"role": "assistant", "content": "The capital of (interrupted)"},
+    )
+    assert start.instructions.startswith("Be brief.")
+    assert "opening hours" in start.instructions and "nine to five" in start.instructions
+    assert start.reask_note == "" and start.reask_instructions == start.instructions
+
+
+def test_a_reask_ends_the_context_on_the_question_and_says_what_was_heard() -> None:
+    start = fallback_start(HEARD_SEED, "Be brief.", reask=True)
+    assert start.messages == ({"role": "user", "content": "What is the capital of Italy?"},)
+    assert 'they heard you say "The capital of"' in start.reask_note
+    assert start.reask_instructions.startswith(start.instructions)
+    assert "Answer it again" in start.reask_instructions
+    assert "Answer it again" not in start.instructions  # for the one reply only
+
+
+def test_a_reask_with_nothing_heard_and_no_seed() -> None:
+    seed = SessionSeed("", (Turn(Role.USER, "Hello?"),), {})
+    start = fallback_start(seed, "Be brief.", reask=True)
+    assert start.messages == ({"role": "user", "content": "Hello?"},)
+    assert "heard" not in start.reask_note and start.reask_note
+    assert fallback_start(None, "Be brief.") == FallbackStart("Be brief.", ())

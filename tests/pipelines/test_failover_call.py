@@ -77,8 +77,12 @@ def test_voxpipe_call_with_a_fallback_survives_a_provider_that_never_answers(
     )
     assert report["brains"]["time_ms"]["chained"] > 40_000
     messages = json.loads((out / "transcript.json").read_text())["messages"]
-    replies = [str(m["content"]).lower() for m in messages if m["role"] == "assistant"]
-    assert len(replies) == 2 and "paris" in replies[0] and "rome" in replies[1], replies
+    asked = " ".join(str(m["content"]).lower() for m in messages if m["role"] == "user")
+    replies = " ".join(str(m["content"]).lower() for m in messages if m["role"] == "assistant")
+    assert "france" in asked and "italy" in asked, messages
+    # Both answered: at load 12 the first answer once came after the second question,
+    # and one reply answered both; the recording's gaps cannot wait for the model.
+    assert "paris" in replies and "rome" in replies, messages
     lines = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
     assert [line["type"] for line in lines].count("brain_switched") == 1
     assert not [line for line in lines if line["type"] == "error" and line.get("fatal")]

@@ -8,6 +8,7 @@ Every wait is on an event, with deadlines a loaded 2-core machine keeps.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ async def test_two_sockets_closed_mid_reply_switch_and_the_cut_answer_is_asked_o
     assert switch.reason is SwitchReason.RECOVERY_EXHAUSTED and switch.reasked
     assert len(call.of(BrainGaveUp)) == 1
     assert len(replies_after) == 1, replies_after  # the cut answer, asked once
-    assert "rome" in call.answers()[0].lower(), call.answers()
+    assert "rome" in call.answers()[-1].lower(), call.graph.context.get_messages()
     # The chained brain starts from what the caller heard, never the unheard tail.
     heard = " ".join(str(m.get("content")) for m in call.graph.context.get_messages()[:-1])
     assert "capital" in heard.lower() and "italy" in heard.lower(), heard
@@ -80,7 +81,7 @@ async def test_a_stall_past_the_first_audio_deadline_moves_the_answer_to_the_cha
     config = FailoverConfig(first_audio_deadline_ms=30_000, stall_ms=2_000)
     async with failover_call(lines, loaded_engines, script=[ODD_REPLY], failover=config) as call:
         call.server.arm(Stall(seconds=30))
-        await call.until(lambda: bool(call.brain.switched), 60, "the switch")
+        await call.until(lambda: bool(call.brain.switched), 120, "the switch")
         await call.until(lambda: bool(call.crossings.chained_audio_ms), 60, "chained audio")
         await call.until(lambda: bool(call.answers()), 60, "the chained answer")
 
@@ -92,10 +93,19 @@ async def test_a_stall_past_the_first_audio_deadline_moves_the_answer_to_the_cha
     assert 2_000 - 50 <= switched_at - last_realtime <= 2_000 + 1_500
     # No stalled realtime audio after the switch.
     assert not [t for t in call.crossings.realtime_audio_ms if t > switched_at]
-    *heard, answer = call.answers()
-    assert "rome" in answer.lower(), call.answers()
-    assert len(unheard_in(" ".join(heard), "")) <= 2, heard  # the words played before the stall
-    print(f"stall: chained audio {call.crossings.chained_audio_ms[0] - last_realtime:.0f} ms after")
+    [answer] = call.answers()  # the cut reply's heard words went to the instructions
+    assert "rome" in answer.lower(), call.graph.context.get_messages()
+    context = (
+        str(call.graph.context.get_messages())
+        + call.graph.services["llm"].settings.system_instruction
+    )
+    assert len(unheard_in(context, "")) <= 2, context  # the words played before the stall
+    reply_ms = call.crossings.chained_replies_ms[0]
+    print(
+        f"stall at load {os.getloadavg()[0]:.1f}: switch {switched_at - last_realtime:.0f} ms "
+        f"after the last reply audio; chained reply began {reply_ms - switched_at:.0f} ms and "
+        f"its audio {call.crossings.chained_audio_ms[0] - switched_at:.0f} ms after the switch"
+    )
 
 
 @pytest.mark.parametrize("code", ["invalid_api_key", "insufficient_quota"])
@@ -120,6 +130,10 @@ async def test_a_fatal_error_switches_when_a_fallback_is_configured(
         await call.until(lambda: call.service.instructions == NEW_INSTRUCTIONS, 10, "the update")
         call.server.arm(SendError(error_type="invalid_request_error", code=code, message=code))
         await call.until(lambda: bool(call.brain.switched), 30, "the switch")
+        seeded = call.brain.switched[0].seeded_turns
+        await call.until(
+            lambda: len(call.graph.context.get_messages()) >= seeded, 30, "the seeded context"
+        )
         carried = call.answers()
         call.caller.cue()
         await call.until(lambda: len(call.answers()) > len(carried), 90, "the chained answer")

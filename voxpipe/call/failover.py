@@ -305,30 +305,56 @@ class FailoverPolicy:
         return switch
 
 
-def fallback_start(seed: SessionSeed | None, instructions: str) -> FallbackStart:
+CUT_MARK = " (interrupted)"  # how the call's record ends a reply that was cut
+REASK_NOTE = (
+    "The line failed while you were answering the caller's last message{heard}. "
+    "Answer it again now, briefly, without mentioning the failure."
+)
+
+
+def fallback_start(
+    seed: SessionSeed | None, instructions: str, *, reask: bool = False
+) -> FallbackStart:
     """What the chained brain starts from: the heard conversation, never the unheard tail.
 
     ``seed`` is the realtime call's hand-over seed (older turns summarised,
     the last ones verbatim, a cut reply only as far as it was heard); the
     summary and the tools' facts go into the instructions, as they would
-    into a new realtime session's.
+    into a new realtime session's. When the cut answer is to be asked again
+    (``reask``), the context ends on the caller's message and the words they
+    heard of the cut reply go into the instructions: a chat model asked to
+    follow its own half-reply (Qwen2.5-0.5B, at load 12) once answered
+    "I'm sorry, but I can't assist with that."
     """
     if seed is None:
-        return FallbackStart(instructions, ())
-    messages = tuple(
-        {"role": turn.role.value, "content": turn.text}
-        for turn in seed.verbatim
-        if turn.role is not Role.TOOL and turn.text.strip()
-    )
-    return FallbackStart(seed.instructions(instructions), messages)
+        return FallbackStart(instructions, (), REASK_NOTE.format(heard="") if reask else "")
+    turns = [t for t in seed.verbatim if t.role is not Role.TOOL and t.text.strip()]
+    note = ""
+    if reask and turns and turns[-1].role is Role.ASSISTANT and turns[-1].text.endswith(CUT_MARK):
+        heard = turns.pop().text.removesuffix(CUT_MARK).strip()
+        note = REASK_NOTE.format(heard=f'; they heard you say "{heard}"' if heard else "")
+    elif reask:
+        note = REASK_NOTE.format(heard="")
+    messages = tuple({"role": t.role.value, "content": t.text} for t in turns)
+    return FallbackStart(seed.instructions(instructions), messages, note)
 
 
 @dataclasses.dataclass(frozen=True)
 class FallbackStart:
-    """The chained brain's instructions and its context's messages at the switch."""
+    """The chained brain's instructions and its context's messages at the switch.
+
+    ``reask_note`` (empty: no re-ask) goes with the instructions for the one
+    reply that answers the cut question again, and no further.
+    """
 
     instructions: str
     messages: tuple[dict[str, str], ...]
+    reask_note: str = ""
+
+    @property
+    def reask_instructions(self) -> str:
+        """The instructions for the re-asked reply."""
+        return f"{self.instructions}\n\n{self.reask_note}" if self.reask_note else self.instructions
 
 
 # The [fallback] keys of agent.toml: FailoverConfig's fields that a deployment tunes.
