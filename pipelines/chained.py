@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
@@ -24,11 +23,11 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
+from voxpipe.processors.local.turn_clock import CallerSilenceTimeout, CallerSilenceVAD
 from voxpipe.slot_config import ChainedSlots
 
 if TYPE_CHECKING:
@@ -56,15 +55,14 @@ class TurnSettings:
     smart_turn: bool = False
 
     def user_params(self) -> LLMUserAggregatorParams:
-        vad = SileroVADAnalyzer(
+        vad = CallerSilenceVAD(
             params=VADParams(stop_secs=self.vad_stop_secs, confidence=self.vad_confidence)
         )
         if self.smart_turn:
             strategies = UserTurnStrategies()  # pipecat's default: the bundled smart-turn v3
         else:
-            stop = SpeechTimeoutUserTurnStopStrategy(
-                user_speech_timeout=self.user_speech_timeout_secs
-            )
+            # The pause is counted on the caller's audio, not the wall clock (turn_clock).
+            stop = CallerSilenceTimeout(vad, user_speech_timeout=self.user_speech_timeout_secs)
             strategies = UserTurnStrategies(stop=[stop])
         return LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies)
 

@@ -176,7 +176,13 @@ async def test_a_local_vad_barge_in_cancels_with_server_vad_off(
         recording,
     )
     script = [LONG_REPLY, "Sure."]
-    async with realtime_call(recording, script=script, local_turns=TurnSettings()) as call:
+    # The reply (~11 s) streams at real time, so it is still streaming when the caller
+    # speaks again ~3 s into it, and the barge-in has a response to cancel. At 4x it was
+    # done streaming after ~2.8 s: the barge-in came during playout (nothing to cancel,
+    # cancel_sent False) 2 of 3 runs at load 8-10 while the VAD ran behind.
+    async with realtime_call(
+        recording, script=script, local_turns=TurnSettings(), pace=1.0
+    ) as call:
         await call.wait_event(ItemTruncated, timeout_s=30)
         await call.wait_event(ResponseCreated, 2)
         await call.wait_for(lambda: call.service.machine.state is CallState.LISTENING, 10)

@@ -1,0 +1,115 @@
+"""The caller's pause, measured on the caller's audio: local turn ends that hold under load.
+
+pipecat's ``SpeechTimeoutUserTurnStopStrategy`` ends a turn when a wall-clock
+timer, started as the VAD's stop reaches it, runs out before the VAD's next
+start does. Both VAD events travel through the user aggregator's input queue
+behind the audio already waiting there, and pipecat's Silero analyzer takes
+each 20 ms frame through a worker thread: on a loaded 2-core machine that hop
+cost 30-40 ms a frame (the model itself 1-3 ms), the aggregator fell seconds
+behind the caller, and when the load eased it worked through the backlog at
+CPU speed. A 3 s pause then went by in a fraction of a second of wall time,
+the 0.6 s timer never ran out, and two of the caller's turns became one
+(``tests/processors/test_realtime_interruption.py``, the local VAD barge-in;
+a loop stall of the input transport compresses a pause the same way).
+
+So here
+
+- :class:`CallerSilenceVAD` is pipecat's Silero analyzer run on the event
+  loop (no thread hop per frame, so it keeps up), and it counts how much of
+  the caller's audio it has analysed since it last said the caller stopped
+  (:attr:`CallerSilenceVAD.quiet_ms`), and how many starts it has said;
+- :class:`CallerSilenceTimeout` is pipecat's strategy whose speech timeout
+  runs out when that much of the caller's *audio* was quiet, not that much
+  wall time: after the VAD's stop, once :attr:`~CallerSilenceVAD.quiet_ms`
+  reaches the timeout and no start is still on its way. A caller whose audio
+  stops arriving altogether (a muted client that sends nothing) is ended by
+  pipecat's turn watchdog (``user_turn_stop_timeout``, 5 s) as before.
+
+The STT timeout (how long a transcript may take) stays wall-clock: that is
+the STT's latency, not the caller's pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADState
+from pipecat.frames.frames import Frame, InputAudioRawFrame, VADUserStartedSpeakingFrame
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+
+
+class CallerSilenceVAD(SileroVADAnalyzer):
+    """Silero VAD analysed on the event loop, keeping the caller's silence in audio time."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Audio analysed since the VAD last went quiet after speech (None: speaking).
+        self.quiet_ms: float | None = None
+        self.starts = 0  # speech starts said so far (each is one VADUserStartedSpeakingFrame)
+        self._speaking = False
+
+    async def analyze_audio(self, buffer: bytes) -> VADState:
+        # One window of Silero is ~1 ms of CPU; a worker-thread round trip per 20 ms
+        # frame cost 30-40 ms under load and let the aggregator fall seconds behind.
+        state = self._run_analyzer(buffer)
+        self._count(state, len(buffer) / 2 / max(self.sample_rate, 1) * 1000)
+        return state
+
+    def _count(self, state: VADState, duration_ms: float) -> None:
+        # Mirrors pipecat's VAD controller: a start when SPEAKING is reached, a stop at QUIET.
+        if state is VADState.SPEAKING and not self._speaking:
+            self._speaking, self.quiet_ms = True, None
+            self.starts += 1
+        elif state is VADState.QUIET and self._speaking:
+            self._speaking, self.quiet_ms = False, 0.0  # the stop: the pause counts from here
+        elif not self._speaking and self.quiet_ms is not None:
+            self.quiet_ms += duration_ms  # QUIET, or STARTING that has not become a start
+
+
+class CallerSilenceTimeout(SpeechTimeoutUserTurnStopStrategy):
+    """pipecat's speech-timeout stop strategy, its pause counted on the caller's audio.
+
+    Args:
+        vad: the analyzer of the same user aggregator (its VAD events reach this strategy).
+        user_speech_timeout: how long the caller's pause must be, in seconds of audio.
+    """
+
+    def __init__(
+        self, vad: CallerSilenceVAD, *, user_speech_timeout: float = 0.6, **kwargs: Any
+    ) -> None:
+        super().__init__(user_speech_timeout=user_speech_timeout, **kwargs)
+        self._vad = vad
+        self._starts_seen = 0
+        self._audio = asyncio.Event()
+
+    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._starts_seen += 1
+        elif isinstance(frame, InputAudioRawFrame):
+            self._audio.set()  # the VAD has analysed it already (the aggregator runs it first)
+        return await super().process_frame(frame)
+
+    def _paused_long_enough(self, timeout_s: float) -> bool:
+        quiet = self._vad.quiet_ms
+        # A start the VAD said that has not reached us yet means the caller spoke again.
+        caught_up = self._vad.starts <= self._starts_seen
+        return caught_up and quiet is not None and quiet >= timeout_s * 1000
+
+    async def _user_speech_timeout_handler(self, timeout: float) -> None:  # noqa: ASYNC109 - pipecat's signature
+        if not self._vad_stopped:
+            # A transcript with no VAD stop: inactivity since it, on the wall clock (pipecat's).
+            await super()._user_speech_timeout_handler(timeout)
+            return
+        try:
+            while not self._paused_long_enough(timeout):
+                self._audio.clear()
+                await self._audio.wait()
+        except asyncio.CancelledError:
+            return
+        finally:
+            self._user_speech_timeout_task = None
+        self._user_speech_wait_done = True
+        await self._maybe_trigger_user_turn_stopped()
