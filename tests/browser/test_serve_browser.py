@@ -521,9 +521,13 @@ async def test_a_browser_killed_mid_answer_ends_its_call_within_seconds(
     out = tmp_path / "calls" / call_id
     ended_ms = timeline(out)[-1]["t_ms"]  # the transport's clock: time.monotonic() in ms
     # The caller was last heard just before the kill; its call ends 5 s later, give or take
-    # one 250 ms look at its liveness and a loaded event loop.
+    # one 250 ms look at its liveness and a loaded event loop. The loop's lag counts twice:
+    # the last ping is heard when it is read, not when it was sent, and the end is noticed
+    # when the loop next runs; a fresh-clone run at load 12 (the loop waiting for a CPU
+    # 44% of the time) ended 6.4 s after the kill. Either way far short of the 30 s a
+    # silent peer would live on ICE consent alone, which is the bug this guards against.
     print(f"ended {ended_ms - killed_ms:.0f} ms after the kill, gone {gone_ms - killed_ms:.0f} ms")
-    assert LIVENESS_MS - 1000 < ended_ms - killed_ms < LIVENESS_MS + 1000
+    assert LIVENESS_MS - 1000 < ended_ms - killed_ms < LIVENESS_MS + 3000
     assert_recorded(out, CallEnd.PEER_SILENT, [question], listening=False)
 
 
