@@ -183,7 +183,10 @@ class FailoverBrain(BrainSwitch):
         first = start.reask_instructions if reask else start.instructions
         await entry.queue_frame(LLMUpdateSettingsFrame(delta=LLMSettings(system_instruction=first)))
         messages: Any = [dict(m) for m in start.messages]
-        await entry.queue_frame(LLMMessagesUpdateFrame(messages=messages, run_llm=reask))
+        seed = LLMMessagesUpdateFrame(messages=messages, run_llm=reask)
+        # The interruption that stopped the realtime output must not drop the seed on its way.
+        seed.interruptible = False
+        await entry.queue_frame(seed)
         if reask:  # in order: the LLM takes it once the re-asked reply is generated
             plain = LLMSettings(system_instruction=start.instructions)
             await entry.queue_frame(LLMUpdateSettingsFrame(delta=plain))

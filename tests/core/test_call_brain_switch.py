@@ -209,3 +209,27 @@ def test_on_the_fallback_no_response_is_asked_of_the_realtime_brain() -> None:
     got = [describe(c) for c in want()(call, 200)]  # a guardrail's safe line, say
     assert got == ["ignored:not_live"]
     assert call.machine.state is S.ON_FALLBACK
+
+
+def test_a_reply_lost_with_its_socket_is_owed_even_when_some_of_it_was_heard() -> None:
+    call = run([*CONNECT, *SERVER_TURN])
+    call.server_event(_event(transcribed("user_1", "What is the capital of Italy?")), 2030)
+    call.server_event(_event(words("resp_1", "item_1", "one two three four five six")), 2050)
+    run(
+        [
+            (2100, audio("resp_1", "item_1", 1000), ["state:speaking", "play:item_1+marker+tts"]),
+            (2100, played("item_1", 1000), []),
+        ],
+        call,
+    )
+    call.connection_failed(NetworkFailed("socket closed 1011"), 2600)
+    assert call.machine.state is S.RECONNECTING
+    # The reconnect was refused: the budget is spent. The output played on until the
+    # switch stopped it: 800 of 1000 ms, four words of six.
+    call.switch_away(2900)
+    assert call.reask_owed
+    assert call.handover_seed is not None
+    assert [t.text for t in call.handover_seed.verbatim] == [
+        "What is the capital of Italy?",
+        "one two three four (interrupted)",
+    ]

@@ -3,9 +3,10 @@
 A recording with fixed gaps between questions breaks on a loaded machine:
 the local LLM's first token once took 11 s at load 4.7, so the second
 question, 12 s after the first, cut the first answer before it was heard.
-:class:`CuedCaller` plays its first line, then live-line silence until the
-test calls :meth:`CuedCaller.cue` (after the answer it waits for), then the
-next line. Everything else is the file transport's: the same clock, capture
+:class:`CuedCaller` plays its first line (or, with ``wait_first``, silence
+until its cue), then live-line silence until the test calls
+:meth:`CuedCaller.cue` (after the answer it waits for), then the next
+line. Everything else is the file transport's: the same clock, capture
 stamps, playback reports and call recording.
 """
 
@@ -34,10 +35,9 @@ class _CuedInput(FileInputTransport):
         c.input_started_ms = c.clock.now_ms()
         offset_ms = 0.0
         for i, path in enumerate(c.lines):
-            if i > 0:
-                while c.cued <= i - 1:  # live-line silence until the test cues the line
-                    await self._push(silence, offset_ms)
-                    offset_ms += CHUNK_MS
+            while c.cued <= i:  # live-line silence until the test cues the line
+                await self._push(silence, offset_ms)
+                offset_ms += CHUNK_MS
             pcm = load_audio(path, self.sample_rate).pcm16
             pcm += bytes(-len(pcm) % step)
             for at in range(0, len(pcm), step):
@@ -54,10 +54,12 @@ class _CuedInput(FileInputTransport):
 class CuedCaller(FileTransport):
     """A file transport whose caller says ``lines`` one by one, each on cue."""
 
-    def __init__(self, lines: Sequence[Path], **kwargs: Any) -> None:
+    def __init__(self, lines: Sequence[Path], *, wait_first: bool = False, **kwargs: Any) -> None:
         super().__init__(lines[0], paced=True, **kwargs)
         self.lines = list(lines)
-        self.cued = 0  # lines cued after the first
+        # Lines the caller may say so far: the first at once unless it waits for its cue
+        # (a call whose brain is still connecting would otherwise lose it).
+        self.cued = 0 if wait_first else 1
         self.said = [asyncio.Event() for _ in self.lines]
         params = TransportParams(
             audio_in_enabled=True,

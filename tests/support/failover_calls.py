@@ -23,6 +23,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voxpipe.call.events import CallEvent
 from voxpipe.call.failover import FailoverConfig
+from voxpipe.call.state import CallState
 from voxpipe.pipelines.failover import build_failover_pipeline
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.session import CallSession
@@ -135,11 +136,14 @@ async def failover_call(
     refused: bool = False,
     pace: float = 4.0,
 ) -> AsyncIterator[FailoverCall]:
-    """Server (or a refused port) + cued caller + failover graph, running; stopped on exit."""
+    """Server (or a refused port) + cued caller + failover graph, running; stopped on exit.
+
+    The caller's first line is said once a brain listens; each next one on ``call.caller.cue()``.
+    """
     config = ServerConfig(api_key=API_KEY, fault_injection=True)
     brain = HearingScriptedBrain(engines.stt, script, pace=pace)
     async with running_realtime_server(config=config, brain=brain) as srv:
-        caller = CuedCaller(lines)
+        caller = CuedCaller(lines, wait_first=True)
         graph = build_failover_pipeline(
             caller,
             failover=failover,
@@ -161,4 +165,13 @@ async def failover_call(
         call.crossings.chained_voice = graph.services["tts"]
         async with CallSession(graph, observers=[call.crossings], end_timeout_secs=5) as session:
             call.session = session
+            # The caller speaks once a brain listens: realtime ready, or the switch made.
+            await call.until(
+                lambda: (
+                    call.service.machine.state is CallState.LISTENING or bool(call.brain.switched)
+                ),
+                60,
+                "a brain to listen",
+            )
+            caller.cue()
             yield call

@@ -544,7 +544,10 @@ class RealtimeCall(SessionLifecycle):
                 cancel = ResponseCancelEvent(type="response.cancel", response_id=response_id)
                 out.append(SendEvent(cancel))
         item_id = self._audio_item
-        if item_id is not None and self.record.has_unfinished(item_id):
+        # A reply whose response never ended was lost with its session (a fault, not
+        # the caller: a barge-in's cancel ends it): it is cut, and its answer owed.
+        lost = item_id is not None and self.record.has_unfinished(item_id)
+        if item_id is not None and lost:
             self.record.assistant_done(item_id, self._heard_share(item_id, now_ms))
         out += [StopOutput(), EndResponseOutput()]
         if self._session_open:
@@ -553,7 +556,7 @@ class RealtimeCall(SessionLifecycle):
             self._seed = self.record.session_ended(self.config.rollover.keep_verbatim_turns)
         self._outage, self._rollover, self.retry_at_ms = None, None, None
         self.handover_seed = self._seed
-        self.reask_owed = cut or self.record.last_turn_is_user()
+        self.reask_owed = cut or lost or self.record.last_turn_is_user()
         return out + self._move(CallTrigger.BRAIN_SWITCH_STARTED, now_ms)
 
     def handed_over(self, now_ms: int) -> list[Command]:
