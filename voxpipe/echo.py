@@ -21,7 +21,11 @@ each piece of caller audio against it:
   ``lead_ms`` before, for the two clocks' skew): its estimate is the loudest
   played 10 ms block in that reach, times the coupling. The reach stays wide
   because the delay is not steady: a loopback call on a loaded 2-core machine
-  measured 190-320 ms within one call, and stalls move it further;
+  measured 190-320 ms within one call, and stalls move it further: at load ~7
+  it measured 710 ms and the end of a reply came back after 800 ms, against
+  nothing played in reach, so it passed as speech (and cut the bot, once in a
+  CI run). So a delay measured beyond ``max_delay_ms`` (it is looked for up to
+  twice that) widens the reach to it plus 200 ms;
 - the **delay** is the lag at which the played energy envelope best
   explains the heard one (correlation at least 0.6 over the last 2 s);
 - the **coupling** (how much quieter the echo is than what was played) is
@@ -58,6 +62,8 @@ from voxpipe.errors import AudioFormatError
 BLOCK_MS = 10
 MIN_CORRELATION = 0.6  # a weaker match of played and heard envelopes measures no delay
 _JITTER_BLOCKS = 3  # at the measured delay, echo may still come 30 ms early or late
+_SEARCH_FACTOR = 2  # the delay is looked for up to twice max_delay_ms
+_LATE_BLOCKS = 20  # a measured delay beyond max_delay_ms widens the reach to it plus 200 ms
 _FLOOR = 1e-9  # mean-square floor (-90 dBFS): digital silence
 _SCALE = 1 / 32768
 
@@ -68,7 +74,8 @@ class EchoGuardConfig:
 
     Args:
         margin_db: caller audio must be this far above the echo estimate to count.
-        max_delay_ms: echo arrives at most this long after its audio was played.
+        max_delay_ms: echo arrives at most this long after its audio was played,
+            unless a longer delay is measured (up to twice this; then the reach follows it).
         lead_ms: ... and at most this long before (the skew of the two clocks).
         prior_coupling_db: the coupling assumed until it is measured.
         loud_dbfs: played blocks at least this loud teach the coupling.
@@ -258,7 +265,10 @@ class EchoGuard:
             math.ceil(self.config.lead_ms / BLOCK_MS),
         )
         self._window = max(2, self.config.window_ms // BLOCK_MS)
-        history = self._window + sum(self._reach) + 16
+        # Under load the echo comes later than max_delay_ms (710-800+ ms measured on a
+        # loopback call at load 7): the delay is looked for further, and followed (_late).
+        self._search = _SEARCH_FACTOR * self._reach[0]
+        history = self._window + self._search + self._reach[1] + 16
         self._played, self._heard = _Blocks(history), _Blocks(history)
         self._played_pcm, self._heard_pcm = _Pcm("played"), _Pcm("caller")
         self._played_clock = _PlayedClock()
@@ -306,7 +316,13 @@ class EchoGuard:
     def _loudest_in_reach(self, first: int, last: int) -> float:
         """The loudest played block whose echo could land in heard blocks ``first``..``last``."""
         delay, lead = self._reach
-        return float(self._played.energies(first - delay, last + lead).max())
+        return float(self._played.energies(first - max(delay, self._late()), last + lead).max())
+
+    def _late(self) -> int:
+        """How far back a measured delay beyond ``max_delay_ms`` makes the reach (blocks)."""
+        if self._delay_ms is None:
+            return 0
+        return min(self._search, math.ceil(self._delay_ms / BLOCK_MS) + _LATE_BLOCKS)
 
     def _coupling_db(self) -> float:
         if not self._observed:
@@ -326,16 +342,18 @@ class EchoGuard:
         self._next_look = upto + 20
         first = upto - self._window + 1
         delay, lead = self._reach
-        played = self._played.energies(first - delay, upto + lead)
+        search = self._search
+        played = self._played.energies(first - search, upto + lead)
         heard, held = self._heard.energies(first, upto), self._heard.held(first, upto)
         found = best_lag(np.log10(heard), np.log10(played[: played.size - lead]), held)
         if found is not None and found[1] >= MIN_CORRELATION:
             self._delay_ms = float(found[0] * BLOCK_MS)
-            start = delay - found[0]  # played index of the first heard block's echo source
+            start = search - found[0]  # played index of the first heard block's echo source
             source = _loudest_around(played, _JITTER_BLOCKS)[start : start + heard.size]
             self._take(heard, source, held, self.config.min_echo_ms, below=math.inf)
             return
-        reach = np.lib.stride_tricks.sliding_window_view(played, delay + lead + 1).max(axis=1)
+        within = played[search - delay :]  # the played audio within max_delay_ms
+        reach = np.lib.stride_tricks.sliding_window_view(within, delay + lead + 1).max(axis=1)
         self._take(heard, reach, held, self.config.min_loud_ms, below=self.config.prior_coupling_db)
 
     def _take(

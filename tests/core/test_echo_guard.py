@@ -152,6 +152,20 @@ def test_with_nothing_played_in_reach_everything_passes(
     assert share(judge(call), Verdict.NO_ECHO, start, end) == 1.0
 
 
+def test_an_echo_later_than_max_delay_is_measured_and_followed() -> None:
+    # Under load a loopback call's echo came back 710-800+ ms late; the end of the
+    # reply then met nothing played within 800 ms and passed as the caller speaking.
+    call = Call(delay_ms=1_100, bot_to=7_500)  # the reply ends mid-word: its echo is loud
+    guard = EchoGuard()
+    verdicts = judge(call, guard, end_ms=10_000)
+    assert guard.estimate.delay_ms is not None and abs(guard.estimate.delay_ms - 1_100) <= 30
+    # Once measured, all of it is echo: the reply's tail too, 800-1100 ms after it ended
+    # (with the reach fixed at 800 ms: 1 frame SPEECH and 17 NO_ECHO, 360 ms of the bot's
+    # voice handed to the VAD). Before, the first syllables' echo can meet a quieter
+    # stretch in reach, as ever.
+    assert share(verdicts, Verdict.ECHO, call.bot_from + 3_000, call.bot_to + 1_100) == 1.0
+
+
 def test_the_echo_path_is_measured() -> None:
     guard = EchoGuard()
     assert not guard.estimate.measured
