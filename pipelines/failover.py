@@ -70,6 +70,11 @@ def build_failover_pipeline(
         raise ConfigError(
             "a call with a fallback sets its realtime retry budget with FailoverConfig.reconnects"
         )
+    # The policy detects hangs: the realtime brain's own stall timeout (a reconnect that
+    # loses the answer) must not come first. At load 10 the embedded server's Whisper kept
+    # a response silent past 8 s, and the call reconnected instead of switching.
+    hang_ms = max(config.first_audio_deadline_ms, config.stall_ms) + 1_000
+    realtime["stall_timeout_ms"] = max(realtime.get("stall_timeout_ms", 8_000), hang_ms)
     rt = build_realtime_pipeline(
         transport,
         instructions=instructions,
