@@ -28,7 +28,7 @@ SCRIPT: list[Any] = [
 ]
 
 
-def _recording(make_speech: Any, path: Path) -> Path:
+def _recording(make_speech: Any, path: Path, tail_ms: int = 4000) -> Path:
     """A caller who asks, then talks over the bot's answer."""
     rate = 16_000
     pieces = []
@@ -37,7 +37,7 @@ def _recording(make_speech: Any, path: Path) -> Path:
         "What time do you open on Saturday?",
         3500,
         "Sorry, can I pay by card?",
-        4000,
+        tail_ms,
     ):
         if isinstance(part, int):
             pieces.append(np.zeros(rate * part // 1000, dtype=np.float32))
@@ -134,7 +134,10 @@ def test_a_call_whose_provider_never_answers_ends_with_its_artifacts_and_exit_1(
 ) -> None:
     # Before: the retries stopped, then the call waited for its 300 s limit,
     # died with an uncaught TimeoutError and wrote nothing.
-    recording = _recording(make_speech, tmp_path / "caller.wav")
+    # The caller stays on the line past the retry budget (~12-14 s with jitter): a
+    # recording over by then (11.5 s, plus 2.5 s of quiet) ended the call as one
+    # with no turns before the last reconnect failed (fc10, load 2).
+    recording = _recording(make_speech, tmp_path / "caller.wav", tail_ms=20_000)
     out = tmp_path / "out"
     started = time.monotonic()
     code = main(
