@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -e ".[local,piper,dev,webrtc,daily]" --config-settings editable_mode=strict
+	$(PY) -m pip install -e ".[local,piper,dev,webrtc,daily,ray]" --config-settings editable_mode=strict
 	$(PY) -m voxpipe models prepare
 	touch $(STAMP)
 
