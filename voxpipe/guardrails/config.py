@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxpipe.agents import AgentsConfig, parse_agents
 from voxpipe.call.failover import FailoverConfig, parse_fallback_table
 from voxpipe.errors import ConfigError
 from voxpipe.guardrails.deny import DenyPolicy
@@ -40,7 +41,16 @@ from voxpipe.slot_config import ChainedSlots, parse_chained_table
 from voxpipe.telephony.hangup import TelephonyConfig, parse_telephony_table
 
 _GUARDRAIL_KEYS = ("pii", "deny", "safe_line", "every_chars", "timeout_ms", "fail")
-_TOP_LEVEL_KEYS = ("instructions", "guardrails", "telephony", "chained", "fallback")
+_TOP_LEVEL_KEYS = (
+    "instructions",
+    "guardrails",
+    "telephony",
+    "chained",
+    "fallback",
+    "start",
+    "agents",
+    "handoff",
+)
 
 # An agent file is instructions and a few settings; a megabyte is far beyond any.
 MAX_AGENT_FILE_BYTES = 1 << 20
@@ -84,6 +94,8 @@ class AgentConfig:
     chained: ChainedSlots = field(default_factory=ChainedSlots)
     # [fallback]: the chained brain takes a realtime call when the realtime one fails.
     fallback: FailoverConfig | None = None
+    # start + [agents.<name>] + [handoff]: a multi-agent call (voxpipe.agents).
+    agents: AgentsConfig | None = None
 
 
 def load_agent_file(path: str | Path) -> AgentConfig:
@@ -140,7 +152,8 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
     chained = parse_chained_table(data.get("chained", {}), source)
     fallback = parse_fallback_table(data.get("fallback"), source)
     guardrails = _guardrails(table, source)
-    return AgentConfig(source, instructions, guardrails, telephony, chained, fallback)
+    agents = parse_agents(data, source)
+    return AgentConfig(source, instructions, guardrails, telephony, chained, fallback, agents)
 
 
 def _known_keys(
