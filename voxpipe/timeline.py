@@ -33,6 +33,7 @@ class EventKind(enum.Enum):
     ROLLOVER = "rollover"
     RECONNECT = "reconnect"
     BRAIN_SWITCHED = "brain_switched"  # the call moved between the realtime and chained brains
+    HANDOFF = "handoff"  # one agent handed the caller to another ([agents] in agent.toml)
     TRANSPORT_REJOINED = "transport_rejoined"  # the caller's new connection carries the call on
     PARTICIPANT_JOINED = "participant_joined"  # a human joined the agent's room (Daily)
     PARTICIPANT_LEFT = "participant_left"

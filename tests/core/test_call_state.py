@@ -37,6 +37,7 @@ def machine_in(state: CallState, *, strict: bool = True, now_ms: int = 0) -> Cal
         S.ROLLING_OVER: [T.SESSION_READY, T.ROLLOVER_STARTED],
         S.BRAIN_SWITCHING: [T.SESSION_READY, T.BRAIN_SWITCH_STARTED],
         S.ON_FALLBACK: [T.SESSION_READY, T.BRAIN_SWITCH_STARTED, T.BRAIN_SWITCHED],
+        S.HANDING_OFF: [T.SESSION_READY, T.RESPONSE_REQUESTED, T.HANDOFF_STARTED],
         S.ENDED: [T.HUNG_UP],
         S.FAILED: [T.FATAL_ERROR],
     }
@@ -58,6 +59,12 @@ def machine_in(state: CallState, *, strict: bool = True, now_ms: int = 0) -> Cal
         (S.PLAYING_OUT, T.PLAYED_OUT, S.LISTENING),
         (S.PLAYING_OUT, T.INTERRUPTED, S.LISTENING),
         (S.PLAYING_OUT, T.RESPONSE_REQUESTED, S.THINKING),
+        (S.THINKING, T.HANDOFF_STARTED, S.HANDING_OFF),
+        (S.SPEAKING, T.HANDOFF_STARTED, S.HANDING_OFF),
+        (S.HANDING_OFF, T.HANDOFF_APPLIED, S.LISTENING),
+        (S.HANDING_OFF, T.INTERRUPTED, S.HANDING_OFF),
+        (S.HANDING_OFF, T.TIMED_OUT, S.RECOVERING),
+        (S.HANDING_OFF, T.CONNECTION_LOST, S.RECONNECTING),
         (S.IDLE, T.CONNECTION_LOST, S.RECONNECTING),
         (S.SPEAKING, T.INTERRUPTED, S.CANCELLING),
         (S.THINKING, T.INTERRUPTED, S.CANCELLING),
@@ -110,6 +117,8 @@ def test_every_table_entry_is_reachable_and_applies(
         (S.THINKING, T.ROLLOVER_STARTED),  # never roll over mid-response
         (S.CANCELLING, T.AUDIO_STARTED),  # no audio after an interruption
         (S.RECOVERING, T.RESPONSE_REQUESTED),
+        (S.LISTENING, T.HANDOFF_STARTED),  # a transfer comes inside a response
+        (S.HANDING_OFF, T.RESPONSE_REQUESTED),  # the new agent speaks once its session.updated
         (S.ENDED, T.SESSION_READY),
         (S.FAILED, T.HUNG_UP),
     ],

@@ -36,6 +36,21 @@ class UpdateSession:
 
 
 @dataclasses.dataclass(frozen=True)
+class SwitchAgent:
+    """Another agent has the call: keep the service's own session settings in step.
+
+    The core sends the handoff's ``session.update`` itself (instructions and
+    tools only); this makes every later ``session.update`` the service sends
+    (a reconnect's, a rollover's) carry ``instructions`` and ``tools`` too.
+    ``tools`` are Realtime function tool objects.
+    """
+
+    agent: str
+    instructions: str
+    tools: tuple[dict[str, Any], ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Forward:
     """Let pipecat make its frames for this server event (by its ``type``)."""
 
@@ -129,6 +144,7 @@ Command = (
     | SendUserAudio
     | CreateResponse
     | UpdateSession
+    | SwitchAgent
     | Forward
     | PlayAudio
     | ResponseAudioEnded

@@ -38,6 +38,7 @@ class IgnoreReason(enum.Enum):
     SESSION_ALREADY_READY = "session_already_ready"  # a later session.updated
     NOT_LIVE = "not_live"  # the call has no session, or has ended
     SERVER_TURNS = "server_turns"  # the server's VAD ends turns, not the local one
+    HANDING_OFF = "handing_off"  # the next agent's response comes once its session.updated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +226,48 @@ class BrainSwitched:
     reasked: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class HandoffStarted:
+    """Agent ``previous`` called its transfer tool: ``current`` takes the call.
+
+    ``kept_turns`` conversation turns stay verbatim for the new agent,
+    ``dropped_items`` older items left the session (folded into a summary of
+    ``summary_chars`` characters, built from what the caller heard).
+    """
+
+    previous: str
+    current: str
+    reason: str
+    tool_call_id: str
+    kept_turns: int
+    dropped_items: int
+    summary_chars: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HandoffApplied:
+    """``session.updated``: the new agent's instructions and tools are in force.
+
+    ``wait_ms`` from the transfer tool call; ``barged_in``: the caller cut the
+    transfer line meanwhile; ``responded``: the new agent was asked to speak
+    (not when the caller is speaking: their turn makes the response).
+    """
+
+    previous: str
+    current: str
+    wait_ms: int
+    barged_in: bool
+    responded: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferRefused:
+    """The model called ``tool``, a transfer its agent does not have (answered with an error)."""
+
+    agent: str
+    tool: str
+
+
 CallEvent = (
     StateChanged
     | EventIgnored
@@ -244,6 +287,9 @@ CallEvent = (
     | CallFailed
     | BrainGaveUp
     | BrainSwitched
+    | HandoffStarted
+    | HandoffApplied
+    | TransferRefused
 )
 
 
@@ -336,6 +382,28 @@ def timeline_entry(event: CallEvent) -> tuple[EventKind, dict[str, Any]] | None:
                 "seeded_turns": event.seeded_turns,
                 "reasked": event.reasked,
             }
+        case HandoffStarted():
+            return EventKind.HANDOFF, {
+                "phase": "started",
+                "from": event.previous,
+                "to": event.current,
+                "reason": event.reason,
+                "call_id": event.tool_call_id,
+                "kept_turns": event.kept_turns,
+                "dropped_items": event.dropped_items,
+                "summary_chars": event.summary_chars,
+            }
+        case HandoffApplied():
+            return EventKind.HANDOFF, {
+                "phase": "applied",
+                "from": event.previous,
+                "to": event.current,
+                "wait_ms": event.wait_ms,
+                "barged_in": event.barged_in,
+                "responded": event.responded,
+            }
+        case TransferRefused():
+            return EventKind.HANDOFF, {"phase": "refused", "from": event.agent, "tool": event.tool}
         case CallFailed():
             return EventKind.ERROR, {
                 "error": str(event.error),

@@ -19,6 +19,11 @@ BRAIN_SWITCHING --BRAIN_SWITCHED--> ON_FALLBACK (the chained brain has the call)
 back: ON_FALLBACK --BRAIN_SWITCH_STARTED--> BRAIN_SWITCHING --SESSION_READY--> LISTENING.
 A barge-in while switching (BRAIN_SWITCHING --INTERRUPTED--> BRAIN_SWITCHING) stops
 the output and cancels nothing: no response of this brain is left to cut.
+Agent handoff (``[agents]``): THINKING/SPEAKING --HANDOFF_STARTED--> HANDING_OFF (the
+transfer tool was called; the new agent's ``session.update`` is out)
+--HANDOFF_APPLIED--> LISTENING (``session.updated``: the tool output and the new
+agent's response may go). A barge-in while handing off (HANDING_OFF --INTERRUPTED-->
+HANDING_OFF) stops the output and cuts the transfer line; the handoff still completes.
 ENDED (hang-up) and FAILED (fatal provider error, retries exhausted) are terminal.
 """
 
@@ -47,6 +52,7 @@ class CallState(enum.Enum):
     RECONNECTING = "reconnecting"  # socket or session lost; opening a new one
     ROLLING_OVER = "rolling_over"  # moving the conversation to a fresh session
     BRAIN_SWITCHING = "brain_switching"  # handing the call to the other brain (or taking it back)
+    HANDING_OFF = "handing_off"  # another agent takes the call: its session.update is out
     ON_FALLBACK = "on_fallback"  # the chained brain has the call; no realtime session
     ENDED = "ended"  # hung up normally
     FAILED = "failed"  # cannot go on (fatal provider error, retry budget spent)
@@ -73,6 +79,8 @@ class CallTrigger(enum.Enum):
     FATAL_ERROR = "fatal_error"  # provider refuses service, or retries exhausted
     BRAIN_SWITCH_STARTED = "brain_switch_started"  # the failover policy said switch
     BRAIN_SWITCHED = "brain_switched"  # the chained brain has the call now
+    HANDOFF_STARTED = "handoff_started"  # a transfer tool was called: the next agent is set up
+    HANDOFF_APPLIED = "handoff_applied"  # session.updated: the next agent has the call
 
 
 _S = CallState
@@ -87,6 +95,7 @@ _LIVE = (
     _S.CANCELLING,
     _S.RECOVERING,
     _S.ROLLING_OVER,
+    _S.HANDING_OFF,
 )
 _NOT_TERMINAL = (_S.IDLE, *_LIVE, _S.RECONNECTING, _S.BRAIN_SWITCHING, _S.ON_FALLBACK)
 
@@ -128,6 +137,11 @@ def _build_table() -> dict[tuple[CallState, CallTrigger], CallState]:
     }
     for state in _LIVE:
         table[(state, _T.CONNECTION_LOST)] = _S.RECONNECTING
+    for state in (_S.THINKING, _S.SPEAKING):
+        table[(state, _T.HANDOFF_STARTED)] = _S.HANDING_OFF
+    table[(_S.HANDING_OFF, _T.HANDOFF_APPLIED)] = _S.LISTENING
+    table[(_S.HANDING_OFF, _T.INTERRUPTED)] = _S.HANDING_OFF  # the transfer line is cut
+    table[(_S.HANDING_OFF, _T.TIMED_OUT)] = _S.RECOVERING  # session.updated never came
     for state in (_S.IDLE, *_LIVE, _S.RECONNECTING, _S.ON_FALLBACK):
         table[(state, _T.BRAIN_SWITCH_STARTED)] = _S.BRAIN_SWITCHING
     table[(_S.BRAIN_SWITCHING, _T.INTERRUPTED)] = _S.BRAIN_SWITCHING  # nothing left to cancel
@@ -158,6 +172,7 @@ class StateTimeouts:
     cancelling_ms: int | None = 3_000
     calling_tool_ms: int | None = 30_000
     rolling_over_ms: int | None = 10_000
+    handing_off_ms: int | None = 10_000
 
     def for_state(self, state: CallState) -> int | None:
         """The limit for ``state``, if it has one."""
@@ -166,6 +181,7 @@ class StateTimeouts:
             _S.CANCELLING: self.cancelling_ms,
             _S.CALLING_TOOL: self.calling_tool_ms,
             _S.ROLLING_OVER: self.rolling_over_ms,
+            _S.HANDING_OFF: self.handing_off_ms,
         }.get(state)
 
 
