@@ -257,3 +257,15 @@ class SlotFailedError(VoxpipeError):
         super().__init__(message, hint=hint)
         self.slot = slot
         self.engines = engines
+
+
+class ScenarioError(ConfigError):
+    """An eval scenario file that cannot be run (``voxpipe eval``); ``path`` and ``key`` say where.
+
+    The same file fails the same way again, so a retry cannot help; nothing has run yet.
+    """
+
+    def __init__(self, path: str, key: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {key}: {message}", hint=hint)
+        self.path = path
+        self.key = key

@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "serve": Command("voxpipe.cli.serve", "take calls from browsers over WebRTC (offline default)"),
     "daily": Command("voxpipe.cli.daily", "join a Daily room as the agent (offline brain default)"),
+    "eval": Command("voxpipe.cli.eval", "run scenario files as synthetic calls and grade them"),
     "cost": Command("voxpipe.cli.cost", "model a call's cost by length, with/without rollover"),
     "models": Command("voxpipe.cli.models", "prepare or check the offline model weights"),
 }

@@ -1,0 +1,288 @@
+"""Run eval scenarios: each one a synthetic call through the same graph as ``voxpipe call``.
+
+One call per scenario, mode and repeat. The caller is an
+:class:`~voxpipe.transports.eval_caller.EvalCaller` saying the scenario's
+lines (local TTS, or its recordings); the brain is ``--server``, OpenAI with a
+key, or an in-process ``voxpipe realtime-server`` answering with the
+scenario's script (``brain.script``) or the local engines. Each call writes
+``voxpipe call``'s artifacts (``call.wav``, ``transcript.json``,
+``timeline.jsonl``, ``report.json``/``report.html``) plus ``eval_call.json``,
+and is graded from those files alone (:mod:`voxpipe.evals.graders`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxpipe.errors import ConfigError, ScenarioError
+from voxpipe.evals.caller import CallerCues
+from voxpipe.evals.graders import Judge, grade
+from voxpipe.evals.record import (
+    RECORD_FILE,
+    BrainContext,
+    CallRecord,
+    load_record,
+    merge_spans,
+    record_json,
+)
+from voxpipe.evals.results import CallVerdict
+from voxpipe.evals.scenario import Scenario
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
+from voxpipe.pipelines.session import CallSession
+from voxpipe.pipelines.simulated_call import Mode, build_call_graph, write_outputs
+from voxpipe.processors.observability.report import instrument_call, report_call
+from voxpipe.processors.observability.timeline import TimelineObserver
+from voxpipe.timeline import EventKind, Timeline
+from voxpipe.transports.eval_caller import LINE_RATE, EvalCaller
+from voxpipe.transports.file import MonotonicClock
+
+SERVER_KEY = "voxpipe-eval"
+
+
+@dataclass
+class EvalOptions:
+    """How to run a suite (the ``voxpipe eval`` flags)."""
+
+    out_dir: Path
+    modes: tuple[Mode, ...] = (Mode.REALTIME,)
+    repeat: int = 1
+    server_url: str | None = None
+    api_key: str | None = None
+    config: Path | None = None  # agent.toml for every scenario (else the scenario's own)
+    brain: str = "scripted"  # the embedded server's brain: "scripted" or "local"
+    judge: Judge | None = None
+    settle_ms: float = 1_500
+    answer_timeout_secs: float = 30.0
+    max_call_secs: float = 180.0
+    tools: Sequence[Any] | None = None  # None: the demo agent's pharmacy tools
+    # Tests swap the caller (for example one whose playback reports lie).
+    caller_factory: Callable[..., EvalCaller] = EvalCaller
+    on_verdict: Callable[[CallVerdict], None] | None = None
+    _local_brain: Any = field(default=None, repr=False)
+
+
+class RecordingBrain:
+    """A brain that notes the context of every response it is asked for, on the call's clock."""
+
+    def __init__(self, inner: Any, now_ms: Callable[[], float]) -> None:
+        self.inner = inner
+        self._now = now_ms
+        self.contexts: list[BrainContext] = []
+
+    def respond(self, request: Any) -> Any:
+        """The inner brain's response, after noting what it was asked with."""
+        self.contexts.append(BrainContext(self._now(), tuple(request.messages)))
+        return self.inner.respond(request)
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        """The inner brain's transcription."""
+        text: str | None = await self.inner.transcribe(pcm16, sample_rate)
+        return text
+
+
+async def run_suite(scenarios: Sequence[Scenario], options: EvalOptions) -> list[CallVerdict]:
+    """Every scenario in every mode, ``repeat`` times; verdicts in run order."""
+    voice = _Voice()
+    verdicts = []
+    for scenario in scenarios:
+        lines = [voice.line(turn) for turn in scenario.turns]
+        for mode in options.modes:
+            for attempt in range(1, options.repeat + 1):
+                verdict = await run_one(scenario, lines, mode, attempt, options)
+                verdicts.append(verdict)
+                if options.on_verdict is not None:
+                    options.on_verdict(verdict)
+    return verdicts
+
+
+async def run_one(
+    scenario: Scenario, lines: Sequence[bytes], mode: Mode, attempt: int, options: EvalOptions
+) -> CallVerdict:
+    """One call of ``scenario``, graded from its artifacts."""
+    call_dir = options.out_dir / _slug(scenario.name) / f"{mode.value}-{attempt}"
+    try:
+        call_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{call_dir}: cannot create the output directory ({exc})") from exc
+    await _call(scenario, lines, mode, call_dir, options)
+    checks = grade(scenario, load_record(call_dir), options.judge)
+    return CallVerdict(scenario.name, mode.value, attempt, tuple(checks), call_dir)
+
+
+async def _call(
+    scenario: Scenario, lines: Sequence[bytes], mode: Mode, call_dir: Path, options: EvalOptions
+) -> None:
+    clock = MonotonicClock()
+    cues = CallerCues(
+        [t.send_after for t in scenario.turns],
+        settle_ms=options.settle_ms,
+        answer_timeout_ms=options.answer_timeout_secs * 1000,
+    )
+    caller = options.caller_factory(lines, cues, clock=clock)
+    instructions, tap = _agent(scenario, options)
+    async with _brain_endpoint(scenario, mode, options, clock) as (url, key, recorder):
+        graph = build_call_graph(
+            caller,
+            mode,
+            instructions=instructions,
+            tools=options.tools if options.tools is not None else _demo_tools(),
+            tap=tap,
+            server_url=url,
+            api_key=key,
+        )
+        timeline = Timeline()
+        instruments = instrument_call(caller, graph, timeline)
+        observers = [TimelineObserver(timeline, clock.now_ms), *instruments.observers]
+        timeline.add(clock.now_ms(), EventKind.CALL_STARTED, mode=mode.value)
+        async with CallSession(graph, observers=observers, end_timeout_secs=10) as call:
+            await _until_listening(graph, mode, call)
+            cues.ready(clock.now_ms())
+            with contextlib.suppress(TimeoutError):  # graded as it stands: lines never said
+                await call.run_until_input_ends(
+                    quiet_secs=2.5,
+                    answer_timeout_secs=options.answer_timeout_secs,
+                    max_secs=options.max_call_secs,
+                )
+        ended = clock.now_ms()
+        timeline.add(ended, EventKind.CALL_ENDED)
+        instruments.finish()
+        write_outputs(call_dir, caller, timeline, graph)
+        report_call(call_dir, instruments)
+        record = CallRecord(
+            lines=tuple(caller.line_spans),
+            bot_audio=tuple(merge_spans(caller.bot_chunks)),
+            events=tuple(timeline.events),
+            contexts=tuple(recorder.contexts) if recorder is not None else None,
+            bot_words=() if recorder is not None and options.brain == "scripted" else None,
+            ended_ms=ended,
+        )
+        (call_dir / RECORD_FILE).write_text(record_json(record) + "\n")
+
+
+async def _until_listening(graph: Any, mode: Mode, call: CallSession) -> None:
+    """Wait for the realtime brain to listen (a line said while it connects is lost)."""
+    if mode is not Mode.REALTIME:
+        return
+    from voxpipe.call.state import CallState
+
+    service = graph.brain
+    async with asyncio.timeout(60):
+        while service.machine.state is not CallState.LISTENING:
+            if call.finished:
+                return
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _brain_endpoint(
+    scenario: Scenario, mode: Mode, options: EvalOptions, clock: MonotonicClock
+) -> AsyncIterator[tuple[str | None, str | None, RecordingBrain | None]]:
+    """The realtime endpoint: as given, or an in-process server with the scenario's brain."""
+    remote = options.server_url or options.api_key or os.environ.get("OPENAI_API_KEY")
+    if mode is not Mode.REALTIME or remote:
+        yield options.server_url, options.api_key, None
+        return
+    from voxpipe.transports.realtime_server import (
+        ScriptedBrain,
+        ServerConfig,
+        running_realtime_server,
+    )
+    from voxpipe.transports.realtime_server.faults import fault_from_json
+
+    inner: Any
+    if options.brain == "scripted":
+        script = list(scenario.brain_script) if scenario.brain_script else None
+        inner = ScriptedBrain(script, pace=scenario.brain_pace)
+    else:
+        inner = await _local_brain(options)
+    recorder = RecordingBrain(inner, clock.now_ms)
+    brain = recorder if options.brain == "scripted" else inner
+    faults = [fault_from_json(dict(f)) for f in scenario.server_faults]
+    config = ServerConfig(api_key=SERVER_KEY, fault_injection=bool(faults))
+    async with running_realtime_server(config=config, brain=brain) as server:
+        for fault in faults:
+            server.arm(fault)
+        yield server.realtime_url, SERVER_KEY, recorder if brain is recorder else None
+
+
+async def _local_brain(options: EvalOptions) -> Any:
+    if options._local_brain is None:
+        from voxpipe.transports.realtime_server.local_brain import LocalBrain
+
+        options._local_brain = await LocalBrain.load()
+    return options._local_brain
+
+
+def _agent(scenario: Scenario, options: EvalOptions) -> tuple[str, Any]:
+    """Instructions and guardrail tap: ``--config``, else the scenario's ``agent:``."""
+    path = options.config or scenario.agent
+    instructions = scenario.instructions
+    tap = None
+    if path is not None:
+        from voxpipe.guardrails.config import load_agent_file
+        from voxpipe.processors.guardrails.input import build_guardrails
+
+        agent = load_agent_file(path)
+        tap, _input_filter = build_guardrails(agent.guardrails)
+        instructions = instructions or agent.instructions
+    if instructions is None:
+        from voxpipe.pipelines.demo_agent import INSTRUCTIONS
+
+        instructions = INSTRUCTIONS
+    return instructions or DEFAULT_INSTRUCTIONS, tap
+
+
+def _demo_tools() -> list[Any]:
+    from voxpipe.pipelines.demo_agent import TOOLS
+
+    return list(TOOLS)
+
+
+class _Voice:
+    """The caller's voice: the local TTS, each distinct line synthesised once per run."""
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+        self._cache: dict[str, bytes] = {}
+
+    def line(self, turn: Any) -> bytes:
+        if turn.audio is not None:
+            from voxpipe.transports.audio_file import load_audio
+
+            return load_audio(turn.audio, LINE_RATE).pcm16
+        pieces = [
+            bytes(LINE_RATE * 2 * p // 1000) if isinstance(p, int) else self._speak(p)
+            for p in turn.parts
+        ]
+        return b"".join(pieces)
+
+    def _speak(self, text: str) -> bytes:
+        if text not in self._cache:
+            import soxr
+
+            from voxpipe.engines import make_tts
+
+            if self._engine is None:
+                self._engine = make_tts()
+            pcm = b"".join(self._engine.synthesize(text))
+            audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+            audio = soxr.resample(audio, self._engine.sample_rate, LINE_RATE)
+            self._cache[text] = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        return self._cache[text]
+
+
+def _slug(name: str) -> str:
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+    if not slug:
+        raise ScenarioError(name, "name", "a scenario needs a name made of letters or digits")
+    return slug

@@ -1,0 +1,342 @@
+"""Graders: each expectation of a scenario, judged against one call's record.
+
+Pure functions of the scenario and the :class:`~voxpipe.evals.record.CallRecord`
+(no clock, no I/O): a call's artifacts graded twice give the same checks. Each
+check says what it graded, the turn, whether it passed (None: it could not be
+graded, say why) and the evidence a person needs to see why.
+
+Where a turn's events are looked for: tool calls and guardrail trips from the
+start of its line to the start of the next; its reply (text, latency, gaps)
+from the end of its line, since the answer comes after the question.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from voxpipe.evals.record import BrainContext, CallRecord, Span
+from voxpipe.evals.scenario import Expectation, ExpectedCall, ExpectKind, Scenario
+from voxpipe.timeline import EventKind
+
+DEFAULT_WITHIN_MS = 60_000  # pipecat's default budget for an expectation
+DEFAULT_STOP_WITHIN_MS = 1_500  # a barge-in: the bot's audio stops within this of the line
+WORD_SLACK = 1  # a word cut mid-way may count as heard on one side and not the other
+
+
+class CheckKind(enum.Enum):
+    TOOL_CALLS = "tool_calls"
+    TEXT = "text"
+    LATENCY = "latency"
+    BARGE_IN = "barge_in"
+    GUARDRAIL = "guardrail"
+    COST = "cost"
+    EVENT = "event"
+    JUDGE = "judge"
+    CALL = "call"  # the call itself (a line never played, the brain gave up)
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: CheckKind
+    turn: int | None  # 1-based; None for the whole call
+    where: str
+    passed: bool | None  # None: not graded (evidence says why)
+    evidence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "turn": self.turn,
+            "where": self.where,
+            "passed": self.passed,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    passed: bool
+    reason: str
+
+
+class Judge(Protocol):
+    """An LLM judge (``--judge module:factory``): does ``text`` meet ``criterion``?"""
+
+    def judge(self, criterion: str, text: str, conversation: list[dict[str, str]]) -> JudgeVerdict:
+        """The verdict on one reply, given the conversation up to it."""
+        ...
+
+
+def grade(scenario: Scenario, record: CallRecord, judge: Judge | None = None) -> list[Check]:
+    """Every expectation of ``scenario`` against ``record``, in order."""
+    checks: list[Check] = []
+    for index, turn in enumerate(scenario.turns):
+        if index >= len(record.lines):
+            checks.append(
+                Check(CheckKind.CALL, index + 1, f"turn {index + 1}", False, "never said")
+            )
+            continue
+        for expectation in turn.expect:
+            grader = _GRADERS[expectation.kind]
+            checks.extend(grader(expectation, index, record, _Context(scenario, judge)))
+    fatal = [e for e in record.events if e.kind is EventKind.ERROR and e.data.get("fatal")]
+    if fatal:
+        error = str(fatal[0].data.get("error"))
+        checks.append(Check(CheckKind.CALL, None, "call", False, f"the call failed: {error}"))
+    return checks
+
+
+@dataclass(frozen=True)
+class _Context:
+    scenario: Scenario
+    judge: Judge | None
+
+
+Grader = Callable[[Expectation, int, CallRecord, _Context], list[Check]]
+
+
+def _tool_calls(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:
+    window = record.turn_window(turn)
+    made = [
+        (str(e.data.get("name")), _args(e.data.get("arguments")))
+        for e in record.of(EventKind.TOOL_CALL_STARTED, window.start_ms, window.end_ms)
+    ]
+    shown = ", ".join(f"{name}({args})" for name, args in made) or "no call"
+    if exp.absent or exp.calls == ():
+        ok = not made
+        return [_check(CheckKind.TOOL_CALLS, turn, exp, ok, f"must not call; made: {shown}")]
+    wanted = exp.calls or ()
+    missing = [c for c in wanted if not any(_call_matches(c, n, a) for n, a in made)]
+    if not wanted:
+        ok = bool(made)
+        return [_check(CheckKind.TOOL_CALLS, turn, exp, ok, f"a call expected; made: {shown}")]
+    said = "; ".join(f"{c.name}({dict(c.args or {})})" for c in missing)
+    evidence = f"made: {shown}" + (f"; missing: {said}" if missing else "")
+    return [_check(CheckKind.TOOL_CALLS, turn, exp, not missing, evidence)]
+
+
+def _call_matches(expected: ExpectedCall, name: str, args: Mapping[str, Any]) -> bool:
+    if expected.name != name:
+        return False
+    return all(_same(value, args.get(key)) for key, value in (expected.args or {}).items())
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    """Argument values match as a listener would: text ignoring case and spacing."""
+    if isinstance(expected, str) and isinstance(actual, str):
+        return " ".join(expected.lower().split()) == " ".join(actual.lower().split())
+    return bool(expected == actual)
+
+
+def _args(raw: Any) -> Mapping[str, Any]:
+    import json
+
+    if isinstance(raw, Mapping):
+        return raw
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _response(exp: Expectation, turn: int, record: CallRecord, ctx: _Context) -> list[Check]:
+    window = record.reply_window(turn)
+    texts = record.of(EventKind.ASSISTANT_TEXT, window.start_ms, window.end_ms)
+    text = " ".join(str(e.data.get("text", "")) for e in texts).strip()
+    first = _first_audio(record, window)
+    if exp.absent:
+        ok = first is None and not text
+        return [_check(CheckKind.EVENT, turn, exp, ok, f"no reply expected; heard {text!r}")]
+    checks = [_latency(exp, turn, record, window, first)]
+    if exp.max_gap_ms is not None:
+        checks.append(_gaps(exp, turn, record, window, exp.max_gap_ms))
+    quoted = repr(text) if text else "no reply text"
+    if exp.text_contains is not None:
+        ok = _normal(exp.text_contains) in _normal(text)
+        checks.append(
+            _check(CheckKind.TEXT, turn, exp, ok, f"contains {exp.text_contains!r}? {quoted}")
+        )
+    if exp.text_excludes is not None:
+        ok = _normal(exp.text_excludes) not in _normal(text)
+        checks.append(
+            _check(CheckKind.TEXT, turn, exp, ok, f"excludes {exp.text_excludes!r}? {quoted}")
+        )
+    if exp.matches is not None:
+        ok = exp.matches.search(text) is not None
+        pattern = exp.matches.pattern
+        checks.append(_check(CheckKind.TEXT, turn, exp, ok, f"matches /{pattern}/? {quoted}"))
+    if exp.criterion is not None:
+        checks.append(_judged(exp, turn, text, ctx))
+    return checks
+
+
+def _latency(
+    exp: Expectation, turn: int, record: CallRecord, window: Span, first: float | None
+) -> Check:
+    limit = exp.within_ms if exp.within_ms is not None else DEFAULT_WITHIN_MS
+    if first is None:
+        return _check(CheckKind.LATENCY, turn, exp, False, "the bot never answered")
+    waited = first - window.start_ms
+    evidence = f"first bot audio {waited:.0f} ms after the line ended (limit {limit} ms)"
+    return _check(CheckKind.LATENCY, turn, exp, waited <= limit, evidence)
+
+
+def _gaps(exp: Expectation, turn: int, record: CallRecord, window: Span, limit: int) -> Check:
+    spans = [s for s in record.bot_audio if window.start_ms <= s.start_ms < window.end_ms]
+    gaps = [(b.start_ms - a.end_ms, a.end_ms) for a, b in itertools.pairwise(spans)]
+    worst = max(gaps, default=(0.0, 0.0))
+    evidence = (
+        f"longest silence inside the reply {worst[0]:.0f} ms at {worst[1] / 1000:.1f} s "
+        f"(limit {limit} ms, {len(spans)} stretches of audio)"
+    )
+    return _check(CheckKind.LATENCY, turn, exp, worst[0] <= limit, evidence)
+
+
+def _first_audio(record: CallRecord, window: Span) -> float | None:
+    starts = [s.start_ms for s in record.bot_audio if window.start_ms <= s.start_ms < window.end_ms]
+    return min(starts, default=None)
+
+
+def _judged(exp: Expectation, turn: int, text: str, ctx: _Context) -> Check:
+    assert exp.criterion is not None
+    if ctx.judge is None:
+        return _check(CheckKind.JUDGE, turn, exp, None, "not judged: no --judge given")
+    conversation = [{"role": "user", "content": t.text} for t in ctx.scenario.turns[: turn + 1]]
+    verdict = ctx.judge.judge(exp.criterion, text, conversation)
+    evidence = f"{exp.criterion!r} on {text!r}: {verdict.reason}"
+    return _check(CheckKind.JUDGE, turn, exp, verdict.passed, evidence)
+
+
+def _barge_in(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:
+    """The bot stopped soon after the caller cut in, and kept only the words that were heard."""
+    line = record.lines[turn]
+    cut_reply = next(
+        (s for s in record.bot_audio if s.start_ms <= line.start_ms < s.end_ms + 100), None
+    )
+    if cut_reply is None:
+        return [_check(CheckKind.BARGE_IN, turn, exp, False, "the bot was not speaking")]
+    if exp.absent:
+        ok = cut_reply.end_ms >= line.end_ms
+        evidence = f"bot audio went on {cut_reply.end_ms - line.start_ms:.0f} ms into the line"
+        return [_check(CheckKind.BARGE_IN, turn, exp, ok, f"not to be cut: {evidence}")]
+    limit = exp.stop_within_ms if exp.stop_within_ms is not None else DEFAULT_STOP_WITHIN_MS
+    stopped = cut_reply.end_ms - line.start_ms
+    checks = [
+        _check(
+            CheckKind.BARGE_IN,
+            turn,
+            exp,
+            stopped <= limit,
+            f"bot audio stopped {stopped:.0f} ms after the caller began (limit {limit} ms)",
+        )
+    ]
+    checks.append(_truncation(exp, turn, record, cut_reply))
+    return checks
+
+
+def _truncation(exp: Expectation, turn: int, record: CallRecord, cut_reply: Span) -> Check:
+    cut = record.of(EventKind.ITEM_TRUNCATED, cut_reply.start_ms, record.ended_ms + 1)
+    if not cut:
+        return _check(CheckKind.BARGE_IN, turn, exp, False, "the reply was never truncated")
+    if record.bot_words is None or record.contexts is None:
+        why = "the voice's words cannot be counted" if record.contexts else "no brain context"
+        return _check(CheckKind.BARGE_IN, turn, exp, None, f"truncation not graded: {why}")
+    heard = [w for w in record.bot_words if cut_reply.start_ms - 5 <= w.start_ms < cut_reply.end_ms]
+    kept = _kept_text(record.contexts, cut[0].t_ms)
+    if kept is None:
+        return _check(CheckKind.BARGE_IN, turn, exp, False, "no context after the cut")
+    words = kept.split()
+    ok = abs(len(words) - len(heard)) <= WORD_SLACK
+    evidence = (
+        f"the caller heard {len(heard)} words; the context kept {len(words)}: {kept!r} "
+        f"(truncated at {cut[0].data.get('audio_end_ms')} ms)"
+    )
+    return _check(CheckKind.BARGE_IN, turn, exp, ok, evidence)
+
+
+def _kept_text(contexts: tuple[BrainContext, ...], cut_ms: float) -> str | None:
+    """The cut reply as the brain saw it next: the newest spoken assistant message of the
+    first context after the cut (the new reply is not in it yet)."""
+    after = [c for c in contexts if c.t_ms >= cut_ms]
+    if not after:
+        return None
+    spoken = [
+        m.get("content")
+        for m in after[0].messages
+        if m.get("role") == "assistant" and isinstance(m.get("content"), str)
+    ]
+    return str(spoken[-1]) if spoken else None
+
+
+def _guardrail(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:
+    window = record.turn_window(turn)
+    trips = record.of(EventKind.GUARDRAIL_TRIPPED, window.start_ms, window.end_ms)
+    if exp.policy is not None:
+        trips = [t for t in trips if t.data.get("policy") == exp.policy]
+    seen = dict.fromkeys(f"{t.data.get('policy')}: {t.data.get('span')!r}" for t in trips)
+    shown = f"{len(trips)}x " + ", ".join(seen) if trips else "none"
+    ok = not trips if exp.absent else bool(trips)
+    wanted = "no trip" if exp.absent else f"a trip of {exp.policy or 'any policy'}"
+    return [_check(CheckKind.GUARDRAIL, turn, exp, ok, f"{wanted}; tripped: {shown}")]
+
+
+def _cost(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:
+    total, unknown = Decimal(0), 0
+    for event in record.of(EventKind.COST, 0, record.ended_ms + 1):
+        try:
+            total += Decimal(str(event.data.get("usd")))
+        except InvalidOperation:
+            unknown += 1
+    if exp.max_usd is None:
+        return [_check(CheckKind.COST, turn, exp, None, f"cost ${total} (no max_usd)")]
+    ok = total <= Decimal(str(exp.max_usd)) and unknown == 0
+    evidence = f"call cost ${total} (limit ${exp.max_usd}; {unknown} responses unpriced)"
+    return [_check(CheckKind.COST, turn, exp, ok, evidence)]
+
+
+_EVENT_KINDS = {
+    ExpectKind.BOT_STARTED_SPEAKING: EventKind.BOT_STARTED_SPEAKING,
+    ExpectKind.BOT_STOPPED_SPEAKING: EventKind.BOT_STOPPED_SPEAKING,
+    ExpectKind.USER_STARTED_SPEAKING: EventKind.USER_STARTED_SPEAKING,
+    ExpectKind.USER_STOPPED_SPEAKING: EventKind.USER_STOPPED_SPEAKING,
+    ExpectKind.USER_TRANSCRIPTION: EventKind.USER_TRANSCRIPT,
+}
+
+
+def _event(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:
+    window = record.turn_window(turn)
+    events = record.of(_EVENT_KINDS[exp.kind], window.start_ms, window.end_ms)
+    if exp.absent:
+        return [_check(CheckKind.EVENT, turn, exp, not events, f"{len(events)} seen, none wanted")]
+    limit = exp.within_ms if exp.within_ms is not None else DEFAULT_WITHIN_MS
+    anchor = record.lines[turn].end_ms if exp.kind.value.startswith("bot") else window.start_ms
+    timely = [e for e in events if e.t_ms - anchor <= limit]
+    if exp.text_contains is not None:
+        timely = [e for e in timely if _normal(exp.text_contains) in _normal(e.data.get("text"))]
+    evidence = f"{len(timely)} of {len(events)} {exp.kind.value} within {limit} ms"
+    return [_check(CheckKind.EVENT, turn, exp, bool(timely), evidence)]
+
+
+def _check(kind: CheckKind, turn: int, exp: Expectation, ok: bool | None, evidence: str) -> Check:
+    return Check(kind, turn + 1, exp.where, ok, evidence)
+
+
+def _normal(text: Any) -> str:
+    return " ".join(re.sub(r"[^\w' ]+", " ", str(text or "").lower()).split())
+
+
+_GRADERS: dict[ExpectKind, Grader] = {
+    ExpectKind.FUNCTION_CALL: _tool_calls,
+    ExpectKind.RESPONSE: _response,
+    ExpectKind.BOT_INTERRUPTED: _barge_in,
+    ExpectKind.GUARDRAIL_TRIPPED: _guardrail,
+    ExpectKind.COST: _cost,
+    **dict.fromkeys(_EVENT_KINDS, _event),
+}
