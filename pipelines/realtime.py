@@ -21,14 +21,17 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.openai.realtime import events as rt
 from pipecat.transports.base_transport import BaseTransport
 
+from voxpipe.agents import AgentsConfig
 from voxpipe.audio import AudioFormat
 from voxpipe.call import BackoffConfig, CallConfig, RolloverConfig, StateTimeouts, TurnDetection
 from voxpipe.call.tokens import key_for_endpoint
 from voxpipe.errors import ConfigError
+from voxpipe.pipelines.agents import plan_agents
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.playback import PlaybackLedger, PlaybackReporter
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.processors.realtime.agents import AgentsRealtimeService
 from voxpipe.processors.realtime.formats import passthrough_format, session_format
 from voxpipe.transports.playback_reports import SentPlaybackEstimator
 from voxpipe.transports.tokens import (
@@ -96,6 +99,7 @@ def build_realtime_pipeline(
     brain: Callable[..., FrameProcessor] | None = None,
     strict_states: bool | None = None,
     fallback: bool = False,
+    agents: AgentsConfig | None = None,
 ) -> VoiceGraph:
     """Build the realtime graph around ``transport``.
 
@@ -134,6 +138,12 @@ def build_realtime_pipeline(
         fallback: another brain takes the call when this one gives up (the
             service then publishes ``BrainGaveUp`` instead of ending the call;
             see :func:`voxpipe.pipelines.failover.build_failover_pipeline`).
+        agents: the agents of ``agent.toml`` (``start`` + ``[agents.<name>]``): the
+            call starts with the ``start`` agent's instructions (``instructions`` is
+            not used) and tools (the ones it lists of ``tools``, then its
+            ``transfer_to_<name>`` tools); a transfer tool hands the session over
+            (:mod:`voxpipe.call.handoff_call`). Checked before the call: an agent's
+            tool missing from ``tools``, two voices (a ``ConfigError`` each).
     """
     if server_url is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")) and token_provider is None:
@@ -149,7 +159,11 @@ def build_realtime_pipeline(
     provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
     # A phone stream's G.711 goes to the brain as it is (not to another builder's service).
     audio_format = passthrough_format(transport) if brain is None else AudioFormat.PCM16_24K
-    context = LLMContext(tools=ToolsSchema(standard_tools=list(tools)) if tools else NOT_GIVEN)
+    plan = plan_agents(agents, tools) if agents is not None else None
+    if plan is not None:
+        instructions = plan.instructions
+    context_tools = ToolsSchema(standard_tools=list(tools)) if tools and plan is None else NOT_GIVEN
+    context = LLMContext(tools=context_tools)
     settings = RealtimeService.Settings(
         model=model,
         session_properties=realtime_session(
@@ -159,6 +173,8 @@ def build_realtime_pipeline(
             audio_format=audio_format,
         ),
     )
+    if plan is not None:
+        settings.session_properties.tools = list(plan.start_tools)  # type: ignore[union-attr]
     voice: list[FrameProcessor] = []
     if brain is not None:
         service: FrameProcessor = brain(
@@ -181,7 +197,13 @@ def build_realtime_pipeline(
             input_format=audio_format,
             output_format=audio_format,
         )
-        service = RealtimeService(
+        service_class: type[RealtimeService] = RealtimeService
+        extra: dict[str, Any] = {}
+        if plan is not None and agents is not None:
+            service_class = AgentsRealtimeService
+            extra = {"agents": agents, "app_tools": plan.app_tools}
+        realtime = service_class(
+            **extra,
             token_provider=provider,
             base_url=server_url,
             settings=settings,
@@ -190,7 +212,8 @@ def build_realtime_pipeline(
             context=context,
             config=config,
         )
-        relay.target = service.note_token_event
+        relay.target = realtime.note_token_event
+        service = realtime
     _register_tools(service, tools, functions or {})
     user_params = local_turns.user_params() if local_turns is not None else None
     pair = LLMContextAggregatorPair(context, user_params=user_params)
