@@ -79,13 +79,22 @@ class LlamaEngine:
     """
 
     def __init__(
-        self, model_path: Path | None = None, *, n_ctx: int = 4096, n_threads: int = 2
+        self,
+        model_path: Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 2,
+        seed: int | None = None,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.model_path = model_path or weights.llm_path()
         self.n_ctx = n_ctx
+        # None: each generation draws the next seed of llama.cpp's chain (a process's Nth
+        # reply depends on N). A fixed seed samples every generation alike, so one prompt
+        # gets one reply in whichever process asks it (``voxpipe batch``'s backends agree).
+        self.seed = seed
         self._llm = Llama(
             model_path=str(self.model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
@@ -260,6 +269,7 @@ class LlamaEngine:
             temperature=temperature,
             stop=["<|im_end|>"],
             stream=True,
+            seed=self.seed,
         )
         first = True
         try:

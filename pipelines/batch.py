@@ -13,6 +13,14 @@ broken or looping symlink or a directory named like audio is an error row
 recording longer than ``max_audio_secs`` is an error row, judged from its
 header before it is decoded. Whatever a file raises, it costs that file's row
 and ``summary.json`` is still written.
+
+The driver here lists, skips, decodes and writes; a :class:`BatchBackend`
+runs the models: :class:`AsyncioBackend` in this process (the default), or
+:class:`voxpipe.pipelines.batch_ray.RayBackend` on a Ray cluster. Only the
+driver touches ``OUT_DIR``, so a cluster needs no shared file system and
+whether a file is done is decided in one place. Each row is appended to
+``summary.jsonl`` as it finishes (a long job can be watched); the rows carry
+``retries``, the times a lost worker made the file start over.
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
-from voxpipe.engines import LocalEngines, shared_engines
+from voxpipe.engines import LlamaEngine, LocalEngines, shared_stt, shared_tts
 from voxpipe.engines.reply import run_turn
+from voxpipe.engines.shared import shared_model
 from voxpipe.errors import AudioFormatError, ConfigError
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.processors.local.vad import speech_ms
@@ -57,6 +66,7 @@ class BatchItem:
     skipped: bool = False
     audio_ms: float = 0.0
     elapsed_ms: float = 0.0
+    retries: int = 0  # times a lost worker made the file start over (Ray backend)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status.value}
@@ -70,6 +80,10 @@ class BatchSummary:
     @property
     def failed(self) -> list[BatchItem]:
         return [i for i in self.items if i.status is ItemStatus.ERROR]
+
+    @property
+    def retries(self) -> int:
+        return sum(i.retries for i in self.items)
 
     @property
     def real_time_factor(self) -> float | None:
@@ -139,36 +153,147 @@ def already_done(out_dir: Path, key: str) -> bool:
         return False
 
 
-async def answer_file(
-    engines: LocalEngines,
-    path: Path,
-    out_dir: Path,
-    key: str,
-    instructions: str,
-    max_audio_secs: float | None = DEFAULT_MAX_AUDIO_SECS,
-) -> BatchItem:
-    start = time.perf_counter()
-    audio = await asyncio.to_thread(load_audio, path, 16_000, max_secs=max_audio_secs)
-    voiced = await asyncio.to_thread(speech_ms, audio.pcm16)
-    if voiced < MIN_SPEECH_MS:
-        raise AudioFormatError(f"{path}: holds no speech (silence or noise only)")
-    turn = await run_turn(engines, audio.pcm16, instructions=instructions)
-    if not turn.transcript:
-        raise AudioFormatError(f"{path}: no words could be transcribed")
-    write_wav(out_dir / f"{key}.reply.wav", turn.reply_pcm, turn.reply_rate)
-    elapsed = (time.perf_counter() - start) * 1000
+# One seed for every reply of a batch: a file gets the same answer on either backend and
+# on a re-run with --force, whichever process or worker answers it.
+BATCH_SEED = 1234
+# Row errors that are the file's fault (expected); anything else is logged as a bug too.
+_FILE_ERRORS = (AudioFormatError, OSError, ValueError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One recording, decoded by the driver, as a backend receives it.
+
+    ``label`` is the driver's path, so every error names the file as the driver
+    knows it, wherever the work ran.
+    """
+
+    name: str
+    label: str
+    pcm16: bytes  # 16 kHz mono
+    audio_ms: float
+    instructions: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a backend computed for a job: the driver writes it."""
+
+    transcript: str
+    reply: str
+    timings: dict[str, float]
+    speech_ms: float
+    reply_pcm: bytes
+    reply_rate: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The file's own fault (or a bug on its path): its row's error, never retried."""
+
+    error: str
+
+
+Outcome = Answer | Failed
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A backend's outcome for one job and how many times a lost worker made it start over."""
+
+    outcome: Outcome
+    retries: int = 0
+
+
+class BatchBackend(Protocol):
+    """Where the models run: in this process (asyncio) or on a Ray cluster.
+
+    The driver (:func:`run_batch`) lists, skips, decodes and writes; a backend
+    only turns a :class:`Job` into an :class:`Outcome`, so both backends write
+    the same files the same way.
+    """
+
+    @property
+    def slots(self) -> int:
+        """How many files the driver keeps in flight."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def answer(self, job: Job) -> Delivered: ...
+
+    async def close(self) -> None: ...
+
+
+def file_error(name: str, exc: BaseException) -> Failed:
+    """A row's error for what a file raised; an unexpected kind is logged with its traceback."""
+    if isinstance(exc, _FILE_ERRORS):
+        return Failed(str(exc))
+    logger.opt(exception=exc).error("batch: {} failed unexpectedly", name)
+    return Failed(f"unexpected {type(exc).__name__}: {exc}")
+
+
+async def answer_job(engines: LocalEngines, job: Job) -> Outcome:
+    """The models' part of one file, the same on every backend; never raises for the file."""
+    try:
+        voiced = await asyncio.to_thread(speech_ms, job.pcm16)
+        if voiced < MIN_SPEECH_MS:
+            raise AudioFormatError(f"{job.label}: holds no speech (silence or noise only)")
+        turn = await run_turn(engines, job.pcm16, instructions=job.instructions)
+        if not turn.transcript:
+            raise AudioFormatError(f"{job.label}: no words could be transcribed")
+    except Exception as exc:
+        return file_error(job.name, exc)
+    return Answer(
+        turn.transcript, turn.reply, turn.timings, voiced, turn.reply_pcm, turn.reply_rate
+    )
+
+
+async def batch_engines(threads: int = 2) -> LocalEngines:
+    """The engines a batch answers with: the process's shared STT and TTS, a seeded LLM."""
+    stt, voice = await asyncio.gather(shared_stt(), shared_tts())
+    llm = await shared_model(
+        ("llm", "batch", str(threads)), lambda: LlamaEngine(n_threads=threads, seed=BATCH_SEED)
+    )
+    return LocalEngines(stt=stt, llm=llm, tts=voice)
+
+
+class AsyncioBackend:
+    """The default: the engines in this process, ``workers`` files in flight at once."""
+
+    def __init__(self, workers: int = 1, engines: LocalEngines | None = None) -> None:
+        self._workers = workers
+        self._engines = engines
+
+    @property
+    def slots(self) -> int:
+        return self._workers
+
+    async def start(self) -> None:
+        if self._engines is None:
+            self._engines = await batch_engines()
+
+    async def answer(self, job: Job) -> Delivered:
+        assert self._engines is not None, "start() first"
+        return Delivered(await answer_job(self._engines, job))
+
+    async def close(self) -> None:
+        return None
+
+
+def write_answer(out_dir: Path, key: str, job: Job, answer: Answer) -> None:
+    """The reply's audio, then its result (the result's presence means done), each atomic."""
+    wav = out_dir / f"{key}.reply.wav"
+    write_wav(wav, answer.reply_pcm, answer.reply_rate)
     result = {
-        "file": path.name,
-        "transcript": turn.transcript,
-        "reply": turn.reply,
-        "timings": {**turn.timings, "audio_ms": round(audio.duration_ms, 1)},
-        "speech_ms": voiced,
-        "reply_wav": f"{key}.reply.wav",
+        "file": job.name,
+        "transcript": answer.transcript,
+        "reply": answer.reply,
+        "timings": {**answer.timings, "audio_ms": round(job.audio_ms, 1)},
+        "speech_ms": answer.speech_ms,
+        "reply_wav": wav.name,
     }
     _write_json(out_dir / f"{key}.json", result)
-    return BatchItem(
-        path.name, ItemStatus.OK, f"{key}.json", audio_ms=audio.duration_ms, elapsed_ms=elapsed
-    )
 
 
 async def run_batch(
@@ -180,11 +305,15 @@ async def run_batch(
     force: bool = False,
     max_audio_secs: float | None = DEFAULT_MAX_AUDIO_SECS,
     engines: LocalEngines | None = None,
+    backend: BatchBackend | None = None,
     on_item: Callable[[BatchItem], None] | None = None,
 ) -> BatchSummary:
     """Answer every recording in ``in_dir`` into ``out_dir``; see the module docstring.
 
-    ``max_audio_secs`` None takes recordings of any length.
+    ``backend`` None answers in this process (``workers`` files at once, on
+    ``engines`` or the batch's own). ``max_audio_secs`` None takes recordings
+    of any length. Each finished row is appended to ``summary.jsonl`` at once;
+    ``summary.json`` comes at the end.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
@@ -193,40 +322,72 @@ async def run_batch(
     files = list_inputs(in_dir)
     prepare_out_dir(out_dir)
     keys = output_keys(files)
-    engines = engines or await shared_engines()
-    gate = asyncio.Semaphore(workers)
+    backend = backend or AsyncioBackend(workers, engines)
     start = time.perf_counter()
+    rows: dict[Path, BatchItem] = {}
+    pending = iter(files)  # shared: each slot takes the next file when it is free
 
     async def one(path: Path) -> BatchItem:
         key = keys[path]
         if not force and already_done(out_dir, key):
-            item = BatchItem(path.name, ItemStatus.OK, f"{key}.json", skipped=True)
-        else:
-            async with gate:
-                try:
-                    item = await answer_file(
-                        engines, path, out_dir, key, instructions, max_audio_secs
-                    )
-                except (AudioFormatError, OSError, ValueError, RuntimeError) as exc:
-                    item = BatchItem(path.name, ItemStatus.ERROR, error=str(exc))
-                except Exception as exc:  # one file's bug must not cost the run its summary
-                    logger.opt(exception=exc).error("batch: {} failed unexpectedly", path.name)
-                    error = f"unexpected {type(exc).__name__}: {exc}"
-                    item = BatchItem(path.name, ItemStatus.ERROR, error=error)
-        if on_item is not None:
-            on_item(item)
-        return item
+            return BatchItem(path.name, ItemStatus.OK, f"{key}.json", skipped=True)
+        began = time.perf_counter()
+        try:
+            audio = await asyncio.to_thread(load_audio, path, 16_000, max_secs=max_audio_secs)
+        except Exception as exc:
+            return _error_row(path.name, file_error(path.name, exc))
+        job = Job(path.name, str(path), audio.pcm16, audio.duration_ms, instructions)
+        delivered = await backend.answer(job)
+        if isinstance(delivered.outcome, Failed):
+            return _error_row(path.name, delivered.outcome, delivered.retries)
+        try:
+            await asyncio.to_thread(write_answer, out_dir, key, job, delivered.outcome)
+        except Exception as exc:
+            return _error_row(path.name, file_error(path.name, exc), delivered.retries)
+        elapsed = (time.perf_counter() - began) * 1000
+        return BatchItem(
+            path.name,
+            ItemStatus.OK,
+            f"{key}.json",
+            audio_ms=audio.duration_ms,
+            elapsed_ms=elapsed,
+            retries=delivered.retries,
+        )
 
-    items = await asyncio.gather(*(one(f) for f in files))
-    summary = BatchSummary(list(items), (time.perf_counter() - start) * 1000)
+    with (out_dir / "summary.jsonl").open("w") as stream:
+
+        async def slot() -> None:
+            for path in pending:
+                item = await one(path)
+                rows[path] = item
+                stream.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+                stream.flush()
+                if on_item is not None:
+                    on_item(item)
+
+        await backend.start()
+        slots = [asyncio.create_task(slot()) for _ in range(backend.slots)]
+        try:
+            await asyncio.gather(*slots)
+        finally:  # stopped or failed: no slot goes on writing behind the caller's back
+            for task in slots:
+                task.cancel()
+            await asyncio.gather(*slots, return_exceptions=True)
+            await backend.close()
+    summary = BatchSummary([rows[f] for f in files], (time.perf_counter() - start) * 1000)
     _write_json(
         out_dir / "summary.json",
         {
             "files": [i.to_json() for i in summary.items],
             "ok": len(summary.items) - len(summary.failed),
             "failed": len(summary.failed),
+            "retries": summary.retries,
             "elapsed_ms": round(summary.elapsed_ms, 1),
             "real_time_factor": summary.real_time_factor,
         },
     )
     return summary
+
+
+def _error_row(name: str, failed: Failed, retries: int = 0) -> BatchItem:
+    return BatchItem(name, ItemStatus.ERROR, error=failed.error, retries=retries)
