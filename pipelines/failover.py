@@ -8,8 +8,9 @@
 Both brains are built by their own builders, so each is the brain those
 build alone; they are then put side by side in a
 :class:`~voxpipe.processors.failover.FailoverBrain`, which starts on the
-realtime one and moves the call to the chained one when the
-:class:`~voxpipe.call.failover.FailoverPolicy` says so. The chained engines
+realtime one, moves the call to the chained one when the
+:class:`~voxpipe.call.failover.FailoverPolicy` says so, and back when the
+policy says the realtime brain is healthy again. The chained engines
 load before the call starts, so a switch does not wait for a model. The
 guardrail tap sits after the switch and serves either brain; on the chained
 brain it sees the reply's text as it is spoken rather than before.
@@ -30,7 +31,7 @@ from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeli
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
-from voxpipe.processors.failover import FailoverBrain
+from voxpipe.processors.failover import FailoverBrain, turns_of
 from voxpipe.processors.observability.inline import ObservedPipeline
 from voxpipe.processors.realtime import RealtimeService
 
@@ -100,6 +101,7 @@ def build_failover_pipeline(
         selector=selector,
         config=config,
         now_ms=service.now_ms,
+        chained_context=ch.context,
     )
     aggregators = BrainSwitch(
         {Brain.REALTIME: [rt.assistant_aggregator], Brain.CHAINED: [ch.assistant_aggregator]},
@@ -123,8 +125,18 @@ def build_failover_pipeline(
     )
 
     async def _on_switched(_brain: FailoverBrain, event: BrainSwitched) -> None:
+        # The transcript follows the brain with the call.
         if event.current is Brain.CHAINED:
-            graph.context = ch.context  # the transcript follows the brain with the call
+            graph.context = ch.context
+        else:
+            # Back on realtime: its context goes on from what was said on the chained brain
+            # (words only: a chained tool call must not look like a result to send).
+            heard = [
+                {"role": t.role.value, "content": t.text}
+                for t in turns_of(ch.context.get_messages())
+            ]
+            rt.context.set_messages(heard)  # type: ignore[arg-type]
+            graph.context = rt.context
 
     brain.add_event_handler("on_brain_switched", _on_switched)
     return graph

@@ -16,9 +16,23 @@ says switch it carries the switch out, in this order:
    the answer the switch cut is asked for once, unless the caller spoke since;
 4. a :class:`~voxpipe.call.events.BrainSwitched` event goes to the timeline.
 
-It decides nothing itself. Switching back is decided by the policy as well,
-but this driver does not carry it out yet: a call stays on the chained brain
-once there (``FailoverConfig.switch_back`` is forced off).
+On the chained brain it tells the policy when the call is between turns
+(:class:`~voxpipe.call.turn_boundary.ChainedTurnBoundary`, fed the chained
+brain's frames and the output's reports), runs the probes the policy asks
+for (a bare session open with the call's URL and secret, nothing sent:
+:meth:`RealtimeService.probe`), and when the policy says switch back:
+
+1. the selector flips back, so the caller's next audio is held by the
+   realtime call and replayed to the new session;
+2. the realtime service opens a session seeded from the call's record, to
+   which the turns the caller heard on the chained brain are added
+   (:meth:`RealtimeService.take_back`);
+3. once that session is ready, a ``BrainSwitched`` to realtime goes to the
+   timeline. A session that fails or is not ready in time leaves the call
+   on the chained brain (it never let go of its context), and the policy
+   counts the failure as a flap: its cooldown doubles.
+
+It decides nothing itself.
 """
 
 from __future__ import annotations
@@ -30,16 +44,24 @@ from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
     Frame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
     LLMMessagesUpdateFrame,
     LLMUpdateSettingsFrame,
     StartFrame,
     TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
     UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
 )
+from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.settings import LLMSettings
 
@@ -55,17 +77,23 @@ from voxpipe.call.failover import (
     FailoverCommand,
     FailoverConfig,
     FailoverPolicy,
+    ProbeRealtime,
     SwitchBrain,
     fallback_start,
 )
+from voxpipe.call.probe import ProbeFinished
 from voxpipe.call.recovery import FailureClass
 from voxpipe.call.response_guard import InterruptionSource
+from voxpipe.call.rollover import Role, Turn
 from voxpipe.call.state import CallState, StateChanged
+from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurnBoundary
 from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
 from voxpipe.processors.realtime import RealtimeService
 
 TICK_S = 0.1
+PROBE_TIMEOUT_MS = 5_000  # a probe that sees no session.created in this long failed
+RETURN_TIMEOUT_MS = 10_000  # the switch back's session must be ready within this
 # A response is under way in these states: its audio is owed.
 _OWES_AUDIO = frozenset({CallState.THINKING, CallState.SPEAKING})
 
@@ -90,16 +118,27 @@ class FailoverBrain(BrainSwitch):
         selector: BrainSelector,
         config: FailoverConfig,
         now_ms: Callable[[], float],
+        chained_context: LLMContext | None = None,
+        boundary: BoundaryConfig | None = None,
     ) -> None:
         branches = {Brain.REALTIME: realtime_branch, Brain.CHAINED: chained_branch}
         super().__init__(branches, selector, name="FailoverBrain")
         self.realtime = realtime
         self.now_ms = now_ms
-        # Switching back is not carried out here yet: the policy must not ask for it.
-        self.policy = FailoverPolicy(dataclasses.replace(config, switch_back=False))
+        # Without the chained context there is nothing to seed a switch back from.
+        back = config.switch_back and chained_context is not None
+        self.policy = FailoverPolicy(dataclasses.replace(config, switch_back=back))
+        self.chained_context = chained_context
+        self.boundary_config = boundary or BoundaryConfig()
+        self.boundary = ChainedTurnBoundary(self.boundary_config)
         self.switched: list[BrainSwitched] = []
+        self.probes: list[ProbeFinished] = []
+        self.failed_returns: list[str] = []  # switches back whose session never became ready
         self._ticker: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._switching = False
+        self._returning: SwitchBrain | None = None  # a switch back waiting for its session
+        self._seeded_messages = 0  # the chained context's messages that came from the seed
         realtime.add_event_handler("on_call_event", self._on_call_event)
         self._register_event_handler("on_brain_switched")
 
@@ -113,23 +152,39 @@ class FailoverBrain(BrainSwitch):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._ticker is None:
             self._ticker = self.create_task(self._tick_loop(), name="failover-tick")
-        elif isinstance(frame, EndFrame | CancelFrame) and self._ticker is not None:
-            await self.cancel_task(self._ticker)
-            self._ticker = None
+        elif isinstance(frame, EndFrame | CancelFrame):
+            for task in (self._ticker, self._prober):
+                if task is not None:
+                    await self.cancel_task(task)
+            self._ticker = self._prober = None
+        elif direction is FrameDirection.UPSTREAM and self.selector.active is Brain.CHAINED:
+            stage = _OUTPUT_STAGES.get(type(frame))
+            if stage is not None:  # the output's report on the chained brain's reply
+                self.boundary.saw(stage, self._now())
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                await self._carry_out(self.policy.tick(self._now()))
+                await self._carry_out(self._tick(self._now()))
             except Exception as exc:  # the timer must outlive a failed switch
                 logger.exception(f"{self}: failover tick failed: {exc}")
+
+    def _tick(self, now: int) -> list[FailoverCommand]:
+        if self.policy.brain is Brain.CHAINED and self._returning is None:
+            return self.policy.listening(self.boundary.at_boundary(now), now)
+        return self.policy.tick(now)
 
     # -- what the realtime brain does ------------------------------------------------
 
     async def _on_call_event(self, _service: RealtimeService, event: CallEvent) -> None:
         now, policy = self._now(), self.policy
         match event:
+            case StateChanged(previous=CallState.BRAIN_SWITCHING, current=CallState.LISTENING):
+                commands = policy.listening(True, now)
+                await self._returned()
+            case StateChanged() if policy.brain is Brain.CHAINED:
+                return  # the chained brain's turns say when the call listens
             case StateChanged(current=current) if current in _OWES_AUDIO:
                 commands = (
                     policy.response_started(now)
@@ -153,7 +208,12 @@ class FailoverBrain(BrainSwitch):
         """Realtime reply audio keeps its deadline; a barge-in mid-switch drops the re-ask."""
         if brain is Brain.REALTIME and isinstance(frame, TTSAudioRawFrame):
             await self._carry_out(self.policy.audio_played(self._now()))
-        elif (
+            return
+        if brain is Brain.CHAINED:
+            stage = next((s for t, s in _CHAINED_STAGES if isinstance(frame, t)), None)
+            if stage is not None:
+                self.boundary.saw(stage, self._now())
+        if (
             brain is Brain.CHAINED
             and isinstance(frame, InterruptionFrame | UserStartedSpeakingFrame)
             and self.realtime.machine.state is CallState.BRAIN_SWITCHING
@@ -165,13 +225,26 @@ class FailoverBrain(BrainSwitch):
 
     async def _carry_out(self, commands: Sequence[FailoverCommand]) -> None:
         for command in commands:
-            if isinstance(command, SwitchBrain) and command.to is Brain.CHAINED:
+            if isinstance(command, ProbeRealtime):
+                self._start_probe()
+            elif command.to is Brain.CHAINED:
                 await self._to_chained(command)
+            else:
+                await self._to_realtime(command)
 
     async def _to_chained(self, switch: SwitchBrain) -> None:
+        if self._returning is not None:
+            await self._return_failed(switch)
+            return
         if self._switching or self.selector.active is Brain.CHAINED:
             return
         self._switching = True
+        try:
+            await self._hand_to_chained(switch)
+        finally:
+            self._switching = False
+
+    async def _hand_to_chained(self, switch: SwitchBrain) -> None:
         logger.warning(f"{self}: switching to the chained brain: {switch.reason.value}")
         self.selector.active = Brain.CHAINED
         await self.realtime.hand_over()
@@ -191,16 +264,118 @@ class FailoverBrain(BrainSwitch):
             plain = LLMSettings(system_instruction=start.instructions)
             await entry.queue_frame(LLMUpdateSettingsFrame(delta=plain))
         await self.realtime.handed_over()
-        previous = self.policy.switches[-1]
+        self._seeded_messages = len(start.messages)
+        self.boundary = ChainedTurnBoundary(self.boundary_config, now_ms=self._now())
         event = BrainSwitched(
             Brain.REALTIME,
             Brain.CHAINED,
-            previous.reason,
-            previous.detail,
-            self.policy.time_on(Brain.REALTIME, switch.at_ms),
+            switch.reason,
+            switch.detail,
+            self._stint_ms(switch),
             len(start.messages),
             reask,
         )
+        await self._announce(event)
+
+    # -- and back --------------------------------------------------------------------
+
+    def _start_probe(self) -> None:
+        if self._prober is not None and not self._prober.done():
+            return
+        self._prober = self.create_task(self._probe(), name="failover-probe")
+
+    async def _probe(self) -> None:
+        result = await self.realtime.probe(PROBE_TIMEOUT_MS)
+        self.probes.append(result)
+        logger.info(f"{self}: realtime probe {result.outcome.value} ({result.detail})")
+        now = self._now()
+        # Where the call is now, then the verdict: a healthy last probe may switch at once.
+        await self._carry_out(self._tick(now))
+        await self._carry_out(self.policy.probe_finished(result.healthy, now))
+
+    async def _to_realtime(self, switch: SwitchBrain) -> None:
+        if self._returning is not None or self.selector.active is Brain.REALTIME:
+            return
+        self._returning = switch
+        logger.warning(f"{self}: switching back to the realtime brain: {switch.detail}")
+        self.selector.active = Brain.REALTIME  # the realtime call holds the caller's audio
+        await self.realtime.take_back(self._heard_on_chained(), timeout_ms=RETURN_TIMEOUT_MS)
+
+    def _heard_on_chained(self) -> list[Turn]:
+        """The turns the chained brain's context gained since its seed (what was heard)."""
+        if self.chained_context is None:
+            return []
+        return turns_of(self.chained_context.get_messages()[self._seeded_messages :])
+
+    async def _returned(self) -> None:
+        switch, self._returning = self._returning, None
+        if switch is None:
+            return
+        seeded = self.realtime.call.seeded_on_return
+        event = BrainSwitched(
+            Brain.CHAINED,
+            Brain.REALTIME,
+            switch.reason,
+            switch.detail,
+            self._stint_ms(switch),
+            seeded,
+        )
+        await self._announce(event)
+
+    async def _return_failed(self, switch: SwitchBrain) -> None:
+        """The session the probes promised did not come: the chained brain keeps the call."""
+        self._returning = None
+        self.selector.active = Brain.CHAINED
+        self.failed_returns.append(switch.detail)
+        if self.chained_context is not None:  # the realtime call's record holds those turns now
+            self._seeded_messages = len(self.chained_context.get_messages())
+        self.boundary = ChainedTurnBoundary(self.boundary_config, now_ms=self._now())
+        logger.warning(f"{self}: switching back failed ({switch.detail}); staying on chained")
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _stint_ms(self, switch: SwitchBrain) -> int:
+        """How long the call was on the brain ``switch`` leaves."""
+        earlier = [
+            s.at_ms for s in self.policy.switches if s.at_ms <= switch.at_ms and s is not switch
+        ]
+        if not earlier:
+            return self.policy.time_on(Brain.REALTIME, switch.at_ms)
+        return switch.at_ms - earlier[-1]
+
+    async def _announce(self, event: BrainSwitched) -> None:
         self.switched.append(event)
         await self.push_frame(RealtimeCallEventFrame(event=event, at_ms=self.now_ms()))
         await self._call_event_handler("on_brain_switched", event)
+
+
+def turns_of(messages: Sequence[Any]) -> list[Turn]:
+    """Chat messages as the call's turns: the caller's and the bot's words, nothing else."""
+    turns = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        if role not in ("user", "assistant") or message.get("tool_calls"):
+            continue
+        if isinstance(content, list):  # content parts: their text
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if isinstance(content, str) and content.strip():
+            turns.append(Turn(Role(role), content.strip()))
+    return turns
+
+
+# What leaves the chained branch, as the turn boundary sees it.
+_CHAINED_STAGES: tuple[tuple[type[Frame], ChainedStage], ...] = (
+    (UserStartedSpeakingFrame, ChainedStage.USER_STARTED),
+    (UserStoppedSpeakingFrame, ChainedStage.USER_STOPPED),
+    (LLMFullResponseStartFrame, ChainedStage.REPLY_STARTED),
+    (LLMFullResponseEndFrame, ChainedStage.REPLY_ENDED),
+    (TTSStartedFrame, ChainedStage.VOICE_STARTED),
+    (TTSStoppedFrame, ChainedStage.VOICE_STOPPED),
+    (TTSAudioRawFrame, ChainedStage.AUDIO_OUT),
+    (InterruptionFrame, ChainedStage.INTERRUPTED),
+)
+# The output's reports, coming upstream.
+_OUTPUT_STAGES: dict[type[Frame], ChainedStage] = {
+    BotStartedSpeakingFrame: ChainedStage.BOT_STARTED,
+    BotStoppedSpeakingFrame: ChainedStage.BOT_STOPPED,
+}

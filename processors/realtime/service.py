@@ -18,6 +18,8 @@ pipecat private names it touches, and why (pipecat 1.14 has no public hook):
   ``_open_function_calls``, ``_current_assistant_response``: pipecat's own
   per-session state, reset when a session is dropped (its ``_disconnect``
   would also tear down the service) and cleared when a response is cut.
+- ``_llm_needs_conversation_setup``: cleared when the call comes back from
+  the fallback brain, whose session is seeded from the call's record.
 - ``_create_response``: pipecat calls it for the initial context and for tool
   results; routed through the core, which decides when a response may start.
 - ``_send_session_update``: the core asks for a new ``session.update`` after
@@ -85,9 +87,11 @@ from voxpipe.call.commands import (
 )
 from voxpipe.call.config import CallConfig
 from voxpipe.call.events import CallEvent, TokenRotated
+from voxpipe.call.probe import HealthProbe, ProbeFinished
 from voxpipe.call.realtime_call import RealtimeCall
 from voxpipe.call.recovery import FailureClass, FailureSignal, NetworkFailed, SocketClosed
 from voxpipe.call.response_guard import InterruptionSource, ResponseReason
+from voxpipe.call.rollover import Turn
 from voxpipe.call.state import CallState
 from voxpipe.call.tokens import RotationFailed, SecretRotated, TokenMode
 from voxpipe.call.user_audio import SendUserAudio
@@ -95,6 +99,7 @@ from voxpipe.errors import FatalProviderError, IllegalTransitionError, RemotePro
 from voxpipe.frames import G711OutputAudioFrame, PlaybackMarkerFrame, RealtimeCallEventFrame
 from voxpipe.playback import PlaybackLedger
 from voxpipe.processors.realtime.formats import G711_RATE, G711Input, with_audio_formats
+from voxpipe.processors.realtime.probe import run_probe
 from voxpipe.processors.realtime.socket import (
     close_quietly,
     minting_refused,
@@ -419,6 +424,24 @@ class RealtimeService(OpenAIRealtimeLLMService):
         """The other brain has the call now."""
         await self._decide(self.call.handed_over)
 
+    async def take_back(self, heard: Sequence[Turn], *, timeout_ms: int) -> None:
+        """Take the call back from the other brain (see :meth:`RealtimeCall.switch_back`).
+
+        The new session is seeded from the call's record, never by pipecat's
+        own conversation set-up (which would send its context again).
+        """
+        self._llm_needs_conversation_setup = False
+        await self._decide(lambda now: self.call.switch_back(heard, now, timeout_ms=timeout_ms))
+
+    async def probe(self, timeout_ms: int) -> ProbeFinished:
+        """A health probe of this brain: a bare session open, with this call's URL and secret.
+
+        Nothing is sent on the probe's socket (:class:`~voxpipe.call.probe.HealthProbe`).
+        """
+        return await run_probe(
+            HealthProbe(timeout_ms=timeout_ms), self.base_url, self._auth_headers, self._now
+        )
+
     @property
     def instructions(self) -> str:
         """The session's instructions as they stand (changed during the call or not)."""
@@ -549,6 +572,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
         self._current_assistant_response = None
 
     async def _close_session(self) -> None:
+        opener = self._opener
+        if opener is not None and not opener.done() and opener is not asyncio.current_task():
+            await self.cancel_task(opener)  # a connect on its way must not open a session now
         ws, self._websocket = self._websocket, None
         self._generation += 1  # its reader's end is ours, not a failure
         self._api_session_ready = False

@@ -30,6 +30,7 @@ from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.failover import FailoverBrain
 from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.realtime_server.effects import BrainOutput, BrainRequest
 from voxpipe.transports.realtime_server import (
     RunningServer,
     ScriptedBrain,
@@ -47,6 +48,11 @@ class HearingScriptedBrain(ScriptedBrain):
     def __init__(self, stt: Any, script: Sequence[str], **kwargs: Any) -> None:
         super().__init__(list(script), **kwargs)
         self._stt = stt
+        self.requests: list[BrainRequest] = []  # what each response was asked with
+
+    def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
+        self.requests.append(request)
+        return super().respond(request)
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
         text: str = await asyncio.to_thread(self._stt.transcribe, pcm16, sample_rate)
@@ -95,6 +101,7 @@ class FailoverCall:
     service: RealtimeService
     crossings: Crossings
     server: RunningServer | None
+    realtime_brain: HearingScriptedBrain | None = None
     events: list[CallEvent] = field(default_factory=list)
     session: CallSession | None = None
 
@@ -155,7 +162,7 @@ async def failover_call(
         switch = graph.services["failover"]
         assert isinstance(switch, FailoverBrain)
         call = FailoverCall(
-            caller, graph, switch, switch.realtime, Crossings(caller.clock.now_ms), srv
+            caller, graph, switch, switch.realtime, Crossings(caller.clock.now_ms), srv, brain
         )
 
         async def _on_event(_s: RealtimeService, event: CallEvent) -> None:

@@ -20,6 +20,7 @@ two periods instead of living for the session cap.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hmac
 import secrets
@@ -54,6 +55,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_MAX_SESSIONS = 250
 ANY_ORIGIN = "*"
+CLOSED_SESSIONS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,11 @@ class RealtimeServer:
         self.secrets = secret_store.SecretStore()
         self.faults = FaultInjector(enabled=self.config.fault_injection)
         self.live_sessions: set[SessionDriver] = set()
+        # (session id, client messages it received) of the latest closed sessions: a test
+        # can see that a session was only opened and closed (a failover's health probe).
+        self.closed_sessions: collections.deque[tuple[str, int]] = collections.deque(
+            maxlen=CLOSED_SESSIONS_KEPT
+        )
         self._upgrading = 0
         self.vad = SileroBatcher()
 
@@ -247,6 +254,7 @@ class RealtimeServer:
             await driver.run()
         finally:
             self.live_sessions.discard(driver)
+            self.closed_sessions.append((driver.core.session_id, driver.messages_received))
             logger.info("realtime session {} closed", driver.core.session_id)
         return ws
 

@@ -148,6 +148,7 @@ class SessionDriver:
         self._speculation: asyncio.Task[str | None] | None = None
         self._speculation_key: tuple[str, int | None] | None = None
         self._reply: Speculation[Any] | None = None  # a reply started at the last pause
+        self.messages_received = 0  # client messages of every kind
 
     def now_ms(self) -> int:
         """Milliseconds since the connection opened (the session's clock)."""
@@ -180,6 +181,7 @@ class SessionDriver:
 
     async def _read_loop(self) -> None:
         async for message in self._ws:
+            self.messages_received += 1
             if message.type is WSMsgType.TEXT:
                 self._guarded(functools.partial(self.core.receive, message.data, self.now_ms()))
             elif message.type is WSMsgType.BINARY:

@@ -107,6 +107,12 @@ class FaultInjector:
             return
         self._armed.append(fault)
 
+    def disarm(self, kind: type[Fault]) -> int:
+        """Drop every armed fault of type ``kind`` (the outage is over); how many there were."""
+        dropped = [f for f in self._armed if isinstance(f, kind)]
+        self._armed = [f for f in self._armed if not isinstance(f, kind)]
+        return len(dropped)
+
     def take(self, kind: type[Fault]) -> Fault | None:
         """Consume the first armed fault of type ``kind``."""
         for fault in self._armed:

@@ -14,7 +14,8 @@ realtime service is the thin driver that owns sockets and timers.
 - :mod:`~voxpipe.call.rollover`: when to roll a session over and what seeds the next.
 - :mod:`~voxpipe.call.recovery`: transport / session / fatal, backoff, retry budget.
 - :mod:`~voxpipe.call.failover`: when the call leaves the realtime brain for the
-  chained one and comes back; :mod:`~voxpipe.call.probe`: the caller-data-free probe.
+  chained one and comes back; :mod:`~voxpipe.call.probe`: the caller-data-free probe;
+  :mod:`~voxpipe.call.turn_boundary`: when the chained brain is between turns.
 - :mod:`~voxpipe.call.tokens`: when to mint the next ephemeral secret.
 - :mod:`~voxpipe.call.user_audio`: hold and replay user audio across a session switch.
 - :mod:`~voxpipe.call.session_audio`: which caller frame sits at a session audio position.

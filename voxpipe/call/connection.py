@@ -65,7 +65,7 @@ from voxpipe.call.session_audio import SessionAudioLog
 from voxpipe.call.state import CallState, CallStateMachine, CallTrigger
 from voxpipe.call.tokens import RotationFailed, SecretRotated
 from voxpipe.call.user_audio import UserAudioRelay
-from voxpipe.errors import VoxpipeError
+from voxpipe.errors import TransportError, VoxpipeError
 
 
 @dataclasses.dataclass
@@ -111,6 +111,9 @@ class SessionLifecycle:
         self._session_open = False
         self._outage: _Outage | None = None
         self._rollover: tuple[RolloverDue, int] | None = None
+        # Switching back from the fallback: the new session must be ready by then.
+        self.returning_by_ms: int | None = None
+        self.seeded_on_return = 0  # turns the last switch back seeded the session with
 
     # -- the socket ------------------------------------------------------------------
 
@@ -136,6 +139,8 @@ class SessionLifecycle:
 
     def connection_failed(self, signal: FailureSignal, now_ms: int) -> list[Command]:
         """The socket closed or broke, a connect failed, or the provider refused the session."""
+        if self.returning_by_ms is not None:
+            return self.return_failed(describe(signal), now_ms)
         if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
             return self._ignored(describe(signal), IgnoreReason.NOT_LIVE)
         out = self._drop_session()
@@ -174,6 +179,17 @@ class SessionLifecycle:
         out += self._move(CallTrigger.FATAL_ERROR, now_ms)
         return [*out, Publish(CallFailed(error, failure_class)), EndCall(error)]
 
+    def return_failed(self, detail: str, now_ms: int) -> list[Command]:
+        """Switching back did not work: the other brain keeps the call (BrainGaveUp says so)."""
+        if self.returning_by_ms is None:
+            return self._ignored("switch back failed", IgnoreReason.NOT_LIVE)
+        self.returning_by_ms = None
+        out = self._drop_session() if self._session_open else [CloseSession()]
+        self._seed = None  # the record keeps every turn; the next return seeds afresh
+        out += self._move(CallTrigger.CONNECTION_LOST, now_ms)
+        error = TransportError(f"switching back to the realtime brain failed: {detail}")
+        return [*out, Publish(BrainGaveUp(error, FailureClass.TRANSPORT))]
+
     def hang_up(self, now_ms: int) -> list[Command]:
         """The call ends normally."""
         if self.machine.is_terminal:
@@ -196,6 +212,10 @@ class SessionLifecycle:
         out = self._seed_items() if state is not CallState.IDLE else []
         seeded = len(out)
         out += self._move(CallTrigger.SESSION_READY, now_ms)
+        if self.returning_by_ms is not None:  # back from the fallback, seeded with what was heard
+            self.returning_by_ms = None
+            self.recovery.reset()
+            self.seeded_on_return = seeded
         self.rollover_policy.on_session_started(now_ms)
         replay = self.relay.on_connected()
         for chunk in replay:

@@ -366,15 +366,20 @@ FALLBACK_KEYS = (
     "server_storm",
     "server_storm_window_ms",
     "long_reset_ms",
+    "switch_back",
+    "cooldown_ms",
+    "max_cooldown_ms",
+    "probe_interval_ms",
+    "probes_needed",
 )
 
 
 def parse_fallback_table(table: Any, source: str) -> FailoverConfig | None:
     """Validate ``[fallback]`` of an agent file (None: absent, no fallback).
 
-    ``brain = "chained"`` is the only fallback brain; every other key is a
-    whole number of :class:`FailoverConfig`. A bad value is a ConfigError
-    naming the file and key.
+    ``brain = "chained"`` is the only fallback brain; ``switch_back`` is a
+    boolean and every other key a whole number of :class:`FailoverConfig`. A
+    bad value is a ConfigError naming the file and key.
     """
     if table is None:
         return None
@@ -391,7 +396,10 @@ def parse_fallback_table(table: Any, source: str) -> FailoverConfig | None:
     for key in FALLBACK_KEYS[1:]:
         if key in table:
             value = table[key]
-            if isinstance(value, bool) or not isinstance(value, int):
+            if key == "switch_back":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{source}: [fallback].switch_back must be true or false")
+            elif isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{source}: [fallback].{key} must be a whole number")
             values[key] = value
     try:

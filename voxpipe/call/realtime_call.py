@@ -22,7 +22,7 @@ The session lifecycle (connect, lose, recover, roll over) lives in
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from openai.types.realtime import (
@@ -53,10 +53,12 @@ from pydantic import BaseModel
 
 from voxpipe.call.commands import (
     BroadcastUserSpeech,
+    CloseSession,
     Command,
     CreateResponse,
     EndResponseOutput,
     Forward,
+    OpenSession,
     PlayAudio,
     Publish,
     ReportError,
@@ -91,7 +93,7 @@ from voxpipe.call.response_guard import (
     SendResponseCancel,
     SendResponseCreate,
 )
-from voxpipe.call.rollover import SessionSeed
+from voxpipe.call.rollover import Role, SessionSeed, Turn
 from voxpipe.call.state import CallState, CallTrigger
 from voxpipe.errors import ConfigError
 from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
@@ -221,7 +223,8 @@ class RealtimeCall(SessionLifecycle):
         return [Forward(event.type)]  # pipecat answers with the session.update
 
     def _on_session_updated(self, event: SessionUpdatedEvent, now_ms: int) -> list[Command]:
-        if self.machine.state not in (CallState.IDLE, *self.SWITCHING):
+        returning = self.returning_by_ms is not None
+        if self.machine.state not in (CallState.IDLE, *self.SWITCHING) and not returning:
             return [
                 Forward(event.type),
                 *self._ignored(event.type, IgnoreReason.SESSION_ALREADY_READY),
@@ -552,7 +555,8 @@ class RealtimeCall(SessionLifecycle):
         out += [StopOutput(), EndResponseOutput()]
         if self._session_open:
             out += self._drop_session()
-        else:
+        else:  # a reconnect may be on its way: it must not open a session now
+            out.append(CloseSession())
             self._seed = self.record.session_ended(self.config.rollover.keep_verbatim_turns)
         self._outage, self._rollover, self.retry_at_ms = None, None, None
         self.handover_seed = self._seed
@@ -564,6 +568,31 @@ class RealtimeCall(SessionLifecycle):
         if self.machine.state is not CallState.BRAIN_SWITCHING:
             return self._ignored("brain switched", IgnoreReason.NOT_LIVE)
         return self._move(CallTrigger.BRAIN_SWITCHED, now_ms)
+
+    def switch_back(self, heard: Sequence[Turn], now_ms: int, *, timeout_ms: int) -> list[Command]:
+        """The failover policy brings the call back from the other brain: open a new session.
+
+        ``heard`` is what the caller heard on the other brain since it took
+        the call (its turns after those it was seeded with). They join the
+        call's record, so the new session is seeded as a reconnect's is: the
+        summary in its instructions, the last turns verbatim. Caller audio
+        held from before the switch away is dropped (the other brain answered
+        it); audio from now on is held and replayed once the session is
+        ready. A session that is not ready within ``timeout_ms``, or fails to
+        connect, hands the call back (:meth:`return_failed`).
+        """
+        if self.machine.state is not CallState.ON_FALLBACK:
+            return self._ignored("switch back", IgnoreReason.NOT_LIVE)
+        for turn in heard:
+            if turn.role is not Role.TOOL and turn.text.strip():
+                self.record.memory.add(turn)
+        self._seed = self.record.session_ended(self.config.rollover.keep_verbatim_turns)
+        self.relay.forget()
+        self.guard.on_session_reset()
+        self.handover_seed, self.reask_owed = None, False
+        self.returning_by_ms = now_ms + timeout_ms
+        out = self._move(CallTrigger.BRAIN_SWITCH_STARTED, now_ms)
+        return [*out, OpenSession(0, refresh_secret=False)]
 
     # -- what the pipeline reports ----------------------------------------------------
 
@@ -640,6 +669,8 @@ class RealtimeCall(SessionLifecycle):
 
     def tick(self, now_ms: int) -> list[Command]:
         """Timer tick: state deadlines, stalls, rollover, rate-limit retries, playout, truncates."""
+        if self.returning_by_ms is not None and now_ms >= self.returning_by_ms:
+            return self.return_failed("no session ready in time", now_ms)
         out = self.tick_session(now_ms) + self._settle_truncations(now_ms)
         if self.retry_at_ms is not None and now_ms >= self.retry_at_ms:
             self.retry_at_ms = None

@@ -232,6 +232,15 @@ class RecoveryPolicy:
         """
         self._consecutive = 0
 
+    def reset(self) -> None:
+        """Start afresh: the brain this budget guarded was judged healthy again.
+
+        After a switch back from the fallback (healthy probes, a new session)
+        the failures that sent the call away are not held against the brain.
+        """
+        self._consecutive = 0
+        self._recent.clear()
+
     def _budget_spent(self) -> bool:
         return (
             self._consecutive >= self.config.max_consecutive

@@ -92,6 +92,12 @@ class UserAudioRelay:
         """The session is gone (socket closed, rollover started): hold audio from now."""
         self._connected = False
 
+    def forget(self) -> None:
+        """Drop what no session has taken yet: another brain answered it meanwhile."""
+        self._bytes = 0
+        self._uncommitted.clear()
+        self._held.clear()
+
     def on_connected(self) -> list[SendUserAudio]:
         """A new session is ready: replay the unfinished turn, then the held audio."""
         self._connected = True
