@@ -1,4 +1,4 @@
-"""The chained fallback as a batch job: a folder of recordings in, answers out.
+"""The chained fallback as a batch job: recordings in (a folder, a glob or a manifest), answers out.
 
 Voicemail-style: each recording is one caller turn. For each file the job
 writes ``<stem>.json`` (transcript, reply, timings) and ``<stem>.reply.wav``,
@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import glob
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,20 +95,75 @@ class BatchSummary:
         return sum(i.elapsed_ms for i in done) / audio if audio else None
 
 
-def list_inputs(in_dir: Path) -> list[Path]:
-    """Every visible entry of ``in_dir`` but plain subfolders; nothing is hidden.
+def list_inputs(source: Path) -> list[Path]:
+    """The recordings ``source`` names: a folder, a glob, or a manifest file.
 
-    Non-audio files, FIFOs, broken or looping symlinks and directories named
-    like audio are listed so their rows say what they are.
+    A folder: every visible entry but plain subfolders; nothing is hidden
+    (non-audio files, FIFOs, broken or looping symlinks and directories named
+    like audio are listed so their rows say what they are). A glob
+    (``calls/2026-*/*.wav``, ``**`` for any depth): its matches, the same way. A
+    manifest (any other file): one path or ``file://`` URI per line, read a line
+    at a time, relative paths from the manifest's folder, blank lines and
+    ``#`` comments skipped, each file once, in the manifest's order; so a
+    million-file job never lists a directory in one go.
     """
-    if not in_dir.is_dir():
-        raise ConfigError(f"{in_dir}: not a directory", hint="pass the folder of recordings")
-    files = sorted(
-        p for p in in_dir.iterdir() if not p.name.startswith(".") and not _plain_subfolder(p)
-    )
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if _listed(p))
+    elif source.is_file() and source.suffix.lower() in SUPPORTED:
+        raise ConfigError(
+            f"{source}: a recording, not a list of them",
+            hint="pass its folder, a glob, or a manifest file of one path per line",
+        )
+    elif source.is_file():
+        files = _read_manifest(source)
+    elif _GLOB_CHARS & set(str(source)):
+        files = sorted(Path(p) for p in glob.iglob(str(source), recursive=True) if _listed(Path(p)))
+        if not files:
+            raise ConfigError(f"{source}: matches no files", hint="check the pattern")
+    else:
+        raise ConfigError(
+            f"{source}: not a directory",
+            hint="pass the folder of recordings, a glob of them or a manifest file",
+        )
     if not files:
-        raise ConfigError(f"{in_dir}: holds no files", hint="put WAV or FLAC recordings in it")
+        raise ConfigError(f"{source}: holds no files", hint="put WAV or FLAC recordings in it")
     return files
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def _listed(path: Path) -> bool:
+    return not path.name.startswith(".") and not _plain_subfolder(path)
+
+
+def _read_manifest(manifest: Path) -> list[Path]:
+    seen: dict[Path, None] = {}  # ordered, each file once
+    try:
+        with manifest.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                entry = line.strip()
+                if not entry or entry.startswith("#"):
+                    continue
+                seen.setdefault(manifest.parent / _manifest_path(manifest, number, entry))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{manifest}: not a manifest (not UTF-8 text: {exc.reason})",
+            hint="pass a folder, a glob, or a text file of one path per line",
+        ) from exc
+    return list(seen)
+
+
+def _manifest_path(manifest: Path, number: int, entry: str) -> Path:
+    if "://" not in entry:
+        return Path(entry)
+    uri = urllib.parse.urlsplit(entry)
+    if uri.scheme != "file" or uri.netloc not in ("", "localhost"):
+        raise ConfigError(
+            f"{manifest}:{number}: {entry!r}: only paths and file:// URIs can be read",
+            hint="copy the recordings to this machine and list their paths",
+        )
+    return Path(urllib.parse.unquote(uri.path))
 
 
 def _plain_subfolder(path: Path) -> bool:
@@ -297,7 +354,7 @@ def write_answer(out_dir: Path, key: str, job: Job, answer: Answer) -> None:
 
 
 async def run_batch(
-    in_dir: Path,
+    source: Path,
     out_dir: Path,
     *,
     instructions: str = DEFAULT_INSTRUCTIONS,
@@ -308,7 +365,7 @@ async def run_batch(
     backend: BatchBackend | None = None,
     on_item: Callable[[BatchItem], None] | None = None,
 ) -> BatchSummary:
-    """Answer every recording in ``in_dir`` into ``out_dir``; see the module docstring.
+    """Answer every recording ``source`` names (:func:`list_inputs`) into ``out_dir``.
 
     ``backend`` None answers in this process (``workers`` files at once, on
     ``engines`` or the batch's own). ``max_audio_secs`` None takes recordings
@@ -319,7 +376,7 @@ async def run_batch(
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     if max_audio_secs is not None and not max_audio_secs > 0:
         raise ConfigError(f"--max-audio-secs must be above 0, not {max_audio_secs}")
-    files = list_inputs(in_dir)
+    files = list_inputs(source)
     prepare_out_dir(out_dir)
     keys = output_keys(files)
     backend = backend or AsyncioBackend(workers, engines)

@@ -35,6 +35,9 @@ EnginesFactory = Callable[[int], LocalEngines]
 DEFAULT_MAX_ATTEMPTS = 3
 # The object store only carries one recording and one reply per actor at a time.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+# Ray runs its workers at niceness 15 so its own daemons stay responsive; here the actors are
+# the job, and at 15 anything else on the machine starves them (a turn took 37 s at load 10).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 RAY_EXTRA_HINT = "install the ray extra: pip install 'voxpipe[ray]'"
 
 
@@ -165,6 +168,7 @@ class RayBackend:
                     include_dashboard=False,
                     log_to_driver=False,
                     object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                    _system_config=LOCAL_SYSTEM_CONFIG,
                 )
             else:
                 ray.init(address=self._address, log_to_driver=False)

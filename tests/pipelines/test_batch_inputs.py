@@ -92,3 +92,59 @@ def test_a_nonsense_limit_is_a_config_error(tmp_path: Path, limit: float) -> Non
     (inbox / "a.wav").write_bytes(b"x")
     with pytest.raises(ConfigError, match="max-audio-secs"):
         asyncio.run(run_batch(inbox, tmp_path / "out", engines=Unused(), max_audio_secs=limit))  # type: ignore[arg-type]
+
+
+def test_a_manifest_or_a_glob_names_the_recordings(tmp_path: Path) -> None:
+    """A path or file:// URI a line (relative to the manifest), or a glob: rows as a folder's."""
+    calls = tmp_path / "calls"
+    (calls / "mon").mkdir(parents=True)
+    (calls / "tue").mkdir()
+    for name in ("mon/a.wav", "mon/b.wav", "tue/c.wav"):
+        (calls / name).write_bytes(b"")  # empty: an error row, no model needed
+    manifest = tmp_path / "jobs.txt"
+    manifest.write_text(
+        "# today's calls\n"
+        "calls/tue/c.wav\n"
+        "\n"
+        f"file://{calls / 'mon/a.wav'}\n"
+        "calls/tue/c.wav\n"  # listed twice, answered once
+        "calls/mon/missing.wav\n"
+    )
+    assert batch.list_inputs(manifest) == [
+        calls / "tue/c.wav",
+        calls / "mon/a.wav",
+        calls / "mon/missing.wav",
+    ]
+    assert batch.list_inputs(Path(f"{calls}/*/*.wav")) == [
+        calls / "mon/a.wav",
+        calls / "mon/b.wav",
+        calls / "tue/c.wav",
+    ]
+    assert batch.list_inputs(Path(f"{calls}/**/b.wav")) == [calls / "mon/b.wav"]
+
+    out = tmp_path / "out"
+    asyncio.run(run_batch(manifest, out, engines=Unused()))  # type: ignore[arg-type]
+    rows = _rows(out)
+    assert set(rows) == {"c.wav", "a.wav", "missing.wav"}
+    assert "empty" in str(rows["c.wav"]) and "missing.wav" in str(rows["missing.wav"])
+    streamed = [
+        json.loads(line)["file"] for line in (out / "summary.jsonl").read_text().splitlines()
+    ]
+    assert sorted(streamed) == sorted(rows)  # each row as it finished
+
+
+def test_a_manifest_or_glob_that_cannot_work_is_a_config_error(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.txt"
+    remote.write_text("a.wav\ns3://bucket/b.wav\n")
+    with pytest.raises(ConfigError, match=r"remote.txt:2: 's3://bucket/b.wav': only paths"):
+        batch.list_inputs(remote)
+    with pytest.raises(ConfigError, match="matches no files"):
+        batch.list_inputs(tmp_path / "nothing" / "*.wav")
+    binary = tmp_path / "calls.bin"
+    binary.write_bytes(b"RIFF\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a manifest"):
+        batch.list_inputs(binary)
+    one = tmp_path / "a.wav"
+    one.write_bytes(b"RIFF")
+    with pytest.raises(ConfigError, match="a recording, not a list of them"):
+        batch.list_inputs(one)

@@ -1,4 +1,6 @@
-"""``voxpipe batch IN_DIR OUT_DIR``: answer a folder of recordings on the chained path.
+"""``voxpipe batch IN OUT_DIR``: answer recordings on the chained path.
+
+IN is a folder, a glob (quoted) or a manifest file of one path per line.
 
 ``--backend ray`` runs the models on a Ray cluster's actors (the ``ray`` extra);
 the outputs are the same files either way.
@@ -20,11 +22,12 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "batch",
         help=summary("batch"),
-        description="For each audio file in IN_DIR write OUT_DIR/<stem>.json and "
+        description="For each recording in IN (a folder, a quoted glob, or a manifest file "
+        "of one path or file:// URI per line) write OUT_DIR/<stem>.json and "
         "<stem>.reply.wav, a row of OUT_DIR/summary.jsonl as each finishes, then "
         "OUT_DIR/summary.json. Exit code 1 if any file failed.",
     )
-    parser.add_argument("in_dir", type=Path, metavar="IN_DIR")
+    parser.add_argument("source", type=Path, metavar="IN")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--instructions", default=None, help="system prompt for the replies")
     parser.add_argument(
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         backend = RayBackend(
             address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker
         )
-    total = len(list_inputs(args.in_dir))
+    total = len(list_inputs(args.source))
     with _progress(total) as advance:
 
         def on_item(item: BatchItem) -> None:
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = asyncio.run(
             run_batch(
-                args.in_dir,
+                args.source,
                 args.out_dir,
                 instructions=args.instructions or DEFAULT_INSTRUCTIONS,
                 workers=args.workers or 1,
