@@ -42,6 +42,7 @@ from voxpipe.observability.capture import CaptureLog
 from voxpipe.playback import PlaybackSink
 from voxpipe.transports.playback_reports import ReportsPlayback
 from voxpipe.transports.recording import CallRecording
+from voxpipe.transports.webrtc.track import use_steady_track
 from voxpipe.webrtc.liveness import PeerLiveness
 from voxpipe.webrtc.playout import RTP_MODULUS, PlayoutMapper, PositionHeard
 
@@ -232,6 +233,7 @@ class WebRTCCallTransport(SmallWebRTCTransport):
     ) -> None:
         params = params or call_params()
         super().__init__(connection, params)
+        use_steady_track(self._client)  # no holes in a reply when the loop runs late
         self.connection = connection
         self.now_ms = now_ms
         self.recording = CallRecording(
