@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voxpipe.agents import AgentsConfig, BrainPath
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.processors.local.turn_clock import CallerSilenceTimeout, CallerSilenceVAD
@@ -82,6 +84,7 @@ def build_chained_pipeline(
     llm: Any = None,
     tts: FrameProcessor | None = None,
     slots: ChainedSlots | None = None,
+    agents: AgentsConfig | None = None,
 ) -> VoiceGraph:
     """Build transport in -> VAD/turn -> STT -> LLM -> [tap] -> TTS -> transport out.
 
@@ -100,7 +103,20 @@ def build_chained_pipeline(
         slots: engines per slot in order (``[chained]`` in ``agent.toml``); a slot
             listed there takes a fallback service that hands a failed or late
             request to its next engine (:mod:`voxpipe.processors.slot_fallback`).
+        agents: the agents of ``agent.toml`` (``start`` + ``[agents.<name>]``): the
+            context starts with the ``start`` agent's instructions (``instructions``
+            is not used; an explicit ``llm`` must have no system instruction of its
+            own) and tools, and a ``transfer_to_<name>`` tool swaps them
+            (:mod:`voxpipe.processors.chained_handoff`).
     """
+    handoffs = None
+    if agents is not None:
+        from voxpipe.pipelines.agents import plan_agents
+        from voxpipe.processors.chained_handoff import ChainedHandoffs
+
+        plan_agents(agents, tools, BrainPath.CHAINED)
+        handoffs = ChainedHandoffs(agents, tools, now_ms=lambda: time.monotonic() * 1000)
+        instructions = ""  # the context's system message is the agent's
     if slots is not None:
         stt, llm, tts = _fallback_slots(slots, instructions, openai_api_key, stt, llm, tts)
     key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -117,6 +133,9 @@ def build_chained_pipeline(
     for name, handler in (functions or {}).items():
         llm.register_function(name, handler)
     context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
+    if handoffs is not None:
+        context = handoffs.start_context()
+        handoffs.register(llm)
     _prefill_on_transcripts(stt, llm, context, tts)
     pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
     return assemble(

@@ -1,25 +1,35 @@
-"""Triage hands a caller to billing on the realtime path, end to end on loopback.
+"""Triage hands a caller to billing, on the realtime path and the chained path, end to end.
 
-A caller recording (real speech) plays through the file transport into the
-realtime graph built from an agent file; the realtime service talks to
-voxpipe's server through a recording proxy, and the server's brain answers
-as whichever agent the session's instructions name. So the wire shows what
-the handoff sent, and the brain shows who answered.
+A caller recording (real speech) plays through the file transport into a
+graph built from one agent file. Realtime: the service talks to voxpipe's
+server through a recording proxy, and the server's brain answers as
+whichever agent the session's instructions name, so the wire shows what the
+handoff sent and the brain shows who answered. Chained: local Whisper hears
+the caller, a loopback stand-in for OpenAI's chat (the paid remote provider)
+answers as the agent the context's system message names, local TTS speaks.
+Both paths must give the same handoffs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fake_openai_agents import API_KEY as CHAT_KEY
+from fake_openai_agents import AgentsChat, Chat, running_agents_chat
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.services.llm_service import FunctionCallParams
+from pipecat.services.openai.llm import OpenAILLMService
 from realtime_calls import compose
 from recording_proxy import RecordingProxy, Relayed, recording_proxy
 
 from voxpipe.call.events import HandoffApplied, HandoffStarted, timeline_entry
+from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.guardrails.config import load_agent_file
+from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.realtime import CallEvent, RealtimeService
@@ -47,6 +57,7 @@ instructions = "{BILLING}"
 tools = ["get_balance"]
 handoffs = ["triage"]
 """
+GREETING = "Nice to meet you. How can I help?"
 TRANSFER_LINE = "Let me transfer you to our billing team."
 BILLING_LINE = "This is billing. Your balance is forty two dollars."
 
@@ -56,17 +67,33 @@ async def get_balance(params: FunctionCallParams) -> None:
     await params.result_callback({"balance_usd": 42})
 
 
+SCRIPTS = {
+    "triage": AgentScript(
+        TRIAGE,
+        [
+            AgentLine(GREETING),
+            AgentLine(TRANSFER_LINE, "transfer_to_billing", {"reason": "billing question"}),
+        ],
+    ),
+    "billing": AgentScript(BILLING, [AgentLine(BILLING_LINE)]),
+}
+# Turn 1 says who is calling; turn 2 asks for billing (the transfer).
+CALLER = [
+    1500,
+    "Hello, my name is John Smith.",
+    5000,
+    "I have a question about my bill.",
+]
+# What both paths must do: (from, to, reason) of each handoff, in order.
+HANDOFFS = [("triage", "billing", "billing question")]
+
+
 def brain() -> ScriptedAgentsBrain:
-    return ScriptedAgentsBrain(
-        {
-            "triage": AgentScript(
-                TRIAGE,
-                [AgentLine(TRANSFER_LINE, "transfer_to_billing", {"reason": "billing question"})],
-            ),
-            "billing": AgentScript(BILLING, [AgentLine(BILLING_LINE)]),
-        },
-        pace=2.0,
-    )
+    return ScriptedAgentsBrain(SCRIPTS, pace=2.0)
+
+
+def handoffs(events: list[Any]) -> list[tuple[str, str, str]]:
+    return [(e.previous, e.current, e.reason) for e in events if isinstance(e, HandoffStarted)]
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 90.0) -> None:
@@ -90,7 +117,7 @@ async def test_triage_hands_the_caller_to_billing_with_one_session_update(
     agents = load_agent_file(agent_file).agents
     assert agents is not None
     recording = tmp_path / "caller.wav"
-    compose(make_speech, [400, "Hi, I have a question about my bill.", 12_000], recording)
+    compose(make_speech, [*CALLER, 12_000], recording)
     answers = brain()
     config = ServerConfig(api_key=KEY)
     async with (
@@ -110,21 +137,18 @@ async def test_triage_hands_the_caller_to_billing_with_one_session_update(
             events.append(event)
 
         async with CallSession(graph.pipeline, end_timeout_secs=5):
-            await wait_for(lambda: len(answers.answered) >= 2, "the second response")
-            billing_response = answers.answered[1].response_id
+            await wait_for(lambda: len(answers.answered) >= 3, "the third response")
+            billing_response = answers.answered[2].response_id
             await wait_for(lambda: _done(proxy, billing_response), "the billing response's end")
 
-    assert [a.agent for a in answers.answered[:2]] == ["triage", "billing"]
-    assert answers.answered[1].tools == ("get_balance", "transfer_to_triage")
-    assert answers.answered[1].instructions.startswith(BILLING)
-    assert TRIAGE not in answers.answered[1].instructions
+    assert [a.agent for a in answers.answered[:3]] == ["triage", "triage", "billing"]
+    assert answers.answered[0].tools == ("transfer_to_billing",)
+    assert answers.answered[2].tools == ("get_balance", "transfer_to_triage")
+    assert answers.answered[2].instructions.startswith(BILLING)
+    assert TRIAGE not in answers.answered[2].instructions
     _check_the_wire(proxy, billing_response)
+    assert handoffs(events) == HANDOFFS
     (started,) = [e for e in events if isinstance(e, HandoffStarted)]
-    assert (started.previous, started.current, started.reason) == (
-        "triage",
-        "billing",
-        "billing question",
-    )
     (applied,) = [e for e in events if isinstance(e, HandoffApplied)]
     assert applied.responded and not applied.barged_in
     entry = timeline_entry(started)
@@ -191,3 +215,66 @@ def _check_the_wire(proxy: RecordingProxy, billing_response: str) -> None:
         and m.body["response_id"] == billing_response
     ]
     assert audio  # billing spoke
+
+
+async def test_the_same_agent_file_hands_off_the_same_way_on_the_chained_path(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    agent_file = tmp_path / "agent.toml"
+    agent_file.write_text(AGENT_FILE)
+    agents = load_agent_file(agent_file).agents
+    assert agents is not None
+    recording = tmp_path / "caller.wav"
+    compose(make_speech, [*CALLER, 14_000], recording)
+    async with running_agents_chat(SCRIPTS) as chat:
+        transport = FileTransport(recording, paced=True)
+        llm = OpenAILLMService(
+            api_key=CHAT_KEY, base_url=chat.url, settings=OpenAILLMService.Settings(model="m")
+        )
+        graph = build_chained_pipeline(
+            transport, llm=llm, tools=[get_balance], agents=agents, openai_api_key=""
+        )
+        events = Recorded()
+        async with CallSession(graph, observers=[events], end_timeout_secs=5):
+            try:
+                await wait_for(lambda: _billing_chat(chat) is not None, "billing's chat", 120.0)
+            except AssertionError:
+                raise AssertionError(f"chats so far: {chat.chats}") from None
+            await wait_for(lambda: transport.bot_pcm() != b"", "the bot's voice", 60.0)
+
+    assert handoffs(events.events) == HANDOFFS  # as on the realtime path
+    second = _billing_chat(chat)
+    assert second is not None
+    # Triage greeted, then transferred (on whichever caller turn its second answer fell).
+    at = chat.chats.index(second)
+    assert [c.agent for c in chat.chats[: at + 1]] == ["triage", "triage", "billing"]
+    first = chat.chats[0]
+    assert first.tools == ("transfer_to_billing",)
+    assert second.tools == ("get_balance", "transfer_to_triage")
+    system = [m for m in second.messages if m["role"] == "system"]
+    assert len(system) == 1 and system[0]["content"].startswith(BILLING)
+    assert TRIAGE not in json.dumps(second.messages)  # the old agent's instructions are gone
+    # The caller's name (turn 1) is carried, in the summary or the last turns verbatim.
+    carried = json.dumps(second.messages).lower()
+    assert any(name in carried for name in ("john", "jon", "smith")), carried
+    (result,) = [m for m in second.messages if m["role"] == "tool"]
+    assert json.loads(result["content"])["transferred_to"] == "billing"
+    assert len(second.messages) <= 1 + agents.settings.keep_turns + 2
+    (applied,) = [e for e in events.events if isinstance(e, HandoffApplied)]
+    assert applied.responded
+
+
+def _billing_chat(chat: AgentsChat) -> Chat | None:
+    return next((c for c in chat.chats if c.agent == "billing"), None)
+
+
+class Recorded(BaseObserver):
+    """The call events the graph carried (the chained path's handoff events among them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Any] = []
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if data.first_push and isinstance(data.frame, RealtimeCallEventFrame):
+            self.events.append(data.frame.event)
