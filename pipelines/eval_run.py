@@ -164,7 +164,7 @@ async def _call(
             bot_words=() if recorder is not None and options.brain == "scripted" else None,
             ended_ms=ended,
         )
-        (call_dir / RECORD_FILE).write_text(record_json(record) + "\n")
+        (call_dir / RECORD_FILE).write_text(record_json(record, caller.bot_chunks) + "\n")
 
 
 async def _until_listening(graph: Any, mode: Mode, call: CallSession) -> None:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from voxpipe.evals.graders import Check, CheckKind, JudgeVerdict, grade
-from voxpipe.evals.record import BrainContext, CallRecord, Span, merge_spans, word_spans
+from voxpipe.evals.record import (
+    BrainContext,
+    CallRecord,
+    Span,
+    heard_words,
+    merge_spans,
+    word_spans,
+)
 from voxpipe.evals.scenario import parse_file
 from voxpipe.timeline import EventKind, TimelineEvent
 from voxpipe.transports.realtime_server.brains import SyntheticVoice
@@ -217,5 +224,24 @@ def test_the_synthetic_voices_words_are_counted_from_its_audio() -> None:
 
 
 def test_written_chunks_merge_into_stretches() -> None:
-    chunks = [(0.0, 20.0), (20.0, 20.0), (45.0, 20.0), (500.0, 20.0)]
-    assert merge_spans(chunks) == [Span(0, 65), Span(500, 520)]
+    chunks = [(0.0, 20.0), (20.0, 20.0), (105.0, 20.0), (500.0, 20.0)]
+    assert merge_spans(chunks) == [Span(0, 125), Span(500, 520)]
+
+
+def test_words_are_counted_from_the_chunks_as_played_not_the_holes_jitter_left() -> None:
+    # A paced output under load plays some 20 ms chunks late: call.wav gets holes of silence.
+    rate = SyntheticVoice.sample_rate
+    pcm = b"".join(SyntheticVoice().synthesize(REPLY))
+    step = rate * 2 * 20 // 1000
+    track, chunks, at_ms = bytearray(), [], 1000.0
+    for i, start in enumerate(range(0, len(pcm), step)):
+        at_ms += 20 + (25 if i % 7 == 3 else 0)  # every 7th chunk 25 ms late
+        begin = int(at_ms * rate / 1000) * 2
+        piece = pcm[start : start + step]
+        track.extend(bytes(begin + len(piece) - len(track)))
+        track[begin : begin + len(piece)] = piece
+        chunks.append((at_ms, len(piece) / 2 / rate * 1000))
+    assert len(word_spans(bytes(track), rate)) > len(REPLY.split())  # the holes split words
+    words = heard_words(bytes(track), rate, chunks)
+    assert len(words) == len(REPLY.split())
+    assert words[0].start_ms == pytest.approx(1020, abs=10)  # on the call's clock

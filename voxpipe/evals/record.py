@@ -11,6 +11,7 @@ call graded twice gets the same verdict.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,11 +74,11 @@ class CallRecord:
         return Span(start, max(start, end))
 
 
-def merge_spans(chunks: Sequence[tuple[float, float]], *, join_ms: float = 30.0) -> list[Span]:
+def merge_spans(chunks: Sequence[tuple[float, float]], *, join_ms: float = 100.0) -> list[Span]:
     """Chunks (start, duration) of written audio as contiguous stretches.
 
     Chunks closer than ``join_ms`` are one stretch: a paced output writes 20 ms
-    chunks a few ms late under load, which no caller hears as a pause.
+    chunks up to tens of ms late under load, which no caller hears as a pause.
     """
     spans: list[Span] = []
     for start, duration in sorted(chunks):
@@ -120,7 +121,39 @@ def word_spans(pcm16: bytes, rate: int, *, threshold: int = 300, gap_ms: int = 1
     return spans
 
 
-def record_json(record: CallRecord) -> str:
+def heard_words(pcm16: bytes, rate: int, chunks: Sequence[tuple[float, float]]) -> list[Span]:
+    """The words of the bot's track, chunk by chunk as they were played, on the call's clock.
+
+    A paced output writes each 20 ms chunk when it plays; under load one can
+    play 20-40 ms late, which leaves a hole in ``call.wav`` that would split a
+    word in two. The chunks are laid end to end before the words are counted,
+    and each word is placed back at the time its first chunk played.
+    """
+    width = 2
+    pieces, starts = [], []  # starts: (offset in the stream ms, call time ms) per chunk
+    offset, previous_end = 0.0, None
+    for at_ms, duration_ms in sorted(chunks):
+        if previous_end is not None and at_ms - previous_end > 100:  # a new stretch: keep apart
+            pieces.append(bytes(int(rate * 0.05) * width))
+            offset += 50.0
+        previous_end = at_ms + duration_ms
+        begin = int(at_ms * rate / 1000) * width
+        size = round(duration_ms * rate / 1000) * width
+        pieces.append(pcm16[begin : begin + size].ljust(size, b"\0"))
+        starts.append((offset, at_ms))
+        offset += duration_ms
+    keys = [s[0] for s in starts]
+
+    def on_call_clock(stream_ms: float) -> float:
+        index = max(0, bisect.bisect_right(keys, stream_ms) - 1)
+        chunk_offset, at_ms = starts[index]
+        return at_ms + stream_ms - chunk_offset
+
+    words = word_spans(b"".join(pieces), rate)
+    return [Span(on_call_clock(w.start_ms), on_call_clock(w.end_ms)) for w in words]
+
+
+def record_json(record: CallRecord, chunks: Sequence[tuple[float, float]] = ()) -> str:
     """What :func:`load_record` reads back (besides the timeline and the recording)."""
     return json.dumps(
         {
@@ -130,6 +163,8 @@ def record_json(record: CallRecord) -> str:
             if record.contexts is None
             else [{"t_ms": c.t_ms, "messages": list(c.messages)} for c in record.contexts],
             "count_words": record.bot_words is not None,
+            # Each chunk of bot audio (start, ms) as it played: the words are counted from them.
+            "bot_chunks": [[round(a, 2), round(d, 2)] for a, d in chunks],
             "ended_ms": record.ended_ms,
         },
         indent=1,
@@ -143,7 +178,8 @@ def load_record(call_dir: Path) -> CallRecord:
     events = tuple(_event(json.loads(line)) for line in _lines(call_dir / "timeline.jsonl"))
     words = None
     if data.get("count_words"):
-        words = tuple(word_spans(*_bot_track(call_dir / "call.wav")))
+        pcm, rate = _bot_track(call_dir / "call.wav")
+        words = tuple(heard_words(pcm, rate, [(a, d) for a, d in data["bot_chunks"]]))
     contexts = data.get("contexts")
     return CallRecord(
         lines=tuple(Span(a, b) for a, b in data["lines"]),

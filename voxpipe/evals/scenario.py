@@ -172,13 +172,30 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
         raise ScenarioError(where, "file", "not found" if not path.exists() else "not a file")
     if path.stat().st_size > MAX_SCENARIO_FILE_BYTES:
         raise ScenarioError(where, "file", f"over {MAX_SCENARIO_FILE_BYTES} bytes")
+
+    class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+        """pipecat's ``!include <path>``: another YAML file, relative to this one."""
+
+    def _include(loader: Any, node: Any) -> Any:
+        return _read_yaml_value(path.parent / loader.construct_scalar(node), where)
+
+    _Loader.add_constructor("!include", _include)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScenarioError(where, "file", f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ScenarioError(where, "file", "a scenario file is a mapping with 'scenarios:'")
     return data
+
+
+def _read_yaml_value(path: Path, including: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ScenarioError(including, "!include", f"cannot read {path}: {exc}") from None
 
 
 def parse_file(data: Mapping[str, Any], path: Path) -> list[Scenario]:
