@@ -6,16 +6,31 @@ answers at once) and transcribes the caller with the local Whisper, the
 chained brain is the local engines (Whisper, Qwen2.5-0.5B, Piper).
 
 Fault kinds:
-- ``close``: the socket closes after the reply's first audio and the
+- ``close``: the socket closes mid-reply and the
   reconnect is refused (the provider is down): the budget of one reconnect
   is spent and the call switches. Fault = the socket's close (as the call
   saw it: its ``Reconnecting`` event).
-- ``stall``: the server goes silent after the reply's first audio (30 s):
-  the 2 s stall limit switches. Fault = the last reply audio.
+- ``stall``: the server goes silent mid-reply (30 s): the 2 s stall limit
+  switches. Fault = the last reply audio before the silence.
+
+Both faults hit the reply once ``--cut-ms`` of its audio went out (1200 ms:
+"The capital of Japan is"), so the caller has heard part of it.
 
 Rows: ``switch`` is fault -> the switch (the policy's decision and the
 hand-over, independent of the chained models' speed); ``failover`` is fault
 -> the chained brain's first audio; ``reconnect`` the baseline.
+
+Words across the switch (fallback samples): what the caller *heard* of the
+cut reply is read from the output (the audio the file transport played
+before the chained brain spoke, against the scripted voice's word timing: a
+word counts once half of it played); what the chained brain was *seeded*
+with is the cut reply's words in the hand-over seed (the call's record,
+which keeps the heard share of the reply's words); what it *said* is its
+answer. ``lost``: heard words missing from the seed; ``unheard``: seeded
+words the caller never heard; ``repeated``: heard words the chained answer
+says again (a re-ask answers afresh, so some repetition is expected). Words
+are normalised (:func:`voxpipe.evaluation.normalise`) and counted as
+multisets; medians over the samples.
 
 Baseline in the same run, same fault, no fallback: the realtime brain
 recovers by itself (reconnecting after the close, or after its 8 s stall
@@ -25,16 +40,19 @@ between the two (a loaded machine drifts). Figures are p50/p95 over the
 samples, with the ratio of medians, and the load average.
 
 Prints a table and writes benchmarks/results/failover.json.
-Run: ``.venv/bin/python benchmarks/failover.py [--faults 10] [--kinds close stall]``.
+Run: ``.venv/bin/python benchmarks/failover.py [--faults 10] [--kinds close stall]
+[--cut-ms 1200]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,11 +63,13 @@ from pipecat.frames.frames import Frame, TTSAudioRawFrame
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
-from voxpipe.call.events import CallEvent, Reconnected, Reconnecting
-from voxpipe.call.failover import FailoverConfig
+from voxpipe.call.events import BrainSwitched, CallEvent, Reconnected, Reconnecting
+from voxpipe.call.failover import CUT_MARK, FailoverConfig
 from voxpipe.call.response_guard import ResponseReason
+from voxpipe.call.rollover import Role
 from voxpipe.call.state import CallState
 from voxpipe.engines import shared_engines
+from voxpipe.evaluation import normalise
 from voxpipe.pipelines.failover import build_failover_pipeline
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
@@ -71,6 +91,7 @@ RATE = 16_000
 QUESTION = "What is the capital city of Japan?"
 REPLY = "The capital of Japan is Tokyo, a very large city on the island of Honshu."
 SAMPLE_TIMEOUT_S = 120.0
+MS_PER_CHAR, WORD_GAP_MS = 55, 40  # the server's SyntheticVoice: a hum per word, then a gap
 
 
 class HearingScriptedBrain(ScriptedBrain):
@@ -114,15 +135,60 @@ async def _until(predicate: Any, timeout_s: float) -> None:
             await asyncio.sleep(0.02)
 
 
-def _arm(server: Any, kind: str) -> None:
-    server.arm(CloseMidResponse(code=1011) if kind == "close" else Stall(seconds=30))
+def _arm(server: Any, kind: str, cut_ms: int) -> None:
+    fault = (
+        CloseMidResponse(code=1011, after_ms=cut_ms)
+        if kind == "close"
+        else Stall(seconds=30, after_ms=cut_ms)
+    )
+    server.arm(fault)
+
+
+def heard_words(played_ms: float) -> list[str]:
+    """The reply's words the caller heard in ``played_ms`` of its audio (half a word counts)."""
+    heard, start = [], 0.0
+    for word in REPLY.split():
+        length = MS_PER_CHAR * len(word)
+        if start + length / 2 <= played_ms:
+            heard.append(word)
+        start += length + WORD_GAP_MS
+    return normalise(" ".join(heard)).split()
+
+
+def _minus(words: list[str], other: list[str]) -> list[str]:
+    left, out = list(other), []
+    for word in words:
+        if word in left:
+            left.remove(word)
+        else:
+            out.append(word)
+    return out
+
+
+@dataclass
+class Words:
+    """One switch: the cut reply's words heard, seeded and said again."""
+
+    heard: list[str]
+    seeded: list[str]
+    said: list[str]
+
+    def counts(self) -> dict[str, int]:
+        repeated = len(self.heard) - len(_minus(self.heard, self.said))
+        return {
+            "heard": len(self.heard),
+            "seeded": len(self.seeded),
+            "lost": len(_minus(self.heard, self.seeded)),
+            "unheard": len(_minus(self.seeded, self.heard)),
+            "repeated": repeated,
+        }
 
 
 async def one_sample(
-    server: Any, recording: Path, kind: str, fallback: bool
-) -> tuple[float, float | None]:
+    server: Any, recording: Path, kind: str, fallback: bool, cut_ms: int
+) -> tuple[float, float | None, Words | None]:
     """Fault -> first audio of the answer (chained with a fallback, realtime without),
-    and fault -> the switch (with a fallback)."""
+    fault -> the switch and the words across it (with a fallback)."""
     transport = FileTransport(recording, paced=True)
     if fallback:
         config = FailoverConfig(first_audio_deadline_ms=30_000, stall_ms=2_000)
@@ -146,8 +212,19 @@ async def one_sample(
             await service.request_response(ResponseReason.APPLICATION)  # ask again
 
     service.add_event_handler("on_call_event", _on_event)
+    seeded: list[str] = []
+    words: Words | None = None
+
+    async def _on_switched(_b: Any, event: BrainSwitched) -> None:
+        seed = service.call.handover_seed
+        turns = seed.verbatim if seed is not None else ()
+        cut = [t.text for t in turns if t.role is Role.ASSISTANT and t.text.endswith(CUT_MARK)]
+        seeded.extend(normalise(cut[-1].removesuffix(CUT_MARK)).split() if cut else [])
+
+    if fallback:
+        graph.services["failover"].add_event_handler("on_brain_switched", _on_switched)
     audio = Audio(transport, voice)
-    _arm(server, kind)
+    _arm(server, kind, cut_ms)
     async with CallSession(graph, observers=[audio], end_timeout_secs=3) as session:
         try:
             if kind == "close" and fallback:
@@ -158,20 +235,43 @@ async def one_sample(
             if kind == "close":
                 await _until(lambda: any(_closed(e) for _, e in events), 30)
                 fault_ms = next(t for t, e in events if _closed(e))
-            else:
-                fault_ms = audio.realtime_ms[0]
             if fallback:
                 await _until(lambda: bool(audio.chained_ms), SAMPLE_TIMEOUT_S)
                 first = audio.chained_ms[0]
                 brain = graph.services["failover"]
                 assert isinstance(brain, FailoverBrain) and brain.switched
-                switched = brain.policy.switches[0].at_ms - fault_ms
-            else:
+                switch_ms = brain.policy.switches[0].at_ms
+                if kind == "stall":  # the last reply audio before the server went silent
+                    fault_ms = max(t for t in audio.realtime_ms if t <= switch_ms)
+                switched = switch_ms - fault_ms
+                # What the caller heard: the realtime reply's audio played before the chained.
+                played = sum(w.duration_ms for w in transport.written if w.at_ms < first)
+                assistant = lambda: [  # noqa: E731
+                    str(m.get("content") or "")
+                    for m in graph.context.get_messages()
+                    if m.get("role") == "assistant"
+                ]
+                before = len(assistant())
+                await _until(lambda: len(assistant()) > before, SAMPLE_TIMEOUT_S)
+                said = normalise(assistant()[-1]).split()
+                words = Words(heard_words(played), list(seeded), said)
+            elif kind == "close":
                 await _until(lambda: any(t > fault_ms + 50 for t in audio.realtime_ms), 60)
                 first = next(t for t in audio.realtime_ms if t > fault_ms + 50)
+            else:  # the stall: the first reply audio after a silence, and the audio before it
+                await _until(lambda: _gap(audio.realtime_ms) is not None, 60)
+                fault_ms, first = _gap(audio.realtime_ms)  # type: ignore[misc]
         finally:
             await session.cancel()
-    return first - fault_ms, switched
+    return first - fault_ms, switched, words
+
+
+def _gap(times: list[float], silent_ms: float = 1_500) -> tuple[float, float] | None:
+    """The first silence in a brain's reply audio: (the last push before it, the first after)."""
+    for before, after in itertools.pairwise(times):
+        if after - before > silent_ms:
+            return before, after
+    return None
 
 
 def _closed(event: CallEvent) -> bool:
@@ -192,22 +292,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with running_realtime_server(config=config, brain=brain) as server:
             for kind in args.kinds:
                 samples: dict[str, list[float]] = {"failover": [], "reconnect": [], "switch": []}
+                words: list[Words] = []
+                timed_out = {"failover": 0, "reconnect": 0}  # no answer within the deadline
                 for i in range(args.faults):
                     for fallback in (True, False) if i % 2 == 0 else (False, True):
                         name = "failover" if fallback else "reconnect"
                         try:
-                            ms, switched = await one_sample(server, recording, kind, fallback)
+                            ms, switched, said = await one_sample(
+                                server, recording, kind, fallback, args.cut_ms
+                            )
                         except TimeoutError:
                             print(f"{kind} {name} #{i}: timed out", file=sys.stderr)
+                            timed_out[name] += 1
                             continue
                         samples[name].append(round(ms, 1))
                         if switched is not None:
                             samples["switch"].append(round(switched, 1))
+                        if said is not None:
+                            words.append(said)
+                            print(
+                                f"  words {said.counts()} said={' '.join(said.said)}",
+                                file=sys.stderr,
+                            )
                         loads.append(os.getloadavg()[0])
                         print(f"{kind} {name} #{i}: {ms:.0f} ms", file=sys.stderr)
                 results[kind] = _summary(samples)
+                results[kind]["words"] = _words_summary(words)
+                results[kind]["timed_out"] = timed_out
         return {
             "faults_per_kind": args.faults,
+            "cut_ms": args.cut_ms,
             "load_avg_during": [round(min(loads), 1), round(max(loads), 1)] if loads else None,
             "kinds": results,
         }
@@ -227,11 +341,30 @@ def _summary(samples: dict[str, list[float]]) -> dict[str, Any]:
     return out
 
 
+def _words_summary(words: list[Words]) -> dict[str, Any]:
+    counts = [w.counts() for w in words]
+    out: dict[str, Any] = {
+        f"{key}_p50": median([float(c[key]) for c in counts]) for key in WORD_COUNTS
+    }
+    out["n"] = len(counts)
+    out["samples"] = [
+        {**c, "heard_words": w.heard, "seeded_words": w.seeded, "said_words": w.said}
+        for c, w in zip(counts, words, strict=True)
+    ]
+    return out
+
+
+WORD_COUNTS = ("heard", "seeded", "lost", "unheard", "repeated")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faults", type=int, default=10, help="faults per kind and per path")
     parser.add_argument(
         "--kinds", nargs="+", choices=["close", "stall"], default=["close", "stall"]
+    )
+    parser.add_argument(
+        "--cut-ms", type=int, default=1_200, help="reply audio sent before the fault"
     )
     args = parser.parse_args()
     data = asyncio.run(run(args))
@@ -247,6 +380,15 @@ def main() -> int:
         f"Fault -> first audio of the answer (load {data['load_avg_during']})",
         ["fault", "path", "n", "p50 ms", "p95 ms"],
         rows,
+    )
+    word_rows = [
+        [kind, result["words"]["n"], *(result["words"][f"{k}_p50"] for k in WORD_COUNTS)]
+        for kind, result in data["kinds"].items()
+    ]
+    print_table(
+        f"Words of the cut reply across the switch, medians (load {data['load_avg_during']})",
+        ["fault", "n", *WORD_COUNTS],
+        word_rows,
     )
     print(f"wrote {write_result('failover', data)}")
     return 0

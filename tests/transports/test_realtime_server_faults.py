@@ -99,6 +99,23 @@ async def test_close_mid_response(server: RunningServer, code: int) -> None:
         assert "response.done" not in client.types()
 
 
+async def test_close_mid_response_after_some_audio_cuts_the_reply_there(
+    server: RunningServer,
+) -> None:
+    server.arm(CloseMidResponse(code=1011, after_ms=600))
+    async with raw_client(server) as client:
+        await client.send({"type": "response.create"})
+        with pytest.raises(ConnectionError):
+            while True:
+                await client.next()
+        assert client.close_code == 1011
+        deltas = [e for e in client.seen if e["type"] == "response.output_audio.delta"]
+        sent_ms = sum(len(e["delta"]) * 3 / 4 for e in deltas) / 48  # 24 kHz PCM16
+        # Cut once 600 ms had gone out: deltas are 100 ms, the reply is seconds long.
+        assert 600 <= sent_ms < 800, sent_ms
+        assert "response.done" not in client.types()
+
+
 async def test_send_error_reaches_live_sessions_and_can_close(server: RunningServer) -> None:
     async with raw_client(server) as first, raw_client(server) as second:
         server.arm(

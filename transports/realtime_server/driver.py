@@ -71,6 +71,9 @@ WRITE_STALL_S = 30.0
 # a few KiB each, so this is some hundreds of MiB at worst).
 MAX_OUTBOX_EVENTS = 50_000
 POLICY_VIOLATION = 1008
+# A fault's ``after_ms`` counts reply audio as 24 kHz PCM16, the default output format
+# (a G.711 session's deltas, a sixth of the bytes, reach it six times later).
+PCM_BYTES_PER_MS = 48
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ class SessionDriver:
         self._brain_tasks: dict[str, asyncio.Task[None]] = {}
         self._transcriptions: set[asyncio.Task[None]] = set()
         self._watched_response: str | None = None
+        self._watched_audio_ms = 0.0  # of the watched response's audio, sent so far
+        # Faults waiting for their point in that audio.
+        self._breaks: list[CloseMidResponse | Stall] = []
         self._speculation: asyncio.Task[str | None] | None = None
         self._speculation_key: tuple[str, int | None] | None = None
         self._reply: Speculation[Any] | None = None  # a reply started at the last pause
@@ -267,7 +273,7 @@ class SessionDriver:
                     return
                 self._outbox.put_nowait(output)
                 if isinstance(output, ResponseAudioDeltaEvent):
-                    self._maybe_break_response(output.response_id)
+                    self._maybe_break_response(output)
             elif isinstance(output, VadScoringRequested):
                 self._vad.submit(self._vad_stream, output.frames, self._vad_scored)
             elif isinstance(output, BrainStartRequested):
@@ -317,16 +323,20 @@ class SessionDriver:
             if self._abort is not None:
                 self._abort()
 
-    def _maybe_break_response(self, response_id: str) -> None:
-        if self._watched_response == response_id:
-            return
-        self._watched_response = response_id
-        close = self._faults.take(CloseMidResponse)
-        if isinstance(close, CloseMidResponse):
-            self._outbox.put_nowait(CloseRequested(close.code, "fault injection"))
-        stall = self._faults.take(Stall)
-        if isinstance(stall, Stall):
-            self._outbox.put_nowait(_Pause(stall.seconds))
+    def _maybe_break_response(self, delta: ResponseAudioDeltaEvent) -> None:
+        """Faults armed for the next response hit it once ``after_ms`` of its audio went out."""
+        if self._watched_response != delta.response_id:
+            self._watched_response = delta.response_id
+            self._watched_audio_ms = 0.0
+            taken = (self._faults.take(CloseMidResponse), self._faults.take(Stall))
+            self._breaks = [f for f in taken if isinstance(f, CloseMidResponse | Stall)]
+        self._watched_audio_ms += len(delta.delta) * 3 / 4 / PCM_BYTES_PER_MS
+        for fault in [f for f in self._breaks if self._watched_audio_ms >= f.after_ms]:
+            self._breaks.remove(fault)
+            if isinstance(fault, CloseMidResponse):
+                self._outbox.put_nowait(CloseRequested(fault.code, "fault injection"))
+            elif isinstance(fault, Stall):
+                self._outbox.put_nowait(_Pause(fault.seconds))
 
     def _on_fault(self, fault: Fault) -> None:
         if isinstance(fault, SendError):

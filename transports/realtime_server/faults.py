@@ -30,9 +30,13 @@ class FaultKind(enum.Enum):
 
 @dataclass(frozen=True)
 class CloseMidResponse:
-    """Close the socket after the first audio delta of the next response."""
+    """Close the socket after the first audio delta of the next response.
+
+    ``after_ms``: only once that much of its audio went out (a cut mid-reply).
+    """
 
     code: int = CLOSE_INTERNAL_ERROR
+    after_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,13 @@ class ExhaustRateLimits:
 
 @dataclass(frozen=True)
 class Stall:
-    """Stop sending events for ``seconds`` after the next response's first audio delta."""
+    """Stop sending events for ``seconds`` after the next response's first audio delta.
+
+    ``after_ms``: only once that much of its audio went out (a stall mid-reply).
+    """
 
     seconds: float = 5.0
+    after_ms: int = 0
 
 
 Fault = CloseMidResponse | SendError | RefuseNextConnection | ExhaustRateLimits | Stall
