@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,21 +97,30 @@ LATE_SENTENCE = (
     "On Sunday we are closed all day, but the pharmacy on Market Street stays open until six "
     "in the evening every single day of the week."
 )
-LATE_BY_S = 4.0
+GAP_FRAMES = 120  # the second sentence waits until the stream ran 1.2 s in silence
+LATE_AT_MOST_S = 30.0
 
 
 class LateVoice:
     """A tone with no silent 10 ms in it (so silence the track fills in is told apart by being
-    all zeros) whose second sentence comes ``LATE_BY_S`` late, as Piper's does under load.
+    all zeros) whose second sentence comes late, as Piper's does under load.
+
+    How late is set by what the caller's stream shows, not by a clock: the second sentence
+    waits until ``gap`` is set (the track has sent 1.2 s of silence after the first). A fixed
+    delay did not make a fixed gap: at load 20 the first sentence reached the track ~3 s
+    late and a 4 s delay left a 400 ms gap.
 
     It is quiet (-31 dBFS): with no echo on the line the echo guard takes its prior coupling,
     and a caller well above what it expects of the bot is a barge-in at once."""
 
     sample_rate = 24_000
 
+    def __init__(self, gap: threading.Event) -> None:
+        self.gap = gap
+
     def synthesize(self, text: str) -> Iterator[bytes]:
         if text.startswith(LATE_SENTENCE[:20]):
-            time.sleep(LATE_BY_S)  # in the brain's worker thread: the reply's audio stalls
+            self.gap.wait(LATE_AT_MOST_S)  # in the brain's worker thread: the reply stalls
         n = self.sample_rate * 60 * len(text) // 1000
         t = np.arange(n) / self.sample_rate
         yield (np.sin(2 * np.pi * 220 * t) * 1500 + 300).astype("<i2").tobytes()
@@ -123,15 +132,19 @@ class TrackTap:
 
     def __init__(self) -> None:
         self.frames: list[tuple[float, bool]] = []  # (stream ms, real audio)
+        self.gap = threading.Event()  # GAP_FRAMES of silence after real audio went out
+        self._fill = -1  # silent frames since the last real one (-1: none real yet)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         original = SteadyAudioTrack.recv
 
         async def recv(track: SteadyAudioTrack) -> Any:
             frame = await original(track)
-            self.frames.append(
-                (frame.pts * 1000 / track._sample_rate, bool(frame.to_ndarray().any()))
-            )
+            is_real = bool(frame.to_ndarray().any())
+            self.frames.append((frame.pts * 1000 / track._sample_rate, is_real))
+            self._fill = 0 if is_real else self._fill + (self._fill >= 0)
+            if self._fill >= GAP_FRAMES:
+                self.gap.set()
             return frame
 
         monkeypatch.setattr(SteadyAudioTrack, "recv", recv)
@@ -164,12 +177,12 @@ class TrackTap:
 async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
     make_speech: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The reply's second sentence is 4 s late: the track fills ~3.2 s of silence into the
-    stream mid-reply (at 2.5 s late, ~1.7 s, the gap once came to 850 ms at load 6: pipecat's
-    track, behind its clock, chopped the first sentence with silence and stretched it by half;
-    transports/webrtc/track.py fixes that, and the margin is kept). The caller talks over the
-    reply after it went on; the truncation is the reply's audio the caller was sent, not that
-    plus the silence between.
+    """The reply's second sentence comes once the track has filled 1.2 s of silence into the
+    stream mid-reply (before, a fixed 2.5 s delay meant to leave ~1.7 s: the gap came to 850 ms
+    at load 6, pipecat's track chopping the first sentence with silence, fixed in
+    transports/webrtc/track.py, and to 400 ms at load 20 with the first sentence late). The
+    caller talks over the reply after it went on; the truncation is the reply's audio the
+    caller was sent, not that plus the silence between.
 
     Never more than was sent (+20 ms: rounding to whole chunks), and at most 100 ms less: after
     the far end's report, the chunk on the track and the one pipecat's output held when the cut
@@ -183,7 +196,7 @@ async def test_silence_filled_in_mid_reply_is_not_counted_as_heard(
     tap = TrackTap()
     tap.install(monkeypatch)
     brain = ScriptedBrain(
-        [f"{FIRST_SENTENCE} {LATE_SENTENCE}", "Sure."], voice=LateVoice(), pace=2.0
+        [f"{FIRST_SENTENCE} {LATE_SENTENCE}", "Sure."], voice=LateVoice(tap.gap), pace=2.0
     )
     async with (
         embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key),
