@@ -128,7 +128,7 @@ async def test_failing_probes_keep_the_call_on_chained_until_the_outage_is_over(
     async with failover_call(lines, loaded_engines, script=[REALTIME_REPLY], failover=BACK) as call:
         assert call.server is not None
         await _first_realtime_turn_then_quota(call)
-        for _ in range(100):  # the outage goes on: every handshake is refused
+        for _ in range(1_000):  # the outage goes on: every handshake is refused
             call.server.arm(RefuseNextConnection())
         refused = lambda: [p for p in call.brain.probes if p.outcome is ProbeOutcome.REFUSED]  # noqa: E731
         await call.until(lambda: len(refused()) >= 4, 90, "four refused probes")
