@@ -22,6 +22,7 @@ from voxpipe.observability.brains import brain_section
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget, Segment, summarize
 from voxpipe.observability.metrics import VoxpipeMetrics
+from voxpipe.observability.outcome import call_outcome
 from voxpipe.observability.prices import DEFAULT_MODEL
 from voxpipe.observability.ratelimits import RateLimitTracker
 from voxpipe.observability.slot_report import slot_section
@@ -143,6 +144,7 @@ def build_report(
     summary = {name: dataclasses.asdict(s) for name, s in summarize(list(budgets)).items()}
     return {
         "version": REPORT_VERSION,
+        "outcome": call_outcome(timeline).as_dict(),
         "turns": turns,
         "totals": {
             "turns": len(budgets),
@@ -291,6 +293,7 @@ def render_html(report: dict[str, Any], budgets: Sequence[LatencyBudget]) -> str
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
         ".unknown{color:#888}.skew{color:#d62728}</style></head><body>",
         "<h1>Call report</h1>",
+        _outcome_html(report["outcome"]),
         f"<p><b>Cost:</b> {esc(report['cost']['statement'])}</p>",
         "<h2>Latency over the call</h2><table><tr><th>figure</th><th>measured</th>"
         "<th>unknown</th><th>p50</th><th>p95</th><th>max</th></tr>",
@@ -333,6 +336,12 @@ def _turn_html(turn: dict[str, Any], b: LatencyBudget) -> str:
         skewed = ", ".join(sorted(s.value for s in b.skewed))
         lines.append(f"<p class='skew'>Negative (clock skew between stamps): {esc(skewed)}</p>")
     return "".join(lines)
+
+
+def _outcome_html(section: dict[str, Any]) -> str:
+    if section["reason"] is None:
+        return f"<p><b>Ended:</b> {html.escape(section['end'])}</p>"
+    return f"<p class='skew'><b>Ended:</b> {html.escape(section['reason'])}</p>"
 
 
 def _brains_html(section: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ server over a loopback socket, and the files a user reads afterwards."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from pathlib import Path
@@ -149,6 +150,43 @@ def test_a_call_whose_provider_never_answers_ends_with_its_artifacts_and_exit_1(
     assert (out / "call.wav").exists() and (out / "transcript.json").exists()
     kinds = [line["type"] for line in _lines(out)]
     assert kinds.count("reconnect") == 6 and "call_ended" in kinds
+
+
+def test_a_call_that_ends_while_its_brain_still_reconnects_says_why(
+    make_speech: Any, tmp_path: Path, capsys: Any
+) -> None:
+    # fc10: a caller who hung up before the retry budget was spent (the 7th failed connect,
+    # 7.9-15.8 s after the first with the default backoff) ended a call with no turns and no
+    # fatal error: exit 1, and not a word of why. A short caller (~3 s with the quiet after).
+    recording = tmp_path / "caller.wav"
+    audio, rate = sf.read(str(make_speech("Hello?", lead_ms=200, tail_ms=0)))
+    sf.write(str(recording), audio, rate, subtype="PCM_16")
+    out = tmp_path / "out"
+    code = main(
+        ["call", "--input", str(recording), "--out", str(out), "--server", "ws://127.0.0.1:9/v1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    failures = [
+        line
+        for line in _lines(out)
+        if line["type"] == "reconnect" and line["phase"] == "reconnecting"
+    ]
+    assert 1 <= len(failures) < 6  # the call ended before the budget was spent
+    attempts = f"{len(failures)} connection attempt{'' if len(failures) == 1 else 's'}"
+    reason = (
+        f"the call ended before the brain connected: {attempts} failed"
+        f" (last error: {failures[-1]['reason']})"
+    )
+    assert f"voxpipe call: the call failed: {reason}" in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["outcome"] == {
+        "end": "before_brain_connected",
+        "reason": reason,
+        "failed_connects": len(failures),
+    }
+    assert html.escape(reason) in (out / "report.html").read_text()
+    assert (out / "call.wav").exists() and (out / "transcript.json").exists()
 
 
 def test_voxpipe_demo_is_a_realtime_call_with_a_barge_in_and_tool_calls(

@@ -86,11 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def call_failure(result: Any) -> str | None:
-    """The error that ended the call early, if one did (from its timeline)."""
-    from voxpipe.timeline import EventKind
+    """Why the call did not end with its brain there, if it did not (from its timeline).
 
-    fatal = [e for e in result.timeline.of(EventKind.ERROR) if e.data.get("fatal")]
-    return str(fatal[0].data.get("error")) if fatal else None
+    A fatal error's text, or that the call ended before the brain connected or
+    while it was reconnecting (the report's ``outcome`` says the same).
+    """
+    from voxpipe.observability.outcome import call_outcome
+
+    return call_outcome(result.timeline).reason
 
 
 def _agent(path: Path) -> tuple[str, Any, Any]:
