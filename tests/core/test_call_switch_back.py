@@ -6,8 +6,10 @@ plus the chained brain's turn boundary, fed frames' stages with the time.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 from test_call_realtime import (
     CONNECT,
     SERVER_TURN,
@@ -28,10 +30,11 @@ from test_call_realtime import (
 from voxpipe.call import BackoffConfig, CallState, RealtimeCall
 from voxpipe.call.commands import Publish, SendEvent
 from voxpipe.call.events import BrainGaveUp
+from voxpipe.call.failover import parse_fallback_table
 from voxpipe.call.recovery import FailureClass, NetworkFailed
 from voxpipe.call.rollover import Role, Turn
 from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurnBoundary
-from voxpipe.errors import TransportError
+from voxpipe.errors import ConfigError, TransportError
 
 S = CallState
 HEARD = [
@@ -199,3 +202,28 @@ def test_a_barge_in_drops_the_audio_that_was_on_its_way() -> None:
     b.saw(ChainedStage.REPLY_STARTED, 1_500)
     b.saw(ChainedStage.REPLY_ENDED, 1_600)  # an empty reply: no voice, no audio
     assert b.at_boundary(2_600)
+
+
+# -- [fallback] in agent.toml ----------------------------------------------------------
+
+
+def test_the_agent_file_tunes_the_switch_back() -> None:
+    table = {"brain": "chained", "switch_back": False, "cooldown_ms": 5_000, "probes_needed": 3}
+    config = parse_fallback_table(table, "agent.toml")
+    assert config is not None
+    assert (config.switch_back, config.cooldown_ms, config.probes_needed) == (False, 5_000, 3)
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ({"switch_back": "yes"}, "[fallback].switch_back"),
+        ({"probe_interval_ms": True}, "[fallback].probe_interval_ms"),
+        ({"cooldown_ms": 10, "max_cooldown_ms": 5}, "max_cooldown_ms"),
+    ],
+)
+def test_a_bad_switch_back_setting_is_a_config_error_naming_it(
+    table: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        parse_fallback_table(table, "agent.toml")
