@@ -18,9 +18,12 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pipecat.frames.frames import Frame, LLMTextFrame
+from pipecat.observers.base_observer import FramePushed
+from pipecat.processors.frame_processor import FrameDirection
 
 from voxpipe.errors import ConfigError, ScenarioError
 from voxpipe.evals.caller import CallerCues
@@ -38,6 +41,7 @@ from voxpipe.evals.scenario import Scenario
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.session import CallSession
 from voxpipe.pipelines.simulated_call import Mode, build_call_graph, write_outputs
+from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.observability.report import instrument_call, report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.timeline import EventKind, Timeline
@@ -67,6 +71,25 @@ class EvalOptions:
     caller_factory: Callable[..., EvalCaller] = EvalCaller
     on_verdict: Callable[[CallVerdict], None] | None = None
     _local_brain: Any = field(default=None, repr=False)
+
+
+class BotText(InlineObserver):
+    """The bot's words as they come out of the brain, each with when (the call's clock).
+
+    Text deltas, not whole responses: a response's text is only complete at its
+    end frame, which a cut or a failed response may never push.
+    """
+
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (LLMTextFrame,)
+
+    def __init__(self, now_ms: Callable[[], float]) -> None:
+        super().__init__()
+        self._now = now_ms
+        self.deltas: list[tuple[float, str]] = []
+
+    def observe(self, data: FramePushed, first: bool) -> None:
+        if data.direction is FrameDirection.DOWNSTREAM and isinstance(data.frame, LLMTextFrame):
+            self.deltas.append((self._now(), data.frame.text))
 
 
 class RecordingBrain:
@@ -140,7 +163,8 @@ async def _call(
         )
         timeline = Timeline()
         instruments = instrument_call(caller, graph, timeline)
-        observers = [TimelineObserver(timeline, clock.now_ms), *instruments.observers]
+        bot_text = BotText(clock.now_ms)
+        observers = [TimelineObserver(timeline, clock.now_ms), bot_text, *instruments.observers]
         timeline.add(clock.now_ms(), EventKind.CALL_STARTED, mode=mode.value)
         async with CallSession(graph, observers=observers, end_timeout_secs=10) as call:
             await _until_listening(graph, mode, call)
@@ -163,6 +187,7 @@ async def _call(
             contexts=tuple(recorder.contexts) if recorder is not None else None,
             bot_words=() if recorder is not None and options.brain == "scripted" else None,
             ended_ms=ended,
+            bot_text=tuple(bot_text.deltas),
         )
         (call_dir / RECORD_FILE).write_text(record_json(record, caller.bot_chunks) + "\n")
 

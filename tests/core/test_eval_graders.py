@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,12 @@ def test_words_are_counted_from_the_chunks_as_played_not_the_holes_jitter_left()
     words = heard_words(bytes(track), rate, chunks)
     assert len(words) == len(REPLY.split())
     assert words[0].start_ms == pytest.approx(1020, abs=10)  # on the call's clock
+
+
+def test_the_reply_text_is_read_from_the_deltas_when_they_were_recorded() -> None:
+    # A reply whose end frame never came (no assistant_text event) is still graded.
+    record = dataclasses.replace(
+        _record([]), bot_text=((900, "ignored "), (1200, "Our pharmacy "), (1300, "opens at nine"))
+    )
+    checks = grade(_scenario([{"event": "response", "text_contains": "opens at nine"}]), record)
+    assert checks[-1].passed is True and "'Our pharmacy opens at nine'" in checks[-1].evidence

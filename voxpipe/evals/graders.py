@@ -148,8 +148,7 @@ def _args(raw: Any) -> Mapping[str, Any]:
 
 def _response(exp: Expectation, turn: int, record: CallRecord, ctx: _Context) -> list[Check]:
     window = record.reply_window(turn)
-    texts = record.of(EventKind.ASSISTANT_TEXT, window.start_ms, window.end_ms)
-    text = " ".join(str(e.data.get("text", "")) for e in texts).strip()
+    text = record.text_between(window.start_ms, window.end_ms)
     first = _first_audio(record, window)
     if exp.absent:
         ok = first is None and not text
@@ -248,7 +247,10 @@ def _truncation(exp: Expectation, turn: int, record: CallRecord, cut_reply: Span
     if record.bot_words is None or record.contexts is None:
         why = "the voice's words cannot be counted" if record.contexts else "no brain context"
         return _check(CheckKind.BARGE_IN, turn, exp, None, f"truncation not graded: {why}")
-    heard = [w for w in record.bot_words if cut_reply.start_ms - 5 <= w.start_ms < cut_reply.end_ms]
+    # The cut reply began after the caller's previous line (a stretch of its audio can
+    # be split by a late chunk under load, so not from the stretch's own start).
+    since = record.lines[turn - 1].end_ms if turn > 0 else 0.0
+    heard = [w for w in record.bot_words if since <= w.start_ms < cut_reply.end_ms]
     kept = _kept_text(record.contexts, cut[0].t_ms)
     if kept is None:
         return _check(CheckKind.BARGE_IN, turn, exp, False, "no context after the cut")

@@ -53,6 +53,14 @@ class CallRecord:
     contexts: tuple[BrainContext, ...] | None = None  # per response, in order
     bot_words: tuple[Span, ...] | None = None  # word by word, where the voice allows counting
     ended_ms: float = 0.0
+    bot_text: tuple[tuple[float, str], ...] | None = None  # (t_ms, delta); None: not recorded
+
+    def text_between(self, start_ms: float, end_ms: float) -> str:
+        """What the bot said (its transcript) between two moments."""
+        if self.bot_text is not None:
+            return "".join(t for at, t in self.bot_text if start_ms <= at < end_ms).strip()
+        texts = self.of(EventKind.ASSISTANT_TEXT, start_ms, end_ms)
+        return " ".join(str(e.data.get("text", "")) for e in texts).strip()
 
     def of(self, kind: EventKind, start_ms: float, end_ms: float) -> list[TimelineEvent]:
         return [e for e in self.events if e.kind is kind and start_ms <= e.t_ms < end_ms]
@@ -166,6 +174,9 @@ def record_json(record: CallRecord, chunks: Sequence[tuple[float, float]] = ()) 
             # Each chunk of bot audio (start, ms) as it played: the words are counted from them.
             "bot_chunks": [[round(a, 2), round(d, 2)] for a, d in chunks],
             "ended_ms": record.ended_ms,
+            "bot_text": None
+            if record.bot_text is None
+            else [[round(at, 1), text] for at, text in record.bot_text],
         },
         indent=1,
         default=str,
@@ -190,6 +201,9 @@ def load_record(call_dir: Path) -> CallRecord:
         else tuple(BrainContext(c["t_ms"], tuple(c["messages"])) for c in contexts),
         bot_words=words,
         ended_ms=float(data["ended_ms"]),
+        bot_text=None
+        if data.get("bot_text") is None
+        else tuple((float(at), str(text)) for at, text in data["bot_text"]),
     )
 
 
