@@ -82,11 +82,13 @@ async def real_run(path: Path, spans: list[tuple[int, int]], rollover: bool) -> 
         assert isinstance(service, RealtimeService)
         finished = asyncio.Event()
         roll_times: list[float] = []
+        rolled: list[RolledOver] = []  # service.events keeps only the newest events of a call
 
         @service.event_handler("on_call_event")
         async def _on_event(_s: Any, event: Any) -> None:
             if isinstance(event, RolledOver):
                 roll_times.append(transport.clock.now_ms())
+                rolled.append(event)
 
         @transport.event_handler("on_input_finished")
         async def _done(_t: Any) -> None:
@@ -95,7 +97,6 @@ async def real_run(path: Path, spans: list[tuple[int, int]], rollover: bool) -> 
         async with CallSession(graph.pipeline, end_timeout_secs=5):
             await finished.wait()
             await asyncio.sleep(1.0)
-    rolled = [e for e in service.events if isinstance(e, RolledOver)]
     latencies = answer_latencies(transport, spans)
     after = after_rollover(transport, spans, roll_times, latencies)
     return {

@@ -86,6 +86,7 @@ from voxpipe.call.commands import (
     UpdateSession,
 )
 from voxpipe.call.config import CallConfig
+from voxpipe.call.event_log import EVENTS_KEPT, EventLog
 from voxpipe.call.events import CallEvent, TokenRotated
 from voxpipe.call.probe import HealthProbe, ProbeFinished
 from voxpipe.call.realtime_call import RealtimeCall
@@ -162,6 +163,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
             aggregators keep).
         config: the call's behaviour (turns, timeouts, rollover, backoff).
         random_fn: randomness for backoff jitter (seeded in tests).
+        events_kept: how many of the newest call events ``events`` keeps (all are counted).
 
     Event handlers: ``on_call_event(service, event)`` for every
     :data:`~voxpipe.call.events.CallEvent`, and ``on_fatal_error(service,
@@ -178,6 +180,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
         context: LLMContext | None = None,
         config: CallConfig | None = None,
         random_fn: Callable[[], float] = random.random,
+        events_kept: int = EVENTS_KEPT,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_key="<from token provider>", **kwargs)
@@ -192,7 +195,8 @@ class RealtimeService(OpenAIRealtimeLLMService):
             new_id=lambda: f"item_vp{uuid.uuid4().hex[:20]}",
             now_ms=int(now_ms()),
         )
-        self.events: list[CallEvent] = []
+        # The newest events, for tests and benchmarks; observers get every one as it happens.
+        self.events = EventLog(events_kept)
         fmt = self.call.config.input_format
         # A G.711 session: the caller's bytes as they came where they still hold.
         self.g711_input = G711Input(fmt) if fmt is not AudioFormat.PCM16_24K else None
