@@ -5,12 +5,14 @@ tool on the chained LLM. The decision is the shared
 :class:`~voxpipe.handoff.AgentRoster`'s (as on the realtime path); what is
 left here is carrying it out on pipecat's ``LLMContext``, in this order:
 
-1. the transfer's result goes back with ``run_llm=False``, so the assistant
-   aggregator records it without running the LLM under the old agent;
-2. once the context holds it (``on_context_updated``): the system message
-   becomes the new agent's instructions with a summary of what the caller
-   heard before the last ``keep_turns`` turns, the old agent's instructions go,
-   the tools become the new agent's, the transfer call and its result stay;
+1. the system message and the tools become the new agent's at once (an
+   inference that a caller's turn starts meanwhile answers as the new agent),
+   and the transfer's result goes back with ``run_llm=False``, so the
+   assistant aggregator records it without running the LLM itself;
+2. once the context holds it (``on_context_updated``): the context is
+   bounded, the new agent's instructions with a summary of what the caller
+   heard before the last ``keep_turns`` turns, then those turns verbatim; the
+   transfer call and its result stay;
 3. then the LLM runs (an ``LLMRunFrame``): the new agent's first reply.
 
 The chained LLM takes its instructions from the context's system message
@@ -93,6 +95,9 @@ class ChainedHandoffs:
             return
         started_ms = self._now_ms()
         await self._publish(params, self._started(decision, params.context))
+        # At once, so that an inference a caller's turn starts meanwhile runs as the new
+        # agent (the old one never speaks after the transfer); the context is bounded below.
+        self._swap_instructions(params.context, decision)
 
         async def take_over() -> None:
             self._swap(params.context, decision)
@@ -127,6 +132,13 @@ class ChainedHandoffs:
             dropped_items=max(0, len(turns) - (len(bounded) - 1)),
             summary_chars=len(summary),
         )
+
+    def _swap_instructions(self, context: LLMContext, decided: HandoffDecided) -> None:
+        messages = list(context.get_messages())
+        if messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
+            messages[0] = {"role": "system", "content": decided.instructions}
+            context.set_messages(messages)
+        context.set_tools(self.tools_of(decided.current))
 
     def _swap(self, context: LLMContext, decided: HandoffDecided) -> None:
         keep = self.roster.agents.settings.keep_turns
