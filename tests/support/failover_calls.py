@@ -55,6 +55,8 @@ class HearingScriptedBrain(ScriptedBrain):
         return super().respond(request)
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        if self._stt is None:  # deaf: answers at once (a loaded machine's Whisper can take 15 s)
+            return None
         text: str = await asyncio.to_thread(self._stt.transcribe, pcm16, sample_rate)
         return text.strip() or None
 
@@ -142,13 +144,15 @@ async def failover_call(
     failover: FailoverConfig | None = None,
     refused: bool = False,
     pace: float = 4.0,
+    server_hears: bool = True,
 ) -> AsyncIterator[FailoverCall]:
     """Server (or a refused port) + cued caller + failover graph, running; stopped on exit.
 
     The caller's first line is said once a brain listens; each next one on ``call.caller.cue()``.
+    ``server_hears=False``: the server's brain transcribes nothing and answers at once.
     """
     config = ServerConfig(api_key=API_KEY, fault_injection=True)
-    brain = HearingScriptedBrain(engines.stt, script, pace=pace)
+    brain = HearingScriptedBrain(engines.stt if server_hears else None, script, pace=pace)
     async with running_realtime_server(config=config, brain=brain) as srv:
         caller = CuedCaller(lines, wait_first=True)
         graph = build_failover_pipeline(
