@@ -37,10 +37,13 @@ async def test_a_long_calls_events_stay_within_the_window(make_speech: Any, tmp_
         parts += [line, 2500]
     compose(make_speech, parts, recording)
     async with realtime_call(recording, script=["Sure.", "Yes, of course."]) as call:
+        before = call.service.events.total  # published before the window was put in
         call.service.events = log = EventLog(keep=KEEP)
-        before = len(call.events)  # what the handler saw before the window was put in
         await call.input_done()
         await call.wait_for(lambda: log.count(ResponseCreated) >= len(LINES), 60.0)
+        # pipecat runs each on_call_event handler as a task: wait until the test's has seen
+        # every event the log has (no await between this check and the copies below).
+        await call.wait_for(lambda: len(call.events) - before == log.total, 20.0)
         seen = list(call.events[before:])
         kept = list(log)
     print(
