@@ -29,7 +29,11 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from voxpipe.agents import AgentsConfig, BrainPath
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
-from voxpipe.processors.local.turn_clock import CallerSilenceTimeout, CallerSilenceVAD
+from voxpipe.processors.local.turn_clock import (
+    CallerSilenceTimeout,
+    CallerSilenceVAD,
+    hold_turn_open,
+)
 from voxpipe.slot_config import ChainedSlots
 
 if TYPE_CHECKING:
@@ -138,6 +142,7 @@ def build_chained_pipeline(
         handoffs.register(llm)
     _prefill_on_transcripts(stt, llm, context, tts)
     pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
+    _hold_turns_for_transcripts(stt, pair.user())
     return assemble(
         transport,
         context=context,
@@ -151,6 +156,18 @@ def build_chained_pipeline(
         services={"stt": stt, "llm": llm, "tts": tts},
         rate_limit_headers=headers,
     )
+
+
+def _hold_turns_for_transcripts(stt: FrameProcessor, user_aggregator: Any) -> None:
+    """Local Whisper: the caller's turn lasts until its transcript is in (turn_clock).
+
+    Without it a transcript slower than the turn watchdog (5 s, under load)
+    ended the turn empty, and one question asked the LLM twice.
+    """
+    from voxpipe.processors.local.stt import LocalWhisperSTTService
+
+    if isinstance(stt, LocalWhisperSTTService):
+        stt.hold_turns(hold_turn_open(user_aggregator))
 
 
 def _prefill_on_transcripts(

@@ -7,11 +7,14 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
     ErrorFrame,
     Frame,
     StartFrame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import STTSettings
@@ -38,6 +41,13 @@ class LocalWhisperSTTService(SegmentedSTTService):
         self._listeners: list[Callable[[str], object]] = []
         self._speech_listeners: list[Callable[[], object]] = []
         self._speech_starts = 0  # VAD starts seen: tells a segment the caller went on
+        # The turn's hold: while the caller speaks or a segment of theirs is still
+        # owed a transcript, ``_keep_turn`` is called every ``_keep_every_secs``.
+        self._keep_turn: Callable[[], object] | None = None
+        self._keep_every_secs = 1.0
+        self._caller_speaking = False
+        self._segments_owed = 0
+        self._keeping: asyncio.Task[None] | None = None
 
     def add_transcript_listener(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(text)`` with each segment's transcript as soon as it exists.
@@ -55,12 +65,49 @@ class LocalWhisperSTTService(SegmentedSTTService):
         """
         self._speech_listeners.append(listener)
 
+    def hold_turns(self, keep: Callable[[], object], *, every_secs: float = 1.0) -> None:
+        """Call ``keep()`` every ``every_secs`` while the caller's words are still coming.
+
+        That is from the VAD's start until the segment's transcript has been
+        pushed. The chained pipeline feeds the user turn's watchdog with it
+        (:func:`~voxpipe.processors.local.turn_clock.hold_turn_open`): Whisper on
+        a loaded machine can take longer than the watchdog's 5 s, and a turn it
+        ends before the transcript is empty, which pipecat answers with a
+        "please repeat" request to the LLM before the late transcript asks again.
+        """
+        self._keep_turn, self._keep_every_secs = keep, every_secs
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._speech_starts += 1
+            self._caller_speaking = True
+            self._keep_holding()
             for listener in self._speech_listeners:
                 listener()
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._caller_speaking = False
+            if self.is_usable:  # SegmentedSTTService queues a segment only then
+                self._segments_owed += 1
         await super().process_frame(frame, direction)
+
+    def _keep_holding(self) -> None:
+        if self._keep_turn is not None and self._keeping is None:
+            self._keeping = self.create_task(self._hold(), "hold_turn")
+
+    async def _hold(self) -> None:
+        try:
+            while self._caller_speaking or self._segments_owed > 0:
+                if self._keep_turn is not None:
+                    self._keep_turn()
+                await asyncio.sleep(self._keep_every_secs)
+        finally:
+            self._keeping = None
+
+    async def _stop_holding(self) -> None:
+        self._caller_speaking, self._segments_owed = False, 0
+        if (task := self._keeping) is not None:
+            await self.cancel_task(task)
+            self._keeping = None
 
     async def push_frame(
         self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
@@ -86,6 +133,14 @@ class LocalWhisperSTTService(SegmentedSTTService):
         await super().start(frame)
         await self.preload()
 
+    async def stop(self, frame: EndFrame) -> None:
+        await super().stop(frame)  # transcribes the queued segments first
+        await self._stop_holding()
+
+    async def cancel(self, frame: CancelFrame) -> None:
+        await self._stop_holding()
+        await super().cancel(frame)
+
     async def transcribe_segment(self, audio: bytes) -> str:
         """One segment's transcript (the chained slot's fallback hands it between engines)."""
         engine = self._engine or await shared_stt()
@@ -93,6 +148,14 @@ class LocalWhisperSTTService(SegmentedSTTService):
         return text
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
+        try:
+            async for frame in self._transcript(audio):
+                yield frame
+        finally:
+            # The transcript (if any) is pushed by now: the turn's hold may end.
+            self._segments_owed = max(self._segments_owed - 1, 0)
+
+    async def _transcript(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         starts = self._speech_starts
         await self.start_processing_metrics()
         try:

@@ -27,16 +27,29 @@ So here
 
 The STT timeout (how long a transcript may take) stays wall-clock: that is
 the STT's latency, not the caller's pause.
+
+pipecat's turn watchdog, though, must not end a turn whose words are still
+being transcribed: it fires after ``user_turn_stop_timeout`` (5 s) with no VAD
+event and no transcript, and local Whisper under load (load 13-17 on 2 cores)
+took longer than that after the VAD's stop. The turn then ended with no
+transcript; the first turn of a call counts as one that interrupted the bot,
+so pipecat's empty-turn recovery asked the LLM to have the caller repeat
+themselves, and the late transcript started a second turn that asked the LLM
+again: two requests, two replies, for one question
+(``tests/pipelines/test_chained_slow_transcript.py``). :func:`hold_turn_open`
+feeds the watchdog while the STT still owes the turn its transcript.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADState
 from pipecat.frames.frames import Frame, InputAudioRawFrame, VADUserStartedSpeakingFrame
+from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 
@@ -113,3 +126,15 @@ class CallerSilenceTimeout(SpeechTimeoutUserTurnStopStrategy):
             self._user_speech_timeout_task = None
         self._user_speech_wait_done = True
         await self._maybe_trigger_user_turn_stopped()
+
+
+def hold_turn_open(user_aggregator: LLMUserAggregator) -> Callable[[], None]:
+    """A call that tells the aggregator's turn watchdog the caller's turn is still live.
+
+    pipecat 1.14 resets the watchdog only on VAD events and transcripts and has
+    no public way to say "a transcript is on its way"; its timer waits on this
+    event (``UserTurnController._user_turn_stop_timeout_event``), so setting
+    it is what a VAD event or a transcript does to the watchdog, nothing more.
+    """
+    event: asyncio.Event = user_aggregator._user_turn_controller._user_turn_stop_timeout_event
+    return event.set

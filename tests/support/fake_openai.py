@@ -62,6 +62,8 @@ class FakeOpenAI:
     sent_headers: list[dict[str, str]] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
     chats: list[dict[str, Any]] = field(default_factory=list)
+    # When each chat was asked (time.monotonic()), beside it in ``chats``.
+    chat_times: list[float] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
     unauthorised: int = 0
     # Faults of a provider in trouble: a chat that waits this long before answering,
@@ -96,6 +98,7 @@ class FakeOpenAI:
             return _unauthorised()
         body = await request.json()
         self.chats.append(body)
+        self.chat_times.append(time.monotonic())
         if self.chat_stall_secs:
             await asyncio.sleep(self.chat_stall_secs)
             if request.transport is None or request.transport.is_closing():
@@ -146,6 +149,19 @@ class FakeOpenAI:
             await response.write(at_24k[start : start + 4800])
         await response.write_eof()
         return response
+
+    def chats_told(self) -> str:
+        """Each chat request: when it came (seconds after the first) and its messages.
+
+        For assertion messages: a test that expected one chat and got two says
+        what the second one asked.
+        """
+        first = self.chat_times[0] if self.chat_times else 0.0
+        lines = [f"{len(self.chats)} chat request(s):"]
+        for at, body in zip(self.chat_times, self.chats, strict=True):
+            asked = [(m.get("role"), m.get("content")) for m in body.get("messages", [])]
+            lines.append(f"  +{at - first:.2f} s: {asked}")
+        return "\n".join(lines)
 
 
 def _unauthorised() -> web.Response:
