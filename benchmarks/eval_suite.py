@@ -1,7 +1,7 @@
 """Benchmark ``voxpipe eval`` on the shipped suite: wall time, CPU, and calls graded per minute.
 
 Each run plays every scenario under ``evals/`` as one paced call (in process,
-the embedded server's scripted brain by default, ``--local`` adds the local
+the embedded server's scripted brain by default, ``--brain local`` the local
 engines) and grades it. Per run: wall time, the process's CPU time (server,
 caller, graph and graders share the process), and the calls' own length on
 their clock (the caller's first line to the call's end), which is the
@@ -11,7 +11,7 @@ the last answer, writing artifacts). Grading alone is timed separately, from
 the artifacts, to show it is not what costs. Medians over ``--runs``.
 
 Writes benchmarks/results/eval_suite.json. Run:
-``.venv/bin/python benchmarks/eval_suite.py [--runs 3] [--local]``.
+``.venv/bin/python benchmarks/eval_suite.py [--runs 3] [--brain scripted|local|both]``.
 """
 
 from __future__ import annotations
@@ -58,11 +58,15 @@ async def one_run(brain: str, out: Path) -> dict[str, Any]:
         "cpu_per_call_s": round(cpu / len(verdicts), 2),
         "grading_cpu_ms_per_call": round(grading * 1000 / len(verdicts), 1),
         "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "failures": [
+            f"{v.scenario}: {c.kind.value} t{c.turn}: {c.evidence}"
+            for v in verdicts
+            for c in v.failures
+        ],
     }
 
 
-async def main(runs: int, local: bool) -> None:
-    brains = ["scripted", "local"] if local else ["scripted"]
+async def main(runs: int, brains: list[str]) -> None:
     results: dict[str, Any] = {}
     rows = []
     for brain in brains:
@@ -103,12 +107,16 @@ async def main(runs: int, local: bool) -> None:
         ],
         rows,
     )
-    print(f"wrote {write_result('eval_suite', {'runs': runs, 'results': results})}")
+    name = "eval_suite" if brains == ["scripted"] else f"eval_suite_{'_'.join(brains)}"
+    print(f"wrote {write_result(name, {'runs': runs, 'results': results})}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--local", action="store_true", help="also on the local engines")
+    parser.add_argument(
+        "--brain", choices=["scripted", "local", "both"], default="scripted", help="whose answers"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.local))
+    brains = ["scripted", "local"] if args.brain == "both" else [args.brain]
+    asyncio.run(main(args.runs, brains))
