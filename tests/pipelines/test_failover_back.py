@@ -31,12 +31,14 @@ REALTIME_REPLY = "Realtime desk here, glad to help you with that."
 QUOTA = SendError(
     error_type="insufficient_quota", code="insufficient_quota", message="insufficient_quota"
 )
-# Hang detection out of the way (the server's Whisper is slow under load); a short
-# cooldown that ends while the chained brain is still on the caller's turn.
+# Hang detection out of the way (the server's Whisper is slow under load). The cooldown
+# outlasts the caller's question reaching the chained brain's VAD (seconds under load: a
+# cooldown over before it would find the call between turns) and mostly ends while the
+# chained brain is still answering, so the switch back waits for the turn boundary.
 BACK = FailoverConfig(
     first_audio_deadline_ms=30_000,
     stall_ms=30_000,
-    cooldown_ms=3_000,
+    cooldown_ms=8_000,
     probe_interval_ms=1_000,
     probes_needed=2,
 )
@@ -72,7 +74,7 @@ async def test_the_call_comes_back_to_realtime_at_a_turn_boundary_after_healthy_
         lines, loaded_engines, script=[REALTIME_REPLY], failover=BACK, server_hears=False
     ) as call:
         await _first_realtime_turn_then_quota(call)
-        call.caller.cue()  # asked of the chained brain; the cooldown ends while it answers
+        call.caller.cue()  # asked of the chained brain
         await call.until(lambda: len(call.brain.switched) >= 2, 180, "the switch back")
         back_at = call.brain.policy.switches[-1].at_ms
         chained_answers = call.answers()
