@@ -8,6 +8,12 @@ Streams, Telnyx media streaming, Plivo audio streams, all bidirectional):
 - it sends the caller's audio as ``media``: base64 G.711 at 8 kHz, 20 ms per
   message, paced at real time, and silence after the recording (a phone line
   keeps sending);
+- a caller may barge in as a person does, on what they hear rather than on a
+  clock: given ``barge_in`` (a second line), it is sent once the caller's
+  recording is over and ``barge_in_after_ms`` of the bot's audio has played
+  (``barge_in_sent_ms`` says when). A fixed gap in one recording cannot do
+  this: on a loaded machine the reply reached the fake seconds late and the
+  "barge-in" landed before it began, so a test measured something else;
 - it plays the bot's media from a buffer at real time, returns each mark
   (Plivo: checkpoint) when its playback passes it (at once when nothing is
   left to play), and on a clear drops the buffer: Twilio and Telnyx return
@@ -88,6 +94,10 @@ class FakeCarrier:
     closed_ms: float | None = None
     close_code: int | None = None
     media_started_ms: float = 0.0
+    barge_in: bytes | None = None  # a line said once ``barge_in_after_ms`` of the bot played
+    barge_in_after_ms: float = 1000.0
+    barge_in_sent_ms: float | None = None  # when its first chunk was sent (our clock)
+    barge_in_heard_ms: float = 0.0  # the bot's audio played by then
     _t0: float = 0.0
     _out: list[tuple[float, int, str]] = field(default_factory=list)
     _out_seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -194,6 +204,11 @@ class FakeCarrier:
                 loud += played / 8
         return loud
 
+    def played_ms(self) -> float:
+        """Milliseconds of the bot's audio played so far in the call (silence included)."""
+        now = self.now_ms()
+        return sum(segment.played_ms(now) for segment in self.segments)
+
     def caller_sent_ms(self, offset_ms: float) -> float:
         """When (our clock) the caller's audio at ``offset_ms`` into the recording was sent."""
         return self.media_started_ms + offset_ms
@@ -216,6 +231,7 @@ class FakeCarrier:
     async def _speak(self) -> None:
         self.media_started_ms = self.now_ms()
         quiet = bytes([self.law.silence]) * CHUNK
+        line, first = self.caller, 0  # the line being said, and the chunk it began at
         for i in itertools.count():
             if not self._speaking:
                 return
@@ -223,9 +239,22 @@ class FakeCarrier:
             await asyncio.sleep(max(0.0, due - self.now_ms()) / 1000)
             if not self._speaking:
                 return
-            chunk = self.caller[i * CHUNK : (i + 1) * CHUNK]
+            if self._barges_in(i):
+                assert self.barge_in is not None
+                line, first = self.barge_in, i
+                self.barge_in_sent_ms, self.barge_in_heard_ms = due, self.played_ms()
+            chunk = line[(i - first) * CHUNK : (i - first + 1) * CHUNK]
             chunk += quiet[len(chunk) :]
             self._post(self.media_message(i, chunk), due)
+
+    def _barges_in(self, chunk: int) -> bool:
+        """Whether the caller starts ``barge_in`` now: their recording said, enough heard."""
+        return (
+            self.barge_in is not None
+            and self.barge_in_sent_ms is None
+            and chunk * CHUNK >= len(self.caller)
+            and self.played_ms() >= self.barge_in_after_ms
+        )
 
     # -- playing, as the provider's buffer does ----------------------------------------------
 

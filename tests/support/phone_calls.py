@@ -16,6 +16,7 @@ from typing import Any
 
 from fake_phone import FakeCarrier
 from loopback import serving as serving_app
+from realtime_calls import compose
 
 from voxpipe.call.events import ItemTruncated
 from voxpipe.pipelines.live_call import LiveCall, LiveCallSpec
@@ -26,6 +27,18 @@ from voxpipe.transports.telephony.transport import PhoneCallTransport
 from voxpipe.transports.webrtc.app import ServeApp, ServeConfig
 
 REPLIES = ["We open at nine on Saturday morning.", "Yes, we take cards and cash."]
+# A barge-in keyed to what the caller hears (``FakeCarrier.barge_in``): the question,
+# then the second line once a second of the reply has played.
+QUESTION = [1000, "What time do you open on Saturday?", 500]
+BARGE_IN = ["Sorry, one more thing.", 2500]
+HEARD_BEFORE_BARGE_IN_MS = 1000.0
+# How much of the reply may play over the caller's barge-in before the clear stops it,
+# in milliseconds of the bot's audio the carrier played: what the caller hears, the
+# figure the product is for. Counted in audio, not wall-clock time: at load 12-16 on 2
+# cores the whole test process is starved (the bot's audio reached the carrier at a
+# sixth of real time, 20 ms every ~130 ms), so a wall-clock bound measures the machine.
+# A clear that is never sent for the barge-in lets the reply's ~10 s left play: fails.
+TALKED_OVER_MS = 2000
 ARTIFACTS = ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "report.html")
 
 
@@ -64,6 +77,15 @@ async def until(predicate: Callable[[], Any], timeout_s: float = 20.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - the call's state
             await asyncio.sleep(0.02)
+
+
+def barge_in_recordings(make_speech: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """The caller's question, and the line they barge in with (its speech starts at 0)."""
+    question, barge_in = tmp_path / "question.wav", tmp_path / "barge_in.wav"
+    compose(make_speech, QUESTION, question)
+    ((start_ms, _),) = compose(make_speech, BARGE_IN, barge_in)
+    assert start_ms == 0  # so the onset is when its first chunk was sent
+    return question, barge_in
 
 
 def the_call(serve: ServeApp) -> LiveCall:

@@ -19,7 +19,9 @@ import pytest
 from fake_phone import phone_recording
 from fake_plivo import FakePlivo, post_answer
 from phone_calls import (
+    TALKED_OVER_MS,
     artifacts,
+    barge_in_recordings,
     calling,
     ended_ms,
     heard_truncation,
@@ -36,7 +38,6 @@ from voxpipe.transports.telephony.plivo_routes import PlivoConfig
 from voxpipe.transports.webrtc.app import ServeApp
 
 AUTH = "MAXXXXXXXXXXXXXXXXXX-token"
-BARGE_IN = [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500]
 
 
 @asynccontextmanager
@@ -48,9 +49,12 @@ async def plivo_serving(
 
 
 @asynccontextmanager
-async def phoning(base: str, recording: Path, **fake: Any) -> AsyncIterator[FakePlivo]:
-    """A fake Plivo carrying a caller who says ``recording``."""
-    plivo = FakePlivo(phone_recording(recording), **fake)
+async def phoning(
+    base: str, recording: Path, barge_in: Path | None = None, **fake: Any
+) -> AsyncIterator[FakePlivo]:
+    """A fake Plivo carrying a caller who says ``recording`` (then ``barge_in``, heard)."""
+    line = None if barge_in is None else phone_recording(barge_in)
+    plivo = FakePlivo(phone_recording(recording), barge_in=line, **fake)
     stream_url, headers = await plivo.answer(base)
     async with calling(plivo, stream_url, headers):
         yield plivo
@@ -90,52 +94,53 @@ async def test_a_plivo_caller_is_answered_and_hanging_up_ends_the_call_with_arti
 async def test_a_barge_in_clears_plivo_and_truncates_where_its_playback_stopped(
     make_speech: Any, tmp_path: Path, latency_ms: float
 ) -> None:
-    recording = tmp_path / "caller.wav"
-    spans = compose(make_speech, BARGE_IN, recording)
+    question, barge_in = barge_in_recordings(make_speech, tmp_path)
     async with (
         plivo_serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
-        phoning(base, recording, latency_ms=latency_ms) as plivo,
+        phoning(base, question, barge_in=barge_in, latency_ms=latency_ms) as plivo,
     ):
         await until(lambda: serve.calls)
         call = the_call(serve)
-        cut, unheard = await heard_truncation(call, plivo)
+        cut, unheard = await heard_truncation(call, plivo, 90)
         heard = plivo.heard_ms(cut.item_id)
         estimated = phone_transport(call).cuts_estimated
-        onset_ms = plivo.caller_sent_ms(spans[1][0])
+        assert plivo.barge_in_sent_ms is not None  # the caller heard a second, then spoke
+        onset_ms = plivo.barge_in_sent_ms
         cleared_ms = next(t for t in plivo.clears_ms if t > onset_ms)
         after_clear = plivo.media_after_clear
     error = cut.audio_end_ms - heard
+    talked_over_ms = heard - plivo.barge_in_heard_ms
     print(
         f"\nplivo, latency {latency_ms} ms: heard {heard:.0f} ms, truncated at "
         f"{cut.audio_end_ms} ({error:+.0f} ms); clear "
-        f"{cleared_ms - onset_ms - 2 * latency_ms:.0f} ms after onset"
+        f"{cleared_ms - onset_ms - 2 * latency_ms:.0f} ms after onset, "
+        f"{talked_over_ms:.0f} ms of reply played over it ({plivo.barge_in_heard_ms:.0f} before)"
     )
-    assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer
+    assert plivo.barge_in_heard_ms - 40 <= cut.audio_end_ms < cut.received_ms  # cut mid-answer
     assert abs(error) <= 40
     assert [(c.audio_end_ms, heard) for c, heard in unheard] == [(0, 0)] * len(unheard)
     assert estimated == 0  # placed by the checkpoints and clearedAudio
-    assert cleared_ms - onset_ms - 2 * latency_ms < 600
+    assert talked_over_ms < TALKED_OVER_MS  # see phone_calls.TALKED_OVER_MS
     assert after_clear == 0  # no bot audio followed the clear until a new reply began
 
 
 async def test_when_plivo_confirms_nothing_the_cut_is_estimated_and_said_to_be(
     make_speech: Any, tmp_path: Path
 ) -> None:
-    recording = tmp_path / "caller.wav"
-    compose(make_speech, BARGE_IN, recording)
+    question, barge_in = barge_in_recordings(make_speech, tmp_path)
     async with (
         plivo_serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
-        phoning(base, recording, latency_ms=60, returns_marks=False) as plivo,
+        phoning(base, question, barge_in, latency_ms=60, returns_marks=False) as plivo,
     ):
         await until(lambda: serve.calls)
         call = the_call(serve)
-        cut, unheard = await heard_truncation(call, plivo)
+        cut, unheard = await heard_truncation(call, plivo, 90)
         heard = plivo.heard_ms(cut.item_id)
         transport = phone_transport(call)
     print(f"\nplivo, nothing confirmed: heard {heard:.0f} ms, truncated at {cut.audio_end_ms}")
     assert transport.cuts_estimated >= 1  # and a warning said so
     assert [(c.audio_end_ms, heard) for c, heard in unheard] == [(0, 0)] * len(unheard)
-    assert 300 < cut.audio_end_ms < cut.received_ms
+    assert plivo.barge_in_heard_ms - 60 <= cut.audio_end_ms < cut.received_ms
     assert abs(cut.audio_end_ms - heard) <= 60
 
 

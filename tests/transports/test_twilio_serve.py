@@ -20,11 +20,21 @@ import pytest
 import soundfile as sf
 from fake_twilio import FakeTwilio, mulaw_recording
 from loopback import serving as serving_app
-from phone_calls import REPLIES, artifacts, calling, ended_ms, the_call, until
+from phone_calls import (
+    REPLIES,
+    TALKED_OVER_MS,
+    artifacts,
+    barge_in_recordings,
+    calling,
+    ended_ms,
+    heard_truncation,
+    phone_transport,
+    the_call,
+    until,
+)
 from phone_calls import serving as serve_phones
 from realtime_calls import LONG_REPLY, compose
 
-from voxpipe.call.events import ItemTruncated
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.live_call import CallEnd, LiveCallSpec
 from voxpipe.transports.telephony.routes import TwilioConfig
@@ -41,9 +51,12 @@ async def serving(
 
 
 @asynccontextmanager
-async def phoning(base: str, recording: Path, **fake: Any) -> AsyncIterator[FakeTwilio]:
-    """A fake Twilio carrying a caller who says ``recording``."""
-    twilio = FakeTwilio(mulaw_recording(recording), **fake)
+async def phoning(
+    base: str, recording: Path, barge_in: Path | None = None, **fake: Any
+) -> AsyncIterator[FakeTwilio]:
+    """A fake Twilio carrying a caller who says ``recording`` (then ``barge_in``, heard)."""
+    line = None if barge_in is None else mulaw_recording(barge_in)
+    twilio = FakeTwilio(mulaw_recording(recording), barge_in=line, **fake)
     stream_url, parameters = await twilio.answer(base)
     async with calling(twilio, stream_url, parameters):
         yield twilio
@@ -87,62 +100,53 @@ async def test_a_phone_caller_is_answered_and_hanging_up_ends_the_call_with_arti
 async def test_a_barge_in_clears_twilio_and_truncates_where_its_playback_stopped(
     make_speech: Any, tmp_path: Path, latency_ms: float
 ) -> None:
-    recording = tmp_path / "caller.wav"
-    spans = compose(
-        make_speech,
-        [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
-        recording,
-    )
+    question, barge_in = barge_in_recordings(make_speech, tmp_path)
     async with (
         serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
-        phoning(base, recording, latency_ms=latency_ms) as twilio,
+        phoning(base, question, barge_in=barge_in, latency_ms=latency_ms) as twilio,
     ):
         await until(lambda: serve.calls)
         call = the_call(serve)
-        events: list[Any] = call.graph.brain.events  # type: ignore[attr-defined]
-        await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 25)
-        cut = next(e for e in events if isinstance(e, ItemTruncated))
+        cut, unheard = await heard_truncation(call, twilio, 90)
         heard = twilio.heard_ms(cut.item_id)
-        estimated = call.transport.cuts_estimated  # type: ignore[attr-defined]
-        onset_ms = twilio.caller_sent_ms(spans[1][0])
+        estimated = phone_transport(call).cuts_estimated
+        assert twilio.barge_in_sent_ms is not None  # the caller heard a second, then spoke
+        onset_ms = twilio.barge_in_sent_ms
         cleared_ms = next(t for t in twilio.clears_ms if t > onset_ms)
         after_clear = twilio.media_after_clear
+    clear_ms = cleared_ms - onset_ms - 2 * latency_ms
+    talked_over_ms = heard - twilio.barge_in_heard_ms
     print(
-        f"\nlatency {latency_ms} ms: heard {heard:.0f} ms of {cut.item_id}, truncated at "
-        f"{cut.audio_end_ms}; clear {cleared_ms - onset_ms - 2 * latency_ms:.0f} ms after onset"
+        f"\nlatency {latency_ms} ms: heard {heard:.0f} ms of {cut.item_id} "
+        f"({twilio.barge_in_heard_ms:.0f} at the onset), truncated at {cut.audio_end_ms}; "
+        f"clear {clear_ms:.0f} ms after onset, {talked_over_ms:.0f} ms of reply played over it"
     )
-    assert 300 < cut.audio_end_ms < cut.received_ms  # cut mid-answer
+    # Cut mid-answer, after what the caller heard before barging in.
+    assert twilio.barge_in_heard_ms - 40 <= cut.audio_end_ms < cut.received_ms
     assert abs(cut.audio_end_ms - heard) <= 40
+    assert [(c.audio_end_ms, heard) for c, heard in unheard] == [(0, 0)] * len(unheard)
     assert estimated == 0  # Twilio's marks placed it
-    # The server sent the clear within 600 ms of the onset reaching it.
-    assert cleared_ms - onset_ms - 2 * latency_ms < 600
+    assert talked_over_ms < TALKED_OVER_MS  # see phone_calls.TALKED_OVER_MS
     assert after_clear == 0  # no bot audio followed the clear until a new reply began
 
 
 async def test_when_twilio_returns_no_marks_the_cut_is_estimated_and_said_to_be(
     make_speech: Any, tmp_path: Path
 ) -> None:
-    recording = tmp_path / "caller.wav"
-    compose(
-        make_speech,
-        [1000, "What time do you open on Saturday?", 3000, "Sorry, one more thing.", 2500],
-        recording,
-    )
+    question, barge_in = barge_in_recordings(make_speech, tmp_path)
     async with (
         serving(tmp_path, replies=[LONG_REPLY, "Sure."]) as (base, serve),
-        phoning(base, recording, latency_ms=60, returns_marks=False) as twilio,
+        phoning(base, question, barge_in, latency_ms=60, returns_marks=False) as twilio,
     ):
         await until(lambda: serve.calls)
         call = the_call(serve)
-        events: list[Any] = call.graph.brain.events  # type: ignore[attr-defined]
-        await until(lambda: any(isinstance(e, ItemTruncated) for e in events), 25)
-        cut = next(e for e in events if isinstance(e, ItemTruncated))
+        cut, unheard = await heard_truncation(call, twilio, 90)
         heard = twilio.heard_ms(cut.item_id)
-        transport = call.transport
-        assert isinstance(transport, PhoneCallTransport)
+        transport = phone_transport(call)
     print(f"\nno marks: heard {heard:.0f} ms, truncated at {cut.audio_end_ms} (estimated)")
     assert transport.cuts_estimated >= 1  # and a warning said so
-    assert 300 < cut.audio_end_ms < cut.received_ms
+    assert [(c.audio_end_ms, heard) for c, heard in unheard] == [(0, 0)] * len(unheard)
+    assert twilio.barge_in_heard_ms - 60 <= cut.audio_end_ms < cut.received_ms
     # The sent position, paced at real time, is what a far end that plays on arrival heard.
     assert abs(cut.audio_end_ms - heard) <= 60
 
