@@ -34,11 +34,13 @@ BARGE_IN = ["Sorry, one more thing.", 2500]
 HEARD_BEFORE_BARGE_IN_MS = 1000.0
 # How much of the reply may play over the caller's barge-in before the clear stops it,
 # in milliseconds of the bot's audio the carrier played: what the caller hears, the
-# figure the product is for. Counted in audio, not wall-clock time: at load 12-16 on 2
-# cores the whole test process is starved (the bot's audio reached the carrier at a
-# sixth of real time, 20 ms every ~130 ms), so a wall-clock bound measures the machine.
-# A clear that is never sent for the barge-in lets the reply's ~10 s left play: fails.
-TALKED_OVER_MS = 2000
+# figure the product is for (both one-way latencies included). Counted in audio, not
+# wall-clock time: on a loaded 2-core machine the whole test process stalls at times
+# (at load 16 the bot's audio reached the carrier at a sixth of real time; once at
+# load 10 the clear came 8.7 s after the onset while 1660 ms played), so a wall-clock
+# bound measures the machine. Measured 60-362 ms at load 7-13, 1660 ms at worst.
+# A clear never sent for the barge-in lets the reply's ~11 s left play: fails.
+TALKED_OVER_MS = 3000
 ARTIFACTS = ("call.wav", "transcript.json", "timeline.jsonl", "report.json", "report.html")
 
 
