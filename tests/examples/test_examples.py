@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fake_openai import API_KEY, REPLY, running_fake_openai
+from hearing import assert_heard
 
 from voxpipe.engines import shared_stt
 from voxpipe.evaluation import word_error_rate
@@ -147,12 +148,14 @@ async def test_the_openai_llm_slot_asks_openai_for_the_reply_and_nothing_else(
 
     # Only the LLM slot is OpenAI's: the stand-in was asked for one chat reply, no STT or TTS.
     assert fake.unauthorised == 0
-    assert len(fake.chats) == 1 and not fake.transcripts and not fake.spoken
+    assert len(fake.chats) == 1, fake.chats_told()
+    assert not fake.transcripts and not fake.spoken
     asked = [m for m in fake.chats[0]["messages"] if m["role"] == "user"]
     assert "saturday" in str(asked[-1]["content"]).lower(), asked  # the caller's words
     # ...and its reply was spoken by the local voice.
     assert bot_said(tmp_path) == [REPLY]
     assert f"bot:    {REPLY}" in printed
-    # Local Whisper on a 1.8 s Piper reply: "We'd open it 9 on Saturday." once (fc12),
-    # two of six words off; a reply not spoken, or another one, is far above this.
-    assert word_error_rate(REPLY, await heard(tmp_path)) <= 0.34
+    # Judged by content word: local Whisper once heard the 1.8 s Piper reply as
+    # "We'd open it 9 on Saturday." (two of six words off, all of open/nine/saturday
+    # there); a reply not spoken, or another one, misses them.
+    assert_heard(REPLY, await heard(tmp_path))
