@@ -19,8 +19,12 @@ from typing import Any
 from voxpipe.timeline import EventKind, Timeline, TimelineEvent
 
 
-class CallEnd(enum.Enum):
-    """How a call ended."""
+class BrainAtEnd(enum.Enum):
+    """Where the call's brain stood when the call ended.
+
+    Not :class:`voxpipe.pipelines.live_call.CallEnd` (who ended a live call: hung up,
+    input ended, ...): a caller who hangs up mid-reconnect is both.
+    """
 
     COMPLETED = "completed"  # the brain was there when it ended
     FAILED = "failed"  # a fatal error ended it (a refused key, the retry budget spent)
@@ -32,14 +36,14 @@ class CallEnd(enum.Enum):
 class CallOutcome:
     """How the call ended; ``reason`` in words unless it completed."""
 
-    end: CallEnd
+    end: BrainAtEnd
     reason: str | None = None
     failed_connects: int = 0  # connection attempts that failed in the outage it ended in
 
     @property
     def failed(self) -> bool:
         """The call did not end with its brain there."""
-        return self.end is not CallEnd.COMPLETED
+        return self.end is not BrainAtEnd.COMPLETED
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,11 +54,11 @@ class CallOutcome:
 
 
 def call_outcome(timeline: Timeline) -> CallOutcome:
-    """How the call in ``timeline`` ended (see :class:`CallEnd`)."""
+    """How the call in ``timeline`` ended (see :class:`BrainAtEnd`)."""
     events = sorted(timeline.events, key=lambda e: e.t_ms)
     fatal = [e for e in events if e.kind is EventKind.ERROR and e.data.get("fatal")]
     if fatal:
-        return CallOutcome(CallEnd.FAILED, str(fatal[0].data.get("error")))
+        return CallOutcome(BrainAtEnd.FAILED, str(fatal[0].data.get("error")))
     connected, failures, last_error = False, 0, ""
     for event in events:
         if _session_ready(event) or event.kind is EventKind.BRAIN_SWITCHED:
@@ -62,11 +66,11 @@ def call_outcome(timeline: Timeline) -> CallOutcome:
         elif event.kind is EventKind.RECONNECT and event.data.get("phase") == "reconnecting":
             failures, last_error = failures + 1, str(event.data.get("reason") or "unknown")
     if failures == 0:
-        return CallOutcome(CallEnd.COMPLETED)
+        return CallOutcome(BrainAtEnd.COMPLETED)
     if not connected:
         attempts = "1 connection attempt" if failures == 1 else f"{failures} connection attempts"
         return CallOutcome(
-            CallEnd.BEFORE_BRAIN_CONNECTED,
+            BrainAtEnd.BEFORE_BRAIN_CONNECTED,
             f"the call ended before the brain connected: {attempts} failed"
             f" (last error: {last_error})",
             failures,
@@ -74,7 +78,7 @@ def call_outcome(timeline: Timeline) -> CallOutcome:
     reconnects = failures - 1  # the first failure is the session being lost
     plural = "" if reconnects == 1 else "s"
     return CallOutcome(
-        CallEnd.WHILE_BRAIN_RECONNECTING,
+        BrainAtEnd.WHILE_BRAIN_RECONNECTING,
         f"the call ended while the brain was reconnecting: the session was lost and"
         f" {reconnects} reconnect{plural} failed (last error: {last_error})",
         failures,
