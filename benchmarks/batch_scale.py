@@ -112,6 +112,7 @@ async def main(files: int, rounds: int) -> None:
 
         began = time.perf_counter()
         ray.init(
+            address="local",  # its own Ray, not one already running here
             num_cpus=4,
             include_dashboard=False,
             log_to_driver=False,

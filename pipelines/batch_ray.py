@@ -165,6 +165,9 @@ class RayBackend:
         try:
             if self._address == Address.LOCAL.value:
                 ray.init(
+                    # "local", not None: None joins any Ray already running on this
+                    # machine (Ray finds its GCS processes), someone else's included.
+                    address="local",
                     include_dashboard=False,
                     log_to_driver=False,
                     object_store_memory=LOCAL_OBJECT_STORE_BYTES,

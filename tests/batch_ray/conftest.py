@@ -20,6 +20,7 @@ def ray_session() -> Iterator[Any]:
     # The actors unpickle the tests' engine factory without importing tests/.
     ray.cloudpickle.register_pickle_by_value(counting_engines)
     ray.init(
+        address="local",  # a Ray of its own, never another run's on this machine
         num_cpus=RAY_CPUS,
         include_dashboard=False,
         log_to_driver=False,

@@ -108,7 +108,8 @@ def test_both_backends_give_the_same_results(
     }
     assert "no speech" in rows["silence.wav"]["error"]
     assert "not readable audio" in rows["notes.txt"]["error"]
-    assert local["capital.json"]["transcript"].strip(" .?").endswith("Japan")
+    # Whisper capitalises as it likes: "...city of japan?" in one fresh-clone run (fc15).
+    assert local["capital.json"]["transcript"].strip(" .?").lower().endswith("japan")
     for name in ("hours", "capital"):
         assert local[f"{name}.json"]["reply"].strip()
         durations = [
@@ -181,9 +182,8 @@ def test_a_worker_lost_mid_file_is_restarted_and_the_file_answered(
     assert (item.status, item.retries) == (ItemStatus.OK, 1)
     assert json.loads((out / "summary.json").read_text())["retries"] == 1
     assert json.loads((out / "summary.jsonl").read_text())["retries"] == 1
-    assert (
-        json.loads((out / "capital.json").read_text())["transcript"].strip(" .?").endswith("Japan")
-    )
+    transcript = json.loads((out / "capital.json").read_text())["transcript"]
+    assert transcript.strip(" .?").lower().endswith("japan")  # Whisper's case varies: "japan?"
     seen = read_log(log)
     first, second = seen.loads  # the lost actor and its restart, each loaded once
     assert first[0] == int(died.read_text()) != second[0]
