@@ -52,6 +52,12 @@ class LocalTTSService(TTSService):
     ) -> None:
         kwargs.setdefault("push_start_frame", True)
         kwargs.setdefault("push_stop_frames", True)
+        # pipecat drops an audio context (and what is queued in it) after this long without
+        # audio. A local voice yields a piece only once it is synthesised, so on a loaded
+        # machine 3 s (pipecat's default) was reached, and audio landing with the deadline
+        # was dropped: a whole answer lost. The turn's end closes the context here (see
+        # tts_process_generator); the idle deadline is only a safety net.
+        kwargs.setdefault("stop_frame_timeout_s", 60.0)
         self._voice_kind = TTSEngineKind(voice)
         kwargs.setdefault(
             "settings", TTSSettings(model=None, voice=self._voice_kind.value, language="en")
@@ -87,6 +93,14 @@ class LocalTTSService(TTSService):
 
     def can_generate_metrics(self) -> bool:
         return True
+
+    async def tts_process_generator(self, context_id: str, generator: Any) -> None:
+        await super().tts_process_generator(context_id, generator)
+        # Every piece is synthesised inline (run_tts yields its audio), so the turn's end
+        # must close its context even when a piece made no audio; else the context waits
+        # out the idle deadline above, holding every later one. A pipecat private name
+        # (pinned 1.14.0; tests/processors/test_local_tts_deadline.py holds it to this).
+        self._is_yielding_frames_synchronously = True
 
     async def preload(self) -> None:
         """Load the model now (:class:`~voxpipe.pipelines.session.CallSession` does so
