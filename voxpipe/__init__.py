@@ -45,6 +45,7 @@ _ERRORS = (
     "WebhookRejected",
     "DailyJoinFailed",
     "DailyApiError",
+    "ScenarioError",
 )
 
 _EXPORTS = {
