@@ -32,9 +32,12 @@ class SpeechEngine(Protocol):
 class PiperEngine:
     """Piper en_US-joe-medium (22.05 kHz). GPL-3.0: installed as an optional extra."""
 
-    def __init__(self, model: Path | None = None, config: Path | None = None) -> None:
+    def __init__(
+        self, model: Path | None = None, config: Path | None = None, *, deterministic: bool = False
+    ) -> None:
         try:
             from piper import PiperVoice
+            from piper.config import SynthesisConfig
         except ImportError as exc:
             raise ModelMissingError(
                 "piper-tts is not installed", hint=weights.INSTALL_HINT
@@ -43,13 +46,21 @@ class PiperEngine:
             model, config = weights.piper_voice()
         self._voice = PiperVoice.load(str(model), config_path=str(config))
         self.sample_rate: int = int(self._voice.config.sample_rate)
+        # Piper's generator and phoneme-width noise are drawn afresh on every
+        # call, so one text renders differently each time (length included: 141
+        # to 149 k bytes for one sentence). With both at zero a text always
+        # renders to the same audio: what a test or an evaluation that plays a
+        # caller needs to be reproducible.
+        self._config = (
+            SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
+        )
         self._lock = threading.Lock()
 
     def synthesize(self, text: str) -> Iterator[bytes]:
         """Yield PCM16 sentence by sentence, as Piper produces it."""
         if not text.strip():
             return
-        sentences = iter(self._voice.synthesize(text))
+        sentences = iter(self._voice.synthesize(text, syn_config=self._config))
         while True:
             # The lock covers one sentence at a time, so two calls interleave
             # sentences instead of one waiting for the other's whole reply.
@@ -119,8 +130,15 @@ class EspeakEngine:
         yield from chunks
 
 
-def make_tts(kind: TTSEngineKind | str = TTSEngineKind.AUTO) -> SpeechEngine:
-    """Build the chosen TTS engine; AUTO prefers Piper and falls back to eSpeak NG."""
+def make_tts(
+    kind: TTSEngineKind | str = TTSEngineKind.AUTO, *, deterministic: bool = False
+) -> SpeechEngine:
+    """Build the chosen TTS engine; AUTO prefers Piper and falls back to eSpeak NG.
+
+    ``deterministic`` makes a text render to the same audio every time (Piper
+    without its sampling noise; eSpeak NG always is), for callers in tests and
+    evaluations that must replay the same.
+    """
     try:
         kind = TTSEngineKind(kind)
     except ValueError as exc:
@@ -128,7 +146,7 @@ def make_tts(kind: TTSEngineKind | str = TTSEngineKind.AUTO) -> SpeechEngine:
     if kind is TTSEngineKind.ESPEAK:
         return EspeakEngine()
     try:
-        return PiperEngine()
+        return PiperEngine(deterministic=deterministic)
     except ModelMissingError:
         if kind is TTSEngineKind.PIPER:
             raise

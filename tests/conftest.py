@@ -32,11 +32,12 @@ def make_speech(speech_dir: Path) -> SpeechMaker:
     """``make_speech(text, rate=16000, channels=1, lead_ms=300, tail_ms=300, fmt="WAV")``.
 
     Speaks ``text`` with the local voice (Piper when installed, else eSpeak NG),
-    resampled and laid out as asked, with silence around it. Cached by arguments.
+    deterministic, so every run of a test hears the same audio; resampled and
+    laid out as asked, with silence around it. Cached by arguments.
     """
     from voxpipe.engines import make_tts
 
-    voice = make_tts()
+    voice = make_tts(deterministic=True)
     cache: dict[tuple[object, ...], Path] = {}
 
     def make(

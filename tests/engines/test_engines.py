@@ -117,6 +117,19 @@ async def test_tts_speaks_text_that_whisper_can_read_back(kind: eng.TTSEngineKin
     assert list(voice.synthesize("   ")) == []
 
 
+async def test_a_deterministic_voice_renders_a_text_the_same_every_time() -> None:
+    """Tests and evaluations replay callers: the same text must give the same audio."""
+    engines = await eng.shared_engines()
+    text = "Sorry, one more thing, could you say that again please?"
+    fixed = eng.make_tts(eng.TTSEngineKind.PIPER, deterministic=True)
+    first, second = (b"".join(fixed.synthesize(text)) for _ in range(2))
+    assert first == second
+    heard = engines.stt.transcribe(first, fixed.sample_rate)
+    assert word_error_rate(text, heard) <= 0.1, heard  # as clear as the sampled voice
+    sampled = eng.make_tts(eng.TTSEngineKind.PIPER)
+    assert b"".join(sampled.synthesize(text)) != b"".join(sampled.synthesize(text))
+
+
 def test_unknown_voice_is_a_clear_error() -> None:
     from voxpipe.errors import ConfigError
 
