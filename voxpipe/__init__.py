@@ -46,6 +46,7 @@ _ERRORS = (
     "DailyJoinFailed",
     "DailyApiError",
     "ScenarioError",
+    "DelegationConfigError",
 )
 
 _EXPORTS = {

@@ -269,3 +269,14 @@ class ScenarioError(ConfigError):
         super().__init__(f"{path}: {key}: {message}", hint=hint)
         self.path = path
         self.key = key
+
+
+class DelegationConfigError(ConfigError):
+    """``[delegate]`` in an agent file cannot work (``voxpipe.delegation``); ``path`` and
+    ``key`` say where. Nothing has run yet; the same file fails the same way again.
+    """
+
+    def __init__(self, path: str, key: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {key}: {message}", hint=hint)
+        self.path = path
+        self.key = key

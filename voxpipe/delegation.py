@@ -1,0 +1,220 @@
+"""Supervisor delegation with honest filler: when the voice agent says "one moment".
+
+A fast voice model hands a hard turn to a stronger backend model (pipecat's
+``LLMWithBackend``: the frontend's ``delegate`` tool, the backend's answer
+coming back into the conversation). While the backend works the caller hears
+nothing, so a filler helps, but only an honest one: said when the wait is
+real (the backend has worked longer than ``threshold_ms``, 700 ms by
+default), once per wait, and never the same wording twice in a row (a caller
+who hears "one moment" twice in a minute hears a machine).
+
+Sans-I/O: :class:`FillerPolicy` takes the time as an argument and returns
+what happened; the driver (:mod:`voxpipe.processors.delegation`) owns the
+timer, the backend and the speech. :func:`parse_delegate_table` reads the
+``[delegate]`` table of ``agent.toml``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voxpipe.errors import DelegationConfigError
+
+DEFAULT_THRESHOLD_MS = 700
+DEFAULT_FILLERS = ("One moment.", "Let me check that.", "Just a second, please.")
+# A filler spoken before a wait could be noticed is no filler; one later than the
+# answer of a slow backend is no use either.
+MIN_THRESHOLD_MS = 100
+MAX_THRESHOLD_MS = 10_000
+_KEYS = ("backend", "threshold_ms", "fillers", "instructions")
+
+
+class DelegateBackend(enum.Enum):
+    """The model that answers what the voice agent delegates."""
+
+    LOCAL = "local"  # the local LLM (llama.cpp), offline
+    OPENAI = "openai"  # OpenAI's chat model (needs OPENAI_API_KEY)
+
+
+class WaitPhase(enum.Enum):
+    """Where the voice agent stands with the backend."""
+
+    IDLE = "idle"  # nothing delegated, or the answer is in
+    WAITING = "waiting"  # delegated; no filler yet
+    FILLED = "filled"  # delegated; the filler has been said
+
+
+@dataclass(frozen=True)
+class DelegationSettings:
+    """``[delegate]`` in ``agent.toml``: who answers, and when and how the wait is filled.
+
+    ``instructions`` is the backend's own system instruction (what it is for);
+    pipecat's pairing instruction (how it reports back) is appended to it.
+    """
+
+    backend: DelegateBackend = DelegateBackend.LOCAL
+    threshold_ms: int = DEFAULT_THRESHOLD_MS
+    fillers: tuple[str, ...] = DEFAULT_FILLERS
+    instructions: str = "You answer the caller's questions accurately and briefly."
+
+
+@dataclass(frozen=True)
+class BackendAsked:
+    """The voice agent delegated: wait ``delegation`` began (a request during a wait joins it)."""
+
+    delegation: int
+    joined: bool
+
+
+@dataclass(frozen=True)
+class FillerSpoken:
+    """The backend had worked ``waited_ms`` (past the threshold): say ``wording`` now."""
+
+    delegation: int
+    wording: str
+    waited_ms: float
+
+
+@dataclass(frozen=True)
+class BackendAnswered:
+    """The backend's answer came back after ``waited_ms``; ``filled``: a filler was said."""
+
+    delegation: int
+    waited_ms: float
+    filled: bool
+
+
+class FillerPolicy:
+    """When to fill a wait on the backend, and with which words (see the module docstring).
+
+    The driver calls :meth:`delegated` when a request goes to the backend,
+    :meth:`poll` at :meth:`due_at_ms` (or any time), and :meth:`answered`
+    when the backend's answer arrives.
+    """
+
+    def __init__(self, settings: DelegationSettings = DelegationSettings()) -> None:
+        self.settings = settings
+        self.phase = WaitPhase.IDLE
+        self.delegations = 0
+        self._started_ms = 0.0
+        self._last_wording: int | None = None
+
+    def delegated(self, now_ms: float) -> BackendAsked:
+        """A request went to the backend at ``now_ms``; one during a wait joins that wait."""
+        if self.phase is not WaitPhase.IDLE:
+            return BackendAsked(self.delegations, joined=True)
+        self.delegations += 1
+        self.phase = WaitPhase.WAITING
+        self._started_ms = now_ms
+        return BackendAsked(self.delegations, joined=False)
+
+    def due_at_ms(self) -> float | None:
+        """When a filler falls due (None: none will, until the next delegation)."""
+        if self.phase is not WaitPhase.WAITING:
+            return None
+        return self._started_ms + self.settings.threshold_ms
+
+    def poll(self, now_ms: float) -> FillerSpoken | None:
+        """The filler to say at ``now_ms``, if one is due and none was said in this wait."""
+        due = self.due_at_ms()
+        if due is None or now_ms < due:
+            return None
+        self.phase = WaitPhase.FILLED
+        return FillerSpoken(self.delegations, self._next_wording(), now_ms - self._started_ms)
+
+    def answered(self, now_ms: float) -> BackendAnswered | None:
+        """The backend's answer arrived (None: no wait was open, as for a second output)."""
+        if self.phase is WaitPhase.IDLE:
+            return None
+        filled = self.phase is WaitPhase.FILLED
+        self.phase = WaitPhase.IDLE
+        return BackendAnswered(self.delegations, now_ms - self._started_ms, filled)
+
+    def abandoned(self) -> None:
+        """The request never reached the backend: nothing to wait for, so no filler."""
+        self.phase = WaitPhase.IDLE
+
+    def _next_wording(self) -> str:
+        # Round the list: wordings are distinct (checked at load), so no two in a row match.
+        index = 0 if self._last_wording is None else self._last_wording + 1
+        self._last_wording = index % len(self.settings.fillers)
+        return self.settings.fillers[self._last_wording]
+
+
+def parse_delegate_table(table: Any, source: str) -> DelegationSettings | None:
+    """``[delegate]`` of an agent file (None when absent); errors name ``source`` and the key."""
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise DelegationConfigError(source, "delegate", "must be a table ([delegate])")
+    unknown = sorted(set(table) - set(_KEYS))
+    if unknown:
+        raise DelegationConfigError(
+            source, f"delegate.{unknown[0]}", "unknown key", hint=f"known: {', '.join(_KEYS)}"
+        )
+    return DelegationSettings(
+        backend=_backend(table.get("backend", DelegateBackend.LOCAL.value), source),
+        threshold_ms=_threshold(table.get("threshold_ms", DEFAULT_THRESHOLD_MS), source),
+        fillers=_fillers(table.get("fillers", list(DEFAULT_FILLERS)), source),
+        instructions=_instructions(table.get("instructions"), source),
+    )
+
+
+def _backend(value: Any, source: str) -> DelegateBackend:
+    known = [b.value for b in DelegateBackend]
+    if value not in known:
+        raise DelegationConfigError(
+            source, "delegate.backend", f"{value!r} is not a backend", hint=f"one of {known}"
+        )
+    return DelegateBackend(value)
+
+
+def _threshold(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DelegationConfigError(source, "delegate.threshold_ms", "must be an integer")
+    if not MIN_THRESHOLD_MS <= value <= MAX_THRESHOLD_MS:
+        raise DelegationConfigError(
+            source,
+            "delegate.threshold_ms",
+            f"{value} is outside {MIN_THRESHOLD_MS}..{MAX_THRESHOLD_MS} ms",
+        )
+    return value
+
+
+def _fillers(value: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DelegationConfigError(source, "delegate.fillers", "must be a list of non-empty text")
+    wordings = tuple(v.strip() for v in value)
+    if len({w.lower() for w in wordings}) != len(wordings) or len(wordings) < 2:
+        raise DelegationConfigError(
+            source,
+            "delegate.fillers",
+            "needs at least two different wordings",
+            hint="the same filler is never said twice in a row",
+        )
+    return wordings
+
+
+def _instructions(value: Any, source: str) -> str:
+    if value is None:
+        return DelegationSettings.instructions
+    if not isinstance(value, str) or not value.strip():
+        raise DelegationConfigError(source, "delegate.instructions", "must be non-empty text")
+    return value
+
+
+__all__ = [
+    "DEFAULT_FILLERS",
+    "DEFAULT_THRESHOLD_MS",
+    "BackendAnswered",
+    "BackendAsked",
+    "DelegateBackend",
+    "DelegationSettings",
+    "FillerPolicy",
+    "FillerSpoken",
+    "WaitPhase",
+    "parse_delegate_table",
+]
