@@ -80,6 +80,7 @@ from voxpipe.call.events import (
     ResponseRequested,
     ServerSpeechStopped,
 )
+from voxpipe.call.record import HeardAudio
 from voxpipe.call.recovery import NetworkFailed, ProviderErrored, classify
 from voxpipe.call.response_guard import (
     CancelConfirmed,
@@ -276,7 +277,9 @@ class RealtimeCall(SessionLifecycle):
     ) -> list[Command]:
         if not self.plays(event.response_id):
             return []
-        self.record.assistant_text(event.item_id, event.delta)
+        self.record.assistant_text(
+            event.item_id, event.delta, self.ledger.received_ms(event.item_id)
+        )
         return [Forward(event.type)]
 
     def _on_text_delta(self, event: ResponseTextDeltaEvent, now_ms: int) -> list[Command]:
@@ -303,8 +306,7 @@ class RealtimeCall(SessionLifecycle):
         cut = response.status == "cancelled" or response_id in self._dropping
         for item in response.output or []:
             if item.id:
-                heard = self._heard_share(item.id, now_ms) if cut else None
-                self.record.assistant_done(item.id, heard)
+                self.record.assistant_done(item.id, self._heard(item.id, now_ms) if cut else None)
         guard_out = self.guard.on_response_done(response_id)
         confirmed = any(isinstance(o, CancelConfirmed) for o in guard_out)
         out: list[Command] = []
@@ -346,13 +348,11 @@ class RealtimeCall(SessionLifecycle):
             self._schedule_rate_limit_retry(now_ms)
         return out
 
-    def _heard_share(self, item_id: str, now_ms: int) -> float:
-        if not self.ledger.has_item(item_id):
-            return 1.0  # no audio was received: the text is all there is
+    def _heard(self, item_id: str, now_ms: int) -> HeardAudio:
+        if not self.ledger.has_item(item_id):  # no audio was received: the text is all there is
+            return HeardAudio(0.0, 0.0, all_heard=True)
         received = self.ledger.received_ms(item_id)
-        if received <= 0:
-            return 0.0
-        return min(1.0, self.ledger.played_ms(item_id, now_ms) / received)
+        return HeardAudio(min(received, self.ledger.played_ms(item_id, now_ms)), received)
 
     def _on_item_added(self, event: ConversationItemAdded, now_ms: int) -> list[Command]:
         item_id = event.item.id or ""
@@ -551,7 +551,7 @@ class RealtimeCall(SessionLifecycle):
         # the caller: a barge-in's cancel ends it): it is cut, and its answer owed.
         lost = item_id is not None and self.record.has_unfinished(item_id)
         if item_id is not None and lost:
-            self.record.assistant_done(item_id, self._heard_share(item_id, now_ms))
+            self.record.assistant_done(item_id, self._heard(item_id, now_ms))
         out += [StopOutput(), EndResponseOutput()]
         if self._session_open:
             out += self._drop_session()

@@ -11,10 +11,25 @@ session, so pruning can delete old ones there.
 
 from __future__ import annotations
 
+import dataclasses
+
+from voxpipe.call.heard_text import TextDelta, heard_text
 from voxpipe.call.rollover import CallMemory, Role, SessionSeed, Summariser, Turn
 
 NO_TRANSCRIPT = "(spoke; no transcript)"
 REMEMBERED_IDS = 1_024  # a repeat comes within a few turns, never a thousand items later
+
+
+@dataclasses.dataclass(frozen=True)
+class HeardAudio:
+    """How much of a cut reply's audio the caller heard: ``played_ms`` of ``received_ms``.
+
+    ``all_heard``: the reply brought no audio (a text reply), its text is all there is.
+    """
+
+    played_ms: float
+    received_ms: float
+    all_heard: bool = False
 
 
 class ConversationRecord:
@@ -28,7 +43,7 @@ class ConversationRecord:
         self._remembered: dict[str, None] = {}
         self._pending_user_items: list[str] = []  # committed, transcript not yet known
         self._live_items: list[str] = []  # items of the current session
-        self._transcripts: dict[str, list[str]] = {}  # assistant item -> transcript deltas
+        self._transcripts: dict[str, list[TextDelta]] = {}  # assistant item -> its deltas
         self._seed_items: set[str] = set()  # items we put in a new session ourselves
 
     # -- user turns ------------------------------------------------------------
@@ -46,24 +61,31 @@ class ConversationRecord:
 
     # -- the bot's turns ---------------------------------------------------------
 
-    def assistant_text(self, item_id: str, delta: str) -> None:
-        """A delta of the transcript of assistant item ``item_id``."""
-        self._transcripts.setdefault(item_id, []).append(delta)
+    def assistant_text(self, item_id: str, delta: str, audio_ms: float = 0.0) -> None:
+        """A delta of the transcript of assistant item ``item_id``.
 
-    def assistant_done(self, item_id: str, heard_share: float | None) -> None:
-        """Assistant item ``item_id`` ended; ``heard_share`` of its audio was heard if cut.
+        ``audio_ms`` is how much of the item's audio had arrived with it: it
+        places the delta's words in the audio when the reply is cut.
+        """
+        self._transcripts.setdefault(item_id, []).append(TextDelta(audio_ms, delta))
+
+    def assistant_done(self, item_id: str, heard: HeardAudio | None) -> None:
+        """Assistant item ``item_id`` ended; ``heard`` says how much of its audio played if cut.
 
         The transcript runs ahead of the audio, so a cut reply's text holds
-        words nobody heard (a guardrail trip's among them): only the heard
-        share of its words is remembered, and never reaches a later seed.
+        words nobody heard (a guardrail trip's among them): only the words
+        the caller heard are remembered (:func:`~voxpipe.call.heard_text.heard_text`:
+        each of them, a partly heard one once half of it played), and the
+        unheard tail never reaches a later seed.
         """
-        text = "".join(self._transcripts.pop(item_id, [])).strip()
+        deltas = self._transcripts.pop(item_id, [])
         self._flush_pending_user_turns()
-        if heard_share is not None:
-            words = text.split()
-            text = " ".join(words[: int(len(words) * max(0.0, min(1.0, heard_share)))])
+        if heard is None or heard.all_heard:
+            text = "".join(d.text for d in deltas).strip()
+        else:
+            text = heard_text(deltas, heard.played_ms, heard.received_ms)
         if text:
-            suffix = " (interrupted)" if heard_share is not None else ""
+            suffix = " (interrupted)" if heard is not None else ""
             self._remember(Turn(Role.ASSISTANT, text + suffix, item_id, is_audio=True))
 
     def has_unfinished(self, item_id: str) -> bool:
