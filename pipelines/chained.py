@@ -29,6 +29,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from voxpipe.agents import AgentsConfig, BrainPath
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
+from voxpipe.processors.idempotent_tools import IdempotentTools
 from voxpipe.processors.local.turn_clock import (
     CallerSilenceTimeout,
     CallerSilenceVAD,
@@ -134,8 +135,8 @@ def build_chained_pipeline(
     stt = stt or _local_stt()
     llm = llm or _local_llm(instructions)
     tts = tts or _local_tts(voice)
-    for name, handler in (functions or {}).items():
-        llm.register_function(name, handler)
+    # Every handler runs once per logical call, whatever re-issues it (a barge-in, a failover).
+    IdempotentTools(lambda: time.monotonic() * 1000).register(llm, tools, functions)
     context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
     if handoffs is not None:
         context = handoffs.start_context()

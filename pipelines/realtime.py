@@ -9,11 +9,11 @@ Turns are detected by the server's VAD; the aggregators keep the context.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
-from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
@@ -30,6 +30,7 @@ from voxpipe.pipelines.agents import plan_agents
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.playback import PlaybackLedger, PlaybackReporter
+from voxpipe.processors.idempotent_tools import IdempotentTools
 from voxpipe.processors.realtime import RealtimeService
 from voxpipe.processors.realtime.agents import AgentsRealtimeService
 from voxpipe.processors.realtime.formats import passthrough_format, session_format
@@ -268,16 +269,15 @@ def _strict(strict_states: bool | None) -> bool:
 def _register_tools(
     service: FrameProcessor, tools: Sequence[Any], functions: dict[str, Any]
 ) -> None:
-    register = getattr(service, "register_function", None)
-    if register is None:
+    """Every tool handler, wrapped so a re-issued call runs once (:mod:`.idempotent_tools`)."""
+    if getattr(service, "register_function", None) is None:
         return
-    for tool in tools:
-        if isinstance(tool, FunctionSchema):
-            handler = functions.get(tool.name) or getattr(tool, "handler", None)
-            if handler is not None:
-                register(tool.name, handler)
-        elif callable(tool):
-            service.register_direct_function(tool)  # type: ignore[attr-defined]
+    if isinstance(service, RealtimeService):
+        realtime = service
+        once = IdempotentTools(realtime.now_ms, caller_turns=lambda _params: realtime.caller_turns)
+    else:  # a baseline service: the context's user messages count the turns
+        once = IdempotentTools(lambda: time.monotonic() * 1000)
+    once.register(service, tools, functions)
 
 
 class _TokenEvents:

@@ -29,6 +29,7 @@ class EventKind(enum.Enum):
     ITEM_TRUNCATED = "item_truncated"
     TOOL_CALL_STARTED = "tool_call_started"
     TOOL_CALL_FINISHED = "tool_call_finished"
+    TOOL_DEDUPLICATED = "tool_deduplicated"  # a re-issued tool call answered without running again
     STATE_CHANGED = "state_changed"
     ROLLOVER = "rollover"
     RECONNECT = "reconnect"

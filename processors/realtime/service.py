@@ -228,6 +228,15 @@ class RealtimeService(OpenAIRealtimeLLMService):
         """Static key or rotating ephemeral secrets."""
         return self.tokens.mode
 
+    @property
+    def caller_turns(self) -> int:
+        """The caller's turns so far (committed user audio, across sessions)."""
+        return self.call.record.user_turns_committed
+
+    async def publish_call_event(self, event: CallEvent) -> None:
+        """Publish an event decided outside the core (a deduplicated tool call) as its own."""
+        await self._publish(event)
+
     def sent_ms(self, frame_id: int) -> float | None:
         """When the caller's frame ``frame_id`` went out to the model (``now_ms``'s clock)."""
         return self.call.sent_audio.sent_at(frame_id)

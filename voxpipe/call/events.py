@@ -20,6 +20,7 @@ from voxpipe.call.recovery import FailureClass
 from voxpipe.call.response_guard import InterruptionSource, ResponseReason
 from voxpipe.call.rollover import RolloverReason
 from voxpipe.call.state import CallState, StateChanged, TransitionRejected
+from voxpipe.call.tool_ledger import DedupReason
 from voxpipe.errors import VoxpipeError
 from voxpipe.timeline import EventKind
 
@@ -268,6 +269,22 @@ class TransferRefused:
     tool: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolDeduplicated:
+    """The model called ``tool`` again as ``call_id``: answered with the first run's result.
+
+    The handler did not run (:mod:`voxpipe.call.tool_ledger`); ``idempotency_key``
+    is the first run's call id, ``reason`` how the repeat was recognised,
+    ``waited``: the first run was still going and the repeat waited for it.
+    """
+
+    tool: str
+    call_id: str
+    idempotency_key: str
+    reason: DedupReason
+    waited: bool
+
+
 CallEvent = (
     StateChanged
     | EventIgnored
@@ -290,6 +307,7 @@ CallEvent = (
     | HandoffStarted
     | HandoffApplied
     | TransferRefused
+    | ToolDeduplicated
 )
 
 
@@ -404,6 +422,14 @@ def timeline_entry(event: CallEvent) -> tuple[EventKind, dict[str, Any]] | None:
             }
         case TransferRefused():
             return EventKind.HANDOFF, {"phase": "refused", "from": event.agent, "tool": event.tool}
+        case ToolDeduplicated():
+            return EventKind.TOOL_DEDUPLICATED, {
+                "tool": event.tool,
+                "call_id": event.call_id,
+                "idempotency_key": event.idempotency_key,
+                "reason": event.reason.value,
+                "waited": event.waited,
+            }
         case CallFailed():
             return EventKind.ERROR, {
                 "error": str(event.error),
