@@ -99,6 +99,10 @@ class BrainSwitch(BasePipeline):
             for branch in self.branches.values():
                 await branch.queue_frame(frame, direction)
             return
+        await self.route(frame, direction)
+
+    async def route(self, frame: Frame, direction: FrameDirection) -> None:
+        """Into the active brain's branch (a subclass may hold a frame back first)."""
         await self.branches[self.selector.active].queue_frame(frame, direction)
 
     def _exit_downstream(self, brain: Brain):  # type: ignore[no-untyped-def]

@@ -14,7 +14,10 @@ says switch it carries the switch out, in this order:
 3. the chained brain gets the instructions as they stand (changed during the
    call or not) with the summary, and the context of what the caller heard;
    the answer the switch cut is asked for once, unless the caller spoke since;
-4. a :class:`~voxpipe.call.events.BrainSwitched` event goes to the timeline.
+4. a :class:`~voxpipe.call.events.BrainSwitched` event goes to the timeline;
+5. the caller's audio that no realtime session committed (the turn under way
+   when the brain failed, and what was held while no session was up) goes to
+   the chained brain ahead of the live audio (:meth:`FailoverBrain._hand_caller_audio`).
 
 On the chained brain it tells the policy when the call is between turns
 (:class:`~voxpipe.call.turn_boundary.ChainedTurnBoundary`, fed the chained
@@ -30,7 +33,10 @@ for (a bare session open with the call's URL and secret, nothing sent:
 3. once that session is ready, a ``BrainSwitched`` to realtime goes to the
    timeline. A session that fails or is not ready in time leaves the call
    on the chained brain (it never let go of its context), and the policy
-   counts the failure as a flap: its cooldown doubles.
+   counts the failure as a flap: its cooldown doubles. What the caller said
+   meanwhile (held for the session that never came) goes to the chained
+   brain, as it does when a returned session fails before it committed the
+   caller's turn (a switch away like the first).
 
 It decides nothing itself.
 """
@@ -43,12 +49,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
+from pipecat.audio.utils import create_file_resampler
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
     Frame,
+    InputAudioRawFrame,
     InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -65,6 +73,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.settings import LLMSettings
 
+from voxpipe.audio import AudioFormat
 from voxpipe.call.events import (
     BrainGaveUp,
     BrainSwitched,
@@ -90,10 +99,14 @@ from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurn
 from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
 from voxpipe.processors.realtime import RealtimeService
+from voxpipe.telephony.codec import AudioEncoding
 
 TICK_S = 0.1
 PROBE_TIMEOUT_MS = 5_000  # a probe that sees no session.created in this long failed
 RETURN_TIMEOUT_MS = 10_000  # the switch back's session must be ready within this
+# How long a switch waits for caller audio already inside the realtime branch to reach
+# the realtime call's relay (a few frames; seconds only on a stalled machine).
+CATCH_UP_S = 1.0
 # A response is under way in these states: its audio is owed.
 _OWES_AUDIO = frozenset({CallState.THINKING, CallState.SPEAKING})
 
@@ -139,6 +152,12 @@ class FailoverBrain(BrainSwitch):
         self._switching = False
         self._returning: SwitchBrain | None = None  # a switch back waiting for its session
         self._seeded_messages = 0  # the chained context's messages that came from the seed
+        # Caller audio: frames routed to the realtime branch, their format, and (while the
+        # relay's audio is handed to the chained brain) the live frames held behind it.
+        self._frames_to_realtime = 0
+        self._caller_format = (16_000, 640)  # sample rate, bytes per frame
+        self._holding: list[tuple[Frame, FrameDirection]] | None = None
+        self.handed_audio_ms: list[int] = []  # caller audio handed over at each switch
         realtime.add_event_handler("on_call_event", self._on_call_event)
         self._register_event_handler("on_brain_switched")
 
@@ -161,6 +180,17 @@ class FailoverBrain(BrainSwitch):
             stage = _OUTPUT_STAGES.get(type(frame))
             if stage is not None:  # the output's report on the chained brain's reply
                 self.boundary.saw(stage, self._now())
+
+    async def route(self, frame: Frame, direction: FrameDirection) -> None:
+        """Caller audio: counted on its way to realtime, held while older audio is handed over."""
+        if isinstance(frame, InputAudioRawFrame):
+            if self._holding is not None:
+                self._holding.append((frame, direction))
+                return
+            if self.selector.active is Brain.REALTIME:
+                self._frames_to_realtime += 1
+                self._caller_format = (frame.sample_rate, len(frame.audio))
+        await super().route(frame, direction)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -243,10 +273,13 @@ class FailoverBrain(BrainSwitch):
             await self._hand_to_chained(switch)
         finally:
             self._switching = False
+            if self._holding is not None:  # even a failed hand-over lets the caller be heard
+                await self._hand_caller_audio()
 
     async def _hand_to_chained(self, switch: SwitchBrain) -> None:
         logger.warning(f"{self}: switching to the chained brain: {switch.reason.value}")
         self.selector.active = Brain.CHAINED
+        self._holding = []  # live caller audio waits behind what the realtime call holds
         await self.realtime.hand_over()
         call = self.realtime.call
         reask = call.reask_owed  # read after the hand-over: a barge-in during it drops it
@@ -326,11 +359,45 @@ class FailoverBrain(BrainSwitch):
         """The session the probes promised did not come: the chained brain keeps the call."""
         self._returning = None
         self.selector.active = Brain.CHAINED
+        self._holding = []
         self.failed_returns.append(switch.detail)
         if self.chained_context is not None:  # the realtime call's record holds those turns now
             self._seeded_messages = len(self.chained_context.get_messages())
         self.boundary = ChainedTurnBoundary(self.boundary_config, now_ms=self._now())
         logger.warning(f"{self}: switching back failed ({switch.detail}); staying on chained")
+        await self._hand_caller_audio()  # what the caller said while the session did not come
+
+    async def _hand_caller_audio(self) -> None:
+        """The chained brain hears the caller's audio no realtime session committed, then live.
+
+        Live caller audio is held (:meth:`route`) from the selector's flip
+        until here. The frames already on their way through the realtime
+        branch reach its relay first (within ``CATCH_UP_S``); then the relay's
+        uncommitted and held audio goes into the chained branch, in the
+        caller's format and frame size (the VAD reads one window per frame),
+        and the held live frames after it: the caller's turn reaches the
+        chained VAD and STT whole and in order. The VAD and turn-taking count
+        the caller's audio, not the wall clock, so a burst is heard as speech.
+        """
+        try:
+            async with asyncio.timeout(CATCH_UP_S):
+                while self.realtime.caller_frames_taken < self._frames_to_realtime:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            behind = self._frames_to_realtime - self.realtime.caller_frames_taken
+            logger.warning(f"{self}: {behind} caller frames still in the realtime branch")
+        entry = self.branch(Brain.CHAINED)
+        try:
+            chunks = self.realtime.call.relay.take_uncommitted()
+            fmt = self.realtime.call.config.input_format
+            frames = await caller_frames(chunks, fmt, *self._caller_format)
+            self.handed_audio_ms.append(sum(_frame_ms(f) for f in frames))
+            for audio in frames:
+                await entry.queue_frame(audio)
+        finally:
+            held, self._holding = self._holding or [], None
+            for frame, direction in held:  # no await suspends: no live frame gets ahead
+                await entry.queue_frame(frame, direction)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -347,6 +414,35 @@ class FailoverBrain(BrainSwitch):
         self.switched.append(event)
         await self.push_frame(RealtimeCallEventFrame(event=event, at_ms=self.now_ms()))
         await self._call_event_handler("on_brain_switched", event)
+
+
+async def caller_frames(
+    chunks: Sequence[bytes], fmt: AudioFormat, sample_rate: int, frame_bytes: int
+) -> list[InputAudioRawFrame]:
+    """The realtime session's input audio (``fmt``) as the caller's frames again.
+
+    Mono PCM16 at the caller's rate, in frames of the caller's size (the
+    realtime service takes the caller's audio as mono too).
+    """
+    if not chunks:
+        return []
+    audio = b"".join(chunks)
+    if fmt is AudioFormat.PCM16_24K:
+        rate = 24_000
+    else:
+        audio, rate = AudioEncoding.of(fmt).decode(audio), 8_000
+    if rate != sample_rate:
+        audio = await create_file_resampler().resample(audio, rate, sample_rate)
+    size = max(2, frame_bytes - frame_bytes % 2)
+    return [
+        InputAudioRawFrame(audio=audio[i : i + size], sample_rate=sample_rate, num_channels=1)
+        for i in range(0, len(audio), size)
+    ]
+
+
+def _frame_ms(frame: InputAudioRawFrame) -> int:
+    """Milliseconds of a mono PCM16 frame."""
+    return len(frame.audio) * 1000 // (2 * frame.sample_rate)
 
 
 def turns_of(messages: Sequence[Any]) -> list[Turn]:

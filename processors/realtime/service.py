@@ -197,6 +197,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
         )
         # The newest events, for tests and benchmarks; observers get every one as it happens.
         self.events = EventLog(events_kept)
+        # Caller audio frames this service has handled: a brain switch waits for the ones
+        # on their way through the realtime branch before it hands the relay's to the other.
+        self.caller_frames_taken = 0
         fmt = self.call.config.input_format
         # A G.711 session: the caller's bytes as they came where they still hold.
         self.g711_input = G711Input(fmt) if fmt is not AudioFormat.PCM16_24K else None
@@ -361,7 +364,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """pipecat's handling, plus the output's report that the bot went quiet."""
         await super().process_frame(frame, direction)
-        if isinstance(frame, BotStoppedSpeakingFrame):
+        if isinstance(frame, InputAudioRawFrame):
+            self.caller_frames_taken += 1  # the call's relay has it (sent, held or skipped)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
             await self._decide(self.call.output_stopped)
 
     async def push_frame(

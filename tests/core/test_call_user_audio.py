@@ -76,3 +76,16 @@ def test_audio_before_the_first_session_is_held() -> None:
     assert not relay.connected
     assert relay.on_audio(CHUNK) == []
     assert [c.seq for c in relay.on_connected()] == [0]
+
+
+def test_another_brain_takes_the_uncommitted_turn_and_the_held_audio_in_order() -> None:
+    relay = connected_relay()
+    relay.on_audio(b"\x01" * 960)  # committed: the session's, not handed over
+    relay.on_committed()
+    relay.on_audio(b"\x02" * 960)  # sent, never committed: the turn under way
+    relay.on_disconnected()
+    relay.on_audio(b"\x03" * 960)  # held: no session took it
+    assert relay.take_uncommitted() == [b"\x02" * 960, b"\x03" * 960]
+    assert relay.take_uncommitted() == []  # handed over once
+    assert relay.on_connected() == []  # a later session does not replay it either
+    assert relay.stats().dropped_ms == 0

@@ -28,6 +28,10 @@ class _CuedInput(FileInputTransport):
         super().__init__(caller, params, **kwargs)
         self._caller = caller
 
+    async def _push(self, pcm: bytes, offset_ms: float) -> None:
+        await super()._push(pcm, offset_ms)
+        self._caller.sent_ms = offset_ms + CHUNK_MS
+
     async def _play(self) -> None:
         c = self._caller
         step = self.sample_rate * 2 * CHUNK_MS // 1000
@@ -40,6 +44,7 @@ class _CuedInput(FileInputTransport):
                 offset_ms += CHUNK_MS
             pcm = load_audio(path, self.sample_rate).pcm16
             pcm += bytes(-len(pcm) % step)
+            c.started_ms[i] = offset_ms
             for at in range(0, len(pcm), step):
                 await self._push(pcm[at : at + step], offset_ms)
                 offset_ms += CHUNK_MS
@@ -61,6 +66,10 @@ class CuedCaller(FileTransport):
         # (a call whose brain is still connecting would otherwise lose it).
         self.cued = 0 if wait_first else 1
         self.said = [asyncio.Event() for _ in self.lines]
+        # Where each line began in the caller's audio (ms; None until it did), and how
+        # much audio the caller has sent so far: a test can act mid-line on what was said.
+        self.started_ms: list[float | None] = [None for _ in self.lines]
+        self.sent_ms = 0.0
         params = TransportParams(
             audio_in_enabled=True,
             audio_in_sample_rate=self.caller.sample_rate,

@@ -98,6 +98,18 @@ class UserAudioRelay:
         self._uncommitted.clear()
         self._held.clear()
 
+    def take_uncommitted(self) -> list[bytes]:
+        """Hand over every chunk no session committed, in order, and forget it here.
+
+        Another brain takes the caller now (a switch away, or a switch back
+        that failed): what was sent but not committed and what was held is
+        the caller's unfinished turn, which that brain must hear. Only audio
+        that no session will ever take counts as dropped, so none is.
+        """
+        pending = [audio for _, audio in (*self._uncommitted, *self._held)]
+        self.forget()
+        return pending
+
     def on_connected(self) -> list[SendUserAudio]:
         """A new session is ready: replay the unfinished turn, then the held audio."""
         self._connected = True
