@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxpipe.errors import DelegationConfigError
+from voxpipe.timeline import EventKind
 
 DEFAULT_THRESHOLD_MS = 700
 DEFAULT_FILLERS = ("One moment.", "Let me check that.", "Just a second, please.")
@@ -144,6 +145,31 @@ class FillerPolicy:
         return self.settings.fillers[self._last_wording]
 
 
+def timeline_entry(event: object) -> tuple[EventKind, dict[str, Any]] | None:
+    """The timeline line for a delegation event (None: not one)."""
+    match event:
+        case BackendAsked():
+            return EventKind.DELEGATION, {
+                "phase": "asked",
+                "delegation": event.delegation,
+                "joined": event.joined,
+            }
+        case FillerSpoken():
+            return EventKind.FILLER, {
+                "delegation": event.delegation,
+                "wording": event.wording,
+                "waited_ms": round(event.waited_ms, 1),
+            }
+        case BackendAnswered():
+            return EventKind.DELEGATION, {
+                "phase": "answered",
+                "delegation": event.delegation,
+                "waited_ms": round(event.waited_ms, 1),
+                "filled": event.filled,
+            }
+    return None
+
+
 def parse_delegate_table(table: Any, source: str) -> DelegationSettings | None:
     """``[delegate]`` of an agent file (None when absent); errors name ``source`` and the key."""
     if table is None:
@@ -217,4 +243,5 @@ __all__ = [
     "FillerSpoken",
     "WaitPhase",
     "parse_delegate_table",
+    "timeline_entry",
 ]

@@ -35,6 +35,8 @@ class EventKind(enum.Enum):
     RECONNECT = "reconnect"
     BRAIN_SWITCHED = "brain_switched"  # the call moved between the realtime and chained brains
     HANDOFF = "handoff"  # one agent handed the caller to another ([agents] in agent.toml)
+    DELEGATION = "delegation"  # the voice agent asked its backend model, or the answer came
+    FILLER = "filler"  # "one moment": the backend's wait passed the threshold ([delegate])
     TRANSPORT_REJOINED = "transport_rejoined"  # the caller's new connection carries the call on
     PARTICIPANT_JOINED = "participant_joined"  # a human joined the agent's room (Daily)
     PARTICIPANT_LEFT = "participant_left"
@@ -67,14 +69,22 @@ class Turn:
     heard: str
     replied: str
     user_stopped_ms: float | None
-    first_audio_ms: float | None
+    first_audio_ms: float | None  # the answer's: a filler's audio is ``filler_ms``
     interrupted: bool
+    filler_ms: float | None = None  # the first filler's first audio ("one moment")
 
     @property
     def latency_ms(self) -> float | None:
+        """To the answer's first audio: a filler said while the backend worked does not count."""
         if self.user_stopped_ms is None or self.first_audio_ms is None:
             return None
         return self.first_audio_ms - self.user_stopped_ms
+
+    @property
+    def filler_latency_ms(self) -> float | None:
+        if self.user_stopped_ms is None or self.filler_ms is None:
+            return None
+        return self.filler_ms - self.user_stopped_ms
 
 
 @dataclass
@@ -110,6 +120,11 @@ class Timeline:
                     current.heard.append(str(event.data.get("text", "")))
             elif current is None:
                 continue
+            elif kind is EventKind.FILLER:
+                current.filler_due = True  # the next bot audio to start is the filler's
+            elif kind is EventKind.FIRST_BOT_AUDIO and current.filler_due:
+                current.filler_due = False
+                current.filler_ms = current.filler_ms or event.t_ms
             elif kind is EventKind.FIRST_BOT_AUDIO and current.first_audio_ms is None:
                 current.first_audio_ms = event.t_ms
             elif kind is EventKind.ASSISTANT_TEXT:
@@ -127,6 +142,8 @@ class _TurnBuilder:
     user_stopped_ms: float | None = None
     first_audio_ms: float | None = None
     interrupted: bool = False
+    filler_ms: float | None = None
+    filler_due: bool = False
 
     @property
     def answered(self) -> bool:
@@ -139,4 +156,5 @@ class _TurnBuilder:
             self.user_stopped_ms,
             self.first_audio_ms,
             self.interrupted,
+            self.filler_ms,
         )

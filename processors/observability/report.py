@@ -137,6 +137,10 @@ def build_report(
                 "heard": said.heard if said else None,
                 "replied": said.replied if said else None,
                 "interrupted": said.interrupted if said else None,
+                # With [delegate]: the budget runs to the first audio, which may be a filler
+                # said while the backend worked; these run to the answer and to the filler.
+                "answer_latency_ms": _rounded(said.latency_ms) if said else None,
+                "filler_latency_ms": _rounded(said.filler_latency_ms) if said else None,
                 **b.as_dict(),
                 "unknown_segments": [s.value for s, ms in b.segments.items() if ms is None],
             }
@@ -167,9 +171,9 @@ def _spoken_turn(b: LatencyBudget, spoken: Sequence[Turn]) -> Turn | None:
     """
     heard = b.stamps.first_audio_written_ms or b.stamps.playback_ms
     if heard is not None:
-        answered = [t for t in spoken if t.first_audio_ms is not None]
-        nearest = min(answered, key=lambda t: abs((t.first_audio_ms or 0) - heard), default=None)
-        if nearest is not None and abs((nearest.first_audio_ms or 0) - heard) <= _MATCH_MS:
+        answered = [t for t in spoken if _first_heard(t) is not None]
+        nearest = min(answered, key=lambda t: abs((_first_heard(t) or 0) - heard), default=None)
+        if nearest is not None and abs((_first_heard(nearest) or 0) - heard) <= _MATCH_MS:
             return nearest
     start = b.stamps.speech_end_ms
     if start is None:
@@ -179,6 +183,15 @@ def _spoken_turn(b: LatencyBudget, spoken: Sequence[Turn]) -> Turn | None:
         if stopped is not None and stopped >= start and (heard is None or stopped <= heard):
             return turn
     return None
+
+
+def _first_heard(turn: Turn) -> float | None:
+    """The turn's first bot audio: a filler's, when one came before the answer."""
+    return turn.filler_ms if turn.filler_ms is not None else turn.first_audio_ms
+
+
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 1)
 
 
 def cost_section(ledger: CostLedger) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voxpipe.call.events import timeline_entry
+from voxpipe.delegation import timeline_entry as delegation_entry
 from voxpipe.frames import GuardrailTrippedFrame, RealtimeCallEventFrame, SlotFallbackFrame
 from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.slot_fallback import HandedOff, timeline_data
@@ -117,7 +118,8 @@ class TimelineObserver(InlineObserver):
             )
         elif isinstance(frame, RealtimeCallEventFrame):
             # The realtime service's own events: cancels, truncates, states, reconnects...
-            entry = timeline_entry(frame.event)
+            # and the supervisor's (asked, filler, answered: processors/delegation.py).
+            entry = timeline_entry(frame.event) or delegation_entry(frame.event)
             if entry is not None:
                 add(now, entry[0], **entry[1])
         elif isinstance(frame, SlotFallbackFrame):

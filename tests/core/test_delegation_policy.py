@@ -12,6 +12,7 @@ from voxpipe import ConfigError, DelegationConfigError
 from voxpipe.delegation import (
     DEFAULT_FILLERS,
     BackendAnswered,
+    BackendAsked,
     DelegateBackend,
     DelegationSettings,
     FillerPolicy,
@@ -19,6 +20,9 @@ from voxpipe.delegation import (
     WaitPhase,
     parse_delegate_table,
 )
+from voxpipe.delegation import timeline_entry as delegation_entry
+from voxpipe.guardrails.config import parse_agent_config
+from voxpipe.timeline import EventKind, Timeline
 
 
 def wait(
@@ -142,3 +146,53 @@ def test_a_bad_delegate_table_is_a_named_error(table: Any, key: str) -> None:
         parse_delegate_table(table, "agent.toml")
     assert raised.value.path == "agent.toml" and raised.value.key == key
     assert isinstance(raised.value, ConfigError) and not raised.value.retryable
+
+
+def test_the_turn_latency_runs_to_the_answer_with_the_filler_apart() -> None:
+    timeline = Timeline()
+    add = timeline.add
+    add(1_000, EventKind.USER_STOPPED_SPEAKING)
+    add(1_200, EventKind.USER_TRANSCRIPT, text="What is my balance?")
+    add(1_300, EventKind.DELEGATION, phase="asked", delegation=1, joined=False)
+    add(2_000, EventKind.FILLER, delegation=1, wording="One moment.", waited_ms=700)
+    add(2_150, EventKind.BOT_STARTED_SPEAKING)
+    add(2_150, EventKind.FIRST_BOT_AUDIO)  # the filler's audio
+    add(2_900, EventKind.BOT_STOPPED_SPEAKING)
+    add(3_400, EventKind.DELEGATION, phase="answered", delegation=1, waited_ms=2_100)
+    add(3_600, EventKind.BOT_STARTED_SPEAKING)
+    add(3_600, EventKind.FIRST_BOT_AUDIO)  # the answer's
+    add(3_700, EventKind.ASSISTANT_TEXT, text="Forty two dollars.")
+    (turn,) = timeline.turns()
+    assert (turn.filler_ms, turn.first_audio_ms) == (2_150, 3_600)
+    assert (turn.filler_latency_ms, turn.latency_ms) == (1_150, 2_600)
+    assert turn.replied == "Forty two dollars."
+
+
+def test_a_turn_with_no_filler_is_timed_as_before() -> None:
+    timeline = Timeline()
+    timeline.add(1_000, EventKind.USER_STOPPED_SPEAKING)
+    timeline.add(1_500, EventKind.FIRST_BOT_AUDIO)
+    (turn,) = timeline.turns()
+    assert (turn.filler_ms, turn.latency_ms, turn.filler_latency_ms) == (None, 500, None)
+
+
+def test_delegation_events_have_timeline_lines() -> None:
+    asked = delegation_entry(BackendAsked(1, joined=False))
+    filler = delegation_entry(FillerSpoken(1, "One moment.", 702.04))
+    answered = delegation_entry(BackendAnswered(1, 1_650.0, filled=True))
+    assert asked == (EventKind.DELEGATION, {"phase": "asked", "delegation": 1, "joined": False})
+    assert filler == (
+        EventKind.FILLER,
+        {"delegation": 1, "wording": "One moment.", "waited_ms": 702.0},
+    )
+    assert answered is not None and answered[1]["filled"] is True
+    assert delegation_entry(object()) is None
+
+
+def test_an_agent_file_carries_its_delegate_table() -> None:
+    config = parse_agent_config({"delegate": {"backend": "local", "threshold_ms": 800}}, "a.toml")
+    assert config.delegate == DelegationSettings(threshold_ms=800)
+    assert parse_agent_config({}, "a.toml").delegate is None
+    with pytest.raises(DelegationConfigError) as raised:
+        parse_agent_config({"delegate": {"fillers": ["Hm."]}}, "a.toml")
+    assert str(raised.value).startswith("a.toml: delegate.fillers:")

@@ -33,6 +33,7 @@ from typing import Any
 
 from voxpipe.agents import AgentsConfig, parse_agents
 from voxpipe.call.failover import FailoverConfig, parse_fallback_table
+from voxpipe.delegation import DelegationSettings, parse_delegate_table
 from voxpipe.errors import ConfigError
 from voxpipe.guardrails.deny import DenyPolicy
 from voxpipe.guardrails.pii import PiiPolicy
@@ -50,6 +51,7 @@ _TOP_LEVEL_KEYS = (
     "start",
     "agents",
     "handoff",
+    "delegate",
 )
 
 # An agent file is instructions and a few settings; a megabyte is far beyond any.
@@ -96,6 +98,8 @@ class AgentConfig:
     fallback: FailoverConfig | None = None
     # start + [agents.<name>] + [handoff]: a multi-agent call (voxpipe.agents).
     agents: AgentsConfig | None = None
+    # [delegate]: the voice agent hands hard turns to a backend model (voxpipe.delegation).
+    delegate: DelegationSettings | None = None
 
 
 def load_agent_file(path: str | Path) -> AgentConfig:
@@ -153,7 +157,10 @@ def parse_agent_config(data: Mapping[str, Any], source: str = "<agent config>") 
     fallback = parse_fallback_table(data.get("fallback"), source)
     guardrails = _guardrails(table, source)
     agents = parse_agents(data, source)
-    return AgentConfig(source, instructions, guardrails, telephony, chained, fallback, agents)
+    delegate = parse_delegate_table(data.get("delegate"), source)
+    return AgentConfig(
+        source, instructions, guardrails, telephony, chained, fallback, agents, delegate
+    )
 
 
 def _known_keys(
