@@ -112,7 +112,10 @@ def build_chained_pipeline(
             context starts with the ``start`` agent's instructions (``instructions``
             is not used; an explicit ``llm`` must have no system instruction of its
             own) and tools, and a ``transfer_to_<name>`` tool swaps them
-            (:mod:`voxpipe.processors.chained_handoff`).
+            (:mod:`voxpipe.processors.chained_handoff`). On the local TTS an
+            agent's ``voice`` is a local voice (``piper``, ``espeak``; another is an
+            ``AgentsConfigError``) and ``voice`` is the voice of agents without one;
+            with another TTS, a handed-off agent's voice is sent to it as given.
     """
     handoffs = None
     if agents is not None:
@@ -134,6 +137,8 @@ def build_chained_pipeline(
         stt, llm, tts = stt or remote.stt, llm or remote.llm, tts or remote.tts
     stt = stt or _local_stt()
     llm = llm or _local_llm(instructions)
+    if tts is None and handoffs is not None:  # the local TTS speaks in each agent's voice
+        voice = handoffs.local_voices(TTSEngineKind(voice).value, [k.value for k in TTSEngineKind])
     tts = tts or _local_tts(voice)
     # Every handler runs once per logical call, whatever re-issues it (a barge-in, a failover).
     IdempotentTools(lambda: time.monotonic() * 1000).register(llm, tools, functions)

@@ -15,6 +15,12 @@ left here is carrying it out on pipecat's ``LLMContext``, in this order:
    transfer call and its result stay;
 3. then the LLM runs (an ``LLMRunFrame``): the new agent's first reply.
 
+An agent with a ``voice`` of its own (or the call's default voice, for one
+without) speaks in it: with the instructions, a
+``TTSUpdateSettingsFrame(voice=...)`` goes downstream to the TTS, which
+takes it from the next response on (the local TTS does so at the next
+``LLMFullResponseStartFrame``; the rest of the transfer line keeps the old voice).
+
 The chained LLM takes its instructions from the context's system message
 (it is built with none of its own), so swapping that message is all a switch
 of instructions takes. The same ``handoff`` events as the realtime path go
@@ -29,10 +35,15 @@ from typing import Any
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.frames.frames import FunctionCallResultProperties, LLMRunFrame
+from pipecat.frames.frames import (
+    FunctionCallResultProperties,
+    LLMRunFrame,
+    TTSUpdateSettingsFrame,
+)
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import FunctionCallParams
+from pipecat.services.settings import TTSSettings
 
 from voxpipe.agents import AgentsConfig
 from voxpipe.call.events import CallEvent, HandoffApplied, HandoffStarted, TransferRefused
@@ -62,8 +73,22 @@ class ChainedHandoffs:
     ) -> None:
         self.roster = AgentRoster(agents)
         self.events: list[CallEvent] = []
+        # The voice of an agent without one (None: it keeps the voice it is handed).
+        self._default_voice: str | None = None
+        self.voice = agents.voice_of(agents.start, None)  # the voice speaking now
         self._tools = {_tool_name(tool): tool for tool in tools}
         self._now_ms = now_ms
+
+    def local_voices(self, default: str, known: Sequence[str]) -> str:
+        """The call speaks with the local TTS, ``default`` its voice: the first agent's voice.
+
+        Every agent's ``voice`` must be one of ``known`` (an ``AgentsConfigError``).
+        """
+        agents = self.roster.agents
+        agents.check_voices(known, "local TTS")
+        self._default_voice = default
+        self.voice = agents.voice_of(agents.start, default)
+        return self.voice or default
 
     def start_context(self) -> LLMContext:
         """The first agent's context: its instructions and its tools."""
@@ -98,6 +123,7 @@ class ChainedHandoffs:
         # At once, so that an inference a caller's turn starts meanwhile runs as the new
         # agent (the old one never speaks after the transfer); the context is bounded below.
         self._swap_instructions(params.context, decision)
+        await self._switch_voice(params, decision.current)
 
         async def take_over() -> None:
             self._swap(params.context, decision)
@@ -111,6 +137,13 @@ class ChainedHandoffs:
             json.loads(self.roster.transfer_output(decision)),
             properties=FunctionCallResultProperties(run_llm=False, on_context_updated=take_over),
         )
+
+    async def _switch_voice(self, params: FunctionCallParams, agent: str) -> None:
+        voice = self.roster.agents.voice_of(agent, self._default_voice)
+        if voice is None or voice == self.voice:
+            return
+        self.voice = voice
+        await params.llm.push_frame(TTSUpdateSettingsFrame(delta=TTSSettings(voice=voice)))
 
     async def _refuse(self, params: FunctionCallParams, refused: TransferNotAllowed) -> None:
         available = list(self.roster.spec.transfer_tools)

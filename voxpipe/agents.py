@@ -60,6 +60,7 @@ class AgentsProblem(enum.Enum):
     UNKNOWN_TOOL = "unknown_tool"  # an agent lists a tool the application did not give
     TOOL_NAME_COLLISION = "tool_name_collision"  # one tool name twice in an agent's tools
     TWO_VOICES = "two_voices"  # realtime: one voice per call
+    UNKNOWN_VOICE = "unknown_voice"  # chained: a voice the call's TTS does not have
     BAD_VALUE = "bad_value"  # a value of the wrong type or shape
     UNKNOWN_KEY = "unknown_key"  # a key the agents tables do not know
 
@@ -199,6 +200,23 @@ class AgentsConfig:
                     f"the application's tool {tool!r} takes a name handoffs use",
                     hint=f"rename it: '{TRANSFER_PREFIX}<agent>' tools are made from handoffs",
                 )
+
+    def check_voices(self, known: Iterable[str], tts: str) -> None:
+        """Chained path: every agent's ``voice`` must be one of ``known`` (``tts``'s voices)."""
+        voices = sorted(set(known))
+        for spec in self.agents.values():
+            if spec.voice is not None and spec.voice not in voices:
+                raise AgentsConfigError(
+                    AgentsProblem.UNKNOWN_VOICE,
+                    self.source,
+                    f"[agents.{spec.name}].voice",
+                    f"{spec.voice!r} is not a voice of the {tts}",
+                    hint=f"voices: {', '.join(voices)}",
+                )
+
+    def voice_of(self, name: str, default: str | None) -> str | None:
+        """The voice agent ``name`` speaks in on the chained path (its own, else ``default``)."""
+        return self.agent(name).voice or default
 
     def warnings(self) -> list[AgentsWarning]:
         """Instructions longer than the warning length, per agent."""

@@ -6,6 +6,12 @@ path does this with a speculated reply's first piece during the end-of-turn
 wait). When the TTS is then asked for that exact text, the audio made so far
 plays at once; text it is never asked for is dropped, so nothing is spoken
 that did not come through the pipeline (and past the guardrail tap).
+
+The voice can change during a call (a chained handoff to an agent with a
+``voice`` of its own sends ``TTSUpdateSettingsFrame(delta=TTSSettings(voice=...))``):
+the new voice speaks from the next response on (the next
+``LLMFullResponseStartFrame`` or ``TTSSpeakFrame``), so what is left of the
+response in progress (the old agent's transfer line) ends in the old voice.
 """
 
 from __future__ import annotations
@@ -13,7 +19,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from pipecat.frames.frames import ErrorFrame, Frame, StartFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    LLMFullResponseStartFrame,
+    StartFrame,
+    TTSSpeakFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 
@@ -64,6 +77,7 @@ class LocalTTSService(TTSService):
         )
         super().__init__(**kwargs)
         self._engine = engine
+        self._next_voice: TTSEngineKind | None = None  # speaks from the next response on
         self._piece_rule = PieceRule(clause_words=first_clause_words, first_words=first_words)
         self._ahead: dict[str, Speculation[bytes]] = {}
         self.ahead_used = 0  # pieces spoken from audio synthesised ahead
@@ -73,6 +87,38 @@ class LocalTTSService(TTSService):
             self._text_aggregator = ClauseTextAggregator(  # type: ignore[assignment]
                 self._piece_rule, language=self._text_aggregator.language
             )
+
+    @property
+    def voice(self) -> TTSEngineKind:
+        """The local voice speaking now."""
+        return self._voice_kind
+
+    async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
+        """A new ``voice`` (a :class:`TTSEngineKind` value) speaks from the next response on.
+
+        An unknown voice is refused (``ValueError``) before anything changes.
+        """
+        voice = delta.voice
+        kind = TTSEngineKind(voice) if isinstance(voice, str) else None
+        changed = await super()._update_settings(delta)
+        if kind is not None:
+            self._next_voice = kind if kind is not self._voice_kind else None
+        return changed
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if self._next_voice is not None and isinstance(
+            frame, LLMFullResponseStartFrame | TTSSpeakFrame
+        ):
+            await self._switch_voice(self._next_voice)
+        await super().process_frame(frame, direction)
+
+    async def _switch_voice(self, kind: TTSEngineKind) -> None:
+        self._next_voice = None
+        self._engine = await shared_tts(kind)
+        self._voice_kind = kind
+        for stale in self._ahead.values():  # synthesised ahead in the old voice
+            await stale.cancel()
+        self._ahead.clear()
 
     def piece_splitter(self) -> SpeechTextSplitter:
         """A fresh splitter cutting text exactly as this service cuts a reply's pieces."""

@@ -171,6 +171,21 @@ def test_two_voices_are_refused_on_realtime_only() -> None:
     same.check(BrainPath.REALTIME)  # one voice, named twice: fine
 
 
+def test_chained_voices_must_be_the_tts_own_and_default_to_the_call_voice() -> None:
+    agents = parse_agents(
+        {"start": "a", "agents": _agents(a={"voice": "piper"}, b={}, c={"voice": "espeak"})}, "f"
+    )
+    assert agents is not None
+    agents.check_voices(["auto", "piper", "espeak"], "local TTS")  # passes
+    assert [agents.voice_of(n, "auto") for n in "abc"] == ["piper", "auto", "espeak"]
+    assert agents.voice_of("b", None) is None  # no default: b keeps the voice it is handed
+    with pytest.raises(AgentsConfigError) as caught:
+        agents.check_voices(["auto", "piper"], "local TTS")
+    assert caught.value.problem is AgentsProblem.UNKNOWN_VOICE
+    assert caught.value.key == "[agents.c].voice"
+    assert "'espeak' is not a voice of the local TTS" in str(caught.value)
+
+
 def test_tools_the_application_did_not_give_are_refused() -> None:
     agents = parse_agents({"start": "a", "agents": _agents(a={"tools": ["get_balance"]})}, "f")
     assert agents is not None
