@@ -4,7 +4,8 @@ A caller's questions (real speech, local Whisper) go to a voice model that
 delegates each one (a loopback stand-in for OpenAI's chat: the paid remote
 provider) through pipecat's ``LLMWithBackend``; local Piper/eSpeak speaks.
 The backend is the real local LLM slowed by a delay (a slow backend), or
-OpenAI's chat model (the stand-in again) answering after 0.1 s (a fast one).
+OpenAI's chat model (the stand-in again) answering after 0.1 s (a fast one)
+or 1.5 s (a slow one).
 The caller must hear exactly one filler per slow wait, before the answer,
 worded differently each time, and none at all when the backend is fast; the
 timeline's turn latency runs to the answer with the filler marked apart.
@@ -159,11 +160,18 @@ def _quiet_after(timeline: Timeline, began_ms: float) -> bool:
     return any(e.t_ms > began_ms for e in quiet)
 
 
-async def test_a_fast_backend_gets_no_filler(make_speech: Any) -> None:
+@pytest.mark.parametrize(
+    ("delay_s", "fillers"),
+    [(0.1, ()), (1.5, FILLERS[:1])],
+    ids=["fast-0.1s-no-filler", "slow-1.5s-one-filler"],
+)
+async def test_openai_backend_fills_only_a_wait_past_the_threshold(
+    make_speech: Any, delay_s: float, fillers: tuple[str, ...]
+) -> None:
     lines = [make_speech(QUESTIONS[0], lead_ms=1500, tail_ms=600)]
     caller = CuedCaller([Path(p) for p in lines])
     timeline, heard = Timeline(), Heard()
-    async with running_supervisor_chat(backend_delay_s=0.1) as chat:
+    async with running_supervisor_chat(backend_delay_s=delay_s) as chat:
         settings = DelegationSettings(DelegateBackend.OPENAI, 700, FILLERS, BACKEND)
         backend = backend_llm(settings, API_KEY, base_url=chat.url)
         brain = delegating_llm(frontend(chat), settings, backend=backend)
@@ -177,14 +185,23 @@ async def test_a_fast_backend_gets_no_filler(make_speech: Any) -> None:
             await wait_for(lambda: _quiet_after(timeline, began), "the answer's end")
 
     (answered,) = [e for e in connector.events if isinstance(e, BackendAnswered)]
-    assert not answered.filled and answered.waited_ms < 700, answered
-    assert not [e for e in connector.events if isinstance(e, FillerSpoken)]
-    assert heard.spoken == []  # nothing but the answer reached the voice
-    assert not timeline.of(EventKind.FILLER)
+    said = [e for e in connector.events if isinstance(e, FillerSpoken)]
+    assert tuple(f.wording for f in said) == fillers
+    assert heard.spoken == list(fillers)  # nothing else was handed to the voice as it stands
+    assert len(timeline.of(EventKind.FILLER)) == len(fillers)
+    assert answered.filled == bool(fillers)
+    assert answered.waited_ms >= delay_s * 1000
+    if not fillers:
+        assert answered.waited_ms < 700, answered
     assert len(chat.of(Role.BACKEND)) == 1  # OpenAI's chat model answered
     (turn,) = answers_spoken(timeline)
-    assert turn.filler_ms is None and turn.latency_ms is not None
-    assert chat.backend_answer in turn.replied
+    assert turn.latency_ms is not None and chat.backend_answer in turn.replied
+    if fillers:  # heard before the answer; the turn's latency runs to the answer
+        assert turn.filler_ms is not None and turn.first_audio_ms is not None
+        assert turn.filler_ms < turn.first_audio_ms
+        assert said[0].waited_ms < answered.waited_ms
+    else:
+        assert turn.filler_ms is None
 
 
 def test_the_openai_backend_needs_a_key() -> None:
