@@ -196,3 +196,22 @@ def test_an_agent_file_carries_its_delegate_table() -> None:
     with pytest.raises(DelegationConfigError) as raised:
         parse_agent_config({"delegate": {"fillers": ["Hm."]}}, "a.toml")
     assert str(raised.value).startswith("a.toml: delegate.fillers:")
+
+
+def test_the_report_times_the_answer_and_marks_the_filler_apart() -> None:
+    from voxpipe.observability import CostLedger, RateLimitTracker, TurnStamps, budget
+    from voxpipe.processors.observability.report import build_report
+
+    timeline = Timeline()
+    timeline.add(1_000, EventKind.USER_STOPPED_SPEAKING)
+    timeline.add(1_200, EventKind.USER_TRANSCRIPT, text="What is my balance?")
+    timeline.add(2_000, EventKind.FILLER, delegation=1, wording="One moment.", waited_ms=700)
+    timeline.add(2_150, EventKind.FIRST_BOT_AUDIO)
+    timeline.add(3_600, EventKind.FIRST_BOT_AUDIO)
+    timeline.add(3_700, EventKind.ASSISTANT_TEXT, text="Forty two dollars.")
+    # The latency budget times the first audio the caller heard: the filler's.
+    budgets = [budget(TurnStamps(1_000, None, None, 2_100, 2_150, None))]
+    report = build_report(timeline, budgets, CostLedger(), RateLimitTracker(warn_below=0.2))
+    (turn,) = report["turns"]
+    assert turn["replied"] == "Forty two dollars."  # matched on the filler's audio
+    assert (turn["answer_latency_ms"], turn["filler_latency_ms"]) == (2_600, 1_150)
