@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import os
 import sys
@@ -59,7 +60,13 @@ from typing import Any, ClassVar
 import numpy as np
 import soundfile as sf
 from _common import median, percentile, print_table, speak, write_result
-from pipecat.frames.frames import Frame, TTSAudioRawFrame
+from pipecat.frames.frames import (
+    Frame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+)
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
@@ -91,6 +98,7 @@ RATE = 16_000
 QUESTION = "What is the capital city of Japan?"
 REPLY = "The capital of Japan is Tokyo, a very large city on the island of Honshu."
 SAMPLE_TIMEOUT_S = 120.0
+HEAD_START = True  # --no-head-start: the chained brain neither warmed nor got ahead
 MS_PER_CHAR, WORD_GAP_MS = 55, 40  # the server's SyntheticVoice: a hum per word, then a gap
 
 
@@ -107,25 +115,41 @@ class HearingScriptedBrain(ScriptedBrain):
 
 
 class Audio(InlineObserver):
-    """When each brain's reply audio came out (read in the push itself)."""
+    """When each brain's reply audio came out, and the chained answer's stages (in the push)."""
 
-    frame_types: ClassVar[tuple[type[Frame], ...]] = (TTSAudioRawFrame,)
+    frame_types: ClassVar[tuple[type[Frame], ...]] = (
+        TTSAudioRawFrame,
+        LLMFullResponseStartFrame,
+        LLMTextFrame,
+        TTSTextFrame,
+    )
 
-    def __init__(self, transport: FileTransport, chained_voice: Any) -> None:
+    def __init__(self, transport: FileTransport, chained: dict[str, Any] | None) -> None:
         super().__init__()
         self.now_ms = transport.clock.now_ms
-        self.chained_voice = chained_voice
+        self.chained_voice = chained["tts"] if chained else None
+        self.chained_llm = chained["llm"] if chained else None
         self.realtime_ms: list[float] = []
         self.chained_ms: list[float] = []
+        self.stages: dict[str, float] = {}  # the chained answer's first of each stage
         self.changed = asyncio.Event()
 
     def observe(self, data: FramePushed, first: bool) -> None:
         if not first or data.direction is not FrameDirection.DOWNSTREAM:
             return
-        if isinstance(data.source, RealtimeService):
-            self.realtime_ms.append(self.now_ms())
-        elif self.chained_voice is not None and data.source is self.chained_voice:
-            self.chained_ms.append(self.now_ms())
+        frame, source = data.frame, data.source
+        if isinstance(frame, TTSAudioRawFrame):
+            if isinstance(source, RealtimeService):
+                self.realtime_ms.append(self.now_ms())
+            elif self.chained_voice is not None and source is self.chained_voice:
+                self.chained_ms.append(self.now_ms())
+                self.stages.setdefault("audio", self.now_ms())
+        elif self.chained_llm is not None and source is self.chained_llm:
+            stage = "llm_start" if isinstance(frame, LLMFullResponseStartFrame) else "llm_text"
+            if isinstance(frame, LLMFullResponseStartFrame | LLMTextFrame):
+                self.stages.setdefault(stage, self.now_ms())
+        elif source is self.chained_voice and isinstance(frame, TTSTextFrame):
+            self.stages.setdefault("tts_text", self.now_ms())
         self.changed.set()
 
 
@@ -172,6 +196,9 @@ class Words:
     heard: list[str]
     seeded: list[str]
     said: list[str]
+    # The chained answer's stages, ms after the switch (llm_start, llm_text, tts_text,
+    # audio), and llama.cpp's prompt work for it (prompt and cached tokens, first token ms).
+    stages: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         repeated = len(self.heard) - len(_minus(self.heard, self.said))
@@ -191,16 +218,18 @@ async def one_sample(
     fault -> the switch and the words across it (with a fallback)."""
     transport = FileTransport(recording, paced=True)
     if fallback:
-        config = FailoverConfig(first_audio_deadline_ms=30_000, stall_ms=2_000)
+        config = FailoverConfig(
+            first_audio_deadline_ms=30_000, stall_ms=2_000, head_start=HEAD_START
+        )
         graph = build_failover_pipeline(
             transport, failover=config, server_url=server.realtime_url, api_key=KEY
         )
-        voice = graph.services["tts"]
+        chained: dict[str, Any] | None = graph.services
     else:
         graph = build_realtime_pipeline(
             transport, server_url=server.realtime_url, api_key=KEY, transcribe=True
         )
-        voice = None
+        chained = None
     service = graph.brain
     assert isinstance(service, RealtimeService)
     events: list[tuple[float, CallEvent]] = []
@@ -223,7 +252,7 @@ async def one_sample(
 
     if fallback:
         graph.services["failover"].add_event_handler("on_brain_switched", _on_switched)
-    audio = Audio(transport, voice)
+    audio = Audio(transport, chained)
     _arm(server, kind, cut_ms)
     async with CallSession(graph, observers=[audio], end_timeout_secs=3) as session:
         try:
@@ -254,7 +283,21 @@ async def one_sample(
                 before = len(assistant())
                 await _until(lambda: len(assistant()) > before, SAMPLE_TIMEOUT_S)
                 said = normalise(assistant()[-1]).split()
-                words = Words(heard_words(played), list(seeded), said)
+                stages = {k: round(v - switch_ms, 1) for k, v in audio.stages.items()}
+                llm = graph.services["llm"]
+                engine = getattr(llm, "_engine", None)
+                gens = list(getattr(engine, "generations", []))
+                if gens:  # the re-ask's generation: the first after the switch
+                    g = gens[-1]
+                    stages |= {
+                        "prompt_tokens": g.prompt_tokens,
+                        "cached_tokens": g.cached_tokens,
+                        "first_token_ms": round(g.first_token_ms, 1),
+                    }
+                spec = getattr(llm, "speculations", None)
+                if spec is not None:  # a re-ask got ahead on while the hang was suspected
+                    stages["speculation_used"] = spec.used
+                words = Words(heard_words(played), list(seeded), said, stages)
             elif kind == "close":
                 await _until(lambda: any(t > fault_ms + 50 for t in audio.realtime_ms), 60)
                 first = next(t for t in audio.realtime_ms if t > fault_ms + 50)
@@ -311,7 +354,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if said is not None:
                             words.append(said)
                             print(
-                                f"  words {said.counts()} said={' '.join(said.said)}",
+                                f"  words {said.counts()} said={' '.join(said.said)} "
+                                f"after switch {said.stages}",
                                 file=sys.stderr,
                             )
                         loads.append(os.getloadavg()[0])
@@ -320,6 +364,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results[kind]["words"] = _words_summary(words)
                 results[kind]["timed_out"] = timed_out
         return {
+            "head_start": HEAD_START,
             "faults_per_kind": args.faults,
             "cut_ms": args.cut_ms,
             "load_avg_during": [round(min(loads), 1), round(max(loads), 1)] if loads else None,
@@ -351,6 +396,12 @@ def _words_summary(words: list[Words]) -> dict[str, Any]:
         {**c, "heard_words": w.heard, "seeded_words": w.seeded, "said_words": w.said}
         for c, w in zip(counts, words, strict=True)
     ]
+    # Where the time after the switch went (medians, ms after the switch).
+    keys = sorted({k for w in words for k in w.stages})
+    out["after_switch_p50"] = {
+        k: median([float(w.stages[k]) for w in words if k in w.stages]) for k in keys
+    }
+    out["after_switch_samples"] = [w.stages for w in words]
     return out
 
 
@@ -366,7 +417,14 @@ def main() -> int:
     parser.add_argument(
         "--cut-ms", type=int, default=1_200, help="reply audio sent before the fault"
     )
+    parser.add_argument(
+        "--no-head-start",
+        action="store_true",
+        help="no warm-up at call start, no answer got ahead on while a hang is suspected",
+    )
     args = parser.parse_args()
+    global HEAD_START
+    HEAD_START = not args.no_head_start
     data = asyncio.run(run(args))
     rows = []
     for kind, result in data["kinds"].items():
@@ -390,7 +448,8 @@ def main() -> int:
         ["fault", "n", *WORD_COUNTS],
         word_rows,
     )
-    print(f"wrote {write_result('failover', data)}")
+    name = "failover" if HEAD_START else "failover_no_head_start"
+    print(f"wrote {write_result(name, data)}")
     return 0
 
 

@@ -86,6 +86,7 @@ from voxpipe.call.failover import (
     FailoverCommand,
     FailoverConfig,
     FailoverPolicy,
+    PrepareFallback,
     ProbeRealtime,
     SwitchBrain,
     fallback_start,
@@ -93,7 +94,7 @@ from voxpipe.call.failover import (
 from voxpipe.call.probe import ProbeFinished
 from voxpipe.call.recovery import FailureClass
 from voxpipe.call.response_guard import InterruptionSource
-from voxpipe.call.rollover import Role, Turn
+from voxpipe.call.rollover import Role, SessionSeed, Turn
 from voxpipe.call.state import CallState, StateChanged
 from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurnBoundary
 from voxpipe.frames import RealtimeCallEventFrame
@@ -107,6 +108,7 @@ RETURN_TIMEOUT_MS = 10_000  # the switch back's session must be ready within thi
 # How long a switch waits for caller audio already inside the realtime branch to reach
 # the realtime call's relay (a few frames; seconds only on a stalled machine).
 CATCH_UP_S = 1.0
+WARM_UP_WORDS = "One moment."  # what the chained voice says once, to nobody, as the call starts
 # A response is under way in these states: its audio is owed.
 _OWES_AUDIO = frozenset({CallState.THINKING, CallState.SPEAKING})
 
@@ -135,6 +137,7 @@ class FailoverBrain(BrainSwitch):
         boundary: BoundaryConfig | None = None,
     ) -> None:
         branches = {Brain.REALTIME: realtime_branch, Brain.CHAINED: chained_branch}
+        self._chained = list(chained_branch)
         super().__init__(branches, selector, name="FailoverBrain")
         self.realtime = realtime
         self.now_ms = now_ms
@@ -149,6 +152,8 @@ class FailoverBrain(BrainSwitch):
         self.failed_returns: list[str] = []  # switches back whose session never became ready
         self._ticker: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._warmer: asyncio.Task[None] | None = None
+        self._warmed = False
         self._switching = False
         self._returning: SwitchBrain | None = None  # a switch back waiting for its session
         self._seeded_messages = 0  # the chained context's messages that came from the seed
@@ -171,11 +176,13 @@ class FailoverBrain(BrainSwitch):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._ticker is None:
             self._ticker = self.create_task(self._tick_loop(), name="failover-tick")
+            if self.policy.config.head_start and not self._warmed:  # no preload before
+                self._warmer = self.create_task(self._warm_chained(), name="failover-warm")
         elif isinstance(frame, EndFrame | CancelFrame):
-            for task in (self._ticker, self._prober):
-                if task is not None:
+            for task in (self._ticker, self._prober, self._warmer):
+                if task is not None and not task.done():
                     await self.cancel_task(task)
-            self._ticker = self._prober = None
+            self._ticker = self._prober = self._warmer = None
         elif direction is FrameDirection.UPSTREAM and self.selector.active is Brain.CHAINED:
             stage = _OUTPUT_STAGES.get(type(frame))
             if stage is not None:  # the output's report on the chained brain's reply
@@ -191,6 +198,51 @@ class FailoverBrain(BrainSwitch):
                 self._frames_to_realtime += 1
                 self._caller_format = (frame.sample_rate, len(frame.audio))
         await super().route(frame, direction)
+
+    async def preload(self) -> None:
+        """Warm the chained brain before the call starts (``CallSession`` awaits this).
+
+        A fault in the call's first seconds would otherwise find it still
+        warming (a cold warm-up holds the model for seconds under load).
+        """
+        if self.policy.config.head_start:
+            self._warmed = True
+            await self._warm_chained()
+
+    async def _warm_chained(self) -> None:
+        """Warm the chained brain's LLM and voice, before any switch needs them.
+
+        A fallback brain answers first when another failed: cold, its first
+        reply waited 29 s (llama.cpp reading its weights: first token 14.6 s;
+        then the voice's first synthesis) in ``benchmarks/failover.py``. The
+        LLM's cache is left holding the re-ask's prompt up to the words heard.
+        """
+        # The prompt a re-ask starts with (the words heard come after it): left in the cache.
+        reask = fallback_start(SessionSeed("", (), {}), self.realtime.instructions, reask=True)
+        for processor in self._chained:
+            try:
+                if hasattr(processor, "warm_up"):  # the local LLM
+                    await processor.warm_up(reask.reask_instructions)
+                elif hasattr(processor, "presynthesize"):  # the local voice: one word, dropped
+                    await processor.presynthesize(WARM_UP_WORDS)
+            except Exception as exc:  # a cold brain is slower, not broken
+                logger.warning(f"{self}: warming {processor} failed: {exc}")
+
+    async def _prepare(self, command: PrepareFallback) -> None:
+        """A hang is suspected: get the answer the switch would re-ask under way (or drop it)."""
+        llm: Any = next((p for p in self._chained if hasattr(p, "speculate_reply")), None)
+        if llm is None or self.selector.active is not Brain.REALTIME:
+            return
+        if not command.ready:
+            await llm.drop_speculation()
+            return
+        preview = self.realtime.call.handover_preview(self._now(), at_ms=command.due_ms)
+        if preview is None or not preview[1]:
+            return  # no cheap preview, or nothing owed: the switch speaks when the caller does
+        start = fallback_start(preview[0], self.realtime.instructions, reask=True)
+        tools = self.chained_context.tools if self.chained_context is not None else None
+        messages = [dict(m) for m in start.messages]
+        llm.speculate_reply(messages, start.reask_instructions, tools)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -257,6 +309,8 @@ class FailoverBrain(BrainSwitch):
         for command in commands:
             if isinstance(command, ProbeRealtime):
                 self._start_probe()
+            elif isinstance(command, PrepareFallback):
+                await self._prepare(command)
             elif command.to is Brain.CHAINED:
                 await self._to_chained(command)
             else:

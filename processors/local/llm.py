@@ -105,6 +105,49 @@ class LocalLLMService(OpenAILLMService):
             listener(self._speculation)
         return 0
 
+    def speculate_reply(
+        self, messages: list[dict[str, Any]], system_instruction: str, tools: Any
+    ) -> asyncio.Task[None]:
+        """Get ahead on a reply the pipeline is about to ask for, to these very messages.
+
+        The brain switch calls it while a hang of the realtime brain is
+        suspected: the re-asked answer is generated (and, through the
+        speculation listeners, its first words synthesised) before the switch
+        asks for it; a reply asked with the same prompt replays it, any
+        other drops it. ``tools`` as the context holds them.
+        """
+
+        async def _start() -> None:
+            engine = self._engine or await shared_llm()
+            context = LLMContext(messages=list(messages), tools=tools)  # type: ignore[arg-type]
+            prompt, tools_list = await self._prompt(context, system_instruction)
+            await self._drop_speculation()
+            self._speculation = Speculation.start(
+                prompt_key(prompt, tools_list), self._generate(engine, prompt, tools_list)
+            )
+            self.speculations.started += 1
+            for listener in self._speculation_listeners:
+                listener(self._speculation)
+
+        return asyncio.get_running_loop().create_task(_start())
+
+    async def drop_speculation(self) -> None:
+        """A reply got ahead on is not coming after all: free the model."""
+        await self._drop_speculation()
+
+    async def warm_up(self, system_instruction: str | None = None) -> None:
+        """Page the model in and cache a system prompt, before a reply needs them.
+
+        A fallback brain's first reply comes when another brain failed; cold,
+        it waited for llama.cpp to read its weights (14.6 s to the first
+        token of an 80-token prompt at load 6). ``system_instruction``
+        (default: this service's) is the prompt prefix to leave in the cache.
+        """
+        engine = self._engine or await shared_llm()
+        system = system_instruction or self._settings.system_instruction or ""  # type: ignore[attr-defined]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hello."}]
+        await asyncio.to_thread(engine.prefill, messages, None)
+
     def add_speculation_listener(
         self, listener: Callable[[Speculation[dict[str, Any]]], object]
     ) -> None:
@@ -144,12 +187,12 @@ class LocalLLMService(OpenAILLMService):
         )
 
     async def _prompt(
-        self, context: LLMContext
+        self, context: LLMContext, system_instruction: str | None = None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
         adapter = self.get_llm_adapter()
         params = await adapter.get_llm_invocation_params(
             context,
-            system_instruction=self._settings.system_instruction,  # type: ignore[attr-defined]
+            system_instruction=system_instruction or self._settings.system_instruction,  # type: ignore[attr-defined]
             convert_developer_to_user=True,
         )
         messages = [dict(m) for m in params["messages"]]

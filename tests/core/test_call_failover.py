@@ -8,10 +8,12 @@ import itertools
 import pytest
 
 from voxpipe.call.failover import (
+    REASK_STEM,
     Brain,
     FailoverConfig,
     FailoverPolicy,
     FallbackStart,
+    PrepareFallback,
     ProbeRealtime,
     SwitchBrain,
     SwitchReason,
@@ -86,7 +88,11 @@ def test_a_storm_of_server_errors_switches_but_scattered_ones_do_not() -> None:
 def test_a_response_with_no_audio_by_the_deadline_switches() -> None:
     policy = FailoverPolicy(FailoverConfig(first_audio_deadline_ms=2_000))
     policy.response_started(10_000)
-    assert policy.tick(11_999) == []
+    assert policy.tick(10_999) == []
+    assert policy.tick(11_000) == [
+        PrepareFallback(11_000, due_ms=12_000)
+    ]  # half way: get the answer ready
+    assert policy.tick(11_999) == []  # once
     out = switches(policy.tick(12_000))
     assert [(s.reason, s.at_ms) for s in out] == [(R.FIRST_AUDIO_LATE, 12_000)]
 
@@ -95,8 +101,11 @@ def test_audio_in_time_and_a_finished_response_owe_nothing() -> None:
     policy = FailoverPolicy(FailoverConfig(first_audio_deadline_ms=2_000))
     policy.response_started(0)
     policy.audio_played(1_500)
-    assert policy.tick(3_000) == []  # 1.5 s since the last audio
-    policy.response_ended(3_100)
+    assert policy.tick(2_400) == []
+    assert policy.tick(3_000) == [
+        PrepareFallback(3_000, due_ms=3_500)
+    ]  # 1.5 s since the last audio
+    assert policy.response_ended(3_100) == [PrepareFallback(3_100, ready=False)]
     assert policy.tick(60_000) == []
     assert policy.brain is Brain.REALTIME
 
@@ -104,11 +113,25 @@ def test_audio_in_time_and_a_finished_response_owe_nothing() -> None:
 def test_a_reply_that_goes_silent_mid_way_is_a_stall() -> None:
     policy = FailoverPolicy(FailoverConfig(first_audio_deadline_ms=9_000, stall_ms=1_500))
     policy.response_started(0)
-    assert policy.tick(8_000) == []  # the first audio may take up to 9 s
-    policy.audio_played(8_500)
-    assert policy.tick(9_999) == []
+    assert policy.tick(4_000) == []  # the first audio may take up to 9 s
+    assert policy.tick(8_000) == [PrepareFallback(8_000, due_ms=9_000)]
+    assert policy.audio_played(8_500) == [PrepareFallback(8_500, ready=False)]
+    assert policy.tick(9_000) == []
+    assert policy.tick(9_999) == [
+        PrepareFallback(9_999, due_ms=10_000)
+    ]  # half the stall limit: again
     out = switches(policy.tick(10_000))
     assert [(s.reason, s.detail) for s in out] == [(R.AUDIO_STALLED, "no reply audio for 1500 ms")]
+
+
+def test_a_prepared_answer_is_the_switchs_and_no_drop_follows_it() -> None:
+    policy = FailoverPolicy(FailoverConfig(stall_ms=2_000))
+    policy.response_started(0)
+    policy.audio_played(100)
+    assert policy.tick(1_100) == [PrepareFallback(1_100, due_ms=2_100)]
+    assert [type(c) for c in policy.tick(2_100)] == [SwitchBrain]
+    assert policy.response_ended(2_200) == []  # the switch took it: nothing to drop
+    assert not [c for c in policy.tick(10_000) if isinstance(c, PrepareFallback)]
 
 
 def test_a_switch_away_happens_once_and_later_signals_change_nothing() -> None:
@@ -290,7 +313,8 @@ def test_the_fallback_starts_from_the_heard_turns_with_the_summary_in_its_instru
 def test_a_reask_ends_the_context_on_the_question_and_says_what_was_heard() -> None:
     start = fallback_start(HEARD_SEED, "Be brief.", reask=True)
     assert start.messages == ({"role": "user", "content": "What is the capital of Italy?"},)
-    assert 'they heard you say "The capital of"' in start.reask_note
+    assert 'They heard you say "The capital of"' in start.reask_note
+    assert start.reask_note.startswith(REASK_STEM)  # the warmed prefix, then what was heard
     assert start.reask_instructions.startswith(start.instructions)
     assert "Answer it again" in start.reask_instructions
     assert "Answer it again" not in start.instructions  # for the one reply only

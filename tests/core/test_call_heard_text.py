@@ -117,3 +117,24 @@ def test_a_word_cut_in_its_first_half_is_not_seeded() -> None:
     played("item_1", 1245)(call, 2100)
     call.switch_away(2100 + 300)  # "capital" began at 205 ms: a syllable at most
     assert _seeded_reply(call) == "The (interrupted)"
+
+
+def test_the_handover_preview_is_the_seed_the_switch_then_gives_and_changes_nothing() -> None:
+    call = run([*CONNECT, *SERVER_TURN])
+    _synthetic_reply(call, 1200, 2100)
+    played("item_1", 1225)(call, 2100)
+    before = list(call.record.memory.turns)
+    # The stall suspected half way to its 2 s limit: 1000 of the 1225 ms played so far,
+    # all of it by the switch (the output plays on until the switch stops it).
+    assert call.handover_preview(3100) is not None
+    assert "Japan is" not in call.handover_preview(3100)[0].verbatim[-1].text  # type: ignore[index]
+    preview = call.handover_preview(3100, at_ms=4100)
+    assert preview is not None
+    assert list(call.record.memory.turns) == before  # nothing remembered yet
+    call.switch_away(4100)  # nothing more played meanwhile: the same seed
+    seed, reask = preview
+    assert call.handover_seed is not None
+    assert seed.verbatim == call.handover_seed.verbatim
+    assert seed.instructions("Be brief.") == call.handover_seed.instructions("Be brief.")
+    assert reask and call.reask_owed
+    assert call.handover_preview(4200) is None  # handed over: nothing to preview

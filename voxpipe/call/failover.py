@@ -15,7 +15,11 @@ Away from realtime, at once (the caller must not lose the turn):
   limits exhausted with a reset further off than ``long_reset_ms``;
 - hang detection: a response that plays no audio within
   ``first_audio_deadline_ms`` of its start, or goes silent for ``stall_ms``
-  mid-reply (a stall: the socket stays open and says nothing).
+  mid-reply (a stall: the socket stays open and says nothing). Half way to
+  either limit the policy says :class:`PrepareFallback`: the driver gets the
+  chained brain's answer ready (generated and its first words synthesised
+  ahead), so a switch that follows speaks sooner; audio that comes after all
+  says to drop it.
 
 Back to realtime only at a turn boundary (the caller is being listened to,
 no reply under way), no sooner than a cooldown after the last switch, and
@@ -86,6 +90,9 @@ class FailoverConfig:
     max_cooldown_ms: int = 15 * 60_000
     probe_interval_ms: int = 10_000
     probes_needed: int = 2
+    # Get ahead on the chained brain: warm its LLM and voice as the call starts, and have
+    # the re-asked answer under way half way to a hang's limit (PrepareFallback).
+    head_start: bool = True
 
     def __post_init__(self) -> None:
         if min(self.first_audio_deadline_ms, self.stall_ms, self.probe_interval_ms) <= 0:
@@ -128,7 +135,20 @@ class ProbeRealtime:
     at_ms: int
 
 
-FailoverCommand = SwitchBrain | ProbeRealtime
+@dataclasses.dataclass(frozen=True)
+class PrepareFallback:
+    """Command: a hang is suspected, get the chained answer ready (``ready``), or drop it.
+
+    Nothing moves: the realtime brain keeps the call. A switch that follows
+    finds the answer it re-asks already under way.
+    """
+
+    at_ms: int
+    ready: bool = True
+    due_ms: int | None = None  # when the switch comes if the silence goes on
+
+
+FailoverCommand = SwitchBrain | ProbeRealtime | PrepareFallback
 
 
 class FailoverPolicy:
@@ -142,6 +162,7 @@ class FailoverPolicy:
         self._last_switch_ms: int | None = None
         self._response_since: int | None = None  # a response awaits audio since then
         self._audio_seen = False  # the awaited response has played some audio
+        self._prepared: int | None = None  # the silent spell (its start) a fallback was readied for
         self._server_errors: deque[int] = deque()
         self._listening = True
         self._healthy_probes = 0
@@ -164,12 +185,12 @@ class FailoverPolicy:
         if self.brain is Brain.REALTIME and self._response_since is not None:
             self._response_since = now_ms
             self._audio_seen = True
-        return []
+        return self._unprepare(now_ms)
 
     def response_ended(self, now_ms: int) -> list[FailoverCommand]:
         """The response finished, was cancelled or failed: no audio is owed."""
         self._response_since = None
-        return []
+        return self._unprepare(now_ms)
 
     def provider_error(self, code: str | None, now_ms: int) -> list[FailoverCommand]:
         """An ``error`` event the realtime brain reported (and may survive)."""
@@ -254,9 +275,18 @@ class FailoverPolicy:
         config = self.config
         limit = config.stall_ms if self._audio_seen else config.first_audio_deadline_ms
         if now_ms - since < limit:
-            return []
+            if not config.head_start or now_ms - since < limit // 2 or self._prepared == since:
+                return []
+            self._prepared = since  # once per silent spell
+            return [PrepareFallback(now_ms, due_ms=since + limit)]
         reason = SwitchReason.AUDIO_STALLED if self._audio_seen else SwitchReason.FIRST_AUDIO_LATE
         return self._away(reason, f"no reply audio for {now_ms - since} ms", now_ms)
+
+    def _unprepare(self, now_ms: int) -> list[FailoverCommand]:
+        if self._prepared is None:
+            return []
+        self._prepared = None  # the realtime brain spoke (or finished) after all
+        return [PrepareFallback(now_ms, ready=False)]
 
     def _away(self, reason: SwitchReason, detail: str, now_ms: int) -> list[FailoverCommand]:
         last = self._last_switch_ms
@@ -296,6 +326,7 @@ class FailoverPolicy:
         self.brain = to
         self._last_switch_ms = now_ms
         self._response_since = None
+        self._prepared = None  # a prepared answer is the switch's now (or stale)
         self._healthy_probes = 0
         self._probe_due_ms = None
         self._probing = False
@@ -306,10 +337,13 @@ class FailoverPolicy:
 
 
 CUT_MARK = " (interrupted)"  # how the call's record ends a reply that was cut
-REASK_NOTE = (
-    "The line failed while you were answering the caller's last message{heard}. "
+# The re-ask's note: its words first and always the same (a chained brain warmed with them
+# finds them in llama.cpp's prompt cache at the switch), what was heard last.
+REASK_STEM = (
+    "The line failed while you were answering the caller's last message. "
     "Answer it again now, briefly, without mentioning the failure."
 )
+REASK_HEARD = '\nThey heard you say "{heard}" before it failed.'
 
 
 def fallback_start(
@@ -327,14 +361,14 @@ def fallback_start(
     "I'm sorry, but I can't assist with that."
     """
     if seed is None:
-        return FallbackStart(instructions, (), REASK_NOTE.format(heard="") if reask else "")
+        return FallbackStart(instructions, (), REASK_STEM if reask else "")
     turns = [t for t in seed.verbatim if t.role is not Role.TOOL and t.text.strip()]
     note = ""
     if reask and turns and turns[-1].role is Role.ASSISTANT and turns[-1].text.endswith(CUT_MARK):
         heard = turns.pop().text.removesuffix(CUT_MARK).strip()
-        note = REASK_NOTE.format(heard=f'; they heard you say "{heard}"' if heard else "")
+        note = REASK_STEM + (REASK_HEARD.format(heard=heard) if heard else "")
     elif reask:
-        note = REASK_NOTE.format(heard="")
+        note = REASK_STEM
     messages = tuple({"role": t.role.value, "content": t.text} for t in turns)
     return FallbackStart(seed.instructions(instructions), messages, note)
 
@@ -371,7 +405,9 @@ FALLBACK_KEYS = (
     "max_cooldown_ms",
     "probe_interval_ms",
     "probes_needed",
+    "head_start",
 )
+_BOOL_KEYS = ("switch_back", "head_start")
 
 
 def parse_fallback_table(table: Any, source: str) -> FailoverConfig | None:
@@ -396,9 +432,9 @@ def parse_fallback_table(table: Any, source: str) -> FailoverConfig | None:
     for key in FALLBACK_KEYS[1:]:
         if key in table:
             value = table[key]
-            if key == "switch_back":
+            if key in _BOOL_KEYS:
                 if not isinstance(value, bool):
-                    raise ConfigError(f"{source}: [fallback].switch_back must be true or false")
+                    raise ConfigError(f"{source}: [fallback].{key} must be true or false")
             elif isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{source}: [fallback].{key} must be a whole number")
             values[key] = value

@@ -22,6 +22,7 @@ The session lifecycle (connect, lose, recover, roll over) lives in
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -562,6 +563,35 @@ class RealtimeCall(SessionLifecycle):
         self.handover_seed = self._seed
         self.reask_owed = cut or lost or self.record.last_turn_is_user()
         return out + self._move(CallTrigger.BRAIN_SWITCH_STARTED, now_ms)
+
+    def handover_preview(
+        self, now_ms: int, *, at_ms: int | None = None
+    ) -> tuple[SessionSeed, bool] | None:
+        """What :meth:`switch_away` at ``at_ms`` would hand over (seed, answer owed); no change.
+
+        The brain switch gets ahead on the chained reply with it while a
+        hang is suspected. The output plays on until the switch stops it, so
+        the reply's heard part is what will have played by ``at_ms`` (default
+        now), never past what was received. None when there is no cheap
+        preview (see :meth:`ConversationRecord.preview_seed`) or the call is
+        not live.
+        """
+        if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
+            return None
+        item_id = self._audio_item
+        lost = item_id is not None and self.record.has_unfinished(item_id)
+        cut_item = None
+        if item_id is not None and lost:
+            heard = self._heard(item_id, now_ms)
+            ahead = max(0, (at_ms or now_ms) - now_ms)
+            played = min(heard.received_ms, heard.played_ms + ahead)
+            cut_item = (item_id, dataclasses.replace(heard, played_ms=played))
+        seed = self.record.preview_seed(self.config.rollover.keep_verbatim_turns, cut_item)
+        if seed is None:
+            return None
+        cut = self.guard.active_response_id is not None or self.machine.state in BOT_ACTIVE
+        last_is_user = bool(seed.verbatim) and seed.verbatim[-1].role is Role.USER
+        return seed, cut or lost or last_is_user
 
     def handed_over(self, now_ms: int) -> list[Command]:
         """The other brain has the call: this one waits, session closed, for a switch back."""

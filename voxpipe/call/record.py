@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from voxpipe.call.heard_text import TextDelta, heard_text
-from voxpipe.call.rollover import CallMemory, Role, SessionSeed, Summariser, Turn
+from voxpipe.call.rollover import CallMemory, Role, SessionSeed, Summariser, Turn, plan_seed
 
 NO_TRANSCRIPT = "(spoke; no transcript)"
 REMEMBERED_IDS = 1_024  # a repeat comes within a few turns, never a thousand items later
@@ -80,13 +80,29 @@ class ConversationRecord:
         """
         deltas = self._transcripts.pop(item_id, [])
         self._flush_pending_user_turns()
-        if heard is None or heard.all_heard:
-            text = "".join(d.text for d in deltas).strip()
-        else:
-            text = heard_text(deltas, heard.played_ms, heard.received_ms)
-        if text:
-            suffix = " (interrupted)" if heard is not None else ""
-            self._remember(Turn(Role.ASSISTANT, text + suffix, item_id, is_audio=True))
+        turn = _assistant_turn(item_id, deltas, heard)
+        if turn is not None:
+            self._remember(turn)
+
+    def preview_seed(
+        self, keep_verbatim_turns: int, cut: tuple[str, HeardAudio] | None = None
+    ) -> SessionSeed | None:
+        """The seed :meth:`session_ended` would give now, after ``cut`` ended so; nothing changes.
+
+        ``cut``: an assistant item under way and how much of it was heard.
+        None when the seed would fold turns into the summary: no cheap
+        preview of that (the brain switch only gets ahead on the reply with it).
+        """
+        turns = list(self.memory.turns)
+        pending = [i for i in self._pending_user_items if i not in self._remembered]
+        turns += [Turn(Role.USER, NO_TRANSCRIPT, i, is_audio=True) for i in pending]
+        if cut is not None and cut[0] not in self._remembered:
+            turn = _assistant_turn(cut[0], self._transcripts.get(cut[0], []), cut[1])
+            turns += [turn] if turn is not None else []
+        if plan_seed(turns, keep_verbatim_turns).to_summarise:
+            return None
+        memory = self.memory
+        return SessionSeed(memory.summary or "", tuple(turns), dict(memory.tool_state))
 
     def has_unfinished(self, item_id: str) -> bool:
         """Whether assistant item ``item_id`` has transcript but has not ended yet."""
@@ -158,3 +174,15 @@ class ConversationRecord:
             if len(self._remembered) > REMEMBERED_IDS:
                 del self._remembered[next(iter(self._remembered))]
         self.memory.add(turn)
+
+
+def _assistant_turn(item_id: str, deltas: list[TextDelta], heard: HeardAudio | None) -> Turn | None:
+    """The bot's turn as remembered: all its words, or those heard of a cut one (None: none)."""
+    if heard is None or heard.all_heard:
+        text = "".join(d.text for d in deltas).strip()
+    else:
+        text = heard_text(deltas, heard.played_ms, heard.received_ms)
+    if not text:
+        return None
+    suffix = " (interrupted)" if heard is not None else ""
+    return Turn(Role.ASSISTANT, text + suffix, item_id, is_audio=True)
