@@ -32,6 +32,16 @@ says again (a re-ask answers afresh, so some repetition is expected). Words
 are normalised (:func:`voxpipe.evaluation.normalise`) and counted as
 multisets; medians over the samples.
 
+Where the time after the switch goes (fallback samples): the chained LLM's
+response start, first text and the chained voice's first audio, each in ms
+after the switch, with llama.cpp's prompt and cached tokens and first-token
+time, and whether the answer was got ahead on while the hang was suspected
+(``speculation_used``). Before each call the shared LLM's prompt cache is
+left holding another conversation (``OTHER_CONVERSATION``), as a process
+whose chained brain served other calls would have it; ``--no-head-start``
+runs the chained brain without its warm-up and head start (the before, in
+``benchmarks/results/failover_no_head_start.json``).
+
 Baseline in the same run, same fault, no fallback: the realtime brain
 recovers by itself (reconnecting after the close, or after its 8 s stall
 timeout) and the application asks again once reconnected; time from the
@@ -41,7 +51,7 @@ samples, with the ratio of medians, and the load average.
 
 Prints a table and writes benchmarks/results/failover.json.
 Run: ``.venv/bin/python benchmarks/failover.py [--faults 10] [--kinds close stall]
-[--cut-ms 1200]``.
+[--cut-ms 1200] [--no-head-start]``.
 """
 
 from __future__ import annotations
@@ -77,6 +87,7 @@ from voxpipe.call.rollover import Role
 from voxpipe.call.state import CallState
 from voxpipe.engines import shared_engines
 from voxpipe.evaluation import normalise
+from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.failover import build_failover_pipeline
 from voxpipe.pipelines.realtime import build_realtime_pipeline
 from voxpipe.pipelines.session import CallSession
@@ -211,11 +222,22 @@ class Words:
         }
 
 
+# What the shared LLM's prompt cache holds before each call: another conversation under
+# the same instructions, as in a process whose chained brain served other calls since.
+# Without it every sample found the last one's re-ask prompt cached whole (the same
+# question each time), which no real switch does.
+OTHER_CONVERSATION = [
+    {"role": "system", "content": DEFAULT_INSTRUCTIONS},
+    {"role": "user", "content": "How long should I boil an egg for a soft yolk?"},
+]
+
+
 async def one_sample(
-    server: Any, recording: Path, kind: str, fallback: bool, cut_ms: int
+    server: Any, recording: Path, kind: str, fallback: bool, cut_ms: int, llm: Any
 ) -> tuple[float, float | None, Words | None]:
     """Fault -> first audio of the answer (chained with a fallback, realtime without),
     fault -> the switch and the words across it (with a fallback)."""
+    await asyncio.to_thread(llm.prefill, OTHER_CONVERSATION, None)
     transport = FileTransport(recording, paced=True)
     if fallback:
         config = FailoverConfig(
@@ -342,7 +364,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         name = "failover" if fallback else "reconnect"
                         try:
                             ms, switched, said = await one_sample(
-                                server, recording, kind, fallback, args.cut_ms
+                                server, recording, kind, fallback, args.cut_ms, engines.llm
                             )
                         except TimeoutError:
                             print(f"{kind} {name} #{i}: timed out", file=sys.stderr)

@@ -200,6 +200,7 @@ class RealtimeService(OpenAIRealtimeLLMService):
         # Caller audio frames this service has handled: a brain switch waits for the ones
         # on their way through the realtime branch before it hands the relay's to the other.
         self.caller_frames_taken = 0
+        self._close_in_background = False  # a hand-over does not wait for the socket's close
         fmt = self.call.config.input_format
         # A G.711 session: the caller's bytes as they came where they still hold.
         self.g711_input = G711Input(fmt) if fmt is not AudioFormat.PCM16_24K else None
@@ -435,8 +436,18 @@ class RealtimeService(OpenAIRealtimeLLMService):
         await super().send_client_event(event)
 
     async def hand_over(self) -> None:
-        """Let go of the call for another brain (see :meth:`RealtimeCall.switch_away`)."""
-        await self._decide(self.call.switch_away)
+        """Let go of the call for another brain (see :meth:`RealtimeCall.switch_away`).
+
+        The session's socket closes in the background: a stalled provider
+        does not answer the close (up to ``CLOSE_TIMEOUT_S``), and the brain
+        taking over must not wait for it (a median 380 ms of the switch in
+        ``benchmarks/failover.py``'s stalls).
+        """
+        self._close_in_background = True
+        try:
+            await self._decide(self.call.switch_away)
+        finally:
+            self._close_in_background = False
 
     async def handed_over(self) -> None:
         """The other brain has the call now."""
@@ -598,7 +609,9 @@ class RealtimeService(OpenAIRealtimeLLMService):
         self._api_session_ready = False
         self._open_function_calls = set()
         self._response_active = False
-        if ws is not None:
+        if ws is not None and self._close_in_background:
+            self.create_task(close_quietly(ws), name="voxpipe-close-handed-over")
+        elif ws is not None:
             await close_quietly(ws)
 
     async def _end_call(self, error: Exception) -> None:
