@@ -296,7 +296,9 @@ class _Voice:
             from voxpipe.engines import make_tts
 
             if self._engine is None:
-                self._engine = make_tts()
+                # Deterministic: a scenario's caller says its lines the same way in
+                # every run, so two runs of a suite differ only by the agent.
+                self._engine = make_tts(deterministic=True)
             pcm = b"".join(self._engine.synthesize(text))
             audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
             audio = soxr.resample(audio, self._engine.sample_rate, LINE_RATE)
