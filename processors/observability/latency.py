@@ -46,6 +46,7 @@ call timeline (a ``turn_latency`` event per turn).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
@@ -185,6 +186,7 @@ class LatencyObserver(InlineObserver):
         self._playback_due = False
         self._finished = False
         self._marked: set[Boundary] = set()  # later boundaries keep their first mark anyway
+        self._last_push_ms = -math.inf  # the latest push stamped (pushes are seen in order)
 
     def route(self, kind: type[Frame]) -> Route:
         if issubclass(kind, InputAudioRawFrame):
@@ -272,12 +274,20 @@ class LatencyObserver(InlineObserver):
         return isinstance(frame, LLMTextFrame) or is_response_started(frame)
 
     def _pushed_at(self, data: FramePushed) -> float:
-        """When the frame was pushed, on our clock (observers run a little behind the push)."""
+        """When the frame was pushed, on our clock (observers run a little behind the push).
+
+        Never earlier than a push seen before it: our clock and the pipeline's are
+        read one after the other, and a thread preempted between the two reads
+        would otherwise stamp a later push (or the same push, read again) earlier
+        than the one before it, making a segment negative under load (fc19:
+        first audio delta and first audio written, one push, came out reversed).
+        """
         now = self._now()
-        if data.timestamp <= 0:
-            return now
-        lag_ns = data.source.get_clock().get_time() - data.timestamp
-        return now - max(lag_ns, 0) / 1e6
+        if data.timestamp > 0:
+            lag_ns = data.source.get_clock().get_time() - data.timestamp
+            now -= max(lag_ns, 0) / 1e6
+        self._last_push_ms = max(self._last_push_ms, now)
+        return self._last_push_ms
 
     def _on_input_audio(self, data: FramePushed, frame: InputAudioRawFrame, first: bool) -> None:
         if self._own_log and (first or data.source is self._input):
@@ -338,12 +348,13 @@ class LatencyObserver(InlineObserver):
         # A speech brain's audio is its own (routed by source); a TTS's is at its first push.
         from_brain = self._brain_hears_audio and data.source is self._brain
         new_audio = from_brain or (first and data.source is not self._output)
+        pushed_at = self._pushed_at(data)  # one stamp per push, whatever it marks
         if new_audio and Boundary.FIRST_AUDIO_DELTA not in self._marked:
-            self._mark(Boundary.FIRST_AUDIO_DELTA, self._pushed_at(data))
+            self._mark(Boundary.FIRST_AUDIO_DELTA, pushed_at)
             if from_brain:
-                self._mark(Boundary.SERVER_RECEIVED, self._pushed_at(data))
+                self._mark(Boundary.SERVER_RECEIVED, pushed_at)
         if data.destination is self._output and self._written_ms is None:
-            self._written_ms = self._pushed_at(data)
+            self._written_ms = pushed_at
             self._playback_due = self._playback is not None
             self._mark(Boundary.FIRST_AUDIO_WRITTEN, self._written_ms)
         elif self._playback_due:

@@ -66,7 +66,7 @@ async def test_a_simulated_call_writes_its_report_timeline_latency_and_metrics(
         # Realtime with server VAD: the speech end comes from speech_stopped's position.
         assert turn["unknown_segments"] == []
         segments = turn["segments_ms"]
-        assert all(segments[s] >= 0 for s in ("inference", "downlink", "playback"))
+        assert all(segments[s] >= 0 for s in ("inference", "downlink", "playback")), turn
         # Capture is one frame's transit, stamped by the realtime core in whole ms: up
         # to 1 ms early when idle (see test_observability_server_vad for the bounds).
         assert -1 < segments["capture"] < 400, segments
