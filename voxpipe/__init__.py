@@ -47,6 +47,7 @@ _ERRORS = (
     "DailyApiError",
     "ScenarioError",
     "DelegationConfigError",
+    "AgentsConfigError",
 )
 
 _EXPORTS = {

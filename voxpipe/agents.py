@@ -39,7 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxpipe.errors import ConfigError
+from voxpipe.errors import AgentsConfigError as AgentsConfigError  # re-exported
+from voxpipe.errors import AgentsProblem as AgentsProblem  # re-exported
 
 TRANSFER_PREFIX = "transfer_to_"
 DEFAULT_WARN_INSTRUCTIONS_CHARS = 750
@@ -51,43 +52,11 @@ _AGENT_KEYS = ("instructions", "tools", "voice", "handoffs", "description")
 _HANDOFF_KEYS = ("keep_turns", "warn_instructions_chars")
 
 
-class AgentsProblem(enum.Enum):
-    """What is wrong with the agents of an agent file."""
-
-    MISSING_START = "missing_start"  # [agents.*] given, no top-level start
-    UNKNOWN_START = "unknown_start"  # start names no agent
-    UNKNOWN_TARGET = "unknown_target"  # a handoff to an agent that does not exist
-    UNKNOWN_TOOL = "unknown_tool"  # an agent lists a tool the application did not give
-    TOOL_NAME_COLLISION = "tool_name_collision"  # one tool name twice in an agent's tools
-    TWO_VOICES = "two_voices"  # realtime: one voice per call
-    UNKNOWN_VOICE = "unknown_voice"  # chained: a voice the call's TTS does not have
-    BAD_VALUE = "bad_value"  # a value of the wrong type or shape
-    UNKNOWN_KEY = "unknown_key"  # a key the agents tables do not know
-
-
 class BrainPath(enum.Enum):
     """Which path runs the agents (the voice check applies to realtime only)."""
 
     REALTIME = "realtime"
     CHAINED = "chained"
-
-
-class AgentsConfigError(ConfigError):
-    """An agents table that cannot work; ``problem``, ``source`` and ``key`` say which."""
-
-    def __init__(
-        self,
-        problem: AgentsProblem,
-        source: str,
-        key: str,
-        message: str,
-        *,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(f"{source}: {key}: {message}", hint=hint)
-        self.problem = problem
-        self.source = source
-        self.key = key
 
 
 class WarningKind(enum.Enum):

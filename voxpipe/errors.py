@@ -271,6 +271,38 @@ class ScenarioError(ConfigError):
         self.key = key
 
 
+class AgentsProblem(enum.Enum):
+    """What is wrong with the agents of an agent file."""
+
+    MISSING_START = "missing_start"  # [agents.*] given, no top-level start
+    UNKNOWN_START = "unknown_start"  # start names no agent
+    UNKNOWN_TARGET = "unknown_target"  # a handoff to an agent that does not exist
+    UNKNOWN_TOOL = "unknown_tool"  # an agent lists a tool the application did not give
+    TOOL_NAME_COLLISION = "tool_name_collision"  # one tool name twice in an agent's tools
+    TWO_VOICES = "two_voices"  # realtime: one voice per call
+    UNKNOWN_VOICE = "unknown_voice"  # chained: a voice the call's TTS does not have
+    BAD_VALUE = "bad_value"  # a value of the wrong type or shape
+    UNKNOWN_KEY = "unknown_key"  # a key the agents tables do not know
+
+
+class AgentsConfigError(ConfigError):
+    """An agents table that cannot work; ``problem``, ``source`` and ``key`` say which."""
+
+    def __init__(
+        self,
+        problem: AgentsProblem,
+        source: str,
+        key: str,
+        message: str,
+        *,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(f"{source}: {key}: {message}", hint=hint)
+        self.problem = problem
+        self.source = source
+        self.key = key
+
+
 class DelegationConfigError(ConfigError):
     """``[delegate]`` in an agent file cannot work (``voxpipe.delegation``); ``path`` and
     ``key`` say where. Nothing has run yet; the same file fails the same way again.
