@@ -27,6 +27,7 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxpipe.agents import AgentsConfig, BrainPath
+from voxpipe.delegation import DelegationSettings, check_delegation
 from voxpipe.engines import TTSEngineKind
 from voxpipe.pipelines.graph import VoiceGraph, assemble
 from voxpipe.processors.idempotent_tools import IdempotentTools
@@ -90,6 +91,7 @@ def build_chained_pipeline(
     tts: FrameProcessor | None = None,
     slots: ChainedSlots | None = None,
     agents: AgentsConfig | None = None,
+    delegate: DelegationSettings | None = None,
 ) -> VoiceGraph:
     """Build transport in -> VAD/turn -> STT -> LLM -> [tap] -> TTS -> transport out.
 
@@ -116,7 +118,20 @@ def build_chained_pipeline(
             agent's ``voice`` is a local voice (``piper``, ``espeak``; another is an
             ``AgentsConfigError``) and ``voice`` is the voice of agents without one;
             with another TTS, a handed-off agent's voice is sent to it as given.
+        delegate: ``[delegate]``: the voice model (the LLM slot) gets a ``delegate``
+            tool to a backend model, and a filler covers a long wait
+            (:func:`~voxpipe.processors.delegation.delegating_llm`); not with
+            ``agents`` or an LLM in ``slots`` (``DelegationConfigError``).
     """
+    key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
+    check_delegation(
+        delegate,
+        "<delegate>",
+        BrainPath.CHAINED,
+        agents=agents is not None,
+        llm_slots=slots is not None and slots.llm is not None and llm is None,
+        openai_key=bool(key),
+    )
     handoffs = None
     if agents is not None:
         from voxpipe.pipelines.agents import plan_agents
@@ -127,7 +142,6 @@ def build_chained_pipeline(
         instructions = ""  # the context's system message is the agent's
     if slots is not None:
         stt, llm, tts = _fallback_slots(slots, instructions, openai_api_key, stt, llm, tts)
-    key = openai_api_key if openai_api_key is not None else os.environ.get("OPENAI_API_KEY")
     headers = None
     if key and (stt is None or llm is None or tts is None):
         from voxpipe.processors.openai_http import openai_services
@@ -142,6 +156,10 @@ def build_chained_pipeline(
     tts = tts or _local_tts(voice)
     # Every handler runs once per logical call, whatever re-issues it (a barge-in, a failover).
     IdempotentTools(lambda: time.monotonic() * 1000).register(llm, tools, functions)
+    if delegate is not None:  # after the tools: they go on the voice model itself
+        from voxpipe.processors.delegation import delegating_llm
+
+        llm = delegating_llm(llm, delegate, openai_api_key=key)
     context = LLMContext(tools=list(tools) if tools else NOT_GIVEN)
     if handoffs is not None:
         context = handoffs.start_context()

@@ -33,6 +33,7 @@ from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 
 from voxpipe.call.failover import FailoverConfig
+from voxpipe.delegation import DelegationSettings
 from voxpipe.echo import EchoGuardConfig
 from voxpipe.observability.capture import CaptureLog
 from voxpipe.observability.metrics import VoxpipeMetrics
@@ -108,6 +109,8 @@ class LiveCallSpec:
     fallback: FailoverConfig | None = None
     # The chained brain's engines per slot, in order ([chained] in agent.toml).
     slots: ChainedSlots | None = None
+    # [delegate]: the voice model hands hard turns to a backend, a filler covering the wait.
+    delegate: DelegationSettings | None = None
 
 
 class LiveCall:
@@ -142,6 +145,7 @@ class LiveCall:
             echo_guard=self.echo_guard,
             fallback=spec.fallback,
             slots=spec.slots,
+            delegate=spec.delegate,
         )
         self.instruments = instrument(
             transport.now_ms,

@@ -20,6 +20,7 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -28,7 +29,9 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.workers.runner import WorkerRunner
 
+from voxpipe.delegation import BackendAnswered, BackendAsked, BackendDropped
 from voxpipe.errors import ConfigError
+from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.pipelines.graph import VoiceGraph
 from voxpipe.processors.observability.inline import (
     InlineObserver,
@@ -59,15 +62,22 @@ class BotActivity(InlineObserver):
     a reply (between the brain's response start and end, pushed by pipecat's
     OpenAI-shaped LLMs even on failure), or owes the caller an answer (their turn
     ended and the bot has not spoken since). An interruption ends a generation.
+    A turn delegated to a backend model (:mod:`voxpipe.delegation`) is a reply
+    being generated until the backend answers (a filler's audio in between
+    does not settle it) or drops it; its answer is then owed. A caller's turn
+    that has started and not yet ended (local Whisper holds the end until its
+    transcript is in, seconds under load) owes an answer too.
     """
 
     frame_types: ClassVar[tuple[type[Frame], ...]] = (
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
+        UserStartedSpeakingFrame,
         UserStoppedSpeakingFrame,
         LLMFullResponseStartFrame,
         LLMFullResponseEndFrame,
         InterruptionFrame,
+        RealtimeCallEventFrame,
     )
 
     def __init__(self) -> None:
@@ -76,6 +86,8 @@ class BotActivity(InlineObserver):
         self.speaking = False
         self.generating = False
         self.answer_due = False
+        self.delegated = False  # a backend is working on the caller's turn
+        self.caller_turn_open = False
 
     def observe(self, data: FramePushed, first: bool) -> None:
         self.note(data.frame)
@@ -85,13 +97,25 @@ class BotActivity(InlineObserver):
         if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
             self.speaking = isinstance(frame, BotStartedSpeakingFrame)
             self.answer_due = False
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self.caller_turn_open = True
         elif isinstance(frame, UserStoppedSpeakingFrame):
-            self.answer_due = True
+            self.answer_due, self.caller_turn_open = True, False
         elif isinstance(frame, LLMFullResponseStartFrame | LLMFullResponseEndFrame):
             self.generating = isinstance(frame, LLMFullResponseStartFrame)
         elif isinstance(frame, InterruptionFrame):
             self.generating = False
+        elif isinstance(frame, RealtimeCallEventFrame):
+            self._note_delegation(frame.event)
         self.changed.set()
+
+    def _note_delegation(self, event: object) -> None:
+        if isinstance(event, BackendAsked):
+            self.delegated = True
+        elif isinstance(event, BackendAnswered):
+            self.delegated, self.answer_due = False, True  # the voice model relays it
+        elif isinstance(event, BackendDropped):
+            self.delegated = False
 
     def next_wait(self, quiet_secs: float, answer_secs: float) -> float | None:
         """How long to wait for the next change before deciding (None: as long as it takes).
@@ -99,9 +123,9 @@ class BotActivity(InlineObserver):
         A reply being generated is waited for: on a loaded 2-core machine the
         local LLM's first token once took 35 s, past any sensible answer timeout.
         """
-        if self.generating:
+        if self.generating or self.delegated:
             return None
-        return answer_secs if self.answer_due else quiet_secs
+        return answer_secs if self.answer_due or self.caller_turn_open else quiet_secs
 
     async def until_quiet(self, quiet_secs: float, answer_secs: float) -> None:
         """Return once the bot has been idle for ``quiet_secs``, or has owed an

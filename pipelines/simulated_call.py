@@ -25,7 +25,9 @@ from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from voxpipe.agents import BrainPath
 from voxpipe.call.failover import FailoverConfig
+from voxpipe.delegation import DelegationSettings, check_delegation
 from voxpipe.errors import ConfigError
 from voxpipe.observability.metrics import VoxpipeMetrics
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, build_chained_pipeline
@@ -70,6 +72,8 @@ class CallSpec:
     fallback: FailoverConfig | None = None
     # The process's Prometheus metrics, if it exports them (``voxpipe call --metrics-port``).
     metrics: VoxpipeMetrics | None = None
+    # [delegate]: the voice model hands hard turns to a backend, a filler covering the wait.
+    delegate: DelegationSettings | None = None
 
 
 @dataclass
@@ -94,6 +98,7 @@ def build_call_graph(
     echo_guard: FrameProcessor | None = None,
     slots: ChainedSlots | None = None,
     fallback: FailoverConfig | None = None,
+    delegate: DelegationSettings | None = None,
 ) -> VoiceGraph:
     """The graph of one call in ``mode``, the same for a recording and a live caller.
 
@@ -102,7 +107,18 @@ def build_call_graph(
     ``slots`` are the chained slots' engines in order, with fallback between them.
     ``fallback``: a realtime call moves to the chained brain when the realtime one
     fails (:func:`~voxpipe.pipelines.failover.build_failover_pipeline`).
+    ``delegate``: the voice model delegates hard turns to a backend
+    (:mod:`voxpipe.delegation`); a mode or combination that would not is a
+    ``DelegationConfigError`` here, before anything runs.
     """
+    check_delegation(
+        delegate,
+        "<delegate>",
+        BrainPath(mode.value),
+        llm_slots=slots is not None and slots.llm is not None,
+        fallback=fallback is not None,
+        openai_key=True,  # the chained builder checks the key it resolves
+    )
     if fallback is not None:
         return _failover_graph(
             transport,
@@ -124,6 +140,7 @@ def build_call_graph(
             tap=tap,
             echo_guard=echo_guard,
             slots=slots,
+            delegate=delegate,
         )
     from voxpipe.pipelines.realtime import build_realtime_pipeline
     from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
@@ -195,6 +212,7 @@ def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         api_key=spec.api_key,
         slots=spec.slots,
         fallback=spec.fallback,
+        delegate=spec.delegate,
     )
 
 

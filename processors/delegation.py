@@ -47,6 +47,7 @@ from pipecat.workers.llm.backend_llm_worker import (
 from voxpipe.delegation import (
     BackendAnswered,
     BackendAsked,
+    BackendDropped,
     DelegateBackend,
     DelegationSettings,
     FillerPolicy,
@@ -65,7 +66,7 @@ LOCAL_PAIRING_INSTRUCTION = (
     "no Markdown."
 )
 
-DelegationEvent = BackendAsked | FillerSpoken | BackendAnswered
+DelegationEvent = BackendAsked | FillerSpoken | BackendAnswered | BackendDropped
 
 
 class FillerConnector(BackendConnector):
@@ -101,8 +102,9 @@ class FillerConnector(BackendConnector):
             await super().delegate(params)
         except BaseException:
             # The request never reached the backend: there is no wait to fill.
-            self.policy.abandoned()
             self._disarm()
+            if (dropped := self.policy.abandoned()) is not None:
+                await self._publish(params.llm, dropped)
             raise
 
     async def deliver(self, frontend: LLMService[Any], event: BackendEvent) -> None:
@@ -112,7 +114,9 @@ class FillerConnector(BackendConnector):
                 await self._publish(frontend, answered)
         elif isinstance(event, BackendIdle):
             self._disarm()
-            self.policy.abandoned()  # done with nothing to say: nothing to fill either
+            # Done with nothing to say: nothing to fill either.
+            if (dropped := self.policy.abandoned()) is not None:
+                await self._publish(frontend, dropped)
         await super().deliver(frontend, event)
 
     async def run_session(self, worker: BaseWorker, frontend: LLMService[Any]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from voxpipe.agents import BrainPath
 from voxpipe.errors import DelegationConfigError
 from voxpipe.timeline import EventKind
 
@@ -88,6 +89,14 @@ class BackendAnswered:
     filled: bool
 
 
+@dataclass(frozen=True)
+class BackendDropped:
+    """Wait ``delegation`` ended with no answer (the request never reached the backend,
+    or it went idle with nothing to say): no filler, and no answer is coming."""
+
+    delegation: int
+
+
 class FillerPolicy:
     """When to fill a wait on the backend, and with which words (see the module docstring).
 
@@ -134,9 +143,13 @@ class FillerPolicy:
         self.phase = WaitPhase.IDLE
         return BackendAnswered(self.delegations, now_ms - self._started_ms, filled)
 
-    def abandoned(self) -> None:
-        """The request never reached the backend: nothing to wait for, so no filler."""
+    def abandoned(self) -> BackendDropped | None:
+        """The request never reached the backend, or it answered nothing: nothing to wait
+        for, so no filler (None: no wait was open)."""
+        if self.phase is WaitPhase.IDLE:
+            return None
         self.phase = WaitPhase.IDLE
+        return BackendDropped(self.delegations)
 
     def _next_wording(self) -> str:
         # Round the list: wordings are distinct (checked at load), so no two in a row match.
@@ -167,6 +180,8 @@ def timeline_entry(event: object) -> tuple[EventKind, dict[str, Any]] | None:
                 "waited_ms": round(event.waited_ms, 1),
                 "filled": event.filled,
             }
+        case BackendDropped():
+            return EventKind.DELEGATION, {"phase": "dropped", "delegation": event.delegation}
     return None
 
 
@@ -187,6 +202,58 @@ def parse_delegate_table(table: Any, source: str) -> DelegationSettings | None:
         fillers=_fillers(table.get("fillers", list(DEFAULT_FILLERS)), source),
         instructions=_instructions(table.get("instructions"), source),
     )
+
+
+# The paths whose graph builders wrap the voice model with a backend.
+DELEGATING_PATHS = frozenset({BrainPath.CHAINED})
+
+
+def check_delegation(
+    settings: DelegationSettings | None,
+    source: str,
+    path: BrainPath,
+    *,
+    agents: bool = False,
+    llm_slots: bool = False,
+    fallback: bool = False,
+    openai_key: bool = False,
+) -> None:
+    """Refuse, before a call, a ``[delegate]`` the call would not carry out.
+
+    A call that ignored the table would answer hard turns with the voice model
+    alone and no filler, with nothing to say so; every combination the graph
+    builders do not wire is a :class:`~voxpipe.errors.DelegationConfigError`
+    naming ``source`` and the key instead. ``agents``: the file has
+    ``[agents]`` (each agent's own system message and tools would replace the
+    delegation's); ``llm_slots``: ``[chained] llm`` lists engines (each keeps
+    its own instructions and tools, so the ``delegate`` tool would reach none);
+    ``fallback``: the realtime brain is backed by a chained one (which would not
+    delegate); ``openai_key``: a key is set for the ``openai`` backend.
+    """
+    if settings is None:
+        return
+    if path not in DELEGATING_PATHS:
+        supported = ", ".join(sorted(p.value for p in DELEGATING_PATHS))
+        raise DelegationConfigError(
+            source,
+            "delegate",
+            f"the {path.value} path does not delegate",
+            hint=f"use --mode {supported}, or remove [delegate]",
+        )
+    for present, key, why in (
+        (agents, "[agents]", "each agent's own instructions and tools replace the voice model's"),
+        (llm_slots, "[chained] llm", "the listed engines would not get the delegate tool"),
+        (fallback, "a fallback brain", "the chained brain taking over would not delegate"),
+    ):
+        if present:
+            raise DelegationConfigError(source, "delegate", f"cannot be combined with {key}: {why}")
+    if settings.backend is DelegateBackend.OPENAI and not openai_key:
+        raise DelegationConfigError(
+            source,
+            "delegate.backend",
+            "'openai' needs an OpenAI API key",
+            hint="set OPENAI_API_KEY, or use backend = 'local' offline",
+        )
 
 
 def _backend(value: Any, source: str) -> DelegateBackend:
@@ -235,13 +302,16 @@ def _instructions(value: Any, source: str) -> str:
 __all__ = [
     "DEFAULT_FILLERS",
     "DEFAULT_THRESHOLD_MS",
+    "DELEGATING_PATHS",
     "BackendAnswered",
     "BackendAsked",
+    "BackendDropped",
     "DelegateBackend",
     "DelegationSettings",
     "FillerPolicy",
     "FillerSpoken",
     "WaitPhase",
+    "check_delegation",
     "parse_delegate_table",
     "timeline_entry",
 ]

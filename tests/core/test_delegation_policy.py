@@ -13,6 +13,7 @@ from voxpipe.delegation import (
     DEFAULT_FILLERS,
     BackendAnswered,
     BackendAsked,
+    BackendDropped,
     DelegateBackend,
     DelegationSettings,
     FillerPolicy,
@@ -104,8 +105,13 @@ def test_an_output_with_no_wait_open_is_not_an_answer() -> None:
 def test_a_request_that_never_reached_the_backend_gets_no_filler() -> None:
     policy = FillerPolicy()
     policy.delegated(0)
-    policy.abandoned()
+    assert policy.abandoned() == BackendDropped(1)
     assert policy.poll(5_000) is None and policy.answered(5_000) is None
+    assert policy.abandoned() is None  # nothing open: nothing to drop
+    assert delegation_entry(BackendDropped(1)) == (
+        EventKind.DELEGATION,
+        {"phase": "dropped", "delegation": 1},
+    )
 
 
 def test_the_delegate_table_reads_every_key() -> None:

@@ -11,6 +11,8 @@ engines (``--brain local``) or a script (``--brain scripted``). Writes
 ``--fallback chained`` (or ``[fallback]`` in ``--config``): when the realtime
 brain fails (retry budget spent, a fatal error, no reply audio within the
 first-audio deadline) the call goes on through the chained brain.
+``[delegate]`` in ``--config`` (chained mode): the voice model hands hard turns
+to a backend model and says a filler while a long wait lasts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from voxpipe.cli import summary
+from voxpipe.cli.delegate import delegate_settings
 from voxpipe.cli.fallback import add_fallback_option, fallback_config
 
 
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         instructions, tap, slots = _agent(args.config)
     agent = load_agent_file(args.config) if args.config is not None else None
+    fallback = fallback_config(args.fallback, agent)
+    delegate = delegate_settings(agent, args.mode, fallback)  # before anything starts
     spec = CallSpec(
         input_path=args.input,
         out_dir=args.out,
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         tap=tap,
         slots=slots,
-        fallback=fallback_config(args.fallback, agent),
+        fallback=fallback,
+        delegate=delegate,
     )
     result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)

@@ -71,12 +71,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from voxpipe.cli.serve import _delegate
     from voxpipe.errors import ConfigError
 
     if args.create_room == (args.room_url is not None):
         raise ConfigError("give a ROOM_URL or --create-room (one of them)")
     if args.join_timeout <= 0:
         raise ConfigError("--join-timeout must be positive")
+    _delegate(args)  # a [delegate] the mode would not carry out fails before joining
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_daily(args))
     return 0
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _daily(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
-    from voxpipe.cli.serve import _agent, _slots
+    from voxpipe.cli.serve import _agent, _delegate, _slots
     from voxpipe.daily.room import EndWhen
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
@@ -106,6 +108,7 @@ async def _daily(args: argparse.Namespace) -> None:
     spec = LiveCallSpec(mode=mode, server_url=args.server, api_key=args.api_key)
     spec.record_dir, spec.max_secs = args.record, args.max_secs
     spec.fallback = _fallback(args)
+    spec.delegate = _delegate(args)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
         spec.slots = _slots(args.config)

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("--max-calls must be at least 1")
     guard = echo_guard(args)  # bad flags fail before anything starts
+    _delegate(args)  # so does a [delegate] the mode would not carry out
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args, guard))
     return 0
@@ -156,6 +157,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
         _rest_hangups(args.config, twilio=twilio, telnyx=telnyx, plivo=plivo)
     spec.record_dir = args.record
     spec.fallback = _fallback(args)
+    spec.delegate = _delegate(args)
     tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
     brain = None
     if mode is Mode.REALTIME and not (
@@ -222,6 +224,15 @@ def _slots(path: Path) -> Any:
     from voxpipe.guardrails.config import load_agent_file
 
     return load_agent_file(path).chained
+
+
+def _delegate(args: argparse.Namespace) -> Any:
+    """``[delegate]`` of ``--config``, checked for the mode (a live call of any kind)."""
+    from voxpipe.cli.delegate import delegate_settings
+    from voxpipe.guardrails.config import load_agent_file
+
+    agent = load_agent_file(args.config) if args.config is not None else None
+    return delegate_settings(agent, args.mode, _fallback(args))
 
 
 def _fallback(args: argparse.Namespace) -> Any:
