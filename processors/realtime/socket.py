@@ -66,10 +66,17 @@ def parse_server_event(message: str | bytes) -> pydantic.BaseModel | None:
 
 
 async def open_socket(url: str, headers: dict[str, str]) -> ClientConnection | FailureSignal:
-    """Connect to ``url``; the failure signal when that does not work."""
+    """Connect to ``url``; the failure signal when that does not work.
+
+    permessage-deflate is never offered: nearly every byte a call sends is
+    base64 audio, which deflate shrinks only to about 70% (base64's six bits a
+    character), and compressing it cost 7-15% of a call process's CPU (issue
+    19's profile): CPU is what a process with many calls runs out of.
+    """
     try:
         return await asyncio.wait_for(
-            websocket_connect(uri=url, additional_headers=headers), CONNECT_TIMEOUT_S
+            websocket_connect(uri=url, additional_headers=headers, compression=None),
+            CONNECT_TIMEOUT_S,
         )
     except InvalidStatus as exc:
         # The body's error code is not trusted here: a 401 on connect means the

@@ -8,7 +8,9 @@ Routes:
 Limits, all checked before the upgrade unless said: a browser (a request with
 an ``Origin`` header) only from ``allowed_origins`` (403: any web page could
 otherwise drive a loopback server from a visitor's browser); at most
-``max_sessions`` live sessions (503 with ``Retry-After``); messages of at most
+``max_sessions`` live sessions (503 with ``Retry-After``); with ``overload`` set,
+no new session while the event loop runs late (503 ``server_overloaded``: the
+overload signal, :mod:`voxpipe.realtime_server.overload`); messages of at most
 ``MAX_MESSAGE_BYTES`` (16 MiB, above OpenAI's 15 MiB append cap; past it the
 socket closes with 1009), never compressed (permessage-deflate let 29 KiB on
 the wire inflate to 30 MiB, and spends CPU on base64 audio that does not
@@ -20,12 +22,15 @@ two periods instead of living for the session cap.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import functools
 import hmac
+import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +39,7 @@ from loguru import logger
 
 from voxpipe.errors import ConfigError
 from voxpipe.realtime_server.conversation import ConversationLimits
+from voxpipe.realtime_server.overload import OverloadGuard, OverloadLimits
 from voxpipe.realtime_server.protocol_errors import ProtocolError
 from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
@@ -81,6 +87,12 @@ class ServerConfig:
     """A client that takes no event for this long while events wait is closed with 1008."""
     conversation_limits: ConversationLimits = field(default_factory=ConversationLimits)
     """Audio kept per session (newest first), items and text before the oldest are forgotten."""
+    overload: OverloadLimits | None = None
+    """Refuse new sessions (503) while the event loop runs this late; None: never.
+
+    Off by default in the library: an embedded server shares its loop with the
+    caller's own pipeline (tests, ``voxpipe call``), whose lag is not the server's.
+    ``voxpipe realtime-server`` turns it on."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -151,16 +163,44 @@ class RealtimeServer:
             maxlen=CLOSED_SESSIONS_KEPT
         )
         self._upgrading = 0
+        self.overload = OverloadGuard(self.config.overload) if self.config.overload else None
         self.vad = SileroBatcher()
 
     def build_app(self) -> web.Application:
         """The aiohttp application serving this server."""
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        if self.overload is not None:
+            app.cleanup_ctx.append(self._watch_loop)
         app.router.add_get("/v1/realtime", self._realtime)
         app.router.add_post("/v1/realtime/client_secrets", self._client_secrets)
         if self.config.fault_injection:
             app.router.add_post("/v1/_voxpipe/faults", self._arm_fault)
         return app
+
+    async def _watch_loop(self, _app: web.Application) -> AsyncIterator[None]:
+        """While serving: a short timer whose lateness feeds the overload guard."""
+        task = asyncio.create_task(self._sample_lag())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _sample_lag(self) -> None:
+        assert self.overload is not None
+        guard = self.overload
+        loop = asyncio.get_running_loop()
+        interval = guard.limits.interval_ms / 1000
+        while True:
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            now = loop.time()
+            guard.observe(now * 1000, (now - due) * 1000)
+
+    def overloaded(self) -> bool:
+        """Whether admission control refuses a new session now (and counts the refusal)."""
+        if self.overload is None:
+            return False
+        return not self.overload.admit(asyncio.get_running_loop().time() * 1000)
 
     def _authorise(
         self, request: web.Request, *, allow_ephemeral: bool
@@ -217,6 +257,22 @@ class RealtimeServer:
                 "server_busy",
             )
             response.headers["Retry-After"] = "1"
+            return response
+        if self.overloaded():
+            assert self.overload is not None
+            logger.warning(
+                "realtime upgrade refused: event loop {:.0f} ms late (limit {:.0f} ms), "
+                "{} live sessions",
+                self.overload.lag_ms(asyncio.get_running_loop().time() * 1000) or 0.0,
+                self.overload.limits.lag_ms,
+                len(self.live_sessions),
+            )
+            response = _error(
+                503,
+                "The server is overloaded; try again shortly.",
+                "server_overloaded",
+            )
+            response.headers["Retry-After"] = str(math.ceil(self.overload.limits.window_ms / 1000))
             return response
         # A key offered as a subprotocol is a protocol this server knows, so
         # aiohttp never writes it to the log as one it does not.

@@ -10,6 +10,7 @@ from typing import Any
 
 from voxpipe.cli import summary
 from voxpipe.errors import ConfigError
+from voxpipe.realtime_server.overload import DEFAULT_LAG_MS, DEFAULT_WINDOW_MS, OverloadLimits
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,6 +40,13 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=250,
         help="live sessions at most; past it an upgrade is a 503 (default 250)",
+    )
+    parser.add_argument(
+        "--overload-lag-ms",
+        type=float,
+        default=DEFAULT_LAG_MS,
+        help="refuse a new session (503 server_overloaded) while the event loop runs this "
+        f"late, median over {DEFAULT_WINDOW_MS // 1000} s (default {DEFAULT_LAG_MS:.0f}; 0: never)",
     )
     parser.add_argument(
         "--allow-origin",
@@ -100,6 +108,7 @@ async def _main(args: argparse.Namespace) -> None:
         fault_injection=args.fault_injection,
         max_sessions=args.max_sessions,
         allowed_origins=tuple(o.rstrip("/") for o in args.allow_origin),
+        overload=OverloadLimits(lag_ms=args.overload_lag_ms) if args.overload_lag_ms > 0 else None,
     )
     from voxpipe.transports.tls import server_tls
 
