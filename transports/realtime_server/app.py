@@ -16,6 +16,8 @@ socket closes with 1009), never compressed (permessage-deflate let 29 KiB on
 the wire inflate to 30 MiB, and spends CPU on base64 audio that does not
 compress); a ping every ``heartbeat_s``, so a half-open peer is dropped within
 two periods instead of living for the session cap.
+- ``GET /v1/realtime?call_id=...`` (WebSocket): a sideband on a WebRTC call, server key only.
+- ``POST /v1/realtime/calls`` and ``.../calls/<id>/hangup``: WebRTC calls (:mod:`.call_routes`).
 - ``POST /v1/realtime/client_secrets`` mints ephemeral secrets.
 - ``POST /v1/_voxpipe/faults`` arms a fault, only when fault injection is on.
 """
@@ -44,6 +46,7 @@ from voxpipe.realtime_server.protocol_errors import ProtocolError
 from voxpipe.realtime_server.rate_limits import RateLimitPolicy
 from voxpipe.transports.realtime_server import secrets as secret_store
 from voxpipe.transports.realtime_server.brains import Brain, ScriptedBrain
+from voxpipe.transports.realtime_server.call_routes import CallRoutes
 from voxpipe.transports.realtime_server.driver import (
     BRAIN_DEADLINE_S,
     STT_DEADLINE_S,
@@ -165,6 +168,8 @@ class RealtimeServer:
         self._upgrading = 0
         self.overload = OverloadGuard(self.config.overload) if self.config.overload else None
         self.vad = SileroBatcher()
+        self.calls = CallRoutes(self)
+        self.default_model = DEFAULT_MODEL
 
     def build_app(self) -> web.Application:
         """The aiohttp application serving this server."""
@@ -173,6 +178,7 @@ class RealtimeServer:
             app.cleanup_ctx.append(self._watch_loop)
         app.router.add_get("/v1/realtime", self._realtime)
         app.router.add_post("/v1/realtime/client_secrets", self._client_secrets)
+        self.calls.add_to(app)
         if self.config.fault_injection:
             app.router.add_post("/v1/_voxpipe/faults", self._arm_fault)
         return app
@@ -202,9 +208,34 @@ class RealtimeServer:
             return False
         return not self.overload.admit(asyncio.get_running_loop().time() * 1000)
 
-    def _authorise(
+    @staticmethod
+    def bearer(request: web.Request) -> str | None:
+        """The key a request offers (header or browser subprotocol form)."""
+        return _bearer(request)
+
+    def at_capacity(self) -> bool:
+        """Whether one more session would pass ``max_sessions``."""
+        return len(self.live_sessions) + self._upgrading >= self.config.max_sessions
+
+    def driver_options(self, preconfig: dict[str, Any] | None) -> dict[str, Any]:
+        """What every session driver of this server is built with, but its socket and model."""
+        return {
+            "brain": self.brain,
+            "faults": self.faults,
+            "session_max_seconds": self.config.session_max_seconds,
+            "rate_limits": self.config.rate_limits,
+            "vad": self.vad,
+            "preconfig": preconfig,
+            "brain_deadline_s": self.config.brain_deadline_s,
+            "stt_deadline_s": self.config.stt_deadline_s,
+            "write_stall_s": self.config.write_stall_s,
+            "conversation_limits": self.config.conversation_limits,
+        }
+
+    def authorise(
         self, request: web.Request, *, allow_ephemeral: bool
     ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the request's key is the server's or (if allowed) a live ephemeral secret."""
         token = _bearer(request)
         if token is None:
             return False, None
@@ -213,13 +244,14 @@ class RealtimeServer:
             return secret is not None, secret.session if secret else None
         return self.config.api_key is None or _same_key(token, self.config.api_key), None
 
-    def _origin_allowed(self, request: web.Request) -> bool:
+    def origin_allowed(self, request: web.Request) -> bool:
+        """A request without ``Origin`` (not a page), or from an allowed origin."""
         origin = request.headers.get("Origin")
         allowed = self.config.allowed_origins
         return origin is None or ANY_ORIGIN in allowed or origin.rstrip("/") in allowed
 
     async def _realtime(self, request: web.Request) -> web.StreamResponse:
-        if not self._origin_allowed(request):
+        if not self.origin_allowed(request):
             origin = request.headers.get("Origin", "")[:200]
             logger.warning("realtime upgrade refused: origin {!r} is not allowed", origin)
             return _error(
@@ -229,7 +261,10 @@ class RealtimeServer:
             )
         if self.faults.enabled and self.faults.take(RefuseNextConnection):
             return _error(401, "Incorrect API key provided (injected fault).", "invalid_api_key")
-        allowed, preconfig = self._authorise(request, allow_ephemeral=True)
+        call_id = request.query.get("call_id")
+        if call_id is not None:
+            return await self.calls.sideband(request, call_id)
+        allowed, preconfig = self.authorise(request, allow_ephemeral=True)
         if not allowed:
             return _error(
                 401,
@@ -250,7 +285,7 @@ class RealtimeServer:
             return _error(
                 400, "Missing required parameter: 'model'.", "missing_required_parameter", "model"
             )
-        if len(self.live_sessions) + self._upgrading >= self.config.max_sessions:
+        if self.at_capacity():
             response = _error(
                 503,
                 "The server is at its session limit; try again shortly.",
@@ -292,17 +327,8 @@ class RealtimeServer:
         driver = SessionDriver(
             ws,
             model=model,
-            brain=self.brain,
-            faults=self.faults,
-            session_max_seconds=self.config.session_max_seconds,
-            rate_limits=self.config.rate_limits,
-            vad=self.vad,
-            preconfig=preconfig,
-            brain_deadline_s=self.config.brain_deadline_s,
-            stt_deadline_s=self.config.stt_deadline_s,
-            write_stall_s=self.config.write_stall_s,
-            conversation_limits=self.config.conversation_limits,
             abort=functools.partial(_abort, request),
+            **self.driver_options(preconfig),
         )
         self.live_sessions.add(driver)
         logger.info("realtime session {} opened (model {})", driver.core.session_id, model)
@@ -315,7 +341,7 @@ class RealtimeServer:
         return ws
 
     async def _client_secrets(self, request: web.Request) -> web.Response:
-        allowed, _ = self._authorise(request, allow_ephemeral=False)
+        allowed, _ = self.authorise(request, allow_ephemeral=False)
         if not allowed:
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         try:

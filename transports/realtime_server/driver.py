@@ -16,10 +16,10 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pydantic
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType
 from loguru import logger
 from openai.types.realtime import ResponseAudioDeltaEvent
 from pydantic_core import PydanticSerializationError
@@ -31,6 +31,7 @@ from voxpipe.realtime_server.effects import (
     BrainStopRequested,
     CloseRequested,
     Output,
+    PlayoutCutRequested,
     TranscriptionRequested,
     VadScoringRequested,
 )
@@ -42,7 +43,7 @@ from voxpipe.realtime_server.protocol_errors import (
     invalid_request,
 )
 from voxpipe.realtime_server.rate_limits import RateLimitPolicy
-from voxpipe.realtime_server.session import RealtimeSession
+from voxpipe.realtime_server.session import Media, RealtimeSession
 from voxpipe.realtime_server.turn_detection import VadFrame
 from voxpipe.transports.realtime_server.brains import Brain, SpeculativeBrain
 from voxpipe.transports.realtime_server.faults import (
@@ -84,6 +85,35 @@ class _Pause:
 _Outgoing = pydantic.BaseModel | CloseRequested | _Pause
 
 
+class EventSocket(Protocol):
+    """Where a session's events go and its client's events come from.
+
+    An aiohttp WebSocket is one; a WebRTC call's data channel and sidebands,
+    gathered behind one object, are another (:mod:`.calls`).
+    """
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client is gone."""
+        ...
+
+    async def send_str(self, data: str, compress: int | None = None) -> None:
+        """Send one event's JSON."""
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        """Close with ``code``."""
+        ...
+
+    def __aiter__(self) -> Any:
+        """The client's messages (``WSMessage``), until it goes."""
+        ...
+
+
+def text_message(data: str) -> WSMessage:
+    """A client's text message, as the read loop takes it."""
+    return WSMessage(WSMsgType.TEXT, data, None)
+
+
 async def _within(outputs: AsyncIterator[T], gap_s: float) -> AsyncIterator[T]:
     """``outputs``, raising ``TimeoutError`` when the next one takes over ``gap_s``."""
     iterator = aiter(outputs)
@@ -103,11 +133,11 @@ async def _within(outputs: AsyncIterator[T], gap_s: float) -> AsyncIterator[T]:
 
 
 class SessionDriver:
-    """Runs one Realtime session over one aiohttp WebSocket."""
+    """Runs one Realtime session over one aiohttp WebSocket (or another :class:`EventSocket`)."""
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        ws: EventSocket,
         *,
         model: str,
         brain: Brain,
@@ -121,6 +151,7 @@ class SessionDriver:
         write_stall_s: float = WRITE_STALL_S,
         abort: Callable[[], None] | None = None,
         conversation_limits: ConversationLimits | None = None,
+        media: Media = Media.WEBSOCKET,
     ) -> None:
         self._ws = ws
         self._abort = abort
@@ -139,6 +170,7 @@ class SessionDriver:
             now_ms=0,
             rate_limits=rate_limits,
             conversation_limits=conversation_limits,
+            media=media,
         )
         if preconfig:
             self.core.preconfigure(preconfig)
@@ -271,9 +303,12 @@ class SessionDriver:
                 if self._outbox.qsize() >= MAX_OUTBOX_EVENTS:
                     self._overflow()
                     return
-                self._outbox.put_nowait(output)
+                more = self.deliver(output)
                 if isinstance(output, ResponseAudioDeltaEvent):
                     self._maybe_break_response(output)
+                pending.extendleft(reversed(more))
+            elif isinstance(output, PlayoutCutRequested):
+                pending.extendleft(reversed(self.cut_playout()))
             elif isinstance(output, VadScoringRequested):
                 self._vad.submit(self._vad_stream, output.frames, self._vad_scored)
             elif isinstance(output, BrainStartRequested):
@@ -289,6 +324,18 @@ class SessionDriver:
                 task.add_done_callback(self._transcriptions.discard)
             elif isinstance(output, CloseRequested):
                 self._outbox.put_nowait(output)
+
+    def deliver(self, event: pydantic.BaseModel) -> list[Output]:
+        """Send one event to the client; returns what that brings about (none, here).
+
+        A WebRTC call sends reply audio on its track instead (:mod:`.calls`).
+        """
+        self._outbox.put_nowait(event)
+        return []
+
+    def cut_playout(self) -> list[Output]:
+        """Drop the reply audio still queued for playing (only a WebRTC call plays)."""
+        return []
 
     def _overflow(self) -> None:
         """The client reads too slowly to keep up: close rather than queue without end."""

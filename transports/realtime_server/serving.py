@@ -13,6 +13,7 @@ from aiohttp import web
 from voxpipe.transports.realtime_server.app import RealtimeServer, ServerConfig
 from voxpipe.transports.realtime_server.brains import Brain
 from voxpipe.transports.realtime_server.faults import Fault, FaultInjector
+from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ async def running_realtime_server(
                                  websocket_base_url=srv.ws_base_url)
     """
     server = RealtimeServer(config, brain)
+    if is_loopback_host(host):
+        gather_on_loopback(True)  # WebRTC calls on loopback: peers offer 127.0.0.1 (aioice won't)
     runner = web.AppRunner(server.build_app(), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
@@ -89,6 +92,8 @@ async def serve_forever(
     tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until cancelled (the CLI's main loop); prints ``banner`` once listening."""
+    if is_loopback_host(host):
+        gather_on_loopback(True)  # WebRTC calls on loopback: aioice leaves 127.0.0.1 out
     runner = web.AppRunner(server.build_app(), shutdown_timeout=2.0)
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=tls).start()

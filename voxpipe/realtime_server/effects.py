@@ -63,12 +63,22 @@ class CloseRequested:
     reason: str
 
 
+@dataclass(frozen=True)
+class PlayoutCutRequested:
+    """WebRTC only: drop the reply audio still queued on the track, then report the cut.
+
+    The driver empties its track's queue and calls the session's
+    ``playout_cut``, which truncates the item to the audio that went out.
+    """
+
+
 Effect = (
     BrainStartRequested
     | BrainStopRequested
     | TranscriptionRequested
     | VadScoringRequested
     | CloseRequested
+    | PlayoutCutRequested
 )
 Output = pydantic.BaseModel | Effect
 

@@ -9,6 +9,7 @@ event and the session carries on.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,12 @@ from voxpipe.realtime_server.conversation import (
     ItemRecord,
     validate_item,
 )
-from voxpipe.realtime_server.effects import CloseRequested, Output, TranscriptionRequested
+from voxpipe.realtime_server.effects import (
+    CloseRequested,
+    Output,
+    PlayoutCutRequested,
+    TranscriptionRequested,
+)
 from voxpipe.realtime_server.ids import IdFactory, IdKind
 from voxpipe.realtime_server.input_audio import InputAudioBuffer, decode_append
 from voxpipe.realtime_server.protocol_errors import (
@@ -52,11 +58,21 @@ from voxpipe.realtime_server.protocol_errors import (
 )
 from voxpipe.realtime_server.rate_limits import RateLimiter, RateLimitPolicy
 from voxpipe.realtime_server.response_control import ResponseControl
+from voxpipe.realtime_server.server_playout import ServerPlayout
 from voxpipe.realtime_server.session_config import SessionConfig
 from voxpipe.realtime_server.turn_detection import TurnDetector
 from voxpipe.realtime_server.user_turns import TRANSCRIBE_RATE, UserTurns
 
 CLOSE_NORMAL = 1000
+
+
+class Media(enum.Enum):
+    """How a session's audio travels."""
+
+    WEBSOCKET = "websocket"
+    """As base64 in events: the client appends input and plays (and truncates) the reply."""
+    WEBRTC = "webrtc"
+    """On media tracks: the server hears the input and plays the reply, so it truncates it."""
 
 
 class RealtimeSession(ResponseControl, UserTurns):
@@ -70,8 +86,11 @@ class RealtimeSession(ResponseControl, UserTurns):
         now_ms: int,
         rate_limits: RateLimitPolicy | None = None,
         conversation_limits: ConversationLimits | None = None,
+        media: Media = Media.WEBSOCKET,
     ) -> None:
         self.ids = ids
+        self.media = media
+        self.playout: ServerPlayout | None = ServerPlayout(ids) if media is Media.WEBRTC else None
         self.session_id = ids.new(IdKind.SESSION)
         self.config = SessionConfig(model)
         self.conversation = Conversation(conversation_limits)
@@ -153,12 +172,51 @@ class RealtimeSession(ResponseControl, UserTurns):
         ]
 
     def _on_output_clear(self, event: OutputAudioBufferClearEvent, now_ms: int) -> list[Output]:
+        if self.playout is not None:
+            return [PlayoutCutRequested()]
         raise invalid_request(
             ErrorCode.INVALID_VALUE,
             "output_audio_buffer.clear is only supported for WebRTC and SIP connections; "
             "over WebSocket the client owns playback (use conversation.item.truncate).",
             param="type",
         )
+
+    # -- WebRTC media ----------------------------------------------------
+
+    def media_audio(self, pcm16_24k: bytes, now_ms: int) -> list[Output]:
+        """Caller audio from the media track (WebRTC), as an append would bring it."""
+        fmt = self.buffer.format
+        data = codec.encode(
+            codec.resample(pcm16_24k, codec.PROTOCOL_PCM_RATE, codec.format_rate(fmt)), fmt
+        )
+        return self.vad_frames_ready(self.buffer.append(data))
+
+    def interrupt_for_speech(self, now_ms: int) -> list[Output]:
+        """Barge-in; on WebRTC the server also stops its own playout and truncates."""
+        outputs = super().interrupt_for_speech(now_ms)
+        if self.playout is not None and self.playout.active:
+            outputs.append(PlayoutCutRequested())
+        return outputs
+
+    def playout_cut(self) -> list[Output]:
+        """The track's queue was emptied: truncate the reply to the audio that went out."""
+        assert self.playout is not None, "playout_cut is for WebRTC sessions"
+        cut, events = self.playout.cut()
+        outputs: list[Output] = list(events)
+        if cut is not None and cut.item_id in self.conversation:
+            record = self.conversation.get(cut.item_id)
+            end_ms = min(cut.audio_end_ms, int(record.audio_ms))
+            self.conversation.truncate(cut.item_id, cut.content_index, end_ms)
+            outputs.append(
+                ConversationItemTruncatedEvent(
+                    type="conversation.item.truncated",
+                    event_id=self.event_id(),
+                    item_id=cut.item_id,
+                    content_index=cut.content_index,
+                    audio_end_ms=end_ms,
+                )
+            )
+        return outputs
 
     # -- input audio -----------------------------------------------------
 
