@@ -97,8 +97,10 @@ from voxpipe.call.response_guard import InterruptionSource
 from voxpipe.call.rollover import Role, SessionSeed, Turn
 from voxpipe.call.state import CallState, StateChanged
 from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurnBoundary
+from voxpipe.call.user_audio import unfinished_turn_start_ms
 from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
+from voxpipe.processors.local.vad import WINDOW_MS, voiced_windows
 from voxpipe.processors.realtime import RealtimeService
 from voxpipe.telephony.codec import AudioEncoding
 
@@ -108,6 +110,14 @@ RETURN_TIMEOUT_MS = 10_000  # the switch back's session must be ready within thi
 # How long a switch waits for caller audio already inside the realtime branch to reach
 # the realtime call's relay (a few frames; seconds only on a stalled machine).
 CATCH_UP_S = 1.0
+# Speech detection on the caller audio handed to the chained brain: Silero at 16 kHz,
+# below the chained VAD's 0.6 confidence so nothing that VAD would hear is left out.
+VAD_RATE = 16_000
+HAND_THRESHOLD = 0.3
+# The re-asked answer's first piece of speech: this many words, synthesised while the LLM
+# writes the rest (a whole first sentence waited for its last word, then took Piper
+# 0.9-3.4 s at load 6-25).
+REASK_FIRST_WORDS = 3
 WARM_UP_WORDS = "One moment."  # what the chained voice says once, to nobody, as the call starts
 # A response is under way in these states: its audio is owed.
 _OWES_AUDIO = frozenset({CallState.THINKING, CallState.SPEAKING})
@@ -235,6 +245,7 @@ class FailoverBrain(BrainSwitch):
             return
         if not command.ready:
             await llm.drop_speculation()
+            self._shorten_first_piece(None)
             return
         preview = self.realtime.call.handover_preview(self._now(), at_ms=command.due_ms)
         if preview is None or not preview[1]:
@@ -242,7 +253,14 @@ class FailoverBrain(BrainSwitch):
         start = fallback_start(preview[0], self.realtime.instructions, reask=True)
         tools = self.chained_context.tools if self.chained_context is not None else None
         messages = [dict(m) for m in start.messages]
+        self._shorten_first_piece(REASK_FIRST_WORDS)  # before its first piece is cut ahead
         llm.speculate_reply(messages, start.reask_instructions, tools)
+
+    def _shorten_first_piece(self, words: int | None) -> None:
+        """The chained voice's next first piece: ``words`` words (the re-ask), or as usual."""
+        for processor in self._chained:
+            if hasattr(processor, "first_piece_words"):  # the local voice
+                processor.first_piece_words(words)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -341,6 +359,7 @@ class FailoverBrain(BrainSwitch):
         entry = self.branch(Brain.CHAINED)
         # No service named: whatever LLM the chained branch holds takes it (a slot's fallbacks too).
         first = start.reask_instructions if reask else start.instructions
+        self._shorten_first_piece(REASK_FIRST_WORDS if reask else None)
         await entry.queue_frame(LLMUpdateSettingsFrame(delta=LLMSettings(system_instruction=first)))
         messages: Any = [dict(m) for m in start.messages]
         seed = LLMMessagesUpdateFrame(messages=messages, run_llm=reask)
@@ -429,9 +448,11 @@ class FailoverBrain(BrainSwitch):
         branch reach its relay first (within ``CATCH_UP_S``); then the relay's
         uncommitted and held audio goes into the chained branch, in the
         caller's format and frame size (the VAD reads one window per frame),
-        and the held live frames after it: the caller's turn reaches the
-        chained VAD and STT whole and in order. The VAD and turn-taking count
-        the caller's audio, not the wall clock, so a burst is heard as speech.
+        from shortly before its first speech (:func:`unfinished_turn`: not
+        the quiet since the last committed turn), and the held live frames
+        after it: the caller's turn reaches the chained VAD and STT whole and
+        in order. The VAD and turn-taking count the caller's audio, not the
+        wall clock, so a burst is heard as speech.
         """
         try:
             async with asyncio.timeout(CATCH_UP_S):
@@ -444,7 +465,7 @@ class FailoverBrain(BrainSwitch):
         try:
             chunks = self.realtime.call.relay.take_uncommitted()
             fmt = self.realtime.call.config.input_format
-            frames = await caller_frames(chunks, fmt, *self._caller_format)
+            frames = await unfinished_turn(await caller_frames(chunks, fmt, *self._caller_format))
             self.handed_audio_ms.append(sum(_frame_ms(f) for f in frames))
             for audio in frames:
                 await entry.queue_frame(audio)
@@ -492,6 +513,43 @@ async def caller_frames(
         InputAudioRawFrame(audio=audio[i : i + size], sample_rate=sample_rate, num_channels=1)
         for i in range(0, len(audio), size)
     ]
+
+
+async def unfinished_turn(frames: list[InputAudioRawFrame]) -> list[InputAudioRawFrame]:
+    """The caller's frames from shortly before their first speech; none without speech.
+
+    What no session committed is mostly the quiet after the caller's last
+    turn (seconds of it on a stall: everything the caller sent while the
+    reply played and the brain hung). Handed to the chained brain whole, it
+    went through the chained VAD frame by frame, each frame a trip to the
+    VAD's thread, and being audio (pipecat's system frames) ahead of the
+    re-ask queued before it: the chained LLM started 1.2-7.4 s after a stall
+    switch at load 6-13 (``tests/pipelines/test_failover_faults.py``). One
+    Silero pass over the whole stretch, in a thread, finds where speech
+    starts (:func:`~voxpipe.call.user_audio.unfinished_turn_start_ms`). Its
+    threshold sits below the chained VAD's confidence (0.6), so what that VAD
+    would hear as speech is handed over; if the pass fails, everything is.
+    """
+    if not frames:
+        return frames
+    rate = frames[0].sample_rate
+    audio = b"".join(f.audio for f in frames)
+    try:
+        if rate != VAD_RATE:
+            audio = await create_file_resampler().resample(audio, rate, VAD_RATE)
+        voiced = await asyncio.to_thread(voiced_windows, audio, threshold=HAND_THRESHOLD)
+    except Exception as exc:  # no verdict: hand over everything, as before
+        logger.warning(f"speech detection on the handed caller audio failed: {exc}")
+        return frames
+    start_ms = unfinished_turn_start_ms(voiced, WINDOW_MS)
+    if start_ms is None:
+        return []
+    kept, at_ms = [], 0.0
+    for frame in frames:
+        at_ms += _frame_ms(frame)
+        if at_ms > start_ms:
+            kept.append(frame)
+    return kept
 
 
 def _frame_ms(frame: InputAudioRawFrame) -> int:

@@ -34,6 +34,15 @@ class ClauseTextAggregator(BaseTextAggregator):
         self._splitter = SpeechTextSplitter(rule, language=self.language)
 
     @property
+    def rule(self) -> PieceRule:
+        """How pieces are cut; a new rule applies from the next piece cut on."""
+        return self._splitter.rule
+
+    @rule.setter
+    def rule(self, rule: PieceRule) -> None:
+        self._splitter.rule = rule
+
+    @property
     def text(self) -> Aggregation:
         return Aggregation(text=self._splitter.pending.strip(), type=TextType.SENTENCE)
 

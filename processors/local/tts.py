@@ -16,12 +16,15 @@ response in progress (the old agent's transfer line) ends in the old voice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     StartFrame,
     TTSSpeakFrame,
@@ -79,6 +82,8 @@ class LocalTTSService(TTSService):
         self._engine = engine
         self._next_voice: TTSEngineKind | None = None  # speaks from the next response on
         self._piece_rule = PieceRule(clause_words=first_clause_words, first_words=first_words)
+        self._next_rule: PieceRule | None = None  # the next response's rule (once)
+        self._rule_in_use = False  # a response is being cut by a rule of its own
         self._ahead: dict[str, Speculation[bytes]] = {}
         self.ahead_used = 0  # pieces spoken from audio synthesised ahead
         if self._text_aggregation_mode == TextAggregationMode.SENTENCE:
@@ -105,12 +110,42 @@ class LocalTTSService(TTSService):
             self._next_voice = kind if kind is not self._voice_kind else None
         return changed
 
+    def first_piece_words(self, words: int | None) -> None:
+        """The next response's first piece ends after ``words`` words (once); None: as usual.
+
+        A brain switch's re-asked answer is what the caller waits for in
+        silence: its first piece of speech is synthesised as soon as that
+        many words exist (and, got ahead on, while the LLM writes the rest),
+        not once the first sentence ends. The same cut applies to
+        :meth:`piece_splitter`, so the piece synthesised ahead is the one
+        asked for.
+        """
+        self._next_rule = (
+            None if words is None else dataclasses.replace(self._piece_rule, first_words=words)
+        )
+
+    def _aggregator(self) -> ClauseTextAggregator | None:
+        aggregator = self._text_aggregator
+        return aggregator if isinstance(aggregator, ClauseTextAggregator) else None
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if self._next_voice is not None and isinstance(
             frame, LLMFullResponseStartFrame | TTSSpeakFrame
         ):
             await self._switch_voice(self._next_voice)
+        aggregator = self._aggregator()
+        starts = isinstance(frame, LLMFullResponseStartFrame)
+        if aggregator is not None and starts and self._next_rule is not None:
+            # This response is cut by the rule set for it, the next ones as usual.
+            aggregator.rule, self._next_rule = self._next_rule, None
+            self._rule_in_use = True
         await super().process_frame(frame, direction)
+        if (
+            aggregator is not None
+            and self._rule_in_use
+            and isinstance(frame, LLMFullResponseEndFrame | InterruptionFrame)
+        ):
+            aggregator.rule, self._rule_in_use = self._piece_rule, False
 
     async def _switch_voice(self, kind: TTSEngineKind) -> None:
         self._next_voice = None
@@ -122,7 +157,8 @@ class LocalTTSService(TTSService):
 
     def piece_splitter(self) -> SpeechTextSplitter:
         """A fresh splitter cutting text exactly as this service cuts a reply's pieces."""
-        return SpeechTextSplitter(self._piece_rule, language=self._text_aggregator.language)
+        rule = self._next_rule or self._piece_rule
+        return SpeechTextSplitter(rule, language=self._text_aggregator.language)
 
     async def presynthesize(self, text: str) -> None:
         """Start synthesising ``text`` now, for when the pipeline asks for it."""

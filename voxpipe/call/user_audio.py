@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Sequence
 
 from voxpipe.audio import AudioFormat, bytes_to_ms, ms_to_bytes
 
@@ -136,3 +137,30 @@ class UserAudioRelay:
 
     def _ms(self, n_bytes: int) -> int:
         return bytes_to_ms(n_bytes, self._fmt)
+
+
+# Audio kept ahead of the first voiced window when a turn is handed over: the VAD that
+# takes it needs some quiet before the onset to start cleanly (pipecat's start_secs 0.2).
+HAND_PRE_ROLL_MS = 500
+
+
+def unfinished_turn_start_ms(
+    voiced: Sequence[bool], window_ms: float, *, pre_roll_ms: float = HAND_PRE_ROLL_MS
+) -> float | None:
+    """Where the caller's unfinished turn starts in audio handed to another brain.
+
+    ``voiced`` says, window by window (``window_ms`` each), whether a VAD
+    heard speech in the audio no session committed. Everything before the
+    first voiced window (less ``pre_roll_ms``) is the quiet after the last
+    committed turn: seconds of it on a stall (the relay keeps what the caller
+    sent while the reply played and the brain hung). Handed over whole, the
+    brain taking the call grinds through it before anything queued behind it:
+    pipecat orders system frames (audio) ahead of data frames, so the re-ask
+    waited 1-7 s at load 6-13 for the chained VAD to read 5-15 s of silence.
+    Returns the offset in ms to hand over from, or None when nothing was
+    voiced (no unfinished turn: nothing to hand over).
+    """
+    first = next((i for i, v in enumerate(voiced) if v), None)
+    if first is None:
+        return None
+    return max(0.0, first * window_ms - pre_roll_ms)
