@@ -42,6 +42,7 @@ from voxpipe.transports.telephony.plivo_routes import PlivoConfig, add_plivo_rou
 from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
 from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig, add_telnyx_routes
 from voxpipe.transports.webrtc.captions import PageCaptions
+from voxpipe.transports.webrtc.direct import DirectCalls, DirectConfig
 from voxpipe.transports.webrtc.ice import gather_on_loopback, is_loopback_host
 from voxpipe.transports.webrtc.transport import WebRTCCallTransport
 from voxpipe.webrtc.call_tokens import CallTokens, ResumeTokens, server_secret
@@ -71,6 +72,7 @@ class ServeConfig:
     twilio: TwilioConfig | None = None  # set: phone calls through Twilio Media Streams too
     telnyx: TelnyxConfig | None = None  # ... through Telnyx media streaming
     plivo: PlivoConfig | None = None  # ... through Plivo audio streams
+    direct: DirectConfig | None = None  # set: the page may call the provider directly (--direct)
 
 
 @dataclass
@@ -91,6 +93,7 @@ class ServeApp:
         self.ended: list[tuple[str, CallEnd]] = []  # the latest calls' ends, for /healthz
         self.resume_tokens = ResumeTokens(server_secret().value)
         gather_on_loopback(self.loopback)
+        self.direct = DirectCalls(config.direct) if config.direct is not None else None
 
     def build_app(self) -> web.Application:
         """The aiohttp application."""
@@ -106,6 +109,8 @@ class ServeApp:
             add_telnyx_routes(app, self, self.config.telnyx)
         if self.config.plivo is not None:
             add_plivo_routes(app, self, self.config.plivo)
+        if self.direct is not None:
+            self.direct.add_to(app)
         app.on_shutdown.append(self._shutdown)
         return app
 
@@ -116,7 +121,13 @@ class ServeApp:
 
     async def _client_config(self, request: web.Request) -> web.Response:
         servers = [{"urls": url} for url in self.config.ice_servers]
-        return web.json_response({"iceServers": servers, "tokenRequired": self._tokens_required})
+        return web.json_response(
+            {
+                "iceServers": servers,
+                "tokenRequired": self._tokens_required,
+                "direct": self.direct is not None,
+            }
+        )
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ended = [{"call_id": call_id, "end": end.value} for call_id, end in self.ended[-20:]]

@@ -11,6 +11,12 @@ token`` prints one; the secret comes from ``VOXPIPE_SERVE_SECRET``).
 ``--twilio``, ``--telnyx`` and ``--plivo`` also answer phone calls: point the
 number's voice webhook at ``https://HOST/twilio/voice`` (``/telnyx/voice``,
 ``/plivo/voice``).
+
+``--direct``: the page connects to the Realtime provider itself (WebRTC call
+API, a short-lived secret from this server) and voxpipe attaches to the call
+over the provider's sideband, where it runs the guardrails, server-side tools,
+timeline, cost and report; no audio passes through voxpipe (``--record``
+writes no ``call.wav``).
 """
 
 from __future__ import annotations
@@ -67,6 +73,18 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="caller audio must be this far above the echo estimate to count as speech "
         "(default 6; higher: fewer false barge-ins, a quieter caller cuts the bot later)",
+    )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="the page calls the provider directly over WebRTC; voxpipe runs the call's "
+        "controls on the provider's sideband (no audio through voxpipe)",
+    )
+    parser.add_argument(
+        "--secret-ttl",
+        type=int,
+        default=120,
+        help="--direct: seconds a page's provider secret lives (60-300, default 120)",
     )
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (https)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
@@ -160,12 +178,25 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
     spec.delegate = _delegate(args)
     tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
     brain = None
-    if mode is Mode.REALTIME and not (
+    embedded = mode is Mode.REALTIME and not (
         args.server or args.api_key or os.environ.get("OPENAI_API_KEY")
-    ):
+    )
+    if embedded:
         brain = await server_brain(args.brain, args.script)
-    async with embedded_realtime(mode, args.server, args.api_key, brain) as (url, key):
+    provider = (
+        _direct_provider(args, brain) if args.direct and embedded else contextlib.nullcontext()
+    )
+    async with (
+        provider as direct_endpoint,
+        embedded_realtime(mode, args.server, args.api_key, None if args.direct else brain) as (
+            url,
+            key,
+        ),
+    ):
+        if direct_endpoint is not None:
+            url, key = direct_endpoint
         spec.server_url, spec.api_key = url, key
+        direct = _direct_config(args, url, key, spec.instructions) if args.direct else None
         config = ServeConfig(
             host=args.host,
             call=spec,
@@ -175,10 +206,57 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
             twilio=twilio,
             telnyx=telnyx,
             plivo=plivo,
+            direct=direct,
         )
         async with running_serve(config, port=args.port, tls=tls) as serving:
             logger.info(f"voxpipe serve: open {serving.url}/ and press Talk")
             await _until_stopped()
+
+
+@contextlib.asynccontextmanager
+async def _direct_provider(args: argparse.Namespace, brain: Any) -> Any:
+    """The embedded provider for ``--direct``: its page (this server's origin) may call it."""
+    from voxpipe.pipelines.simulated_call import LOCAL_SERVER_KEY
+    from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
+
+    scheme = "https" if args.tls_cert else "http"
+    origins = tuple(f"{scheme}://{host}:{args.port}" for host in (args.host, "localhost"))
+    config = ServerConfig(api_key=LOCAL_SERVER_KEY, allowed_origins=origins)
+    async with running_realtime_server(config=config, brain=brain, host=args.host) as server:
+        yield server.realtime_url, LOCAL_SERVER_KEY
+
+
+def _direct_config(
+    args: argparse.Namespace, url: str | None, key: str | None, instructions: str | None
+) -> Any:
+    """Where the page's provider is, and the session its secrets carry."""
+    from voxpipe.guardrails.config import load_agent_file
+    from voxpipe.guardrails.policy import IncrementalScanner
+    from voxpipe.transports.webrtc.direct import DirectConfig
+
+    if url is None:  # OpenAI's own endpoints, as the openai package knows them
+        import openai
+
+        url = str(openai.AsyncOpenAI(api_key=key or "unused").base_url)
+    base = url.rstrip("/").removesuffix("/realtime")
+    http = base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    ws = http.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    session: dict[str, Any] = {"type": "realtime", "model": "gpt-realtime"}
+    if instructions:
+        session["instructions"] = instructions
+    policies: list[IncrementalScanner] = []
+    if args.config is not None:
+        found = load_agent_file(args.config).guardrails.policies()
+        policies = [p for p in found if isinstance(p, IncrementalScanner)]
+    return DirectConfig(
+        provider_http=http,
+        provider_ws=ws,
+        api_key=key or os.environ.get("OPENAI_API_KEY"),
+        session=session,
+        policies=policies,
+        secret_ttl_s=args.secret_ttl,
+        record_dir=args.record,
+    )
 
 
 async def _until_stopped() -> None:
