@@ -12,13 +12,13 @@ so one agent file gives both paths the same conversation.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from chat_stream import StreamedCall, stream_chat_answer
 from loopback import serving
 
 from voxpipe.transports.realtime_server.agent_brain import AgentLine, AgentScript
@@ -68,41 +68,13 @@ class AgentsChat:
         if agent is not None:
             lines = self.scripts[agent].lines
             line = lines[turn % len(lines)]
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        created = int(time.time())
-        for i, word in enumerate(line.say.split(" ") if line.say else []):
-            delta: dict[str, Any] = {"content": word if i == 0 else " " + word}
-            await _event(response, _chunk(created, delta, None))
-        finish = "stop"
+        call = None
         if line.call is not None:
-            finish = "tool_calls"
-            call_id = f"call_{len(self.chats)}"
-            head = {"index": 0, "id": call_id, "type": "function"}
-            head["function"] = {"name": line.call, "arguments": ""}
-            await _event(response, _chunk(created, {"tool_calls": [head]}, None))
             arguments = json.dumps(dict(line.arguments))
-            piece = {"index": 0, "function": {"arguments": arguments}}
-            await _event(response, _chunk(created, {"tool_calls": [piece]}, None))
-        await _event(response, _chunk(created, {}, finish))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
-
-def _chunk(created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-    return {
-        "id": "chatcmpl-agents",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": MODEL,
-        "choices": [choice],
-    }
-
-
-async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
-    await response.write(f"data: {json.dumps(payload)}\n\n".encode())
+            call = StreamedCall(f"call_{len(self.chats)}", line.call, arguments)
+        return await stream_chat_answer(
+            request, line.say, model=MODEL, completion_id="chatcmpl-agents", call=call
+        )
 
 
 @asynccontextmanager

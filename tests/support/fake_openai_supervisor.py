@@ -10,14 +10,15 @@ either of pipecat's ``LLMWithBackend`` roles:
   pipecat's transcript strategy defines the tool); a ``Backend:`` message is
   relayed, its text said as it stands; a request with no ``delegate`` tool
   (a plain turn, no supervisor) is answered with ``plain_answer``;
-- the backend (its system message carries pipecat's backend pairing
-  instruction): after ``backend_delay_s``, ``>> `` and ``backend_answer``.
+- the backend (its system message says it is the backend of a voice
+  assistant, as pipecat's pairing instruction and voxpipe's shorter one do):
+  after ``backend_delay_s``, ``backend_answer``, after ``>> `` when the
+  instruction asks for that mark (pipecat's does).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from chat_stream import StreamedCall, stream_chat_answer
 from loopback import serving
 from pipecat.pipeline.llm_with_backend import BACKEND_MESSAGE_PREFIX, DELEGATE_TOOL_NAME
 from pipecat.workers.llm.backend_llm_worker import SPOKEN_MARK
@@ -79,7 +81,9 @@ class SupervisorChat:
         if BACKEND_MARK in system:
             role = Role.BACKEND
             await asyncio.sleep(self.backend_delay_s)
-            said = f"{SPOKEN_MARK} {self.backend_answer}"
+            # pipecat's pairing instruction asks for the mark; voxpipe's own does not.
+            marked = SPOKEN_MARK in system
+            said = f"{SPOKEN_MARK} {self.backend_answer}" if marked else self.backend_answer
         elif DELEGATE_TOOL_NAME in tools:
             role = Role.FRONTEND
             said, delegate = _frontend_turn(messages)
@@ -103,38 +107,12 @@ def _frontend_turn(messages: tuple[dict[str, Any], ...]) -> tuple[str, bool]:
 
 
 async def _stream(request: web.Request, said: str, delegate: bool) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    created = int(time.time())
-    for i, word in enumerate(said.split(" ") if said else []):
-        await _event(response, _chunk(created, {"content": word if i == 0 else " " + word}, None))
-    finish = "stop"
-    if delegate:
-        finish = "tool_calls"
-        head = {"index": 0, "id": f"call_{created}_{id(request)}", "type": "function"}
-        head["function"] = {"name": DELEGATE_TOOL_NAME, "arguments": ""}
-        await _event(response, _chunk(created, {"tool_calls": [head]}, None))
-        piece = {"index": 0, "function": {"arguments": "{}"}}
-        await _event(response, _chunk(created, {"tool_calls": [piece]}, None))
-    await _event(response, _chunk(created, {}, finish))
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
-    return response
-
-
-def _chunk(created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-    return {
-        "id": "chatcmpl-supervisor",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": MODEL,
-        "choices": [choice],
-    }
-
-
-async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
-    await response.write(f"data: {json.dumps(payload)}\n\n".encode())
+    call = None
+    if delegate:  # a delegate call with no arguments, as pipecat's strategy defines it
+        call = StreamedCall(f"call_{int(time.time())}_{id(request)}", DELEGATE_TOOL_NAME)
+    return await stream_chat_answer(
+        request, said, model=MODEL, completion_id="chatcmpl-supervisor", call=call
+    )
 
 
 @asynccontextmanager
