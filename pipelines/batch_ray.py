@@ -7,8 +7,10 @@ thread counts pinned to the CPUs Ray gave it, receives a decoded recording
 (bytes, so no shared file system is needed) and returns the answer with its
 reply audio. A file's own failure comes back as its row's error and is never
 retried. A worker process that dies (killed, out of memory, its node lost) is
-restarted by Ray and the file is sent again, at most ``max_attempts`` times in
-all; the row counts the retries.
+restarted by Ray and rejoins the pool once its engines are loaded again; its
+file goes to the next free actor, at most ``max_attempts`` times in all, and
+the row counts the retries. A lost node's actors come back only when the
+cluster has room for them; the other actors carry the job meanwhile.
 
 Ray is an optional extra: this module imports without it, and
 :func:`require_ray` turns its absence into a :class:`ConfigError` that names
@@ -38,6 +40,8 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 # Ray runs its workers at niceness 15 so its own daemons stay responsive; here the actors are
 # the job, and at 15 anything else on the machine starves them (a turn took 37 s at load 10).
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+# How often the driver says that a lost worker is still waiting for room on the cluster.
+REVIVE_NOTICE_S = 60.0
 RAY_EXTRA_HINT = "install the ray extra: pip install 'voxpipe[ray]'"
 
 
@@ -116,6 +120,7 @@ class RayBackend:
         self._owns_ray = False
         self._actors: list[Any] = []
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._reviving: set[asyncio.Task[None]] = set()
 
     @property
     def slots(self) -> int:
@@ -182,26 +187,53 @@ class RayBackend:
             ) from exc
 
     async def answer(self, job: Job) -> Delivered:
-        actor = await self._idle.get()
-        try:
-            for attempt in range(self._max_attempts):
-                if attempt:
-                    actor = await self._revive(actor)
-                try:
-                    outcome: Outcome = await actor.answer.remote(job)
-                    return Delivered(outcome, retries=attempt)
-                except self._ray.exceptions.RayActorError as exc:
-                    logger.warning(
-                        "batch: the worker answering {} was lost (attempt {} of {}): {}",
-                        job.name,
-                        attempt + 1,
-                        self._max_attempts,
-                        type(exc).__name__,
-                    )
-            error = f"{job.label}: its worker was lost on all {self._max_attempts} attempts"
-            return Delivered(Failed(error), retries=self._max_attempts - 1)
-        finally:
-            self._idle.put_nowait(actor)
+        """Answer on the first free actor; a lost worker's file goes to the next free one.
+
+        The lost actor is revived in the background and rejoins the pool when
+        it is ready, so a file is never held for its own actor: when a node is
+        lost, Ray can only restart its actors once the cluster has room again,
+        and the surviving actors carry on meanwhile.
+        """
+        for attempt in range(self._max_attempts):
+            actor = await self._idle.get()
+            lost = False
+            try:
+                outcome: Outcome = await actor.answer.remote(job)
+                return Delivered(outcome, retries=attempt)
+            except self._ray.exceptions.RayActorError as exc:
+                lost = True
+                logger.warning(
+                    "batch: the worker answering {} was lost (attempt {} of {}): {}",
+                    job.name,
+                    attempt + 1,
+                    self._max_attempts,
+                    type(exc).__name__,
+                )
+            finally:  # answered, lost or cancelled: the actor goes back to the pool
+                if lost:
+                    self._rejoin_later(actor)
+                else:
+                    self._idle.put_nowait(actor)
+        error = f"{job.label}: its worker was lost on all {self._max_attempts} attempts"
+        return Delivered(Failed(error), retries=self._max_attempts - 1)
+
+    def _rejoin_later(self, actor: Any) -> None:
+        task = asyncio.create_task(self._rejoin(actor))
+        self._reviving.add(task)
+        task.add_done_callback(self._reviving.discard)
+
+    async def _rejoin(self, actor: Any) -> None:
+        revived = asyncio.create_task(self._revive(actor))
+        # No room for it (its node gone, the rest busy) means it waits: say so now and then.
+        while not revived.done():
+            done, _ = await asyncio.wait({revived}, timeout=REVIVE_NOTICE_S)
+            if not done:
+                logger.warning(
+                    "batch: a lost Ray worker ({} CPUs) is still not back; the cluster may "
+                    "have no room for it. The other workers go on.",
+                    self._cpus,
+                )
+        self._idle.put_nowait(revived.result())
 
     async def _revive(self, actor: Any) -> Any:
         """The actor once Ray has restarted it (its engines loaded again), or a new actor.
@@ -215,15 +247,18 @@ class RayBackend:
             try:
                 await actor.ready.remote()
                 return actor
-            except exceptions.ActorUnavailableError:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
             except exceptions.ActorDiedError:  # for good: a new one (a failed one costs an attempt)
                 replacement = self._new_actor()
                 self._actors[self._actors.index(actor)] = replacement
                 return replacement
+            except exceptions.RayActorError:  # restarting (ActorUnavailableError) or in between
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def close(self) -> None:
+        for task in list(self._reviving):
+            task.cancel()
+        await asyncio.gather(*self._reviving, return_exceptions=True)
         for a in self._actors:
             self._ray.kill(a, no_restart=True)
         self._actors = []

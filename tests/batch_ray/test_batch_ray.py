@@ -2,7 +2,9 @@
 
 The same recordings through both backends give the same rows and results; a
 stopped job resumes without answering anything twice; a worker lost mid-file
-is restarted and the file answered; each actor loads its engines once.
+is restarted and the file answered; a worker node removed mid-file (Ray's test
+cluster) costs that file one retry on the other node's actor; each actor loads
+its engines once.
 Engine loads and transcriptions are counted from a log every worker process
 appends to (counting_engines.py).
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +205,62 @@ def test_without_ray_the_backend_is_a_config_error_before_any_file_is_touched(
     err = capsys.readouterr().err
     assert "needs Ray" in err and "voxpipe[ray]" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_node_lost_mid_file_costs_one_retry_and_the_job_finishes(
+    ray_session: Any, recordings: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two nodes, an actor of 2 CPUs on each; the worker node goes while its actor holds a file.
+
+    Its actor cannot come back (the head's CPUs are the other actor's), so the
+    survivor answers the lost file after its own: every file once in the
+    summary, the lost one retried once and transcribed again, the rest once.
+    """
+    import ray
+
+    cluster = ray_session
+    inbox = _inbox(tmp_path, recordings, list(QUESTIONS))
+    out, log, held = tmp_path / "out", tmp_path / "engines.log", tmp_path / "held"
+    node = cluster.add_node(num_cpus=2, object_store_memory=96 * 1024 * 1024)
+    try:
+        while ray.cluster_resources().get("CPU", 0) < 4:  # the new node's CPUs, once seen
+            time.sleep(0.1)
+        factory = CountingEngines(log, hold_on_node=node.node_id, held=held)
+        backend = RayBackend(workers=2, cpus_per_worker=2, engines_factory=factory)
+
+        async def lose_the_node_mid_file() -> batch.BatchSummary:
+            job = asyncio.create_task(run_batch(inbox, out, backend=backend))
+            while not held.exists():
+                assert not job.done(), "the job ended before the worker node held a file"
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(cluster.remove_node, node)
+            return await job
+
+        summary = asyncio.run(lose_the_node_mid_file())
+    finally:
+        if node in cluster.worker_nodes:
+            cluster.remove_node(node)
+
+    lost_pid, lost_audio = held.read_text().split()
+    ids = _ids(inbox)
+    (lost_file,) = [f for f, a in ids.items() if a == lost_audio]
+    assert {i.file: (i.status, i.retries) for i in summary.items} == {
+        f: (ItemStatus.OK, 1 if f == lost_file else 0) for f in ids
+    }
+    assert json.loads((out / "summary.json").read_text())["retries"] == 1
+    jsonl = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert sorted(r["file"] for r in jsonl) == sorted(ids)  # each file once
+    assert [r["retries"] for r in jsonl if r["file"] == lost_file] == [1]
+    for name in ids:
+        assert json.loads((out / f"{Path(name).stem}.json").read_text())["reply"].strip()
+    assert not [p.name for p in out.iterdir() if ".partial" in p.name]
+
+    seen = read_log(log)
+    # Each file transcribed once by the head's actor; the lost one also once on the lost node.
+    (survivor,) = {pid for pid, _ in seen.transcriptions} - {int(lost_pid)}
+    assert sorted(seen.transcriptions) == sorted(
+        [(int(lost_pid), lost_audio)] + [(survivor, a) for a in ids.values()]
+    )
+    assert len({pid for pid, _ in seen.loads}) == len(seen.loads)  # one load per actor process
+    with pytest.raises(ProcessLookupError):  # the lost node's worker went with it
+        os.kill(int(lost_pid), 0)
