@@ -55,7 +55,6 @@ from _common import machine, median, percentile, print_table, speak, write_resul
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
-from fake_openai_agents import API_KEY as CHAT_KEY
 from fake_openai_agents import running_agents_chat
 from pipecat.frames.frames import (
     AggregatedTextFrame,
@@ -67,7 +66,6 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import FunctionCallParams
-from pipecat.services.openai.llm import OpenAILLMService
 
 from voxpipe.agents import parse_agents
 from voxpipe.call.state import CallState, StateChanged
@@ -222,11 +220,8 @@ async def one_chained_call(recording: Path) -> dict[str, float]:
     assert AGENTS is not None
     async with running_agents_chat(SCRIPTS) as chat:
         transport = FileTransport(recording, paced=True)
-        llm = OpenAILLMService(
-            api_key=CHAT_KEY, base_url=chat.url, settings=OpenAILLMService.Settings(model="m")
-        )
         graph = build_chained_pipeline(
-            transport, llm=llm, tools=[get_balance], agents=AGENTS, openai_api_key=""
+            transport, llm=chat.llm_service(), tools=[get_balance], agents=AGENTS, openai_api_key=""
         )
         heard = Heard(transport.output())
         async with CallSession(graph, observers=[heard]) as call:

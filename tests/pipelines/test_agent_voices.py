@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from fake_openai_agents import API_KEY as CHAT_KEY
 from fake_openai_agents import running_agents_chat
 from pipecat.frames.frames import (
     AggregatedTextFrame,
@@ -150,11 +149,8 @@ async def test_after_the_handoff_billing_speaks_in_its_own_voice(
     compose(make_speech, [*CALLER, 14_000], recording)
     async with running_agents_chat(SCRIPTS) as chat:
         transport = FileTransport(recording, paced=True)
-        llm = OpenAILLMService(
-            api_key=CHAT_KEY, base_url=chat.url, settings=OpenAILLMService.Settings(model="m")
-        )
         graph = build_chained_pipeline(
-            transport, llm=llm, tools=[get_balance], agents=agents, openai_api_key=""
+            transport, llm=chat.llm_service(), tools=[get_balance], agents=agents, openai_api_key=""
         )
         tts = graph.services["tts"]
         assert isinstance(tts, LocalTTSService) and tts.voice is TTSEngineKind.PIPER

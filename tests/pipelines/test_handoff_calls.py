@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fake_openai_agents import API_KEY as CHAT_KEY
 from fake_openai_agents import AgentsChat, Chat, running_agents_chat
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.services.llm_service import FunctionCallParams
-from pipecat.services.openai.llm import OpenAILLMService
 from realtime_calls import compose
 from recording_proxy import RecordingProxy, Relayed, recording_proxy
 
@@ -228,11 +226,8 @@ async def test_the_same_agent_file_hands_off_the_same_way_on_the_chained_path(
     compose(make_speech, [*CALLER, 14_000], recording)
     async with running_agents_chat(SCRIPTS) as chat:
         transport = FileTransport(recording, paced=True)
-        llm = OpenAILLMService(
-            api_key=CHAT_KEY, base_url=chat.url, settings=OpenAILLMService.Settings(model="m")
-        )
         graph = build_chained_pipeline(
-            transport, llm=llm, tools=[get_balance], agents=agents, openai_api_key=""
+            transport, llm=chat.llm_service(), tools=[get_balance], agents=agents, openai_api_key=""
         )
         events = Recorded()
         async with CallSession(graph, observers=[events], end_timeout_secs=5):

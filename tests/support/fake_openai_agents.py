@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from chat_stream import StreamedCall, stream_chat_answer
 from loopback import serving
+from pipecat.services.openai.llm import OpenAILLMService
 
 from voxpipe.transports.realtime_server.agent_brain import AgentLine, AgentScript
 
@@ -44,6 +45,11 @@ class AgentsChat:
     url: str = ""
     chats: list[Chat] = field(default_factory=list)
     _turns: dict[str | None, int] = field(default_factory=dict)
+
+    def llm_service(self) -> OpenAILLMService:
+        """pipecat's OpenAI chat service, pointed at this stand-in."""
+        settings = OpenAILLMService.Settings(model="m")
+        return OpenAILLMService(api_key=API_KEY, base_url=self.url, settings=settings)
 
     def agent_of(self, system: str) -> str | None:
         matches = [
