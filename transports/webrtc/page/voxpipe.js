@@ -41,6 +41,11 @@
  * call. A 4xx answer, or three failed tries, fails the call.
  *
  * URL options: ?autostart=1 calls at once; ?token=T sends a call token with the first offer.
+ * Direct mode (the server's api/config says "direct": true, or ?direct=1): the page asks
+ * api/direct/secret for a short-lived provider secret, POSTs its offer to the provider's
+ * /realtime/calls itself, opens the "oai-events" channel (the provider's Realtime events:
+ * captions come from its transcripts), and tells the server its call id (api/direct/calls),
+ * so the server can run the call's tools and guardrails over the provider's sideband.
  * Test options: ?dsp=0 turns echo cancellation, noise suppression and auto gain off;
  * ?echo_db=-20 mixes the agent's audio back into the microphone at that level (a speakerphone);
  * ?record=1 records what the caller hears of the agent (voxpipe.recordedWav()).
@@ -149,6 +154,8 @@
   let resumeToken = null;
   let iceServers = [];
   let rejoinsUnconnected = 0;
+  let direct = params.get("direct") === "1"; // or the server's api/config says so
+  let botText = ""; // direct mode: the reply's transcript so far
   let playoutPrev = null; // last media-playout counters, for the recent mean delay
   let recorder = null; // ?record=1: {ctx, gain, source, blocks}
   const cutItems = []; // replies the server said were cut (the newest MAX_KEPT)
@@ -215,7 +222,7 @@
       if (vp.state !== State.STARTING) return stopMicrophone(); // hung up meanwhile
       setMicMuted(vp.micMuted);
       const token = params.get("token");
-      await connect(token ? { token } : {});
+      await (direct ? connectDirect() : connect(token ? { token } : {}));
     } catch (err) {
       failCall("start", err);
     }
@@ -243,11 +250,68 @@
     resumeToken = answer.resume ?? null;
   }
 
+  async function connectDirect() {
+    setState(State.CONNECTING);
+    const secret = await postJson("api/direct/secret", {});
+    const pc = new RTCPeerConnection({ iceServers });
+    const current = (leg = { pc, dc: null, timers: [], grace: null, direct: true });
+    const track = mic.stream.getAudioTracks()[0];
+    pc.addTransceiver(track, { direction: "sendrecv", streams: [mic.stream] });
+    current.dc = pc.createDataChannel("oai-events", { ordered: true });
+    wire(current);
+    await pc.setLocalDescription();
+    await iceGatheringComplete(pc);
+    if (leg !== current) return;
+    vp.counters.offers += 1;
+    const response = await fetch(secret.calls_url, {
+      method: "POST",
+      body: pc.localDescription.sdp,
+      headers: { authorization: `Bearer ${secret.value}`, "content-type": "application/sdp" },
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      let reply = null;
+      try {
+        reply = JSON.parse(text);
+      } catch {
+        // not JSON: the text is the reason
+      }
+      const { code, message } = refusal(reply, text, response);
+      vp.refused = { status: response.status, code, message };
+      throw new Error(`the provider refused the call (${response.status}): ${message}`);
+    }
+    if (leg !== current) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+    vp.times.answered = clock();
+    vp.callId = (response.headers.get("location") || "").split("/").pop() || null;
+    await postJson("api/direct/calls", { call_id: vp.callId });
+  }
+
+  async function postJson(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const reply = await response.json().catch(() => null);
+    if (!response.ok || !reply) throw new Error(`${url} answered ${response.status}`);
+    return reply;
+  }
+
   function wire(current) {
     const { pc, dc } = current;
     const mine = (handler) => (...args) => {
       if (leg === current) handler(...args);
     };
+    if (current.direct) {
+      const remote = (ev) => playRemote(ev.streams[0] || new MediaStream([ev.track]));
+      pc.addEventListener("track", mine(remote));
+      pc.addEventListener("connectionstatechange", mine(() => onConnectionState(current)));
+      dc.addEventListener("open", mine(() => (vp.dcState = "open")));
+      dc.addEventListener("close", mine(() => (vp.dcState = "closed")));
+      dc.addEventListener("message", mine((ev) => onProviderEvent(ev.data)));
+      return;
+    }
     const remote = (ev) => playRemote(ev.streams[0] || new MediaStream([ev.track]));
     pc.addEventListener("track", mine(remote));
     pc.addEventListener("connectionstatechange", mine(() => onConnectionState(current)));
@@ -309,7 +373,7 @@
     if (!LIVE.includes(vp.state)) return;
     const current = leg;
     leg = null;
-    if (current && current.dc.readyState === "open") {
+    if (current && !current.direct && current.dc.readyState === "open") {
       current.dc.send(JSON.stringify({ type: "hangup" }));
     }
     if (current) setTimeout(() => closeConnection(current), HANGUP_FLUSH_MS);
@@ -357,6 +421,8 @@
       const response = await fetch("api/config").catch(() => null);
       if (response && response.ok) config = await response.json().catch(() => ({}));
     }
+    if (config.direct === true) direct = true;
+    vp.direct = direct;
     return Array.isArray(config.iceServers) ? config.iceServers : [];
   }
 
@@ -601,6 +667,34 @@
         return ignore("signalling");
       default:
         return ignore(`unknown type ${String(message.type).slice(0, 40)}`);
+    }
+  }
+
+  // Direct mode: the provider's Realtime events, kept by type, and its transcripts as captions.
+  function onProviderEvent(data) {
+    vp.counters.messages += 1;
+    let event;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      return ignore("not JSON");
+    }
+    if (!event || typeof event.type !== "string") return ignore("not an event");
+    const item = typeof event.item_id === "string" ? event.item_id.slice(0, MAX_ITEM_CHARS) : null;
+    keep(vp.events, { name: event.type.slice(0, 80), item, at: clock() });
+    vp.counters.events += 1;
+    if (event.type === "response.output_audio_transcript.delta") {
+      botText += String(event.delta || "");
+      onCaption({ role: "bot", text: botText.trim(), final: false });
+    } else if (event.type === "response.output_audio_transcript.done") {
+      botText = "";
+      onCaption({ role: "bot", text: String(event.transcript || "").trim(), final: true });
+    } else if (event.type === "response.done" && botText) {
+      botText = ""; // cut (a guardrail, a barge-in): what was said so far stays
+      const open = openCaption.bot;
+      if (open) onCaption({ role: "bot", text: open.entry.text, final: true });
+    } else if (event.type === "conversation.item.input_audio_transcription.completed") {
+      onCaption({ role: "caller", text: String(event.transcript || "").trim(), final: true });
     }
   }
 
