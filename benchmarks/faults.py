@@ -12,6 +12,12 @@ second one. One second into the first answer's audio a fault hits:
 - ``session_expired``: OpenAI's ``session_expired`` error, then the socket closes (1000).
 - ``exhaust_rate_limits``: every rate limit reads 0 for 10 s (past the second question).
 - ``stall``: the server sends nothing for 12 s (the call's stall timeout is 8 s).
+- ``killed_restarted``: the server's process is SIGKILLed and another takes its
+  port 1 s later (a supervisor's restart; the server runs in a child process,
+  tests/support/server_process.py, for these two).
+- ``never_answers``: the server's process is SIGSTOPped: connections are still
+  accepted by the kernel, nothing is ever answered; the call is expected to end
+  (``ended_ms``: the fault -> the call's end), with the default retry budget.
 
 Columns (p50 over the samples): ``out`` how many calls left the live states
 (reconnecting or recovering) after the fault; per sample: ``recovery_ms`` (the
@@ -32,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,9 +50,13 @@ from typing import Any, ClassVar
 import numpy as np
 import soundfile as sf
 from _common import median, print_table, speak, write_result
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+
 from pipecat.frames.frames import Frame, TTSAudioRawFrame
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
+from server_process import ServerProcess, free_port
 
 from voxpipe.call.events import CallEvent
 from voxpipe.call.state import CallState, StateChanged
@@ -82,7 +94,12 @@ KINDS = (
     "session_expired",
     "exhaust_rate_limits",
     "stall",
+    "killed_restarted",
+    "never_answers",
 )
+PROCESS_KINDS = ("killed_restarted", "never_answers")
+RESTART_AFTER_S = 1.0
+NEVER_ANSWERS_WAIT_S = 180.0
 OUT_OF_SERVICE = (CallState.RECONNECTING, CallState.RECOVERING)
 
 
@@ -117,6 +134,7 @@ class Sample:
     answer_1_ms: float = 0.0
     answer_2_latency_ms: float | None = None
     end_state: str = ""
+    ended_ms: float | None = None  # the fault -> the call's end, when it ended by itself
     states: list[str] = field(default_factory=list)
 
 
@@ -150,8 +168,35 @@ def _arm_now(server: Any, kind: str) -> None:
 
 
 async def one_call(server: Any, recording: Path, spans: list[tuple[int, int]], kind: str) -> Sample:
+    if kind not in PROCESS_KINDS:
+        return await _one_call(server, server.realtime_url, recording, spans, kind)
+    child = await ServerProcess.spawn(free_port(), KEY, list(REPLIES))
+    try:
+        await child.listen()
+        url = f"ws://127.0.0.1:{child.port}/v1/realtime"
+        return await _one_call(child, url, recording, spans, kind)
+    finally:
+        await child.close()
+
+
+async def _process_fault(
+    child: ServerProcess, kind: str, replacement: ServerProcess | None
+) -> None:
+    """Kill and restart (the replacement, spawned ahead, takes the port), or freeze."""
+    if kind == "never_answers":
+        child.freeze()
+        return
+    assert replacement is not None
+    child.kill()
+    await asyncio.sleep(RESTART_AFTER_S)
+    await replacement.listen()
+
+
+async def _one_call(
+    server: Any, url: str, recording: Path, spans: list[tuple[int, int]], kind: str
+) -> Sample:
     transport = FileTransport(recording, paced=True)
-    graph = build_realtime_pipeline(transport, server_url=server.realtime_url, api_key=KEY)
+    graph = build_realtime_pipeline(transport, server_url=url, api_key=KEY)
     service = graph.brain
     assert isinstance(service, RealtimeService)
     states: list[tuple[float, StateChanged]] = []
@@ -164,6 +209,9 @@ async def one_call(server: Any, recording: Path, spans: list[tuple[int, int]], k
     audio = ReplyAudio(transport)
     _arm_before(server, kind)
     sample = Sample(kind)
+    replacement: ServerProcess | None = None
+    if kind == "killed_restarted":  # imported ahead: the restart's delay is RESTART_AFTER_S
+        replacement = await ServerProcess.spawn(server.port, KEY, list(REPLIES))
     async with CallSession(graph, observers=[audio], end_timeout_secs=3) as session:
         try:
             await _until(lambda: bool(audio.chunks), 60)
@@ -173,16 +221,29 @@ async def one_call(server: Any, recording: Path, spans: list[tuple[int, int]], k
             await _until(lambda: transport.clock.now_ms() >= fault_ms, 10)
             if kind == "refused_reconnect":
                 server.arm(RefuseNextConnection())  # before the close's reconnect
-            _arm_now(server, kind)
-            with_answer = lambda: audio.first_after(q2_end) is not None  # noqa: E731
-            deadline_s = (q2_end + ANSWER_TIMEOUT_MS - transport.clock.now_ms()) / 1000
-            try:
-                await _until(with_answer, max(deadline_s, 1.0))
-                await asyncio.sleep(2.0)  # the answer plays out
-            except TimeoutError:
-                pass
+            if kind in PROCESS_KINDS:
+                faulted = time.monotonic()
+                await _process_fault(server, kind, replacement)
+            else:
+                _arm_now(server, kind)
+            if kind == "never_answers":
+                # Nothing can be answered: the call must end by itself.
+                with contextlib.suppress(TimeoutError):
+                    await _until(lambda: session.finished, NEVER_ANSWERS_WAIT_S)
+                if session.finished:
+                    sample.ended_ms = round((time.monotonic() - faulted) * 1000, 1)
+            else:
+                with_answer = lambda: audio.first_after(q2_end) is not None  # noqa: E731
+                deadline_s = (q2_end + ANSWER_TIMEOUT_MS - transport.clock.now_ms()) / 1000
+                try:
+                    await _until(with_answer, max(deadline_s, 1.0))
+                    await asyncio.sleep(2.0)  # the answer plays out
+                except TimeoutError:
+                    pass
         finally:
             await session.cancel()
+            if replacement is not None:
+                await replacement.close()
     sample.answer_1_ms = audio.audio_ms(0, q2_start)
     first_2 = audio.first_after(q2_end)
     sample.answer_2_latency_ms = None if first_2 is None else first_2 - q2_end
@@ -227,7 +288,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for kind in ("none", *args.kinds):
                     try:
                         sample = await asyncio.wait_for(
-                            one_call(server, recording, spans, kind), 120
+                            one_call(server, recording, spans, kind), NEVER_ANSWERS_WAIT_S + 120
                         )
                     except TimeoutError:
                         print(f"{kind} #{i}: timed out", file=sys.stderr)
@@ -264,6 +325,8 @@ def _summary(samples: dict[str, list[Sample]]) -> dict[str, Any]:
                 round(latency / base_latency, 2) if latency and base_latency else None
             ),
             "end_states": sorted({s.end_state for s in rows}),
+            "ended_ms_p50": median([s.ended_ms for s in rows if s.ended_ms is not None]),
+            "ended_by_itself": sum(s.ended_ms is not None for s in rows),
             "samples": [s.__dict__ for s in rows],
         }
     return out
@@ -289,6 +352,7 @@ def main() -> int:
                 r["answer_2_latency_ms_p50"],
                 r["answer_2_latency_over_baseline"],
                 ", ".join(r["end_states"]),
+                r["ended_ms_p50"],
             ]
         )
     print_table(
@@ -304,6 +368,7 @@ def main() -> int:
             "ans 2 latency ms",
             "x base",
             "end",
+            "ended ms",
         ],
         rows,
     )
