@@ -25,10 +25,11 @@ from pipecat.services.openai.realtime import events as rt
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_turn_strategies import ExternalUserTurnStrategies
 
-from voxpipe.agents import AgentsConfig
+from voxpipe.agents import AgentsConfig, BrainPath
 from voxpipe.audio import AudioFormat
 from voxpipe.call import BackoffConfig, CallConfig, RolloverConfig, StateTimeouts, TurnDetection
 from voxpipe.call.tokens import key_for_endpoint
+from voxpipe.delegation import DelegationSettings, check_delegation
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.agents import plan_agents
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings
@@ -49,6 +50,9 @@ from voxpipe.transports.tokens import (
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
 SERVER_VAD_SILENCE_MS = 500
+# A delegated turn waits on the backend in the tool-call state: the local LLM took up to
+# 42.6 s on a loaded 2-core machine (benchmarks/delegation.py), past the default 30 s.
+DELEGATE_CALLING_TOOL_MS = 120_000
 STRICT_ENV = "VOXPIPE_STRICT_STATES"  # "1": an illegal call state transition ends the call
 
 
@@ -105,6 +109,8 @@ def build_realtime_pipeline(
     strict_states: bool | None = None,
     fallback: bool = False,
     agents: AgentsConfig | None = None,
+    delegate: DelegationSettings | None = None,
+    delegate_backend: Any = None,
 ) -> VoiceGraph:
     """Build the realtime graph around ``transport``.
 
@@ -149,6 +155,14 @@ def build_realtime_pipeline(
             ``transfer_to_<name>`` tools); a transfer tool hands the session over
             (:mod:`voxpipe.call.handoff_call`). Checked before the call: an agent's
             tool missing from ``tools``, two voices (a ``ConfigError`` each).
+        delegate: ``[delegate]``: the model gets a ``delegate`` tool to a backend
+            model and says a filler itself when the wait passes the threshold
+            (:mod:`voxpipe.processors.realtime.delegation`); the tool-call state's
+            limit grows to :data:`DELEGATE_CALLING_TOOL_MS` unless ``timeouts``
+            says otherwise. Not with ``agents`` (a ``DelegationConfigError``).
+        delegate_backend: the backend's LLM service, instead of the one
+            ``delegate.backend`` names (the local LLM, or OpenAI's chat model with
+            ``OPENAI_API_KEY``).
     """
     if server_url is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")) and token_provider is None:
@@ -160,6 +174,22 @@ def build_realtime_pipeline(
     key = key_for_endpoint(
         server_url, explicit=api_key, environment=os.environ.get("OPENAI_API_KEY")
     )
+    delegation = None
+    if delegate is not None:
+        from voxpipe.processors.realtime.delegation import FRONTEND_INSTRUCTION, RealtimeDelegation
+
+        environment_key = os.environ.get("OPENAI_API_KEY")  # OpenAI's own, never server_url's
+        check_delegation(
+            delegate,
+            "<delegate>",
+            BrainPath.REALTIME,
+            agents=agents is not None,
+            openai_key=delegate_backend is not None or bool(environment_key),
+        )
+        delegation = RealtimeDelegation(delegate, delegate_backend, openai_api_key=environment_key)
+        tools = [*tools, delegation.tool]
+        instructions = f"{instructions}\n\n{FRONTEND_INSTRUCTION}"
+        timeouts = timeouts or StateTimeouts(calling_tool_ms=DELEGATE_CALLING_TOOL_MS)
     relay = _TokenEvents()
     provider = token_provider or _provider(server_url, key, ephemeral_ttl_s, relay)
     # A phone stream's G.711 goes to the brain as it is (not to another builder's service).
@@ -219,6 +249,8 @@ def build_realtime_pipeline(
         )
         relay.target = realtime.note_token_event
         service = realtime
+        if delegation is not None:
+            delegation.attach(realtime)
     _register_tools(service, tools, functions or {})
     pair = LLMContextAggregatorPair(context, user_params=_user_params(local_turns))
     return assemble(
@@ -230,7 +262,8 @@ def build_realtime_pipeline(
         tap=tap,
         voice=voice,
         echo_guard=echo_guard,
-        services={"realtime": service},
+        services={"realtime": service}
+        | ({"delegate_backend": delegation.backend} if delegation is not None else {}),
     )
 
 

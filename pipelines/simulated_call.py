@@ -155,6 +155,7 @@ def build_call_graph(
         server_url=server_url,
         api_key=api_key,
         transcribe=True,  # transcript.json shows what the caller said
+        delegate=delegate,
     )
     if isinstance(tap, GuardrailTap):
         # On the realtime path the brain itself says the safe line.

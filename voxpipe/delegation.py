@@ -205,7 +205,7 @@ def parse_delegate_table(table: Any, source: str) -> DelegationSettings | None:
 
 
 # The paths whose graph builders wrap the voice model with a backend.
-DELEGATING_PATHS = frozenset({BrainPath.CHAINED})
+DELEGATING_PATHS = frozenset({BrainPath.CHAINED, BrainPath.REALTIME})
 
 
 def check_delegation(
@@ -228,7 +228,9 @@ def check_delegation(
     delegation's); ``llm_slots``: ``[chained] llm`` lists engines (each keeps
     its own instructions and tools, so the ``delegate`` tool would reach none);
     ``fallback``: the realtime brain is backed by a chained one (which would not
-    delegate); ``openai_key``: a key is set for the ``openai`` backend.
+    delegate); ``openai_key``: a key is set for the ``openai`` backend. Both
+    paths delegate: the chained one through pipecat's ``LLMWithBackend``, the
+    realtime one through the model's own ``delegate`` tool.
     """
     if settings is None:
         return
@@ -242,7 +244,11 @@ def check_delegation(
         )
     for present, key, why in (
         (agents, "[agents]", "each agent's own instructions and tools replace the voice model's"),
-        (llm_slots, "[chained] llm", "the listed engines would not get the delegate tool"),
+        (
+            llm_slots and path is BrainPath.CHAINED,
+            "[chained] llm",
+            "the listed engines would not get the delegate tool",
+        ),
         (fallback, "a fallback brain", "the chained brain taking over would not delegate"),
     ):
         if present:

@@ -42,9 +42,12 @@ def refused(settings: DelegationSettings, path: BrainPath, **kwargs: bool) -> De
     return raised.value
 
 
-def test_the_chained_path_delegates_to_either_backend() -> None:
-    check_delegation(LOCAL, "agent.toml", BrainPath.CHAINED)
-    check_delegation(OPENAI, "agent.toml", BrainPath.CHAINED, openai_key=True)
+@pytest.mark.parametrize("path", list(BrainPath))
+def test_either_path_delegates_to_either_backend(path: BrainPath) -> None:
+    check_delegation(LOCAL, "agent.toml", path)
+    check_delegation(OPENAI, "agent.toml", path, openai_key=True)
+    # The chained slots matter to the chained path (and a fallback brain) only.
+    check_delegation(LOCAL, "agent.toml", BrainPath.REALTIME, llm_slots=True)
     check_delegation(None, "agent.toml", BrainPath.REALTIME, agents=True)  # no table: no check
 
 

@@ -101,14 +101,15 @@ def refused(
 
 
 @pytest.mark.parametrize("command", ["call", "serve"])
-def test_delegation_on_the_realtime_path_is_refused_by_name(
+def test_delegation_beside_a_fallback_brain_is_refused_by_name(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
 ) -> None:
-    error = refused(capsys, tmp_path, command, DELEGATE, "--mode", "realtime")
+    # The chained brain taking over a failed realtime call would answer without the backend.
+    extra = ("--mode", "realtime", "--fallback", "chained")
+    error = refused(capsys, tmp_path, command, DELEGATE, *extra)
     agent = tmp_path / "agent.toml"
-    assert f"voxpipe {command}: error: {agent}: delegate: the realtime path does not delegate" in (
-        error
-    )
+    expected = f"voxpipe {command}: error: {agent}: delegate: cannot be combined with a fallback"
+    assert expected in error
 
 
 def test_delegation_beside_llm_slots_or_agents_is_refused(

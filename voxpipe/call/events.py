@@ -40,6 +40,7 @@ class IgnoreReason(enum.Enum):
     NOT_LIVE = "not_live"  # the call has no session, or has ended
     SERVER_TURNS = "server_turns"  # the server's VAD ends turns, not the local one
     HANDING_OFF = "handing_off"  # the next agent's response comes once its session.updated
+    NO_TOOL_PENDING = "no_tool_pending"  # a filler asked for once its tool call was over
 
 
 @dataclasses.dataclass(frozen=True)

@@ -643,7 +643,13 @@ class RealtimeCall(SessionLifecycle):
         if self.machine.is_terminal or self.machine.state in self.HANDED_OVER:
             # The other brain has the call (a guardrail's safe line is its to say).
             return self._ignored("response wanted", IgnoreReason.NOT_LIVE)
-        if self.machine.state is CallState.CALLING_TOOL:
+        if reason is ResponseReason.FILLER:
+            # A filler covers the silence of a tool call's wait: once the call is over
+            # (answered, or ended by a barge-in) there is none, nor while a response
+            # plays. Never queued, so it is never said late.
+            if self.machine.state is not CallState.CALLING_TOOL or self.guard.response_active:
+                return self._ignored("filler", IgnoreReason.NO_TOOL_PENDING)
+        elif self.machine.state is CallState.CALLING_TOOL:
             reason = ResponseReason.TOOL_RESULT
         request = ResponseRequest(request_id, reason, instructions)
         if self.machine.state is CallState.IDLE or self.machine.state in self.SWITCHING:
@@ -743,15 +749,15 @@ class RealtimeCall(SessionLifecycle):
 
     def _begin_response(self, request: ResponseRequest, now_ms: int) -> list[Command]:
         self._response_seq += 1
-        trigger = (
-            CallTrigger.TOOL_RESULT_SENT
-            if self.machine.state is CallState.CALLING_TOOL
-            else CallTrigger.RESPONSE_REQUESTED
-        )
-        out = [
-            Publish(ResponseRequested(request.reason, queued=False)),
-            *self._move(trigger, now_ms),
-        ]
+        calling_tool = self.machine.state is CallState.CALLING_TOOL
+        out: list[Command] = [Publish(ResponseRequested(request.reason, queued=False))]
+        if request.reason is not ResponseReason.FILLER:
+            trigger = (
+                CallTrigger.TOOL_RESULT_SENT if calling_tool else CallTrigger.RESPONSE_REQUESTED
+            )
+            out += self._move(trigger, now_ms)
+        # A filler is said while the tool still runs: the call stays CALLING_TOOL (its
+        # audio plays there, as a line said before a call does) until the result is sent.
         if request.instructions is None:
             return [*out, CreateResponse(request)]  # an ordinary reply to the conversation
         # A line to say as given: audio out, response-level instructions.

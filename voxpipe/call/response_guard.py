@@ -26,6 +26,7 @@ class ResponseReason(enum.Enum):
     APPLICATION = "application"
     GREETING = "greeting"
     SAFE_LINE = "safe_line"  # a guardrail's line, after the response it stopped
+    FILLER = "filler"  # "one moment" while a delegated tool call waits on its backend
 
 
 class InterruptionSource(enum.Enum):
