@@ -23,8 +23,20 @@ Realtime server with the scripted brain, so every call answers the same way.
     but waited for a CPU (the machine's load, not the server's own work), and the
     load average then.
 
+(d) Direct against relayed (``voxpipe serve --direct``): the same aiortc
+    microphone says the same question to (1) ``voxpipe serve`` relaying to the
+    embedded server and (2) the embedded server's WebRTC call API directly, with
+    voxpipe on the sideband; from the moment the microphone sent the question's
+    last frame to the first loud bot audio the caller received, interleaved in
+    one run. The direct call's first reply is a tool call voxpipe answers on the
+    sideband, so its figure includes one tool round trip (the relayed call
+    answers at once). And the sideband's added latency for a tool call: from the
+    ``response.function_call_arguments.done`` the page sees to the
+    ``function_call_output`` item the provider announces (the handler answers at once).
+
 Prints tables and writes benchmarks/results/webrtc.json (medians, p95, ratios).
-Run: ``.venv/bin/python benchmarks/webrtc.py [--turns 6] [--cuts 6] [--calls 1,2,4]``.
+Run: ``.venv/bin/python benchmarks/webrtc.py [--turns 6] [--cuts 6] [--calls 1,2,4]
+[--direct-turns 6] [--only-direct]`` (``--only-direct``: (d) alone, to webrtc_direct.json).
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from _common import QUESTIONS, median, percentile, print_table, speak, write_res
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
+from oai_webrtc_peer import oai_call  # noqa: E402
 from webrtc_peer import calling  # noqa: E402
 
 from voxpipe.call.events import ItemTruncated  # noqa: E402
@@ -57,8 +70,14 @@ from voxpipe.pipelines.session import CallSession  # noqa: E402
 from voxpipe.pipelines.simulated_call import Mode, build_call_graph, embedded_realtime  # noqa: E402
 from voxpipe.playback import PlaybackLedger  # noqa: E402
 from voxpipe.transports.file import FileTransport  # noqa: E402
-from voxpipe.transports.realtime_server import ScriptedBrain  # noqa: E402
+from voxpipe.transports.realtime_server import (  # noqa: E402
+    ScriptedBrain,
+    ScriptedFunctionCall,
+    ServerConfig,
+    running_realtime_server,
+)
 from voxpipe.transports.webrtc.app import ServeConfig, running_serve  # noqa: E402
+from voxpipe.transports.webrtc.direct import DirectConfig  # noqa: E402
 from voxpipe.transports.webrtc.ice import gather_on_loopback  # noqa: E402
 
 RATE = 16_000
@@ -292,10 +311,123 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+DIRECT_KEY = "sk-bench"
+TOOL = {"type": "function", "name": "lookup_hours", "parameters": {"type": "object"}}
+
+
+def _first_audio_after(heard: Any, after_ms: float) -> float | None:
+    """When the first loud 20 ms frame arriving after ``after_ms`` came (monotonic ms)."""
+    samples = heard.samples()
+    for index, at in enumerate(heard.arrivals_ms):
+        if at < after_ms:
+            continue
+        frame = samples[index * 960 : (index + 1) * 960].astype(np.float32) / 32768
+        if frame.size and float(np.sqrt((frame**2).mean())) > LOUD:
+            return float(at)
+    return None
+
+
+async def relayed_mic_turn(path: Path) -> float | None:
+    """Relayed: the microphone's last frame of the question -> first loud bot audio heard."""
+    brain = ScriptedBrain([ANSWER], pace=2.0)
+    async with (
+        embedded_realtime(Mode.REALTIME, None, None, brain) as (url, key),
+        running_serve(ServeConfig(call=LiveCallSpec(server_url=url, api_key=key))) as serve,
+        calling(serve.url, path, live_mic=True) as caller,
+    ):
+        assert caller.mic is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if caller.mic.said and _first_audio_after(caller.heard, caller.mic.said[0].ended_ms):
+                break
+            await asyncio.sleep(0.05)
+        if not caller.mic.said:
+            return None
+        end = caller.mic.said[0].ended_ms
+        first = _first_audio_after(caller.heard, end)
+    return None if first is None else first - end
+
+
+async def direct_mic_turn(path: Path) -> tuple[float | None, float | None]:
+    """Direct: the same measure; and the sideband's tool round trip seen from the page."""
+    brain = ScriptedBrain([ScriptedFunctionCall("lookup_hours", {}), ANSWER], pace=2.0)
+
+    async def lookup_hours(arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"opens": "9:00"}
+
+    config = ServerConfig(api_key=DIRECT_KEY)
+    async with running_realtime_server(config=config, brain=brain) as srv:
+        direct = DirectConfig(
+            provider_http=srv.http_base_url,
+            provider_ws=srv.ws_base_url,
+            api_key=DIRECT_KEY,
+            session={"type": "realtime", "model": "gpt-realtime", "tools": [TOOL]},
+            tools={"lookup_hours": lookup_hours},
+        )
+        async with (
+            running_serve(ServeConfig(call=LiveCallSpec(), direct=direct)) as serve,
+            aiohttp.ClientSession() as http,
+        ):
+            async with http.post(f"{serve.url}/api/direct/secret") as resp:
+                secret = await resp.json()
+            async with oai_call(srv.http_base_url, secret["value"]) as peer:
+                body = {"call_id": peer.call_id}
+                async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
+                    assert resp.status == 200
+                peer.mic.say(path)
+                deadline = time.monotonic() + 30
+                end = first = None
+                while time.monotonic() < deadline and first is None:
+                    await asyncio.sleep(0.05)
+                    if peer.mic.said:
+                        end = peer.mic.said[0].ended_ms
+                        first = _first_audio_after(peer.heard, end)
+                arrivals = peer.event_arrivals
+        asked = [t for t, e in arrivals if e["type"] == "response.function_call_arguments.done"]
+        answered = [
+            t
+            for t, e in arrivals
+            if e["type"] == "conversation.item.added"
+            and e["item"]["type"] == "function_call_output"
+        ]
+    tool_ms = answered[0] - asked[0] if asked and answered else None
+    return (None if first is None or end is None else first - end), tool_ms
+
+
+async def direct_vs_relayed(voice: Any, tmp: Path, turns: int) -> dict[str, Any]:
+    """(d): interleaved, so load drifts hit both paths alike."""
+    relayed: list[float] = []
+    direct: list[float] = []
+    tools: list[float] = []
+    loads: list[float] = []
+    for i in range(turns):
+        path = tmp / f"question-{i % len(QUESTIONS)}.wav"
+        recording(voice, [QUESTIONS[i % len(QUESTIONS)]], path)
+        loads.append(os.getloadavg()[0])
+        if (r := await relayed_mic_turn(path)) is not None:
+            relayed.append(r)
+        d, tool = await direct_mic_turn(path)
+        if d is not None:
+            direct.append(d)
+        if tool is not None:
+            tools.append(tool)
+    return {
+        "turns": turns,
+        "relayed_ms": {"median": median(relayed), "p95": percentile(relayed, 95), "runs": relayed},
+        "direct_ms": {"median": median(direct), "p95": percentile(direct, 95), "runs": direct},
+        "ratio_direct_vs_relayed": _ratio(median(direct), median(relayed)),
+        "sideband_tool_ms": {"median": median(tools), "p95": percentile(tools, 95), "runs": tools},
+        "load_1m": {"min": round(min(loads), 2), "max": round(max(loads), 2)},
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     voice = make_tts()
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        if args.only_direct:
+            return {"direct_vs_relayed": await direct_vs_relayed(voice, tmp, args.direct_turns)}
+        direct = await direct_vs_relayed(voice, tmp, args.direct_turns)
         webrtc, file = [], []
         for i in range(args.turns):  # interleaved, so load drifts hit both alike
             question = QUESTIONS[i % len(QUESTIONS)]
@@ -318,6 +450,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "rows": cuts,
         },
         "load": loads,
+        "direct_vs_relayed": direct,
     }
 
 
@@ -325,7 +458,40 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def report_direct(direct: dict[str, Any]) -> None:
+    print_table(
+        "Mic's last frame of the question -> first bot audio at the caller (ms), same run",
+        ["path", "median", "p95", "ratio vs relayed", "load 1m"],
+        [
+            [
+                "relayed (voxpipe serve)",
+                direct["relayed_ms"]["median"],
+                direct["relayed_ms"]["p95"],
+                1.0,
+                f"{direct['load_1m']['min']}-{direct['load_1m']['max']}",
+            ],
+            [
+                "direct (page -> provider, sideband)",
+                direct["direct_ms"]["median"],
+                direct["direct_ms"]["p95"],
+                direct["ratio_direct_vs_relayed"],
+                "",
+            ],
+        ],
+    )
+    tool = direct["sideband_tool_ms"]
+    print_table(
+        "Sideband tool round trip (function call seen -> output in the conversation, ms)",
+        ["calls", "median", "p95"],
+        [[len(tool["runs"]), tool["median"], tool["p95"]]],
+    )
+
+
 def report(data: dict[str, Any]) -> None:
+    if "direct_vs_relayed" in data:
+        report_direct(data["direct_vs_relayed"])
+    if "first_audio_ms" not in data:
+        return
     first = data["first_audio_ms"]
     print_table(
         "Speech end -> first bot audio (ms), scripted brain, same run",
@@ -392,7 +558,9 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--cuts", type=int, default=6)
     parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4])
+    parser.add_argument("--direct-turns", type=int, default=6)
+    parser.add_argument("--only-direct", action="store_true")
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))
     report(result)
-    print(f"wrote {write_result('webrtc', result)}")
+    print(f"wrote {write_result('webrtc_direct' if arguments.only_direct else 'webrtc', result)}")

@@ -35,6 +35,8 @@ class OaiPeer:
     mic: Microphone
     heard: HeardAudio
     events: list[dict[str, Any]] = field(default_factory=list)
+    event_arrivals: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    """Each event with when it arrived (monotonic ms)."""
     channel_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
@@ -100,7 +102,9 @@ async def oai_call(
     @channel.on("message")
     def _on_message(message: Any) -> None:
         if isinstance(message, str):
-            peer.events.append(json.loads(message))
+            event = json.loads(message)
+            peer.events.append(event)
+            peer.event_arrivals.append((time.monotonic() * 1000, event))
 
     @channel.on("close")
     def _on_close() -> None:
