@@ -50,6 +50,10 @@ class LocalLLMService(OpenAILLMService):
         self._speculate = speculate
         self._speculation: Speculation[dict[str, Any]] | None = None
         self._replies = 0  # replies begun; a prefill that started before one stands down
+        # speculate_reply's start, until its speculation exists; dropping bumps the epoch,
+        # so a start that was dropped before it got going stands down.
+        self._speculating: asyncio.Task[None] | None = None
+        self._speculation_epoch = 0
         self.speculations = SpeculationStats()
         self._speculation_listeners: list[Callable[[Speculation[dict[str, Any]]], object]] = []
 
@@ -115,12 +119,23 @@ class LocalLLMService(OpenAILLMService):
         speculation listeners, its first words synthesised) before the switch
         asks for it; a reply asked with the same prompt replays it, any
         other drops it. ``tools`` as the context holds them.
+
+        A :meth:`drop_speculation` before the generation got going (its start
+        awaits the prompt) stops it from starting at all: started anyway, it
+        was a reply nobody would ask for, holding llama.cpp's lock for up to
+        ``max_tokens`` (a hang suspected and cleared within a millisecond
+        under load left one generating "The line failed while you were
+        answering..." for a minute, and the re-ask of the switch that came
+        later waited 51 s for its first audio).
         """
+        epoch = self._speculation_epoch
 
         async def _start() -> None:
             engine = self._engine or await shared_llm()
             context = LLMContext(messages=list(messages), tools=tools)  # type: ignore[arg-type]
             prompt, tools_list = await self._prompt(context, system_instruction)
+            if epoch != self._speculation_epoch:
+                return  # dropped before it started
             await self._drop_speculation()
             self._speculation = Speculation.start(
                 prompt_key(prompt, tools_list), self._generate(engine, prompt, tools_list)
@@ -129,10 +144,15 @@ class LocalLLMService(OpenAILLMService):
             for listener in self._speculation_listeners:
                 listener(self._speculation)
 
-        return asyncio.get_running_loop().create_task(_start())
+        self._speculating = asyncio.get_running_loop().create_task(_start())
+        return self._speculating
 
     async def drop_speculation(self) -> None:
-        """A reply got ahead on is not coming after all: free the model."""
+        """A reply got ahead on is not coming after all: free the model.
+
+        Also a speculation asked for whose generation has not started yet.
+        """
+        self._speculation_epoch += 1
         await self._drop_speculation()
 
     async def warm_up(self, system_instruction: str | None = None) -> None:
@@ -208,6 +228,10 @@ class LocalLLMService(OpenAILLMService):
         self._heard = []
         self._replies += 1
         messages, tools_list = await self._prompt(context)
+        starting = self._speculating
+        if starting is not None and not starting.done():
+            # Asked for ahead of this reply (a brain switch's re-ask): it may be this one.
+            await asyncio.wait([starting])
         speculation, self._speculation = self._speculation, None
         if speculation is not None:
             if speculation.key == prompt_key(messages, tools_list):
