@@ -19,6 +19,9 @@ Measured per level of N, against N = 1 in the same run (ratios):
   ``session.updated``);
 - admission: with ``max_sessions`` = N, the call after the N-th is refused
   with 503 before the upgrade;
+- a client call's start (``--client-starts``, before the levels): voxpipe's own
+  realtime call (graph, pipeline, session) started in this process one at a
+  time, its loop thread's CPU and the loop's lag meanwhile;
 - server CPU (% of one core per call, and in all), the share of the talking
   time its threads were runnable but waited for a CPU (``/proc/*/schedstat``:
   on a shared machine, the part of the lag that is other people's work), and
@@ -105,7 +108,9 @@ async def serve(port: int, max_sessions: int, profile: str | None = None) -> Non
     if profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        # The loop thread's CPU time, not the wall clock: on a loaded machine a
+        # wall-clock profile charges the waits for a CPU to whatever was running.
+        profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
     async with running_realtime_server(config=config, brain=brain, port=port) as srv:
         monitor = asyncio.create_task(lag.run())
@@ -117,9 +122,11 @@ async def serve(port: int, max_sessions: int, profile: str | None = None) -> Non
                 print(json.dumps({**taken, "live": len(srv.server.live_sessions)}))
                 sys.stdout.flush()
         monitor.cancel()
-    if profiler is not None and profile:
-        profiler.disable()
-        profiler.dump_stats(profile)
+        # Before the sessions close: a slow shutdown of many sessions can outlast the
+        # parent's wait and be killed, and the profile is of the calls, not the close.
+        if profiler is not None and profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
 
 class ServerProcess:
@@ -409,6 +416,78 @@ async def run_level(server: ServerProcess, n: int, admission: bool) -> Level:
     return level
 
 
+# -- a client call's start -----------------------------------------------------------
+
+
+@dataclass
+class ClientStarts:
+    starts: int
+    build_cpu_ms_p50: float | None  # building the realtime graph (loop thread CPU)
+    build_cpu_ms_max: float | None
+    start_cpu_ms_p50: float | None  # build + pipeline start + session open (loop thread CPU)
+    start_lag_p95_ms: float | None  # this process's loop lag while a call starts
+    start_lag_max_ms: float | None
+    idle_lag_p95_ms: float | None
+    idle_lag_max_ms: float | None
+
+
+async def client_starts(server: ServerProcess, n: int) -> ClientStarts:
+    """voxpipe's own realtime call starting in this process, one at a time, N times.
+
+    A call start is what blocks a process holding live calls: each start is timed
+    on this process's loop thread (CPU), and a 2 ms timer's lateness meanwhile
+    is what the live calls' audio would have felt.
+    """
+    import tempfile
+
+    import soundfile as sf
+
+    from voxpipe.call.state import CallState
+    from voxpipe.pipelines.realtime import build_realtime_pipeline
+    from voxpipe.pipelines.session import CallSession
+    from voxpipe.transports.file import FileTransport
+
+    url = f"ws://127.0.0.1:{server.port}/v1/realtime"
+    lag = LoopLag()
+    monitor = asyncio.create_task(lag.run())
+    await asyncio.sleep(2.0)
+    idle = lag.take()
+    builds, starts, lags = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "quiet.wav"
+        sf.write(str(wav), np.zeros(16_000 * 30, dtype="<i2"), 16_000, subtype="PCM_16")
+        for i in range(n + 1):  # the first warms imports and caches, not counted
+            transport = FileTransport(wav, paced=True)  # reads the file: not a live call's cost
+            lag.take()
+            began = time.thread_time()
+            graph = build_realtime_pipeline(transport, server_url=url, api_key=KEY)
+            built = time.thread_time()
+            async with CallSession(graph, end_timeout_secs=3) as session:
+                service: Any = graph.brain
+                async with asyncio.timeout(60):
+                    while service.machine.state is not CallState.LISTENING:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                opened = time.thread_time()
+                window = lag.take()
+                await session.cancel()
+            if i:
+                builds.append((built - began) * 1000)
+                starts.append((opened - began) * 1000)
+                lags.extend(window)
+    monitor.cancel()
+    p = _common.percentile
+    return ClientStarts(
+        starts=n,
+        build_cpu_ms_p50=p(builds, 50),
+        build_cpu_ms_max=round(max(builds), 2) if builds else None,
+        start_cpu_ms_p50=p(starts, 50),
+        start_lag_p95_ms=p(lags, 95),
+        start_lag_max_ms=round(max(lags), 1) if lags else None,
+        idle_lag_p95_ms=p(idle, 95),
+        idle_lag_max_ms=round(max(idle), 1) if idle else None,
+    )
+
+
 # -- report ------------------------------------------------------------------------
 
 
@@ -515,11 +594,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def bench(levels: tuple[int, ...], profile: str | None) -> dict[str, Any]:
+async def bench(levels: tuple[int, ...], profile: str | None, starts: int) -> dict[str, Any]:
     results: list[Level] = []
     max_sessions = max(levels)
     server = ServerProcess(free_port(), max_sessions, profile)
+    started: ClientStarts | None = None
     try:
+        if starts:
+            started = await client_starts(server, starts)
+            print(f"  client call starts: {started}", flush=True)
         await run_level(server, 1, admission=False)  # warm-up: imports, VAD model, caches
         server.lag()
         cpu_at = server.loop_cpu_s
@@ -538,7 +621,9 @@ async def bench(levels: tuple[int, ...], profile: str | None) -> dict[str, Any]:
             )
     finally:
         server.stop()
-    return report(results, max_sessions, idle)
+    data = report(results, max_sessions, idle)
+    data["client_starts"] = asdict(started) if started else None
+    return data
 
 
 def main() -> int:
@@ -547,12 +632,18 @@ def main() -> int:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-sessions", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="write the server process's cProfile stats here")
+    parser.add_argument(
+        "--client-starts",
+        type=int,
+        default=10,
+        help="time this many voxpipe realtime call starts in this process (0: none)",
+    )
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.max_sessions, args.profile))
         return 0
     levels = tuple(int(n) for n in args.levels.split(","))
-    results = asyncio.run(bench(levels, args.profile))
+    results = asyncio.run(bench(levels, args.profile, args.client_starts))
     path = _common.write_result("load", results)
     print(f"wrote {path}")
     return 0

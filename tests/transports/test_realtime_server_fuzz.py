@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 EXAMPLES = int(os.environ.get("VOXPIPE_FUZZ_EXAMPLES", "0")) or None
 CI_EXAMPLES = 400
+PROGRESS_EVERY = 1_000
 
 # One valid event of each GA client type: mutations start from these.
 SEEDS: list[dict[str, Any]] = [
@@ -169,6 +170,7 @@ class Harness:
         self.logged: list[str] = []
         self.inputs = 0
         self.errors = 0
+        self.started = time.monotonic()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -222,6 +224,18 @@ class Harness:
         # A response the input started must not outlive the example (the next would be refused).
         await self.client.send({"type": "response.cancel", "event_id": f"cancel_{self.inputs}"})
         self.client.seen.clear()
+        if EXAMPLES and self.inputs % PROGRESS_EVERY == 0:
+            self.progress()
+
+    def progress(self) -> None:
+        """A long run says how far it got, so a run cut short still has its figures."""
+        elapsed = time.monotonic() - self.started
+        print(
+            f"fuzz progress: {self.inputs} inputs, {self.errors} error events, "
+            f"{elapsed:.0f} s, {self.inputs / elapsed:.1f} inputs/s, "
+            f"load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S')}",
+            flush=True,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +269,10 @@ def test_fuzz_figures(harness: Harness) -> None:
     """Runs after the fuzzing (same module): say what was covered; fail if nothing was."""
     assert harness.inputs >= min(EXAMPLES or CI_EXAMPLES, CI_EXAMPLES)
     assert harness.errors > 0  # the generators do produce bad input
+    elapsed = time.monotonic() - harness.started
     print(
         f"\nfuzz: {harness.inputs} inputs, {harness.errors} error events, "
         f"{len(harness.server.server.live_sessions)} session alive, "
-        f"{time.strftime('%H:%M:%S')}"
+        f"{elapsed:.0f} s ({harness.inputs / elapsed:.1f} inputs/s), "
+        f"load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S')}"
     )
