@@ -8,6 +8,12 @@ scenario's script (``brain.script``) or the local engines. Each call writes
 ``voxpipe call``'s artifacts (``call.wav``, ``transcript.json``,
 ``timeline.jsonl``, ``report.json``/``report.html``) plus ``eval_call.json``,
 and is graded from those files alone (:mod:`voxpipe.evals.graders`).
+
+A simulated scenario (``persona:``) has no lines ahead: each is made when it
+is due, by the persona LLM answering what the bot said since the caller's
+last line (:class:`~voxpipe.evals.persona.PersonaConversation`; the local
+model, or OpenAI's chat with a key), and spoken by the same deterministic
+voice, until the persona hangs up or runs out of turns.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from pipecat.frames.frames import Frame, LLMTextFrame
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
-from voxpipe.errors import ConfigError, ScenarioError
+from voxpipe.errors import ConfigError, ScenarioError, VoxpipeError
 from voxpipe.evals.caller import CallerCues
+from voxpipe.evals.chat import ChatLLM, LocalChat, OpenAIChat
 from voxpipe.evals.graders import Judge, grade
+from voxpipe.evals.persona import END_CALL_TOOL, PersonaConversation
 from voxpipe.evals.record import (
     RECORD_FILE,
     BrainContext,
@@ -37,7 +45,7 @@ from voxpipe.evals.record import (
     record_json,
 )
 from voxpipe.evals.results import CallVerdict
-from voxpipe.evals.scenario import Scenario
+from voxpipe.evals.scenario import Scenario, Simulation, SimulatorKind
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.session import CallSession
 from voxpipe.pipelines.simulated_call import Mode, build_call_graph, write_outputs
@@ -70,7 +78,11 @@ class EvalOptions:
     # Tests swap the caller (for example one whose playback reports lie).
     caller_factory: Callable[..., EvalCaller] = EvalCaller
     on_verdict: Callable[[CallVerdict], None] | None = None
+    # Who plays a simulated caller whose scenario says ``service: auto`` (or none):
+    # None picks OpenAI's chat with OPENAI_API_KEY set, else the local model.
+    simulator: ChatLLM | None = None
     _local_brain: Any = field(default=None, repr=False)
+    _voice: Any = field(default=None, repr=False)
 
 
 class BotText(InlineObserver):
@@ -90,6 +102,10 @@ class BotText(InlineObserver):
     def observe(self, data: FramePushed, first: bool) -> None:
         if data.direction is FrameDirection.DOWNSTREAM and isinstance(data.frame, LLMTextFrame):
             self.deltas.append((self._now(), data.frame.text))
+
+    def since(self, t_ms: float) -> str:
+        """What the bot said from ``t_ms`` on (a simulated caller hears it)."""
+        return "".join(text for at, text in self.deltas if at >= t_ms).strip()
 
 
 class RecordingBrain:
@@ -113,7 +129,7 @@ class RecordingBrain:
 
 async def run_suite(scenarios: Sequence[Scenario], options: EvalOptions) -> list[CallVerdict]:
     """Every scenario in every mode, ``repeat`` times; verdicts in run order."""
-    voice = _Voice()
+    voice = options._voice = options._voice or _Voice()
     verdicts = []
     for scenario in scenarios:
         lines = [voice.line(turn) for turn in scenario.turns]
@@ -136,7 +152,9 @@ async def run_one(
     except OSError as exc:
         raise ConfigError(f"{call_dir}: cannot create the output directory ({exc})") from exc
     await _call(scenario, lines, mode, call_dir, options)
-    checks = grade(scenario, load_record(call_dir), options.judge)
+    # In a worker thread: an LLM judge blocks on its model (or on a server on this loop).
+    record = await asyncio.to_thread(load_record, call_dir)
+    checks = await asyncio.to_thread(grade, scenario, record, options.judge)
     return CallVerdict(scenario.name, mode.value, attempt, tuple(checks), call_dir)
 
 
@@ -144,12 +162,24 @@ async def _call(
     scenario: Scenario, lines: Sequence[bytes], mode: Mode, call_dir: Path, options: EvalOptions
 ) -> None:
     clock = MonotonicClock()
+    sim = scenario.simulation
     cues = CallerCues(
-        [t.send_after for t in scenario.turns],
+        [t.send_after for t in scenario.turns] if sim is None else [None] * sim.max_turns,
         settle_ms=options.settle_ms,
         answer_timeout_ms=options.answer_timeout_secs * 1000,
     )
-    caller = options.caller_factory(lines, cues, clock=clock)
+    bot_text = BotText(clock.now_ms)
+    persona = None
+    next_line = None
+    if sim is not None:
+        chat = await _simulator(sim, options)
+        persona = PersonaConversation(
+            sim.persona, sim.goal, max_turns=sim.max_turns, end_call=chat.calls_tools
+        )
+        next_line = _persona_lines(persona, chat, bot_text, cues, options)
+    caller = options.caller_factory(lines, cues, clock=clock, next_line=next_line)
+    if next_line is not None:
+        next_line.caller = caller  # it reads when the caller's last line ended
     instructions, tap = _agent(scenario, options)
     async with _brain_endpoint(scenario, mode, options, clock) as (url, key, recorder):
         graph = build_call_graph(
@@ -163,7 +193,6 @@ async def _call(
         )
         timeline = Timeline()
         instruments = instrument_call(caller, graph, timeline)
-        bot_text = BotText(clock.now_ms)
         observers = [TimelineObserver(timeline, clock.now_ms), bot_text, *instruments.observers]
         timeline.add(clock.now_ms(), EventKind.CALL_STARTED, mode=mode.value)
         async with CallSession(graph, observers=observers, end_timeout_secs=10) as call:
@@ -173,7 +202,8 @@ async def _call(
                 await call.run_until_input_ends(
                     quiet_secs=2.5,
                     answer_timeout_secs=options.answer_timeout_secs,
-                    max_secs=options.max_call_secs,
+                    # A simulated caller's every line waits on its LLM first.
+                    max_secs=options.max_call_secs * (1 if sim is None else 1 + sim.max_turns),
                 )
         ended = clock.now_ms()
         timeline.add(ended, EventKind.CALL_ENDED)
@@ -188,8 +218,75 @@ async def _call(
             bot_words=() if recorder is not None and options.brain == "scripted" else None,
             ended_ms=ended,
             bot_text=tuple(bot_text.deltas),
+            caller_turns=tuple(persona.turns) if persona is not None else None,
         )
         (call_dir / RECORD_FILE).write_text(record_json(record, caller.bot_chunks) + "\n")
+
+
+class _PersonaLines:
+    """A simulated caller's next line, made when it is due: the persona LLM, then the voice."""
+
+    def __init__(
+        self,
+        persona: PersonaConversation,
+        chat: ChatLLM,
+        bot_text: BotText,
+        cues: CallerCues,
+        voice: _Voice,
+    ) -> None:
+        self.persona = persona
+        self.chat = chat
+        self.bot_text = bot_text
+        self.cues = cues
+        self.voice = voice
+        self.caller: EvalCaller | None = None
+
+    async def __call__(self, index: int) -> bytes | None:
+        if self.persona.done:
+            return None
+        spans = self.caller.line_spans if self.caller is not None else []
+        self.persona.bot_said(self.bot_text.since(spans[-1].end_ms if spans else 0.0))
+        try:
+            tools = [END_CALL_TOOL] if self.persona.end_call else None
+            reply = await asyncio.to_thread(
+                self.chat.complete, self.persona.prompt(), tools=tools, max_tokens=80
+            )
+        except VoxpipeError as exc:  # graded as the call's failure; the call ends here
+            self.persona.failed(str(exc))
+            return None
+        turn = self.persona.answered(reply.text, reply.calls)
+        if turn.hung_up:
+            self.cues.hang_up()  # a goodbye said with the hang-up is the last line
+        if not turn.text:
+            return None
+        return await asyncio.to_thread(self.voice.speak, turn.text)
+
+
+def _persona_lines(
+    persona: PersonaConversation,
+    chat: ChatLLM,
+    bot_text: BotText,
+    cues: CallerCues,
+    options: EvalOptions,
+) -> _PersonaLines:
+    return _PersonaLines(persona, chat, bot_text, cues, options._voice or _Voice())
+
+
+async def _simulator(sim: Simulation, options: EvalOptions) -> ChatLLM:
+    """The LLM that plays the caller: the scenario's ``simulator``, else OpenAI or local."""
+    if sim.simulator is SimulatorKind.LOCAL:
+        return await LocalChat.load()
+    if sim.simulator is SimulatorKind.OPENAI or (options.simulator is None and sim.model):
+        chat = OpenAIChat.from_env(sim.model)
+        if chat is None:
+            raise ConfigError(
+                "a simulator of service openai needs OPENAI_API_KEY",
+                hint="or say simulator: {service: local}",
+            )
+        return chat
+    if options.simulator is not None:
+        return options.simulator
+    return OpenAIChat.from_env() or await LocalChat.load()
 
 
 async def _until_listening(graph: Any, mode: Mode, call: CallSession) -> None:
@@ -284,12 +381,13 @@ class _Voice:
 
             return load_audio(turn.audio, LINE_RATE).pcm16
         pieces = [
-            bytes(LINE_RATE * 2 * p // 1000) if isinstance(p, int) else self._speak(p)
+            bytes(LINE_RATE * 2 * p // 1000) if isinstance(p, int) else self.speak(p)
             for p in turn.parts
         ]
         return b"".join(pieces)
 
-    def _speak(self, text: str) -> bytes:
+    def speak(self, text: str) -> bytes:
+        """``text`` in the caller's voice, 16 kHz PCM16 (the same audio every time)."""
         if text not in self._cache:
             import soxr
 

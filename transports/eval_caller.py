@@ -3,16 +3,20 @@
 The lines (16 kHz PCM16, synthesised by the local TTS or read from a
 recording) are played paced, with live-line silence between them; when each
 begins is decided by :class:`~voxpipe.evals.caller.CallerCues` from the bot's
-audio as this transport writes it. Everything else is the file transport's:
-the clock, capture stamps, playback reports and ``call.wav``. After the last
-line the input reports itself finished, so
+audio as this transport writes it. A simulated caller's lines are not known
+ahead: ``next_line`` makes each when it is due (an LLM answers the bot, the
+voice speaks it) while the line carries silence, and returns None to hang up.
+Everything else is the file transport's: the clock, capture stamps, playback
+reports and ``call.wav``. After the last line the input reports itself
+finished, so
 :meth:`~voxpipe.pipelines.session.CallSession.run_until_input_ends` ends the
 call once the bot has answered and fallen quiet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pipecat.transports.base_transport import TransportParams
@@ -62,13 +66,19 @@ class _LinesInput(FileInputTransport):
         silence = bytes(step)
         c.input_started_ms = c.clock.now_ms()
         offset_ms = 0.0
-        while not c.cues.done:
-            if not c.cues.due(c.input_started_ms + offset_ms):
+        pending: asyncio.Future[bytes | None] | None = None
+        while pending is not None or not c.cues.done:  # a line being made is said
+            if pending is None and c.cues.due(c.input_started_ms + offset_ms):
+                pending = asyncio.ensure_future(c.line_pcm(c.cues.next_line))
+            if pending is None or not pending.done():
                 await self._push(silence, offset_ms)
                 offset_ms += CHUNK_MS
                 continue
-            pcm = c.pcm_lines[c.cues.next_line]
-            pcm += bytes(-len(pcm) % step)
+            made, pending = pending.result(), None
+            if made is None:  # the caller hangs up
+                c.cues.hang_up()
+                break
+            pcm = made + bytes(-len(made) % step)
             start = c.input_started_ms + offset_ms
             for at in range(0, len(pcm), step):
                 await self._push(pcm[at : at + step], offset_ms)
@@ -85,10 +95,18 @@ class _LinesInput(FileInputTransport):
 class EvalCaller(FileTransport):
     """A file transport whose caller says ``pcm_lines`` (16 kHz PCM16) as ``cues`` decide."""
 
-    def __init__(self, pcm_lines: Sequence[bytes], cues: CallerCues, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pcm_lines: Sequence[bytes],
+        cues: CallerCues,
+        *,
+        next_line: Callable[[int], Awaitable[bytes | None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         placeholder = DecodedAudio(None, b"", LINE_RATE, LINE_RATE, 1)  # type: ignore[arg-type]
         super().__init__(audio=placeholder, paced=True, in_sample_rate=LINE_RATE, **kwargs)
         self.pcm_lines = list(pcm_lines)
+        self._next_line = next_line
         self.cues = cues
         self.line_spans: list[Span] = []
         self.bot_chunks: list[tuple[float, float]] = []
@@ -103,6 +121,12 @@ class EvalCaller(FileTransport):
         )  # the file transport's own
         self._lines_input = _LinesInput(self, params, name=f"{self.name}#lines")
         self.output().report_playback_to(_BotAudioSink(self))
+
+    async def line_pcm(self, index: int) -> bytes | None:
+        """Line ``index`` (16 kHz PCM16), made now if a ``next_line`` makes them; None: hang up."""
+        if self._next_line is not None:
+            return await self._next_line(index)
+        return self.pcm_lines[index] if index < len(self.pcm_lines) else None
 
     def input(self) -> FileInputTransport:  # type: ignore[override]
         return getattr(self, "_lines_input", None) or super().input()

@@ -96,7 +96,22 @@ def test_a_scenario_file_parses_with_pipecats_keys_and_voxpipes(tmp_path: Path) 
             "      - user: hi",
             "scenarios[0].brain.script",
         ),
-        ("scenarios:\n  - name: a\n    persona: Jamie\n    goal: book", "scenarios[0].goal"),
+        ("scenarios:\n  - name: a\n    persona: Jamie", "scenarios[0].goal"),
+        (
+            "scenarios:\n  - name: a\n    persona: Jamie\n    goal: book\n    turns: [{user: hi}]",
+            "scenarios[0].turns",
+        ),
+        (
+            "scenarios:\n  - name: a\n    persona: Jamie\n    goal: book\n"
+            "    simulator: {service: ollama}",
+            "scenarios[0].simulator.service",
+        ),
+        (
+            "scenarios:\n  - name: a\n    persona: Jamie\n    goal: book\n"
+            "    metrics: [{name: polite, criterion: stays polite}]",
+            "scenarios[0].metrics[0].criterion",
+        ),
+        ("scenarios:\n  - name: a\n    goal: book\n    turns: [{user: hi}]", "scenarios[0].goal"),
         ("turns: [oops", "file"),
     ],
 )
@@ -166,3 +181,46 @@ def test_a_bot_that_never_answers_does_not_hold_the_caller_forever() -> None:
     assert cues.due(6000)
     cues.line_said(8000)
     assert cues.done and not cues.due(9000)
+
+
+# -- a simulated caller (pipecat's persona format) ---------------------------------------
+
+SIMULATED = """
+name: capital
+scenarios:
+  - name: saturday
+    persona: |
+      Sam, a regular customer, polite and brief.
+    goal: "Find out when the pharmacy opens on Saturday, then hang up."
+    success: "the agent told the caller the Saturday opening time"
+    max_turns: 6
+    max_duration_s: 120
+    simulator: {service: openai, model: gpt-4.1-mini}
+    metrics:
+      - name: tools
+        measure: function_calls
+        calls: [get_opening_hours, {name: get_weather, args: {city: Paris}}]
+      - measure: turns
+        max_value: 4
+"""
+
+
+def test_a_simulated_caller_parses_as_pipecat_writes_it(tmp_path: Path) -> None:
+    from pipecat.evals.scenario import EvalScenarioFile
+
+    from voxpipe.evals.scenario import ExpectedCall, SimulatorKind
+
+    path = _write(tmp_path, SIMULATED)
+    pipecats = [s.name for s in EvalScenarioFile.load(path).scenarios]  # pipecat's parser
+    (scenario,) = load_scenarios(path)
+    assert [scenario.name] == pipecats == ["capital/saturday"]
+    sim = scenario.simulation
+    assert sim is not None and scenario.turns == ()
+    assert sim.persona == "Sam, a regular customer, polite and brief."
+    assert sim.goal.startswith("Find out") and sim.success is not None
+    assert (sim.max_turns, sim.simulator, sim.model) == (6, SimulatorKind.OPENAI, "gpt-4.1-mini")
+    assert sim.calls == (
+        ExpectedCall("get_opening_hours"),
+        ExpectedCall("get_weather", {"city": "Paris"}),
+    )
+    assert sim.turns_range == (None, 4.0)

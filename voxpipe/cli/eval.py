@@ -2,7 +2,9 @@
 
 Each scenario (YAML, pipecat's scripted format plus voxpipe's keys; see
 ``voxpipe.evals.scenario``) is played as a call: the caller's lines spoken by
-the local TTS (or its recordings), barge-ins keyed to the bot's audio, into
+the local TTS (or its recordings), barge-ins keyed to the bot's audio, or a
+simulated caller (``persona:``/``goal:``) played by an LLM (the local model,
+or OpenAI's chat with OPENAI_API_KEY) and spoken by the same voice, into
 the realtime brain (``--server``, OpenAI with a key, or the in-process
 server: the scenario's scripted brain, or ``--brain local``) or the chained
 brain. Graders judge tool calls, the bot's transcript, latency measured from
@@ -51,13 +53,15 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("eval-output"), help="output directory")
     parser.add_argument(
-        "--judge", default=None, help="LLM judge for eval: criteria, module:factory"
+        "--judge",
+        default=None,
+        help="LLM judge for eval:/success: criteria: 'openai' (the default with "
+        "OPENAI_API_KEY set) or module:factory",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxpipe.evals.judge import load_judge
     from voxpipe.evals.results import pass_rate
     from voxpipe.evals.scenario import load_scenarios
     from voxpipe.pipelines.eval_run import EvalOptions, run_suite
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         config=args.config,
         brain=args.brain,
-        judge=load_judge(args.judge) if args.judge else None,
+        judge=_judge(args.judge),
         on_verdict=_print_progress,
     )
     if args.config is not None:
@@ -103,6 +107,17 @@ def write_results(verdicts: Sequence[Any], out: Path) -> None:
         mine = [v for v in verdicts if v.call_dir.parent == directory]
         (directory / "results.jsonl").write_text(jsonl(mine))
     (out / "eval.html").write_text(render(verdicts, out))
+
+
+def _judge(spec: str | None) -> Any:
+    """``--judge``; without one, OpenAI's chat model when ``OPENAI_API_KEY`` is set."""
+    import os
+
+    from voxpipe.evals.judge import load_judge
+
+    if spec:
+        return load_judge(spec)
+    return load_judge("openai") if os.environ.get("OPENAI_API_KEY") else None
 
 
 def _print_progress(verdict: Any) -> None:

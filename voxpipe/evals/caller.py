@@ -61,6 +61,10 @@ class CallerCues:
         self._said_until = end_ms
         self.next_line += 1
 
+    def hang_up(self) -> None:
+        """The caller says nothing more (a simulated caller ended the call)."""
+        self.next_line = len(self._send_after)
+
     @property
     def done(self) -> bool:
         return self.next_line >= len(self._send_after)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from voxpipe.errors import VoxpipeError
 from voxpipe.evals.record import BrainContext, CallRecord, Span
-from voxpipe.evals.scenario import Expectation, ExpectedCall, ExpectKind, Scenario
+from voxpipe.evals.scenario import Expectation, ExpectedCall, ExpectKind, Scenario, Simulation
 from voxpipe.timeline import EventKind
 
 DEFAULT_WITHIN_MS = 60_000  # pipecat's default budget for an expectation
@@ -85,6 +86,8 @@ def grade(scenario: Scenario, record: CallRecord, judge: Judge | None = None) ->
         for expectation in turn.expect:
             grader = _GRADERS[expectation.kind]
             checks.extend(grader(expectation, index, record, _Context(scenario, judge)))
+    if scenario.simulation is not None:
+        checks.extend(_simulated(scenario.simulation, record, judge))
     fatal = [e for e in record.events if e.kind is EventKind.ERROR and e.data.get("fatal")]
     if fatal:
         error = str(fatal[0].data.get("error"))
@@ -208,9 +211,90 @@ def _judged(exp: Expectation, turn: int, text: str, ctx: _Context) -> Check:
     if ctx.judge is None:
         return _check(CheckKind.JUDGE, turn, exp, None, "not judged: no --judge given")
     conversation = [{"role": "user", "content": t.text} for t in ctx.scenario.turns[: turn + 1]]
-    verdict = ctx.judge.judge(exp.criterion, text, conversation)
+    try:
+        verdict = ctx.judge.judge(exp.criterion, text, conversation)
+    except VoxpipeError as exc:  # a judge in trouble grades nothing, and says why
+        return _check(CheckKind.JUDGE, turn, exp, None, f"not judged: {exc}")
     evidence = f"{exp.criterion!r} on {text!r}: {verdict.reason}"
     return _check(CheckKind.JUDGE, turn, exp, verdict.passed, evidence)
+
+
+def _simulated(sim: Simulation, record: CallRecord, judge: Judge | None) -> list[Check]:
+    """A simulated caller's call: it hung up within its turns, the measures, the success."""
+    turns = record.caller_turns or ()
+    said = [t for t in turns if t.text]
+    ending = next((t for t in turns if t.hung_up), None)
+    failed = next((t for t in turns if t.error), None)
+    if failed is not None:
+        evidence = f"the persona LLM failed on turn {turns.index(failed) + 1}: {failed.error}"
+        checks = [Check(CheckKind.CALL, None, "persona", False, evidence)]
+    elif ending is None:
+        evidence = f"the caller used all {len(turns)} of {sim.max_turns} turns and never hung up"
+        checks = [Check(CheckKind.CALL, None, "max_turns", False, evidence)]
+    else:
+        claim = {True: "reached", False: "not reached", None: "not said"}[ending.success]
+        evidence = (
+            f"the caller hung up after {len(said)} lines (its goal {claim}: {ending.reason!r})"
+        )
+        checks = [Check(CheckKind.CALL, None, "max_turns", True, evidence)]
+    if sim.turns_range is not None:
+        low, high = sim.turns_range
+        ok = (low is None or len(said) >= low) and (high is None or len(said) <= high)
+        bounds = f"{low if low is not None else '-'}..{high if high is not None else '-'}"
+        checks.append(
+            Check(CheckKind.EVENT, None, "metric turns", ok, f"{len(said)} lines (range {bounds})")
+        )
+    if sim.calls is not None:
+        checks.append(_all_calls(sim.calls, record))
+    conversation = simulated_conversation(record)
+    if sim.success is not None:
+        if judge is None:
+            checks.append(Check(CheckKind.JUDGE, None, "success", None, "not judged: no judge"))
+        else:
+            bot = " ".join(m["content"] for m in conversation if m["role"] == "assistant")
+            try:
+                verdict = judge.judge(sim.success, bot, conversation)
+            except VoxpipeError as exc:
+                checks.append(Check(CheckKind.JUDGE, None, "success", None, f"not judged: {exc}"))
+            else:
+                evidence = f"{sim.success!r}: {verdict.reason}"
+                checks.append(Check(CheckKind.JUDGE, None, "success", verdict.passed, evidence))
+    return checks
+
+
+def simulated_conversation(record: CallRecord) -> list[dict[str, str]]:
+    """The call as the judge reads it: each caller line, then what the bot said to it."""
+    said = [t for t in record.caller_turns or () if t.text]  # one per line, in order
+    conversation = []
+    for index in range(len(record.lines)):
+        if index < len(said):
+            conversation.append({"role": "user", "content": said[index].text})
+        reply = record.text_between(*_reply_span(record, index))
+        if reply:
+            conversation.append({"role": "assistant", "content": reply})
+    return conversation
+
+
+def _reply_span(record: CallRecord, index: int) -> tuple[float, float]:
+    start = record.lines[index].end_ms
+    end = record.lines[index + 1].start_ms if index + 1 < len(record.lines) else record.ended_ms
+    return start, max(start, end) + 1
+
+
+def _all_calls(wanted: tuple[ExpectedCall, ...], record: CallRecord) -> Check:
+    """pipecat's function_calls measure: every listed call made, and no call not listed."""
+    made = [
+        (str(e.data.get("name")), _args(e.data.get("arguments")))
+        for e in record.of(EventKind.TOOL_CALL_STARTED, 0, record.ended_ms + 1)
+    ]
+    shown = ", ".join(f"{name}({args})" for name, args in made) or "no call"
+    missing = [c for c in wanted if not any(_call_matches(c, n, a) for n, a in made)]
+    listed = {c.name for c in wanted}
+    extra = [name for name, _ in made if name not in listed]
+    problems = [f"missing {c.name}({dict(c.args or {})})" for c in missing]
+    problems += [f"not listed: {name}" for name in extra]
+    evidence = f"made: {shown}" + (f"; {'; '.join(problems)}" if problems else "")
+    return Check(CheckKind.TOOL_CALLS, None, "metric function_calls", not problems, evidence)
 
 
 def _barge_in(exp: Expectation, turn: int, record: CallRecord, _c: _Context) -> list[Check]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from voxpipe.evals.persona import CallerTurn
 from voxpipe.timeline import EventKind, TimelineEvent
 
 RECORD_FILE = "eval_call.json"
@@ -54,6 +55,7 @@ class CallRecord:
     bot_words: tuple[Span, ...] | None = None  # word by word, where the voice allows counting
     ended_ms: float = 0.0
     bot_text: tuple[tuple[float, str], ...] | None = None  # (t_ms, delta); None: not recorded
+    caller_turns: tuple[CallerTurn, ...] | None = None  # a simulated caller's, turn by turn
 
     def text_between(self, start_ms: float, end_ms: float) -> str:
         """What the bot said (its transcript) between two moments."""
@@ -177,6 +179,9 @@ def record_json(record: CallRecord, chunks: Sequence[tuple[float, float]] = ()) 
             "bot_text": None
             if record.bot_text is None
             else [[round(at, 1), text] for at, text in record.bot_text],
+            "caller_turns": None
+            if record.caller_turns is None
+            else [t.as_dict() for t in record.caller_turns],
         },
         indent=1,
         default=str,
@@ -204,6 +209,9 @@ def load_record(call_dir: Path) -> CallRecord:
         bot_text=None
         if data.get("bot_text") is None
         else tuple((float(at), str(text)) for at, text in data["bot_text"]),
+        caller_turns=None
+        if data.get("caller_turns") is None
+        else tuple(CallerTurn.from_dict(t) for t in data["caller_turns"]),
     )
 
 

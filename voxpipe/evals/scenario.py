@@ -18,7 +18,17 @@ uses them is a voxpipe file): ``matches:`` (a regular expression),
 ``guardrail_tripped``, the ``cost`` event with ``max_usd:``, and at file or
 scenario level ``agent:`` (an agent.toml), ``brain:`` (what the embedded
 scripted brain answers) and ``server_faults:`` (faults armed on the embedded
-server). Every mistake is a :class:`~voxpipe.errors.ScenarioError` naming the
+server).
+
+A scenario with ``persona:`` is pipecat's simulation: instead of ``turns:``, a
+caller described by ``persona:`` and ``goal:`` is played by an LLM
+(``simulator: {service: local|openai, model: ...}``; the local llama.cpp
+model by default, OpenAI's chat model when a key is set) and spoken by the
+local TTS; it hangs up with an ``end_call`` tool, within ``max_turns``.
+``success:`` is judged over the whole conversation by the ``--judge``;
+``metrics:`` with ``measure: function_calls`` (``calls:``, every listed call
+made and no other) and ``measure: turns`` (``min_value``/``max_value``) are
+graded without one. Every mistake is a :class:`~voxpipe.errors.ScenarioError` naming the
 file and the key, raised before any call runs.
 """
 
@@ -106,6 +116,31 @@ class ScriptedTurn:
     expect: tuple[Expectation, ...]
 
 
+class SimulatorKind(enum.Enum):
+    """Which LLM plays a simulated caller (``simulator.service``)."""
+
+    AUTO = "auto"  # OpenAI's chat model when a key is set, else the local model
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+DEFAULT_MAX_TURNS = 20  # pipecat's default cap on a persona's turns
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A caller played by an LLM: who they are, what they want, how the call is judged."""
+
+    persona: str
+    goal: str
+    success: str | None = None  # judged over the whole conversation
+    max_turns: int = DEFAULT_MAX_TURNS
+    simulator: SimulatorKind = SimulatorKind.AUTO
+    model: str | None = None
+    calls: tuple[ExpectedCall, ...] | None = None  # ``measure: function_calls``
+    turns_range: tuple[float | None, float | None] | None = None  # ``measure: turns``
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -118,6 +153,7 @@ class Scenario:
     server_faults: tuple[Mapping[str, Any], ...] = ()
     stop_on_failure: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    simulation: Simulation | None = None  # a caller played by an LLM (then no ``turns``)
 
 
 _SCENARIO_KEYS = {
@@ -133,6 +169,9 @@ _SCENARIO_KEYS = {
     "description",
 }
 _SIMULATED_KEYS = {"persona", "goal", "success", "metrics", "simulator", "max_turns"}
+# pipecat's simulation backstops: accepted; voxpipe's own limits (the call's length,
+# the answer timeout) already end a call that stalls.
+_SIMULATED_ACCEPTED = {"max_duration_s", "max_silence_s", "runs"}
 _TURN_KEYS = {"user", "audio", "send_after", "expect"}
 _EXPECT_KEYS = {
     "event",
@@ -224,18 +263,23 @@ def parse_file(data: Mapping[str, Any], path: Path) -> list[Scenario]:
 
 def _parse_scenario(data: Mapping[str, Any], path: Path, name: str, key: str) -> Scenario:
     where = str(path)
-    simulated = sorted(_SIMULATED_KEYS & set(data))
-    if simulated:
-        raise ScenarioError(
-            where,
-            f"{key}.{simulated[0]}",
-            "simulated callers (persona/goal) are not run by voxpipe eval yet",
-            hint="write the caller's turns out under 'turns:'",
-        )
-    _unknown(data, _SCENARIO_KEYS, where, key)
-    turns = data.get("turns")
-    if not isinstance(turns, list) or not turns:
-        raise ScenarioError(where, f"{key}.turns", "must be a non-empty list of turns")
+    simulation = None
+    if "persona" in data:
+        if "turns" in data:
+            raise ScenarioError(
+                where, f"{key}.turns", "a scenario is scripted (turns:) or simulated (persona:)"
+            )
+        _unknown(data, _SCENARIO_KEYS | _SIMULATED_KEYS | _SIMULATED_ACCEPTED, where, key)
+        simulation = _simulation(data, where, key)
+        turns: Any = []
+    else:
+        stray = sorted(_SIMULATED_KEYS & set(data))
+        if stray:
+            raise ScenarioError(where, f"{key}.{stray[0]}", "only a simulation (persona:) has it")
+        _unknown(data, _SCENARIO_KEYS, where, key)
+        turns = data.get("turns")
+        if not isinstance(turns, list) or not turns:
+            raise ScenarioError(where, f"{key}.turns", "must be a non-empty list of turns")
     brain = _mapping(data.get("brain", {}), where, f"{key}.brain")
     _unknown(brain, {"script", "pace"}, where, f"{key}.brain")
     script = brain.get("script")
@@ -254,7 +298,91 @@ def _parse_scenario(data: Mapping[str, Any], path: Path, name: str, key: str) ->
         brain_pace=_number(brain.get("pace", 1.2), where, f"{key}.brain.pace", positive=True),
         server_faults=tuple(faults),
         stop_on_failure=bool(data.get("stop_on_failure", False)),
+        simulation=simulation,
     )
+
+
+def _simulation(data: Mapping[str, Any], where: str, key: str) -> Simulation:
+    """A ``persona:`` scenario (pipecat's simulation format, the keys voxpipe runs)."""
+    persona = _text(data.get("persona"), where, f"{key}.persona")
+    goal = _text(data.get("goal"), where, f"{key}.goal")
+    if not persona or not persona.strip():
+        raise ScenarioError(where, f"{key}.persona", "must say who the caller is")
+    if not goal or not goal.strip():
+        raise ScenarioError(where, f"{key}.goal", "must say what the caller wants")
+    max_turns = _int(data.get("max_turns", DEFAULT_MAX_TURNS), where, f"{key}.max_turns")
+    if max_turns < 1:
+        raise ScenarioError(where, f"{key}.max_turns", "must be at least 1")
+    kind, model = SimulatorKind.AUTO, None
+    if "simulator" in data:
+        block = _mapping(data["simulator"], where, f"{key}.simulator")
+        _unknown(block, {"service", "model"}, where, f"{key}.simulator")
+        service = block.get("service", "auto")
+        try:
+            kind = SimulatorKind(service)
+        except ValueError:
+            known = ", ".join(k.value for k in SimulatorKind)
+            raise ScenarioError(
+                where, f"{key}.simulator.service", f"{service!r} is not one of: {known}"
+            ) from None
+        model = _text(block.get("model"), where, f"{key}.simulator.model")
+    calls, turns_range = None, None
+    metrics = data.get("metrics", [])
+    if not isinstance(metrics, list):
+        raise ScenarioError(where, f"{key}.metrics", "must be a list")
+    for i, raw in enumerate(metrics):
+        mkey = f"{key}.metrics[{i}]"
+        metric = _mapping(raw, where, mkey)
+        measure = metric.get("measure")
+        if measure == "function_calls":
+            _unknown(metric, {"name", "measure", "calls"}, where, mkey)
+            calls = _metric_calls(metric.get("calls"), where, f"{mkey}.calls")
+        elif measure == "turns":
+            _unknown(metric, {"name", "measure", "min_value", "max_value"}, where, mkey)
+            low, high = metric.get("min_value"), metric.get("max_value")
+            if low is None and high is None:
+                raise ScenarioError(where, mkey, "needs a min_value or a max_value")
+            turns_range = (
+                None if low is None else _number(low, where, f"{mkey}.min_value"),
+                None if high is None else _number(high, where, f"{mkey}.max_value"),
+            )
+        else:
+            raise ScenarioError(
+                where,
+                f"{mkey}.measure" if measure is not None else f"{mkey}.criterion",
+                "voxpipe eval grades the measures function_calls and turns; "
+                "a judged criterion goes in 'success:'",
+            )
+    return Simulation(
+        persona=persona.strip(),
+        goal=goal.strip(),
+        success=_text(data.get("success"), where, f"{key}.success"),
+        max_turns=max_turns,
+        simulator=kind,
+        model=model,
+        calls=calls,
+        turns_range=turns_range,
+    )
+
+
+def _metric_calls(raw: Any, where: str, key: str) -> tuple[ExpectedCall, ...]:
+    """pipecat's ``calls:`` of a function_calls metric: names, or ``{name, args}``."""
+    if not isinstance(raw, list):
+        raise ScenarioError(where, key, "must be a list ([] means: no call)")
+    calls = []
+    for i, call in enumerate(raw):
+        if isinstance(call, str) and call:
+            calls.append(ExpectedCall(call))
+            continue
+        block = _mapping(call, where, f"{key}[{i}]")
+        _unknown(block, {"name", "args"}, where, f"{key}[{i}]")
+        if not isinstance(block.get("name"), str):
+            raise ScenarioError(where, f"{key}[{i}].name", "must be a function name")
+        args = block.get("args")
+        if args is not None and not isinstance(args, dict):
+            raise ScenarioError(where, f"{key}[{i}].args", "must be a mapping")
+        calls.append(ExpectedCall(block["name"], args))
+    return tuple(calls)
 
 
 def _parse_turn(data: Any, path: Path, key: str, index: int) -> ScriptedTurn:
