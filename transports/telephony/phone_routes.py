@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from aiohttp import WSMsgType, web
 from loguru import logger
@@ -77,6 +78,7 @@ class PhoneConfig:
     """
 
     secret_env: ClassVar[str]
+    flag: ClassVar[str]  # ``voxpipe serve``'s option, named in errors
 
     public_url: str | None = None
     tokens: CallTokens | None = None
@@ -96,7 +98,19 @@ class PhoneConfig:
         """Whether webhook signatures are checked (the provider's secret is set)."""
         raise NotImplementedError
 
-    def check_for_serve(self, loopback: bool, flag: str) -> None:
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The provider's secret and ``VOXPIPE_PUBLIC_URL`` from the environment."""
+        raise NotImplementedError
+
+    @classmethod
+    def for_serve(cls, loopback: bool, environ: Mapping[str, str] | None = None) -> Self:
+        """The environment's config, refused beyond loopback without the provider's secret."""
+        config = cls.from_env(environ)
+        config.check_for_serve(loopback)
+        return config
+
+    def check_for_serve(self, loopback: bool) -> None:
         """Refuse unsigned webhooks beyond loopback.
 
         Unsigned webhooks are fine on a developer's machine; on a public address
@@ -104,9 +118,26 @@ class PhoneConfig:
         """
         if not loopback and not self.signed:
             raise ConfigError(
-                f"{flag} on a non-loopback address needs {self.secret_env} "
+                f"{self.flag} on a non-loopback address needs {self.secret_env} "
                 "so that the provider's webhook signatures are checked"
             )
+
+
+@dataclasses.dataclass(kw_only=True)
+class AuthTokenConfig(PhoneConfig):
+    """A provider whose webhooks are signed with the account's auth token (Twilio, Plivo)."""
+
+    auth_token: str | None = None
+
+    @property
+    def signed(self) -> bool:
+        return self.auth_token is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The auth token (``secret_env``) and ``VOXPIPE_PUBLIC_URL`` from the environment."""
+        env = os.environ if environ is None else environ
+        return cls(auth_token=env.get(cls.secret_env) or None, public_url=public_url(env))
 
 
 def public_url(environ: Mapping[str, str]) -> str | None:
@@ -141,10 +172,32 @@ class StreamRoutes:
         app.router.add_post(self.voice_path, self.voice)
         app.router.add_get(self.stream_path, self.stream)
 
-    # -- what a provider says its own way -------------------------------------------------
+    # -- the voice webhook ------------------------------------------------------------------
 
     async def voice(self, request: web.Request) -> web.Response:
-        """The voice webhook (a provider's routes implement it)."""
+        """Answer a call with the provider's XML connecting it to the stream, with its token."""
+        try:
+            call_sid = await self.verified_call(request)
+        except WebhookRejected as exc:
+            return self.refused(exc)
+        if not self.serve.has_room():
+            return web.Response(text=self.busy_answer, content_type="text/xml")
+        answer = self.stream_answer(self.stream_url(request), self.mint(call_sid))
+        return web.Response(text=answer, content_type="text/xml")
+
+    # -- what a provider says its own way -------------------------------------------------
+
+    busy_answer: ClassVar[str]  # the XML that turns a call away while the server is full
+
+    async def verified_call(self, request: web.Request) -> str:
+        """The webhook's call id, once its signature (if checked) holds and it is no replay.
+
+        Raises ``WebhookRejected`` otherwise.
+        """
+        raise NotImplementedError
+
+    def stream_answer(self, stream_url: str, token: str) -> str:
+        """The XML that connects the call to ``stream_url``, carrying ``token``."""
         raise NotImplementedError
 
     def new_stream(self) -> MediaStream:

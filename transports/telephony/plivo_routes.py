@@ -18,13 +18,10 @@ Verified against a fake Plivo built from Plivo's documentation
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from voxpipe.errors import WebhookRejected
 from voxpipe.telephony.answers import (
     from_plivo_header_value,
     plivo_header_value,
@@ -39,9 +36,8 @@ from voxpipe.telephony.signatures import (
 )
 from voxpipe.transports.telephony.phone_routes import (
     TOKEN_PARAMETER,
-    PhoneConfig,
+    AuthTokenConfig,
     StreamRoutes,
-    public_url,
 )
 
 if TYPE_CHECKING:
@@ -52,29 +48,11 @@ _BUSY = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup reason="busy"/>
 
 
 @dataclasses.dataclass(kw_only=True)
-class PlivoConfig(PhoneConfig):
+class PlivoConfig(AuthTokenConfig):
     """How ``voxpipe serve`` takes Plivo calls; ``auth_token`` set: webhooks must be signed."""
 
     secret_env = AUTH_TOKEN_ENV
-
-    auth_token: str | None = None
-
-    @property
-    def signed(self) -> bool:
-        return self.auth_token is not None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlivoConfig:
-        """``PLIVO_AUTH_TOKEN`` and ``VOXPIPE_PUBLIC_URL`` from the environment."""
-        env = os.environ if environ is None else environ
-        return cls(auth_token=env.get(AUTH_TOKEN_ENV) or None, public_url=public_url(env))
-
-    @classmethod
-    def for_serve(cls, loopback: bool, environ: Mapping[str, str] | None = None) -> PlivoConfig:
-        """The environment's config, refused beyond loopback without an auth token."""
-        config = cls.from_env(environ)
-        config.check_for_serve(loopback, "--plivo")
-        return config
+    flag = "--plivo"
 
 
 def add_plivo_routes(
@@ -90,6 +68,7 @@ class PlivoRoutes(StreamRoutes):
     """The two Plivo routes of one ``voxpipe serve``."""
 
     provider = Provider.PLIVO
+    busy_answer = _BUSY
 
     def __init__(self, serve: ServeApp, config: PlivoConfig) -> None:
         super().__init__(serve, config)
@@ -101,28 +80,21 @@ class PlivoRoutes(StreamRoutes):
     def token_of(self, started: StreamStarted) -> str | None:
         return from_plivo_header_value(started.custom_parameters.get(TOKEN_PARAMETER))
 
-    async def voice(self, request: web.Request) -> web.Response:
-        """Answer a call with Plivo XML streaming it both ways."""
+    async def verified_call(self, request: web.Request) -> str:
         form = await request.post()
-        params = [(name, str(value)) for name, value in form.items()]
         if self.plivo.auth_token is not None:
             nonce = request.headers.get(PLIVO_NONCE_HEADER)
-            try:
-                verify_plivo_signature(
-                    self.plivo.auth_token,
-                    request.method,
-                    self.public(request, request.path_qs),
-                    params,
-                    nonce,
-                    request.headers.get(PLIVO_SIGNATURE_HEADER),
-                )
-                self.admit_signed(nonce or "")
-            except WebhookRejected as exc:
-                return self.refused(exc)
-        if not self.serve.has_room():
-            return web.Response(text=_BUSY, content_type="text/xml")
-        token = self.mint(str(form.get("CallUUID", "")))
-        xml = plivo_stream_xml(
-            self.stream_url(request), {TOKEN_PARAMETER: plivo_header_value(token)}
-        )
-        return web.Response(text=xml, content_type="text/xml")
+            verify_plivo_signature(
+                self.plivo.auth_token,
+                request.method,
+                self.public(request, request.path_qs),
+                [(name, str(value)) for name, value in form.items()],
+                nonce,
+                request.headers.get(PLIVO_SIGNATURE_HEADER),
+            )
+            self.admit_signed(nonce or "")
+        return str(form.get("CallUUID", ""))
+
+    def stream_answer(self, stream_url: str, token: str) -> str:
+        # Plivo's extraHeaders take letters and digits only: the token goes as hex.
+        return plivo_stream_xml(stream_url, {TOKEN_PARAMETER: plivo_header_value(token)})

@@ -18,13 +18,10 @@ against a fake Twilio peer built from Twilio's documentation
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from voxpipe.errors import WebhookRejected
 from voxpipe.telephony.events import Provider
 from voxpipe.telephony.twilio import TwilioStream
 from voxpipe.telephony.webhook import (
@@ -35,9 +32,8 @@ from voxpipe.telephony.webhook import (
 from voxpipe.transports.telephony.phone_routes import (
     PUBLIC_URL_ENV,
     TOKEN_PARAMETER,
-    PhoneConfig,
+    AuthTokenConfig,
     StreamRoutes,
-    public_url,
 )
 
 if TYPE_CHECKING:
@@ -52,29 +48,11 @@ _BUSY = '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="busy"/>
 
 
 @dataclasses.dataclass(kw_only=True)
-class TwilioConfig(PhoneConfig):
+class TwilioConfig(AuthTokenConfig):
     """How ``voxpipe serve`` takes Twilio calls; ``auth_token`` set: webhooks must be signed."""
 
     secret_env = AUTH_TOKEN_ENV
-
-    auth_token: str | None = None
-
-    @property
-    def signed(self) -> bool:
-        return self.auth_token is not None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TwilioConfig:
-        """``TWILIO_AUTH_TOKEN`` and ``VOXPIPE_PUBLIC_URL`` from the environment."""
-        env = os.environ if environ is None else environ
-        return cls(auth_token=env.get(AUTH_TOKEN_ENV) or None, public_url=public_url(env))
-
-    @classmethod
-    def for_serve(cls, loopback: bool, environ: Mapping[str, str] | None = None) -> TwilioConfig:
-        """The environment's config, refused beyond loopback without an auth token."""
-        config = cls.from_env(environ)
-        config.check_for_serve(loopback, "--twilio")
-        return config
+    flag = "--twilio"
 
 
 def add_twilio_routes(
@@ -90,6 +68,7 @@ class TwilioRoutes(StreamRoutes):
     """The two Twilio routes of one ``voxpipe serve``."""
 
     provider = Provider.TWILIO
+    busy_answer = _BUSY
 
     def __init__(self, serve: ServeApp, config: TwilioConfig) -> None:
         super().__init__(serve, config)
@@ -98,24 +77,15 @@ class TwilioRoutes(StreamRoutes):
     def new_stream(self) -> TwilioStream:
         return TwilioStream()
 
-    async def voice(self, request: web.Request) -> web.Response:
-        """Answer a call with TwiML connecting it to the Media Stream."""
+    async def verified_call(self, request: web.Request) -> str:
         form = await request.post()
-        params = [(name, str(value)) for name, value in form.items()]
         if self.twilio.auth_token is not None:
             signature = request.headers.get(SIGNATURE_HEADER)
-            try:
-                verify_twilio_signature(
-                    self.twilio.auth_token,
-                    self.public(request, request.path_qs),
-                    params,
-                    signature,
-                )
-                self.admit_signed(signature or "")
-            except WebhookRejected as exc:
-                return self.refused(exc)
-        if not self.serve.has_room():
-            return web.Response(text=_BUSY, content_type="text/xml")
-        token = self.mint(str(form.get("CallSid", "")))
-        twiml = connect_stream_twiml(self.stream_url(request), {TOKEN_PARAMETER: token})
-        return web.Response(text=twiml, content_type="text/xml")
+            params = [(name, str(value)) for name, value in form.items()]
+            url = self.public(request, request.path_qs)
+            verify_twilio_signature(self.twilio.auth_token, url, params, signature)
+            self.admit_signed(signature or "")
+        return str(form.get("CallSid", ""))
+
+    def stream_answer(self, stream_url: str, token: str) -> str:
+        return connect_stream_twiml(stream_url, {TOKEN_PARAMETER: token})

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from voxpipe.errors import ConfigError, WebhookRejected
+from voxpipe.errors import ConfigError
 from voxpipe.telephony.answers import connect_stream_texml
 from voxpipe.telephony.codec import AudioEncoding
 from voxpipe.telephony.events import Provider
@@ -63,6 +63,7 @@ class TelnyxConfig(PhoneConfig):
     """
 
     secret_env = PUBLIC_KEY_ENV
+    flag = "--telnyx"
 
     public_key: str | None = None
     law: AudioEncoding = AudioEncoding.MULAW
@@ -88,13 +89,6 @@ class TelnyxConfig(PhoneConfig):
             public_key=env.get(PUBLIC_KEY_ENV) or None, public_url=public_url(env), law=laws[codec]
         )
 
-    @classmethod
-    def for_serve(cls, loopback: bool, environ: Mapping[str, str] | None = None) -> TelnyxConfig:
-        """The environment's config, refused beyond loopback without a public key."""
-        config = cls.from_env(environ)
-        config.check_for_serve(loopback, "--telnyx")
-        return config
-
 
 def add_telnyx_routes(
     app: web.Application, serve: ServeApp, config: TelnyxConfig | None = None
@@ -109,6 +103,7 @@ class TelnyxRoutes(StreamRoutes):
     """The two Telnyx routes of one ``voxpipe serve``."""
 
     provider = Provider.TELNYX
+    busy_answer = _BUSY
 
     def __init__(self, serve: ServeApp, config: TelnyxConfig) -> None:
         super().__init__(serve, config)
@@ -118,30 +113,23 @@ class TelnyxRoutes(StreamRoutes):
     def new_stream(self) -> TelnyxStream:
         return TelnyxStream()
 
-    async def voice(self, request: web.Request) -> web.Response:
-        """Answer a call with TeXML connecting it to the media stream."""
+    async def verified_call(self, request: web.Request) -> str:
         body = await request.read()  # the exact bytes Telnyx signed
         if self._key is not None:
             signature = request.headers.get(TELNYX_SIGNATURE_HEADER)
-            try:
-                verify_telnyx_signature(
-                    self._key,
-                    body,
-                    signature,
-                    request.headers.get(TELNYX_TIMESTAMP_HEADER),
-                    now_s=time.time(),
-                    tolerance_s=self.telnyx.tolerance_s,
-                )
-                self.admit_signed(signature or "")
-            except WebhookRejected as exc:
-                return self.refused(exc)
-        if not self.serve.has_room():
-            return web.Response(text=_BUSY, content_type="text/xml")
-        token = self.mint(_call_sid(body, request.content_type))
-        texml = connect_stream_texml(
-            self.stream_url(request), {TOKEN_PARAMETER: token}, self.telnyx.law
-        )
-        return web.Response(text=texml, content_type="text/xml")
+            verify_telnyx_signature(
+                self._key,
+                body,
+                signature,
+                request.headers.get(TELNYX_TIMESTAMP_HEADER),
+                now_s=time.time(),
+                tolerance_s=self.telnyx.tolerance_s,
+            )
+            self.admit_signed(signature or "")
+        return _call_sid(body, request.content_type)
+
+    def stream_answer(self, stream_url: str, token: str) -> str:
+        return connect_stream_texml(stream_url, {TOKEN_PARAMETER: token}, self.telnyx.law)
 
 
 def _call_sid(body: bytes, content_type: str) -> str:
