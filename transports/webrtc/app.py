@@ -15,8 +15,10 @@ The browser never holds a provider key: the server owns the model connection
 (the embedded Realtime server by default, OpenAI with a key) and its policy.
 A refused offer is a clear HTTP error and leaves no call behind: an offer too
 large (413), not JSON or not SDP we can answer (400, naming what is wrong),
-without a valid call token when one is required (401), or beyond
-``max_calls`` (503).
+without a valid call token when one is required (401), beyond
+``max_calls`` (503 ``busy``), or, with ``ServeConfig.overload`` set, while the
+event loop runs late (503 ``overloaded``: a new call is refused rather than the
+live ones degraded; phone routes refuse the same way through ``has_room``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from voxpipe.errors import CallTokenRejected, OfferRejected, VoxpipeError
 from voxpipe.pipelines.live_call import CallEnd, LiveCall, LiveCallSpec, LiveTransport
+from voxpipe.realtime_server.overload import OverloadGuard, OverloadLimits
+from voxpipe.transports.loop_lag import loop_now_ms, watch_while_serving
 from voxpipe.transports.telephony.plivo_routes import PlivoConfig, add_plivo_routes
 from voxpipe.transports.telephony.routes import TwilioConfig, add_twilio_routes
 from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig, add_telnyx_routes
@@ -73,6 +77,7 @@ class ServeConfig:
     telnyx: TelnyxConfig | None = None  # ... through Telnyx media streaming
     plivo: PlivoConfig | None = None  # ... through Plivo audio streams
     direct: DirectConfig | None = None  # set: the page may call the provider directly (--direct)
+    overload: OverloadLimits | None = None  # set: no new call while the loop runs this late
 
 
 @dataclass
@@ -94,10 +99,13 @@ class ServeApp:
         self.resume_tokens = ResumeTokens(server_secret().value)
         gather_on_loopback(self.loopback)
         self.direct = DirectCalls(config.direct) if config.direct is not None else None
+        self.overload = OverloadGuard(config.overload) if config.overload is not None else None
 
     def build_app(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application(client_max_size=self.config.max_offer_bytes + 4096)
+        if self.overload is not None:
+            app.cleanup_ctx.append(watch_while_serving(self.overload))
         app.router.add_get("/", self._page)
         app.router.add_get("/api/config", self._client_config)
         app.router.add_post("/api/offer", self._offer)
@@ -149,6 +157,8 @@ class ServeApp:
         if resume is None:
             if (refused := self._check_token(body.get("token"))) is not None:
                 return refused
+            if self.overloaded():
+                return _refuse(503, "overloaded", "This server is overloaded; try again shortly.")
             if not self.has_room():
                 return _refuse(503, "busy", "This server is taking all the calls it can.")
         try:
@@ -258,8 +268,12 @@ class ServeApp:
                 call.hang_up()
 
     def has_room(self) -> bool:
-        """Whether one more call fits under ``max_calls``."""
-        return len(self.calls) < self.config.max_calls
+        """Whether one more call fits: under ``max_calls``, and the loop not overloaded."""
+        return len(self.calls) < self.config.max_calls and not self.overloaded()
+
+    def overloaded(self) -> bool:
+        """Admission control on the overload signal (a refusal is counted by the guard)."""
+        return self.overload is not None and not self.overload.admit(loop_now_ms())
 
     def admit(
         self,

@@ -58,6 +58,13 @@ def add_parser(subparsers: Any) -> None:
         "--ice-server", action="append", default=[], help="STUN/TURN URL (repeatable)"
     )
     parser.add_argument("--max-calls", type=int, default=8, help="answer 503 beyond this many")
+    parser.add_argument(
+        "--overload-lag-ms",
+        type=float,
+        default=0.0,
+        help="refuse a new call (503 overloaded) while the event loop runs this late, median "
+        "over 2 s (e.g. 50; default 0: never; the calls' local models share this process)",
+    )
     parser.add_argument("--record", type=Path, default=None, help="write each call to DIR/<id>/")
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
     parser.add_argument(
@@ -121,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         from voxpipe.errors import ConfigError
 
         raise ConfigError("--max-calls must be at least 1")
+    if args.overload_lag_ms < 0:
+        raise ConfigError("--overload-lag-ms must be 0 (never) or above")
     guard = echo_guard(args)  # bad flags fail before anything starts
     _delegate(args)  # so does a [delegate] the mode would not carry out
     with contextlib.suppress(KeyboardInterrupt):
@@ -154,6 +163,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
     from voxpipe.cli.call import server_brain
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
+    from voxpipe.realtime_server.overload import OverloadLimits
     from voxpipe.transports.telephony.plivo_routes import PlivoConfig
     from voxpipe.transports.telephony.routes import TwilioConfig
     from voxpipe.transports.telephony.telnyx_routes import TelnyxConfig
@@ -202,6 +212,9 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
             call=spec,
             ice_servers=list(args.ice_server),
             max_calls=args.max_calls,
+            overload=OverloadLimits(lag_ms=args.overload_lag_ms)
+            if args.overload_lag_ms > 0
+            else None,
             call_tokens=tokens,
             twilio=twilio,
             telnyx=telnyx,
