@@ -166,6 +166,10 @@ def build_chained_pipeline(
         handoffs.register(llm)
     _prefill_on_transcripts(stt, llm, context, tts)
     pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
+    if delegate is not None:  # no filler over the caller's words (held until they stop)
+        from voxpipe.processors.delegation import follow_caller
+
+        follow_caller(pair.user(), llm.connector)
     _hold_turns_for_transcripts(stt, pair.user())
     return assemble(
         transport,

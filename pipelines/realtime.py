@@ -253,6 +253,10 @@ def build_realtime_pipeline(
             delegation.attach(realtime)
     _register_tools(service, tools, functions or {})
     pair = LLMContextAggregatorPair(context, user_params=_user_params(local_turns))
+    if delegation is not None:  # no filler over the caller's words (held until they stop)
+        from voxpipe.processors.delegation import follow_caller
+
+        follow_caller(pair.user(), delegation)
     return assemble(
         transport,
         context=context,

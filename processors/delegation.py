@@ -15,6 +15,9 @@ wait) and the answer when the connector delivers it.
 
 The timeline gets ``delegation`` events (asked, answered) and a ``filler``
 event when one is said, carried as :class:`~voxpipe.frames.RealtimeCallEventFrame`.
+A filler that falls due while the caller speaks is held until their turn
+ends (:func:`follow_caller` feeds the user aggregator's turn events), and
+dropped if the answer comes first.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.pipeline.llm_with_backend import (
@@ -96,6 +99,7 @@ class FillerConnector(BackendConnector):
         self.events: list[DelegationEvent] = []
         self._now_ms = now_ms
         self._timer: asyncio.Task[None] | None = None
+        self._frontend: LLMService[Any] | None = None
 
     async def delegate(self, params: FunctionCallParams) -> None:
         try:
@@ -125,7 +129,22 @@ class FillerConnector(BackendConnector):
         finally:
             self._disarm()
 
+    async def caller_started(self) -> None:
+        """The caller began a turn: no filler over their words (it is held)."""
+        self.policy.caller_started()
+
+    async def caller_stopped(self) -> None:
+        """The caller's turn ended: say the filler held meanwhile, or time it again."""
+        filler = self.policy.caller_stopped(self._now_ms())
+        if self._frontend is None:
+            return
+        if filler is not None:
+            await self._say(self._frontend, filler)
+        elif self.policy.due_at_ms() is not None:
+            self._arm(self._frontend)
+
     async def _asked(self, params: FunctionCallParams) -> None:
+        self._frontend = params.llm
         asked = self.policy.delegated(self._now_ms())
         await self._publish(params.llm, asked)
         if not asked.joined:
@@ -145,9 +164,12 @@ class FillerConnector(BackendConnector):
     async def _fill_at(self, frontend: LLMService[Any], due_ms: float) -> None:
         await asyncio.sleep(max(0.0, due_ms - self._now_ms()) / 1000)
         filler = self.policy.poll(self._now_ms())
-        if filler is not None:
-            await self._publish(frontend, filler)  # before its audio: the timeline marks it
-            await frontend.push_frame(TTSSpeakFrame(filler.wording))
+        if filler is not None:  # None: answered meanwhile, or held while the caller speaks
+            await self._say(frontend, filler)
+
+    async def _say(self, frontend: LLMService[Any], filler: FillerSpoken) -> None:
+        await self._publish(frontend, filler)  # before its audio: the timeline marks it
+        await frontend.push_frame(TTSSpeakFrame(filler.wording))
 
     async def _publish(self, frontend: LLMService[Any], event: DelegationEvent) -> None:
         self.events.append(event)
@@ -186,6 +208,26 @@ def _is_answer(event: BackendEvent) -> bool:
         and not event.is_thought
         and bool(event.text)
     )
+
+
+class FollowsCaller(Protocol):
+    """A delegation driver that holds its filler while the caller speaks."""
+
+    async def caller_started(self) -> None: ...
+
+    async def caller_stopped(self) -> None: ...
+
+
+def follow_caller(user_aggregator: Any, driver: FollowsCaller) -> None:
+    """Tell ``driver`` when the caller's turns begin and end (the user aggregator's events)."""
+
+    @user_aggregator.event_handler("on_user_turn_started")
+    async def _started(*_args: Any) -> None:
+        await driver.caller_started()
+
+    @user_aggregator.event_handler("on_user_turn_stopped")
+    async def _stopped(*_args: Any) -> None:
+        await driver.caller_stopped()
 
 
 def delegating_llm(
@@ -243,4 +285,4 @@ async def _spoken(output: BackendOutput) -> BackendOutput | None:
     return output
 
 
-__all__ = ["FillerConnector", "backend_llm", "delegating_llm"]
+__all__ = ["FillerConnector", "FollowsCaller", "backend_llm", "delegating_llm", "follow_caller"]

@@ -101,14 +101,16 @@ class FillerPolicy:
     """When to fill a wait on the backend, and with which words (see the module docstring).
 
     The driver calls :meth:`delegated` when a request goes to the backend,
-    :meth:`poll` at :meth:`due_at_ms` (or any time), and :meth:`answered`
-    when the backend's answer arrives.
+    :meth:`poll` at :meth:`due_at_ms` (or any time), :meth:`answered`
+    when the backend's answer arrives, and :meth:`caller_started` /
+    :meth:`caller_stopped` as the caller's turns begin and end.
     """
 
     def __init__(self, settings: DelegationSettings = DelegationSettings()) -> None:
         self.settings = settings
         self.phase = WaitPhase.IDLE
         self.delegations = 0
+        self.caller_speaking = False
         self._started_ms = 0.0
         self._last_wording: int | None = None
 
@@ -122,16 +124,35 @@ class FillerPolicy:
         return BackendAsked(self.delegations, joined=False)
 
     def due_at_ms(self) -> float | None:
-        """When a filler falls due (None: none will, until the next delegation)."""
-        if self.phase is not WaitPhase.WAITING:
+        """When a filler falls due (None: none will, until the next delegation, or until
+        the caller stops speaking: :meth:`caller_stopped` says it then if it is due)."""
+        if self.phase is not WaitPhase.WAITING or self.caller_speaking:
             return None
         return self._started_ms + self.settings.threshold_ms
 
     def poll(self, now_ms: float) -> FillerSpoken | None:
-        """The filler to say at ``now_ms``, if one is due and none was said in this wait."""
+        """The filler to say at ``now_ms``, if one is due and none was said in this wait.
+
+        Never while the caller speaks: a filler over their words is noise, and
+        the wait is not silent. It is held until they stop (and dropped if the
+        answer comes first).
+        """
         due = self.due_at_ms()
         if due is None or now_ms < due:
             return None
+        return self._fill(now_ms)
+
+    def caller_started(self) -> None:
+        """The caller began speaking: a filler falling due now is held."""
+        self.caller_speaking = True
+
+    def caller_stopped(self, now_ms: float) -> FillerSpoken | None:
+        """The caller stopped: the filler held meanwhile, if the wait is still open and past
+        the threshold (else None; :meth:`due_at_ms` says when it falls due)."""
+        self.caller_speaking = False
+        return self.poll(now_ms)
+
+    def _fill(self, now_ms: float) -> FillerSpoken:
         self.phase = WaitPhase.FILLED
         return FillerSpoken(self.delegations, self._next_wording(), now_ms - self._started_ms)
 

@@ -8,7 +8,8 @@ the same controls are driven here through the realtime call instead:
 - the model gets a ``delegate`` tool (the caller's request, in its words);
 - its handler sends the request to the backend (the local LLM, or OpenAI's
   chat model) and :class:`~voxpipe.delegation.FillerPolicy` times the wait;
-- past the threshold the model itself says the filler: a response with
+- past the threshold the model itself says the filler (held while the
+  caller speaks, said when they stop if the wait goes on): a response with
   response-level instructions (``ResponseReason.FILLER``), which the call
   sends only while the tool call is pending and no response plays, and
   never queues (so it is never said after the answer);
@@ -86,6 +87,7 @@ class RealtimeDelegation:
         self.backend = backend or realtime_backend(settings, openai_api_key)
         self._now_ms = now_ms
         self._service: RealtimeService | None = None
+        self._timer: asyncio.Task[None] | None = None
 
         async def delegate(params: FunctionCallParams) -> None:
             await self.delegate(params)
@@ -117,19 +119,43 @@ class RealtimeDelegation:
             return
         asked = self.policy.delegated(self._now_ms())
         await self._publish(asked)
-        timer = None if asked.joined else asyncio.create_task(self._fill_when_due())
+        if not asked.joined:  # a request during a wait joins it, and its timer
+            self._arm()
         try:
             answer = await ask_backend(self.backend, request)
         except Exception as exc:  # the caller is told; the call goes on
             logger.warning(f"delegate: the backend failed: {exc}")
+            self._disarm()
             await self._publish(self.policy.abandoned())
             await params.result_callback({"error": BACKEND_FAILED})
             return
-        finally:
-            if timer is not None:
-                timer.cancel()
+        except BaseException:
+            self._disarm()
+            raise
+        self._disarm()
         await self._publish(self.policy.answered(self._now_ms()))
         await params.result_callback({"answer": answer})
+
+    async def caller_started(self) -> None:
+        """The caller began a turn: no filler over their words (it is held)."""
+        self.policy.caller_started()
+
+    async def caller_stopped(self) -> None:
+        """The caller's turn ended: say the filler held meanwhile, or time it again."""
+        filler = self.policy.caller_stopped(self._now_ms())
+        if filler is not None:
+            await self._say(filler)
+        elif self.policy.due_at_ms() is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().create_task(self._fill_when_due())
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     async def _fill_when_due(self) -> None:
         due = self.policy.due_at_ms()
@@ -137,7 +163,11 @@ class RealtimeDelegation:
             return
         await asyncio.sleep(max(0.0, due - self._now_ms()) / 1000)
         filler = self.policy.poll(self._now_ms())
-        if filler is None or self._service is None:
+        if filler is not None:  # None: answered meanwhile, or held while the caller speaks
+            await self._say(filler)
+
+    async def _say(self, filler: FillerSpoken) -> None:
+        if self._service is None:
             return
         await self._publish(filler)  # before its audio: the timeline marks that audio
         instructions = FILLER_INSTRUCTION.format(line=filler.wording)

@@ -120,3 +120,17 @@ def test_a_barge_in_on_the_filler_cuts_it_and_no_later_filler_is_said() -> None:
     # The tool call ended with the barge-in: the next wait's filler has nothing to fill.
     late = call.response_wanted(ResponseReason.FILLER, "f", 3200, instructions=FILLER)
     assert [describe(c) for c in late] == ["ignored:no_tool_pending"]
+
+
+def test_a_withdrawn_request_frees_the_slot_for_the_next() -> None:
+    from voxpipe.call.response_guard import ResponseGuard, ResponseRequest, SendResponseCreate
+
+    guard = ResponseGuard()
+    filler = ResponseRequest("f", ResponseReason.FILLER, FILLER)
+    result = ResponseRequest("r", ResponseReason.TOOL_RESULT, None)
+    assert guard.request_response(filler) == [SendResponseCreate(filler)]
+    guard.request_response(result)  # queued behind it
+    assert guard.withdraw() == [SendResponseCreate(result)]  # the result goes in its place
+    guard.on_response_created("resp_9")
+    assert guard.withdraw() == []  # a response that is running is not withdrawn
+    assert guard.response_active and guard.active_response_id == "resp_9"

@@ -221,3 +221,36 @@ def test_the_report_times_the_answer_and_marks_the_filler_apart() -> None:
     (turn,) = report["turns"]
     assert turn["replied"] == "Forty two dollars."  # matched on the filler's audio
     assert (turn["answer_latency_ms"], turn["filler_latency_ms"]) == (2_600, 1_150)
+
+
+def test_a_filler_due_while_the_caller_speaks_is_held_until_they_stop() -> None:
+    policy = FillerPolicy()
+    policy.delegated(0)
+    policy.caller_started()  # at 300 ms the caller speaks again
+    assert policy.due_at_ms() is None  # nothing to time while they speak
+    assert policy.poll(700) is None and policy.poll(1_400) is None  # due, held
+    said = policy.caller_stopped(1_500)
+    assert said == FillerSpoken(1, DEFAULT_FILLERS[0], 1_500)  # said once they stop
+    assert policy.poll(2_000) is None  # once per wait
+    assert policy.answered(2_500) == BackendAnswered(1, 2_500, filled=True)
+
+
+def test_a_held_filler_is_dropped_when_the_answer_comes_first() -> None:
+    policy = FillerPolicy()
+    policy.delegated(0)
+    policy.caller_started()
+    assert policy.poll(900) is None
+    assert policy.answered(1_200) == BackendAnswered(1, 1_200, filled=False)
+    assert policy.caller_stopped(1_400) is None  # the wait is over: nothing to say
+    # The wording was not used up: the next wait's filler is the first one.
+    policy.delegated(5_000)
+    assert policy.poll(5_700) == FillerSpoken(2, DEFAULT_FILLERS[0], 700)
+
+
+def test_a_caller_who_stops_before_the_threshold_changes_nothing() -> None:
+    policy = FillerPolicy()
+    policy.delegated(0)
+    policy.caller_started()
+    assert policy.caller_stopped(400) is None  # not due yet
+    assert policy.due_at_ms() == 700
+    assert policy.poll(700) == FillerSpoken(1, DEFAULT_FILLERS[0], 700)

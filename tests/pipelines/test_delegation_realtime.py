@@ -6,8 +6,8 @@ it is told, calls ``delegate`` with the caller's request; says a line it is
 given in response-level instructions as given; and relays a tool result's
 answer. The backend is a loopback stand-in for OpenAI's chat model (the paid
 remote provider) answering after 1.5 s (a slow backend: one filler, then the
-answer) or 0.1 s (a fast one: no filler). A recording proxy shows what went
-over the wire, in order.
+answer) or 0.1 s (a fast one: no filler), the threshold 1000 ms. A recording
+proxy shows what went over the wire, in order.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ QUESTION = "What is the balance on my account?"
 BACKEND = "You are Acme's accounts expert."
 FILLERS = ("One moment.", "Let me check that.")
 FILLER_PREFIX = FILLER_INSTRUCTION.split("{line}")[0]
+# The test process runs the server, the proxy, the stand-in and the call on one event
+# loop; at load 21-25 on 2 cores a 0.1 s backend was once measured past 700 ms (a filler
+# said, as the rule says for such a wait). 1000 ms keeps the fast wait under it and the
+# 1.5 s one over it.
+THRESHOLD_MS = 1000
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -112,7 +117,7 @@ async def test_the_realtime_model_delegates_and_fills_only_a_long_wait(
     recording = tmp_path / "caller.wav"
     compose(make_speech, [1500, QUESTION, 12_000], recording)
     brain = DelegatingBrain()
-    settings = DelegationSettings(DelegateBackend.OPENAI, 700, FILLERS, BACKEND)
+    settings = DelegationSettings(DelegateBackend.OPENAI, THRESHOLD_MS, FILLERS, BACKEND)
     timeline = Timeline()
     async with (
         running_supervisor_chat(backend_delay_s=delay_s) as chat,
@@ -135,7 +140,8 @@ async def test_the_realtime_model_delegates_and_fills_only_a_long_wait(
             await wait_for(lambda: done(proxy, relay), "the relay's end")
 
     # The model delegated once; then the filler (when the wait was long); then the answer.
-    assert [s for _, s in brain.said] == ["", *fillers, chat.backend_answer], _story(proxy)
+    waits = [e.data for e in timeline.events if e.kind in (EventKind.DELEGATION, EventKind.FILLER)]
+    assert [s for _, s in brain.said] == ["", *fillers, chat.backend_answer], (waits, _story(proxy))
     (backend,) = chat.of(Role.BACKEND)  # OpenAI's chat model answered, told what it is for
     assert backend.messages[0]["content"] == f"{LOCAL_PAIRING_INSTRUCTION}\n\n{BACKEND}"
     assert backend.messages[-1] == {"role": "user", "content": QUESTION}
@@ -189,9 +195,9 @@ def _check_the_timeline(timeline: Timeline, fillers: tuple[str, ...], delay_s: f
     filler_lines = timeline.of(EventKind.FILLER)
     assert [e.data["wording"] for e in filler_lines] == list(fillers)
     for filler in filler_lines:
-        assert 700 <= filler.data["waited_ms"] < answered["waited_ms"]
+        assert THRESHOLD_MS <= filler.data["waited_ms"] < answered["waited_ms"]
     if not fillers:
-        assert answered["waited_ms"] < 700, answered
+        assert answered["waited_ms"] < THRESHOLD_MS, answered
     turns = [t for t in timeline.turns() if t.first_audio_ms is not None]
     assert len(turns) == 1, timeline.turns()
     (turn,) = turns

@@ -751,6 +751,11 @@ class RealtimeCall(SessionLifecycle):
         self._response_seq += 1
         calling_tool = self.machine.state is CallState.CALLING_TOOL
         out: list[Command] = [Publish(ResponseRequested(request.reason, queued=False))]
+        if request.reason is ResponseReason.FILLER and not calling_tool:
+            # Queued behind a response (one the server made as the caller stopped) and
+            # the tool call ended meanwhile: a filler now would be said after the answer.
+            withdrawn = self._guard(self.guard.withdraw(), now_ms)
+            return [*self._ignored("filler", IgnoreReason.NO_TOOL_PENDING), *withdrawn]
         if request.reason is not ResponseReason.FILLER:
             trigger = (
                 CallTrigger.TOOL_RESULT_SENT if calling_tool else CallTrigger.RESPONSE_REQUESTED

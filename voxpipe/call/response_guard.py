@@ -234,6 +234,17 @@ class ResponseGuard:
             self._queue.appendleft(self._last_sent)
         self._clear_active()
 
+    def withdraw(self) -> list[GuardOutput]:
+        """The request just sent was dropped before it went out: the slot is free again.
+
+        For a request that lost its point while it waited in the queue (a filler
+        whose tool call ended meanwhile); sends the next queued request, if any.
+        """
+        if not self._active or self._active_id is not None:
+            return []  # nothing of ours in flight (or it is running already)
+        self._clear_active()
+        return self._send_next()
+
     def flush(self) -> list[GuardOutput]:
         """Send the next queued request if the slot is free (after a reset)."""
         return [] if self._active else self._send_next()
