@@ -11,6 +11,7 @@ microphone and recorder). No tests here.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import math
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from webrtc_peer import EchoLine, HeardAudio, Microphone, _record
 
@@ -42,6 +44,18 @@ class OaiPeer:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """The events of one type, in order."""
         return [e for e in self.events if e.get("type") == kind]
+
+    def arrived_since(self, kind: str, since_ms: float) -> list[dict[str, Any]]:
+        """Events of one type that arrived at or after ``since_ms`` (monotonic ms)."""
+        return [e for t, e in self.event_arrivals if t >= since_ms and e.get("type") == kind]
+
+    def loud_ms_since(self, since_ms: float, threshold: float = 0.02) -> float:
+        """Milliseconds of loud bot audio among the 20 ms frames that arrived since ``since_ms``."""
+        arrivals = list(self.heard.arrivals_ms)
+        first = bisect.bisect_left(arrivals, since_ms)
+        samples = self.heard.samples()[first * 960 : len(arrivals) * 960]
+        frames = samples[: samples.size // 960 * 960].astype(np.float32).reshape(-1, 960) / 32768
+        return float((np.sqrt((frames**2).mean(axis=1)) > threshold).sum() * 20)
 
     def send(self, event: dict[str, Any]) -> None:
         """A client event over the data channel."""
