@@ -13,14 +13,13 @@ proxy shows what went over the wire, in order.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from delegating_brain import DelegatingBrain
 from fake_openai_supervisor import API_KEY, Role, running_supervisor_chat
 from realtime_calls import compose
 from recording_proxy import RecordingProxy, Relayed, recording_proxy
@@ -32,56 +31,20 @@ from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.delegation import LOCAL_PAIRING_INSTRUCTION
 from voxpipe.processors.observability.timeline import TimelineObserver
 from voxpipe.processors.realtime.delegation import FILLER_INSTRUCTION, realtime_backend
-from voxpipe.realtime_server.effects import BrainOutput, BrainRequest, FunctionCallProduced
 from voxpipe.timeline import EventKind, Timeline
 from voxpipe.transports.file import FileTransport
 from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
-from voxpipe.transports.realtime_server.brains import ScriptedBrain
 
 KEY = "test-key"
 QUESTION = "What is the balance on my account?"
 BACKEND = "You are Acme's accounts expert."
 FILLERS = ("One moment.", "Let me check that.")
-FILLER_PREFIX = FILLER_INSTRUCTION.split("{line}")[0]
 # The test process runs the server, the proxy, the stand-in and the call on one event
 # loop; at load 21-25 on 2 cores a 0.1 s backend was once measured past 700 ms (a filler
 # said, as the rule says for such a wait). 1000 ms keeps the fast wait under it and the
 # 1.5 s one over it.
 THRESHOLD_MS = 1000
 pytestmark = pytest.mark.timeout(300)
-
-
-class DelegatingBrain:
-    """A model that delegates the caller's turn, says what it is told to, relays answers."""
-
-    def __init__(self) -> None:
-        self.said: list[tuple[str, str]] = []  # (response id, what it said)
-        self._relayed: set[str] = set()  # the tool results answered already
-
-    async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
-        return None
-
-    async def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
-        system = str(request.messages[0].get("content") or "")
-        results = [
-            m
-            for m in request.messages
-            if m.get("role") == "tool" and m.get("tool_call_id") not in self._relayed
-        ]
-        if system.startswith(FILLER_PREFIX):
-            say = system[len(FILLER_PREFIX) :]
-        elif results:  # a result it has not answered yet: say its answer
-            self._relayed.add(str(results[-1].get("tool_call_id")))
-            say = str(json.loads(results[-1]["content"]).get("answer") or "Sorry.")
-        else:
-            call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_OID, request.response_id).hex[:16]
-            self.said.append((request.response_id, ""))
-            yield FunctionCallProduced("delegate", json.dumps({"request": QUESTION}), call_id)
-            return
-        self.said.append((request.response_id, say))
-        speaker = ScriptedBrain([say], pace=2.0)
-        async for output in speaker.respond(dataclasses.replace(request, turn_index=0)):
-            yield output
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
@@ -116,7 +79,7 @@ async def test_the_realtime_model_delegates_and_fills_only_a_long_wait(
 ) -> None:
     recording = tmp_path / "caller.wav"
     compose(make_speech, [1500, QUESTION, 12_000], recording)
-    brain = DelegatingBrain()
+    brain = DelegatingBrain(QUESTION)
     settings = DelegationSettings(DelegateBackend.OPENAI, THRESHOLD_MS, FILLERS, BACKEND)
     timeline = Timeline()
     async with (
@@ -233,7 +196,7 @@ async def test_voxpipe_call_delegates_on_the_realtime_path_worded_anew_each_wait
     recording = tmp_path / "caller.wav"
     compose(make_speech, [1500, QUESTION, 9000, "And when is my next bill due?", 10_000], recording)
     out = tmp_path / "out"
-    brain = DelegatingBrain()
+    brain = DelegatingBrain(QUESTION)
     async with (
         running_supervisor_chat(backend_delay_s=1.5) as chat,
         running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv,
