@@ -14,8 +14,18 @@ from typing import Any
 
 import pytest
 from browser import in_loopback_netns, launch_browser
-from test_serve_browser import SpokenAhead, connected_call, microphone, on_page, say_once
+from test_serve_browser import (
+    SpokenAhead,
+    connected_call,
+    loud_ms,
+    microphone,
+    on_page,
+    page_recording,
+    say_once,
+)
 
+from voxpipe.engines import WhisperEngine
+from voxpipe.guardrails import DenyPolicy
 from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.transports.realtime_server import (
     ScriptedBrain,
@@ -86,3 +96,56 @@ async def test_the_page_calls_the_provider_and_the_sideband_answers_its_tool(
     assert "response.function_call_arguments.done" in names  # the page saw the call...
     assert "output_audio_buffer.started" in names  # ...and heard the answer on the track
     assert [t["name"] for t in report["tool_calls"]] == ["lookup_hours"]
+
+
+UNSAFE = "We open at nine on Saturday morning. The staff password is swordfish."
+CLEARED = "window.voxpipe.events.some((e) => e.name === 'output_audio_buffer.cleared')"
+
+
+@pytest.mark.timeout(240)
+@in_loopback_netns
+async def test_a_guardrail_trip_on_the_sideband_keeps_the_words_off_the_pages_audio(
+    make_speech: Any, tmp_path: Path
+) -> None:
+    """The sideband scans the transcript, which runs ahead of the audio, and cancels the reply;
+    the page heard its safe start and never the unsafe words (its captions do show the
+    transcript: the provider sends it to both legs)."""
+    mic = tmp_path / "mic.wav"
+    firsts, _ = microphone(make_speech, mic, QUESTION, None)
+    voice = await SpokenAhead.speaking([UNSAFE])
+    brain = ScriptedBrain([UNSAFE], voice=voice, pace=2.0)
+    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
+        direct = DirectConfig(
+            provider_http=srv.http_base_url,
+            provider_ws=srv.ws_base_url,
+            api_key=KEY,
+            policies=[DenyPolicy(words=["password", "swordfish"])],
+            record_dir=tmp_path / "calls",
+        )
+        config = ServeConfig(call=LiveCallSpec(), direct=direct)
+        async with running_serve(config) as serve, launch_browser(mic) as browser:
+            srv.server.config = dataclasses.replace(srv.server.config, allowed_origins=(serve.url,))
+            call_id = await connected_call(browser, serve.url, muted=True)
+            await say_once(browser, firsts)
+            await on_page(browser, CLEARED, 120, "the reply was not cut")
+            # Played out: the page's recording quiet for 2 s after the cut.
+            await on_page(
+                browser,
+                "(r => r && r.soundAt !== null && r.samples - r.soundUntil > 2 * r.rate)"
+                "(window.voxpipe.recording)",
+                60,
+                "the cut reply did not stop playing",
+            )
+            audio, rate = await page_recording(browser)
+            page = await browser.evaluate("window.voxpipe")
+            report = serve.app.direct.calls[call_id].control.report() if serve.app.direct else {}
+            await browser.evaluate("window.voxpipe.hangup()")
+    assert page["errors"] == []
+    assert [t["policy"] for t in report["guardrail_trips"]] == ["deny"]
+    names = [e["name"] for e in page["events"]]
+    assert "conversation.item.truncated" in names
+    heard = WhisperEngine().transcribe((audio * 32767).astype("<i2").tobytes(), rate).lower()
+    assert "password" not in heard and "swordfish" not in heard, heard
+    # The safe start was played (and no more than the first sentence's worth of audio).
+    first_sentence = b"".join(voice.synthesize("We open at nine on Saturday morning."))
+    assert 300 <= loud_ms(audio, rate) <= len(first_sentence) / 2 / voice.sample_rate * 1000 + 500
