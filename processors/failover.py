@@ -448,7 +448,7 @@ class FailoverBrain(BrainSwitch):
         branch reach its relay first (within ``CATCH_UP_S``); then the relay's
         uncommitted and held audio goes into the chained branch, in the
         caller's format and frame size (the VAD reads one window per frame),
-        from shortly before its first speech (:func:`unfinished_turn`: not
+        from 3 s before its first speech (:func:`unfinished_turn`: not
         the quiet since the last committed turn), and the held live frames
         after it: the caller's turn reaches the chained VAD and STT whole and
         in order. The VAD and turn-taking count the caller's audio, not the

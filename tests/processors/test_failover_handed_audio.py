@@ -54,7 +54,7 @@ async def test_the_relay_audio_of_a_realtime_session_is_read_at_the_callers_rate
     make_speech: Any,
 ) -> None:
     # The relay holds 24 kHz PCM16; the caller's frames are 16 kHz, as the chained VAD reads.
-    path = make_speech("Hello there.", rate=24_000, lead_ms=3_000, tail_ms=200)
+    path = make_speech("Hello there.", rate=24_000, lead_ms=6_000, tail_ms=200)
     pcm24 = sf.read(str(path), dtype="int16")[0]
     chunks = [pcm24[i : i + 480].tobytes() for i in range(0, pcm24.size, 480)]
     frames = await caller_frames(chunks, AudioFormat.PCM16_24K, RATE, 640)

@@ -139,9 +139,11 @@ class UserAudioRelay:
         return bytes_to_ms(n_bytes, self._fmt)
 
 
-# Audio kept ahead of the first voiced window when a turn is handed over: the VAD that
-# takes it needs some quiet before the onset to start cleanly (pipecat's start_secs 0.2).
-HAND_PRE_ROLL_MS = 500
+# Audio kept ahead of the first voiced window when a turn is handed over: the VAD and STT
+# that take it need quiet before the onset (the STT keeps ~1 s before the VAD's start, and
+# the VAD's volume smoothing settles on it). With 500 ms the chained brain once heard only
+# "of Italy. Please." of "What is the capital of Italy, please?" at load 19.
+HAND_PRE_ROLL_MS = 3_000
 
 
 def unfinished_turn_start_ms(
