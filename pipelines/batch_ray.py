@@ -224,15 +224,18 @@ class RayBackend:
 
     async def _rejoin(self, actor: Any) -> None:
         revived = asyncio.create_task(self._revive(actor))
-        # No room for it (its node gone, the rest busy) means it waits: say so now and then.
-        while not revived.done():
-            done, _ = await asyncio.wait({revived}, timeout=REVIVE_NOTICE_S)
-            if not done:
-                logger.warning(
-                    "batch: a lost Ray worker ({} CPUs) is still not back; the cluster may "
-                    "have no room for it. The other workers go on.",
-                    self._cpus,
-                )
+        try:
+            # No room for it (its node gone, the rest busy) means it waits: say so now and then.
+            while not revived.done():
+                done, _ = await asyncio.wait({revived}, timeout=REVIVE_NOTICE_S)
+                if not done:
+                    logger.warning(
+                        "batch: a lost Ray worker ({} CPUs) is still not back; the cluster "
+                        "may have no room for it. The other workers go on.",
+                        self._cpus,
+                    )
+        finally:  # closing: the revival stops with it, so no replacement outlives the pool
+            revived.cancel()
         self._idle.put_nowait(revived.result())
 
     async def _revive(self, actor: Any) -> Any:
