@@ -19,7 +19,9 @@ pipecat private names it touches, and why (pipecat 1.14 has no public hook):
   per-session state, reset when a session is dropped (its ``_disconnect``
   would also tear down the service) and cleared when a response is cut.
 - ``_llm_needs_conversation_setup``: cleared when the call comes back from
-  the fallback brain, whose session is seeded from the call's record.
+  the fallback brain, whose session is seeded from the call's record, and
+  before any response once the call holds a conversation (the core says
+  which: ``CreateResponse.set_up_conversation``).
 - ``_create_response``: pipecat calls it for the initial context and for tool
   results; routed through the core, which decides when a response may start.
 - ``_send_session_update``: the core asks for a new ``session.update`` after
@@ -504,6 +506,11 @@ class RealtimeService(OpenAIRealtimeLLMService):
             logger.error(f"{self}: {exc}")
             commands = self.call.fail(exc, FailureClass.FATAL, now)
         await self._carry_out(commands, message)
+        if self._llm_needs_conversation_setup and self.call.holds_conversation:
+            # The session holds the conversation now: pipecat's set-up (its context sent
+            # as items before the first response it creates) would send it again, and
+            # until it ran pipecat would drop the messages an application appends.
+            self._llm_needs_conversation_setup = False
 
     async def _carry_out(self, commands: Sequence[Command], message: str | bytes = "") -> None:
         for command in commands:
@@ -524,8 +531,12 @@ class RealtimeService(OpenAIRealtimeLLMService):
                 await self._forward(command.event_type, message)
             case Publish():
                 await self._publish(command.event)
-            case CreateResponse():
+            case CreateResponse(set_up_conversation=fresh):
                 self._response_active = False  # the core decided; pipecat must not hold it back
+                if not fresh:
+                    # The session holds the conversation: pipecat's set-up would send
+                    # the context again, as one more user message with the history.
+                    self._llm_needs_conversation_setup = False
                 await super()._create_response()
             case ResponseAudioEnded():
                 await self.push_frame(TTSStoppedFrame())

@@ -1062,3 +1062,31 @@ def test_rate_limited_responses_are_asked_again_a_bounded_number_of_times() -> N
         now += 200
     assert retries == 4  # max_rate_limit_retries, then the caller's next turn asks anew
     assert call.machine.state is CallState.LISTENING
+
+
+def _create(commands: list[Command]) -> CreateResponse:
+    [create] = [c for c in commands if isinstance(c, CreateResponse)]
+    return create
+
+
+def test_only_a_call_with_no_conversation_yet_sends_the_applications_context() -> None:
+    # The application speaks first (a greeting): its context goes in before the response.
+    call = run(CONNECT)
+    assert not call.holds_conversation
+    assert _create(
+        call.response_wanted(ResponseReason.APPLICATION, "greet", 40)
+    ).set_up_conversation
+
+    # The server's VAD answered the caller first: the session holds the conversation, so
+    # the response voxpipe asks for next (a tool result's) sends no context again. It did:
+    # pipecat's set-up put the whole history in as one more user message (handoff test).
+    call = run(CONNECT + SERVER_TURN)
+    assert call.holds_conversation
+    call.server_event(_event(done("resp_1", items=("item_1",))), 2100)
+    asked = call.response_wanted(ResponseReason.TOOL_RESULT, "tool", 2200)
+    assert not _create(asked).set_up_conversation
+
+    # A committed caller turn alone is a conversation too.
+    call = run(CONNECT)
+    call.server_event(_event(committed("user_1")), 50)
+    assert call.holds_conversation

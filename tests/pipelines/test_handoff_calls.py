@@ -181,6 +181,11 @@ def _check_the_wire(proxy: RecordingProxy, billing_response: str) -> None:
             and m.body["item"].get("call_id") == call_id
         ),
     )
+    # The session holds the conversation already: voxpipe adds tool outputs to it and
+    # never the whole history again (pipecat's conversation set-up, on the first
+    # response voxpipe asked for itself, sent it as one more user message).
+    items = [m.body["item"] for m in wire if m.from_client and m.type == "conversation.item.create"]
+    assert [i["type"] for i in items] == ["function_call_output"] * len(items), items
     between = [m for m in wire[call_at:output_at] if m.from_client]
     updates = [m for m in between if m.type == "session.update"]
     assert len(updates) == 1, [m.type for m in between]

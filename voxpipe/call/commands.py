@@ -25,9 +25,16 @@ class SendEvent:
 
 @dataclasses.dataclass(frozen=True)
 class CreateResponse:
-    """Send ``response.create`` for ``request``, with the conversation set up first if needed."""
+    """Send ``response.create`` for ``request``.
+
+    ``set_up_conversation``: the call holds no conversation yet (no caller turn,
+    no response), so the application's context goes in first (pipecat's
+    conversation set-up). Once the session holds the conversation, sending the
+    context again would put the whole history in a second time.
+    """
 
     request: ResponseRequest
+    set_up_conversation: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -747,7 +747,17 @@ class RealtimeCall(SessionLifecycle):
                 pass  # the caller's new turn makes its own response
         return out
 
+    @property
+    def holds_conversation(self) -> bool:
+        """The call has a conversation: a caller turn was committed or a response begun.
+
+        From then on the session holds what was said (a new session is seeded from
+        the record), so the application's context is never sent into it again.
+        """
+        return self._response_seq > 0 or self.record.user_turns_committed > 0
+
     def _begin_response(self, request: ResponseRequest, now_ms: int) -> list[Command]:
+        fresh = not self.holds_conversation
         self._response_seq += 1
         calling_tool = self.machine.state is CallState.CALLING_TOOL
         out: list[Command] = [Publish(ResponseRequested(request.reason, queued=False))]
@@ -764,7 +774,8 @@ class RealtimeCall(SessionLifecycle):
         # A filler is said while the tool still runs: the call stays CALLING_TOOL (its
         # audio plays there, as a line said before a call does) until the result is sent.
         if request.instructions is None:
-            return [*out, CreateResponse(request)]  # an ordinary reply to the conversation
+            # An ordinary reply to the conversation.
+            return [*out, CreateResponse(request, set_up_conversation=fresh)]
         # A line to say as given: audio out, response-level instructions.
         create = ResponseCreateEvent.model_validate(
             {
