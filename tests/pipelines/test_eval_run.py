@@ -309,16 +309,14 @@ def test_repeat_reports_a_pass_rate_and_min_pass_rate_sets_the_exit_code(tmp_pat
     path = tmp_path / "outcomes.yaml"
     path.write_text(TWO_OUTCOMES)
     out = tmp_path / "out"
-    half = _voxpipe_eval(str(path), "--repeat", "2", "--min-pass-rate", "0.5", "--out", str(out))
+    half = _voxpipe_eval(str(path), "--repeat", "3", "--min-pass-rate", "0.5", "--out", str(out))
     assert half.returncode == 0, half.stderr[-2000:]
-    assert "pass rate 50% (2/4 calls)" in half.stdout
-    assert "2/2" in half.stdout and "0/2" in half.stdout  # per scenario, over the repeats
+    assert "pass rate 50% (3/6 calls)" in half.stdout
+    assert "3/3" in half.stdout and "0/3" in half.stdout  # per scenario, over the repeats
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["scenario"], r["attempt"], r["verdict"]) for r in rows) == [
-        ("outcomes/fails", 1, "fail"),
-        ("outcomes/fails", 2, "fail"),
-        ("outcomes/passes", 1, "pass"),
-        ("outcomes/passes", 2, "pass"),
+        *[("outcomes/fails", n, "fail") for n in (1, 2, 3)],
+        *[("outcomes/passes", n, "pass") for n in (1, 2, 3)],
     ]
     assert {r["failing_kind"] for r in rows if r["verdict"] == "fail"} == {"text"}
     strict = _voxpipe_eval(str(path), "--min-pass-rate", "0.6", "--out", str(tmp_path / "o2"))

@@ -28,6 +28,11 @@ from voxpipe.timeline import EventKind
 DEFAULT_WITHIN_MS = 60_000  # pipecat's default budget for an expectation
 DEFAULT_STOP_WITHIN_MS = 1_500  # a barge-in: the bot's audio stops within this of the line
 WORD_SLACK = 1  # a word cut mid-way may count as heard on one side and not the other
+# The context may fall this many words short of what was heard (never more over it):
+# under load the cut's position lags the audio by up to ~500 ms (heard 7, kept 5 at
+# load 7.4-8.8, 1 call in 15). A dropped heard word costs a repeated word; an unheard
+# word kept is the bug this check is for (the bot believes it said what nobody heard).
+SHORT_SLACK = 2
 
 
 class CheckKind(enum.Enum):
@@ -339,7 +344,7 @@ def _truncation(exp: Expectation, turn: int, record: CallRecord, cut_reply: Span
     if kept is None:
         return _check(CheckKind.BARGE_IN, turn, exp, False, "no context after the cut")
     words = kept.split()
-    ok = abs(len(words) - len(heard)) <= WORD_SLACK
+    ok = -SHORT_SLACK <= len(words) - len(heard) <= WORD_SLACK
     evidence = (
         f"the caller heard {len(heard)} words; the context kept {len(words)}: {kept!r} "
         f"(truncated at {cut[0].data.get('audio_end_ms')} ms)"
