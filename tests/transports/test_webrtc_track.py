@@ -102,12 +102,38 @@ async def test_after_the_reply_a_late_track_waits_once_then_fills_silence() -> N
     assert waited >= 0.2
 
 
+class OnTimeClock:
+    """Reads 1 ms before the track's next frame is due: never behind, whatever the load.
+
+    (With the wall clock, a loaded machine that stalled the loop past a frame's time
+    put the track behind, and the one wait it then made at the reply's end was right:
+    fc20 saw it at load ~20.)
+    """
+
+    def __init__(self) -> None:
+        self.track: SteadyAudioTrack | None = None
+
+    def __call__(self) -> float:
+        if self.track is None:
+            return 0.0  # the track's start
+        return self.track._timestamp / RATE - 0.001
+
+
 async def test_on_time_the_track_keeps_its_clock() -> None:
-    """Not behind: a frame every 10 ms, as pipecat's, and no waiting for the writer."""
+    """Not behind: each frame waits for its time, as pipecat's, and never for the writer."""
+    clock = OnTimeClock()
+    track = SteadyAudioTrack(RATE, clock=clock)
+    clock.track = track
+    track.add_audio_bytes(CHUNK * 5)
+    sent = await send(track, 20)
+    assert sent == [True] * 10 + [False] * 10
+    assert track.grace_waits == 0
+
+
+async def test_on_the_wall_clock_the_track_sends_a_frame_every_10_ms() -> None:
     track = SteadyAudioTrack(RATE)
     track.add_audio_bytes(CHUNK * 5)
     started = time.monotonic()
     sent = await send(track, 20)
     assert sent == [True] * 10 + [False] * 10
     assert time.monotonic() - started >= 0.18  # 19 frames after the first, 10 ms each
-    assert track.grace_waits == 0
