@@ -62,6 +62,8 @@ def test_batch_answers_every_question_and_reports_every_bad_file(
 
     stt = WhisperEngine()
     wers = []
+    replies = {}
+    heard = {}
     for stem, text in QUESTIONS.items():
         result = json.loads((out / f"{stem}.json").read_text())
         wers.append(word_error_rate(text, result["transcript"]))
@@ -71,9 +73,19 @@ def test_batch_answers_every_question_and_reports_every_bad_file(
         )
         reply, rate = sf.read(str(out / f"{stem}.reply.wav"), dtype="int16")
         assert len(reply) / rate > 0.5
-        spoken = stt.transcribe(reply.tobytes(), rate)
-        assert word_error_rate(result["reply"], spoken) < 0.3, (result["reply"], spoken)
+        replies[stem] = result["reply"]
+        heard[stem] = stt.transcribe(reply.tobytes(), rate)
     assert sum(wers) / len(wers) < 0.1, wers
+    # Each reply.wav speaks its own reply, whole. The listener is tiny.en on Piper's
+    # sampled voice, which varies run to run: "The capital city of Japan is Tokyo." was
+    # heard as "... japanese tokyo" in 17 of 30 renderings (2 of 7 words wrong) and once
+    # as "... japanese tocho" (3 of 7, a CI failure at the old per-reply limit of 0.3).
+    # So: no farther from its own reply than from another file's, and at most half its words
+    # misheard (a truncated or garbled reply misses more).
+    for stem, spoken in heard.items():
+        distance = {other: word_error_rate(text, spoken) for other, text in replies.items()}
+        assert distance[stem] == min(distance.values()), (stem, spoken, replies)
+        assert distance[stem] <= 0.5, (replies[stem], spoken)
     assert "3 ok, 4 failed" in capsys.readouterr().out
 
     # Resumable: a second run skips what is done, keeps it, and redoes nothing.
