@@ -177,6 +177,22 @@ class EphemeralTokenProvider:
                 return usable
             return await self._mint_locked()
 
+    async def fresh(self) -> Secret:
+        """A secret with more than the refresh margin left, for a session started later (a
+        page's call): the current one, or one minted now if its refresh is due."""
+        if self._fatal is not None:
+            raise self._fatal
+        fresh = self.policy.fresh(self._clock())
+        if fresh is not None:
+            return fresh
+        async with self._lock:
+            fresh = self.policy.fresh(self._clock())
+            if fresh is not None:  # minted while we waited for the lock
+                return fresh
+            secret = await self._mint_locked()
+        self._wake.set()  # the background schedule follows the new secret
+        return secret
+
     async def refresh(self) -> Secret:
         """Mint a new secret now, e.g. after a 401 on connect."""
         async with self._lock:

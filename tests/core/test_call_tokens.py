@@ -50,6 +50,29 @@ def test_usable_until_expiry() -> None:
     assert policy.usable(T0 + 60_000) is None
 
 
+def test_a_fresh_secret_is_never_one_whose_refresh_is_due() -> None:
+    """What a page starting a call later gets: the current secret until 30 s before it
+    expires, then nothing (mint first), though it could still start a session."""
+    policy = TokenRotationPolicy()
+    assert policy.fresh(T0) is None  # nothing minted yet
+    first = Secret("ek_1", T0 + 120_000)
+    policy.on_minted(first, T0)
+    assert policy.fresh(T0 + 89_999) is first
+    assert policy.fresh(T0 + 90_000) is None  # due: 30 s left
+    assert policy.usable(T0 + 90_000) is first  # a reconnect now could still use it
+    assert policy.fresh(T0 + 130_000) is None  # expired
+    second = Secret("ek_2", T0 + 250_000)
+    policy.on_minted(second, T0 + 130_000)
+    assert policy.fresh(T0 + 130_000) is second
+
+
+def test_a_static_key_is_always_fresh() -> None:
+    policy = TokenRotationPolicy(TokenMode.STATIC)
+    key = Secret("sk-1", None)
+    policy.on_minted(key, T0)
+    assert policy.fresh(T0 + 10**9) is key
+
+
 @pytest.mark.parametrize(
     ("failures", "expected_delays_s"),
     [(1, [1]), (3, [1, 2, 4]), (6, [1, 2, 4, 8, 15, 15])],

@@ -64,3 +64,32 @@ def test_usage_is_priced_and_the_report_has_no_audio() -> None:
     assert float(report["cost_usd"]) > 0
     assert report["mode"] == "direct" and report["audio"].startswith("none")
     assert control.timeline.of(EventKind.COST)
+
+
+def test_a_replacing_call_is_seeded_with_what_was_said_and_never_a_tripped_reply() -> None:
+    control = SidebandControl(tools=frozenset(), policies=[DenyPolicy(words=["swordfish"])])
+    assert control.seed("Be brief.", 0) == []  # nothing said yet: nothing to seed
+    heard = "conversation.item.input_audio_transcription.completed"
+    control.on_event({"type": heard, "item_id": "i1", "transcript": "When do you open?"}, 10)
+    said = {"type": "response.output_audio_transcript.done", "response_id": "r1"}
+    control.on_event({**said, "item_id": "i2", "transcript": "At nine."}, 20)
+    control.on_event({"type": heard, "item_id": "i3", "transcript": "And the password?"}, 30)
+    delta = {"type": "response.output_audio_transcript.delta", "response_id": "r2"}
+    control.on_event({**delta, "delta": "It is swordfish."}, 40)  # tripped
+    control.on_event({**said, "response_id": "r2", "transcript": "It is swordfish."}, 50)
+    [update] = control.seed("Be brief.", 60)
+    assert update.event["type"] == "session.update"
+    instructions = update.event["session"]["instructions"]
+    assert instructions.startswith("Be brief.")
+    assert "user: When do you open?" in instructions and "assistant: At nine." in instructions
+    assert "user: And the password?" in instructions and "swordfish" not in instructions
+    assert control.timeline.of(EventKind.RECONNECT)
+
+
+def test_a_sideband_blip_is_on_the_timeline_and_in_the_report() -> None:
+    control = SidebandControl(tools=frozenset())
+    assert control.report()["sideband_reconnects"] == 0
+    control.reconnected(1_000, attempt=2)
+    assert control.report()["sideband_reconnects"] == 1
+    [event] = control.timeline.of(EventKind.RECONNECT)
+    assert event.data == {"leg": "sideband", "attempt": 2}

@@ -9,13 +9,18 @@ no audio passes through voxpipe.
 
 Routes (added to ``voxpipe serve``'s app):
 
-- ``POST /api/direct/secret``: a fresh ``ek_`` secret bound to the agent's
+- ``POST /api/direct/secret``: an ``ek_`` secret bound to the agent's
   session configuration (instructions, tool schemas, voice), valid
-  ``secret_ttl_s`` (60-300 s), plus the provider's calls URL. The page asks
-  again for a reconnect (a new one, 30 s before the old one expires).
-- ``POST /api/direct/calls`` ``{"call_id": "rtc_..."}``: the page's call id,
-  from the provider's ``Location``; voxpipe opens the sideband with its own
-  key (the sideband takes no ephemeral secret). 404 if the provider knows no such call.
+  ``secret_ttl_s`` (60-300 s), plus the provider's calls URL. voxpipe keeps
+  one ready (:class:`~voxpipe.transports.tokens.EphemeralTokenProvider`) and
+  mints the next 30 s before it expires, so a page's call or reconnect never
+  waits for minting and never gets a secret about to lapse.
+- ``POST /api/direct/calls`` ``{"call_id": "rtc_...", "previous"?: "rtc_..."}``:
+  the page's call id, from the provider's ``Location``; voxpipe opens the
+  sideband with its own key (the sideband takes no ephemeral secret). 404 if
+  the provider knows no such call. ``previous``: the call this one replaces
+  (the page reconnected with a fresh secret); the new session is seeded with
+  the summary of what was said on it.
 - ``GET /api/direct/calls/<call_id>``: the call's report so far.
 
 The sideband reconnects on its own blips (an abnormal close) without touching
@@ -39,12 +44,13 @@ from aiohttp import web
 from loguru import logger
 
 from voxpipe.call.sideband import RunTool, SendEvent, SidebandCommand, SidebandControl
-from voxpipe.errors import ConfigError
+from voxpipe.errors import ConfigError, FatalProviderError, TokenRotationError
 from voxpipe.guardrails.policy import IncrementalScanner
+from voxpipe.transports.tokens import EphemeralTokenProvider, wall_clock_ms
 
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 MIN_TTL_S, MAX_TTL_S = 60, 300
-RECONNECTS = 5
+RECONNECTS = 5  # tries per blip
 CALL_ID = re.compile(r"rtc_[A-Za-z0-9_-]{4,128}")
 
 
@@ -64,8 +70,15 @@ class DirectConfig:
     policies: Sequence[IncrementalScanner] = ()
     secret_ttl_s: int = 120
     record_dir: Path | None = None
+    clock_ms: Callable[[], int] = wall_clock_ms
+    """Epoch ms, for the secrets' expiry (tests pass the provider's clock)."""
 
     def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ConfigError(
+                "direct mode needs the provider's server key",
+                hint="set OPENAI_API_KEY: it mints the page's secrets and opens the sideband",
+            )
         if not MIN_TTL_S <= self.secret_ttl_s <= MAX_TTL_S:
             raise ConfigError(
                 f"secret_ttl_s must be {MIN_TTL_S} to {MAX_TTL_S} s, not {self.secret_ttl_s}"
@@ -75,9 +88,10 @@ class DirectConfig:
 class SidebandCall:
     """One direct call's sideband: reads its events, carries out the control's commands."""
 
-    def __init__(self, config: DirectConfig, call_id: str) -> None:
+    def __init__(self, config: DirectConfig, call_id: str, seed: Sequence[SendEvent] = ()) -> None:
         self.config = config
         self.call_id = call_id
+        self.seed = list(seed)
         self.control = SidebandControl(
             tools=frozenset(config.tools),
             policies=config.policies,
@@ -102,12 +116,14 @@ class SidebandCall:
         """Serve the call until the provider ends it; reconnect on a blip."""
         self.control.attached(self.now_ms(), self.call_id)
         current: aiohttp.ClientWebSocketResponse | None = ws
+        self._ws = ws
         try:
+            await self._carry_out(self.seed)
             while current is not None:
                 self._ws = current
                 await self._read(current)
-                if current.close_code in (1000, 1001) or self.reconnects >= RECONNECTS:
-                    return
+                if current.close_code in (1000, 1001):
+                    return  # the call ended (or the provider is going away)
                 current = await self._reconnect(http)
         finally:
             for task in list(self._tools):
@@ -118,9 +134,9 @@ class SidebandCall:
     async def _reconnect(
         self, http: aiohttp.ClientSession
     ) -> aiohttp.ClientWebSocketResponse | None:
-        while self.reconnects < RECONNECTS:
-            self.reconnects += 1
-            await asyncio.sleep(0.2 * 2**self.reconnects)
+        """Up to ``RECONNECTS`` tries per blip, backing off; None when the call is over."""
+        for attempt in range(1, RECONNECTS + 1):
+            await asyncio.sleep(0.2 * 2**attempt)
             try:
                 ws = await self.open(http)
             except aiohttp.WSServerHandshakeError as exc:
@@ -129,8 +145,11 @@ class SidebandCall:
                 continue
             except aiohttp.ClientError:
                 continue
+            self.reconnects += 1
             logger.info("direct call {}: sideband reconnected", self.call_id)
+            self.control.reconnected(self.now_ms(), attempt)
             return ws
+        logger.error("direct call {}: the sideband could not reconnect", self.call_id)
         return None
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -186,6 +205,7 @@ class DirectCalls:
     def __init__(self, config: DirectConfig) -> None:
         self.config = config
         self.calls: dict[str, SidebandCall] = {}
+        self.secrets: EphemeralTokenProvider | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -200,27 +220,40 @@ class DirectCalls:
             self._http = aiohttp.ClientSession()
         return self._http
 
+    async def _secrets(self) -> EphemeralTokenProvider:
+        if self.secrets is None:
+            self.secrets = EphemeralTokenProvider(
+                f"{self.config.provider_http}/realtime/client_secrets",
+                self.config.api_key or "",
+                self.config.secret_ttl_s,
+                session_config=self.config.session,
+                http=self._session(),
+                clock_ms=self.config.clock_ms,
+            )
+            await self.secrets.start()  # the first mint, and the refresh ahead of expiry
+        return self.secrets
+
     async def secret(self, request: web.Request) -> web.Response:
-        """Mint a short-lived secret for the page, bound to the agent's session."""
-        body = {
-            "expires_after": {"anchor": "created_at", "seconds": self.config.secret_ttl_s},
-            "session": self.config.session,
-        }
-        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-        url = f"{self.config.provider_http}/realtime/client_secrets"
+        """A short-lived secret for the page, bound to the agent's session, with more than the
+        refresh margin (30 s) left; while minting fails, the current one if it has not expired."""
         try:
-            async with self._session().post(url, json=body, headers=headers) as resp:
-                minted = await resp.json()
-                if resp.status != 200:
-                    logger.error("direct: the provider refused a secret: {}", minted)
-                    return web.json_response({"error": "secret_refused"}, status=502)
-        except aiohttp.ClientError as exc:
-            logger.error("direct: the provider is unreachable: {!r}", exc)
-            return web.json_response({"error": "provider_unreachable"}, status=502)
+            provider = await self._secrets()
+            minted = await provider.fresh()
+        except FatalProviderError as exc:
+            logger.error("direct: the provider refused a secret: {}", exc.message)
+            return web.json_response({"error": "secret_refused"}, status=502)
+        except TokenRotationError as exc:
+            still = self.secrets.policy.usable(self.config.clock_ms()) if self.secrets else None
+            if still is None:
+                logger.error("direct: no secret from the provider: {}", exc.message)
+                return web.json_response({"error": "provider_unreachable"}, status=502)
+            logger.warning("direct: minting failed, the current secret goes: {}", exc.message)
+            minted = still
+        expires_at = None if minted.expires_at_ms is None else minted.expires_at_ms // 1000
         return web.json_response(
             {
-                "value": minted["value"],
-                "expires_at": minted["expires_at"],
+                "value": minted.value,
+                "expires_at": expires_at,
                 "calls_url": f"{self.config.provider_http}/realtime/calls",
             }
         )
@@ -236,7 +269,12 @@ class DirectCalls:
             return web.json_response({"error": "invalid_call_id"}, status=400)
         if call_id in self.calls:
             return web.json_response({"call_id": call_id, "attached": True})
-        call = SidebandCall(self.config, call_id)
+        previous = self.calls.get(str(body.get("previous") or ""))
+        seed: list[SendEvent] = []
+        if previous is not None:  # the page's new call carries the old one's conversation on
+            base = str(self.config.session.get("instructions") or "")
+            seed = previous.control.seed(base, previous.now_ms())
+        call = SidebandCall(self.config, call_id, seed)
         try:
             ws = await call.open(self._session())
         except aiohttp.WSServerHandshakeError as exc:
@@ -250,7 +288,7 @@ class DirectCalls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         logger.info("direct call {}: sideband attached", call_id)
-        return web.json_response({"call_id": call_id, "attached": True})
+        return web.json_response({"call_id": call_id, "attached": True, "seeded": bool(seed)})
 
     async def report(self, request: web.Request) -> web.Response:
         call = self.calls.get(request.match_info["call_id"])
@@ -264,5 +302,7 @@ class DirectCalls:
         if self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait(set(self._tasks), timeout=2.0)
+        if self.secrets is not None:
+            await self.secrets.aclose()
         if self._http is not None:
             await self._http.close()

@@ -14,7 +14,10 @@ sees, with time passed in:
   and clears the provider's output buffer, which cuts the audio and
   truncates the item to what was played, before the unsafe words are spoken;
 - the timeline, usage-based cost (:class:`~voxpipe.observability.cost.CostLedger`)
-  and rate limits are recorded from the events, as for a relayed call.
+  and rate limits are recorded from the events, as for a relayed call;
+- the conversation (the caller's transcripts, the replies not cut by a
+  guardrail) is kept, so a new call that replaces this one (the page
+  reconnected with a fresh secret) starts from its summary (:meth:`SidebandControl.seed`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxpipe.call.rollover import Role, Turn, build_seed
 from voxpipe.guardrails.policy import IncrementalScanner
 from voxpipe.observability.cost import CostLedger
 from voxpipe.timeline import EventKind, Timeline
@@ -66,6 +70,8 @@ class SidebandControl:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     trips: list[dict[str, Any]] = field(default_factory=list)
     rate_limits: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    sideband_reconnects: int = 0
     _replies: dict[str, _Reply] = field(default_factory=dict)
     _tool_started: dict[str, float] = field(default_factory=dict)
 
@@ -76,6 +82,11 @@ class SidebandControl:
         """The sideband is on the call."""
         self.timeline.add(now_ms, EventKind.CALL_STARTED, call_id=call_id, mode="direct")
 
+    def reconnected(self, now_ms: float, attempt: int) -> None:
+        """The sideband came back after a blip (the page's media never stopped)."""
+        self.sideband_reconnects += 1
+        self.timeline.add(now_ms, EventKind.RECONNECT, leg="sideband", attempt=attempt)
+
     def on_event(self, event: Mapping[str, Any], now_ms: float) -> list[SidebandCommand]:
         """One server event seen on the sideband; the commands it calls for."""
         kind = event.get("type")
@@ -84,7 +95,9 @@ class SidebandControl:
         elif kind == "input_audio_buffer.speech_stopped":
             self.timeline.add(now_ms, EventKind.SERVER_SPEECH_STOPPED)
         elif kind == "conversation.item.input_audio_transcription.completed":
-            self.timeline.add(now_ms, EventKind.USER_TRANSCRIPT, text=event.get("transcript", ""))
+            text = str(event.get("transcript", ""))
+            self.timeline.add(now_ms, EventKind.USER_TRANSCRIPT, text=text)
+            self.turns.append(Turn(Role.USER, text, _str_or_none(event.get("item_id"))))
         elif kind == "response.created":
             self.timeline.add(now_ms, EventKind.RESPONSE_CREATED, response_id=_response_id(event))
         elif kind == "output_audio_buffer.started":
@@ -105,6 +118,11 @@ class SidebandControl:
         elif kind == "response.output_audio_transcript.delta":
             response_id = str(event.get("response_id", ""))
             return self._scan(response_id, str(event.get("delta", "")), now_ms)
+        elif kind == "response.output_audio_transcript.done":
+            reply = self._replies.get(str(event.get("response_id", "")))
+            if reply is None or not reply.tripped:  # a guardrail's cut is never seeded
+                text = str(event.get("transcript", ""))
+                self.turns.append(Turn(Role.ASSISTANT, text, _str_or_none(event.get("item_id"))))
         elif kind == "response.function_call_arguments.done":
             return self._tool_call(event, now_ms)
         elif kind == "response.done":
@@ -160,6 +178,16 @@ class SidebandControl:
         self.timeline.add(now_ms, EventKind.COST, response_id=response_id, usd=str(cost.usd))
         self._replies.pop(response_id, None)
 
+    def seed(self, base_instructions: str, now_ms: float) -> list[SendEvent]:
+        """The session update that starts a call replacing this one from its conversation's
+        summary (nothing if nothing was said)."""
+        if not any(turn.text.strip() for turn in self.turns):
+            return []
+        instructions = build_seed(self.turns, keep_verbatim_turns=0).instructions(base_instructions)
+        self.timeline.add(now_ms, EventKind.RECONNECT, leg="call", seeded_turns=len(self.turns))
+        session = {"type": "realtime", "instructions": instructions}
+        return [SendEvent({"type": "session.update", "session": session})]
+
     def report(self) -> dict[str, Any]:
         """The call's report: what the sideband saw (no audio: it never reached voxpipe)."""
         total = self.ledger.total
@@ -173,12 +201,17 @@ class SidebandControl:
             "tool_calls": list(self.tool_calls),
             "guardrail_trips": list(self.trips),
             "rate_limit_updates": len(self.rate_limits),
+            "sideband_reconnects": self.sideband_reconnects,
         }
 
 
 def _response_id(event: Mapping[str, Any]) -> str:
     response = event.get("response") or {}
     return str(response.get("id", ""))
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _token_kinds() -> list[Any]:

@@ -122,6 +122,18 @@ class TokenRotationPolicy:
             return None
         return self._secret
 
+    def fresh(self, now_ms: int) -> Secret | None:
+        """The secret to hand someone who starts a session with it later (a page's call, a
+        reconnect), or None if the driver must mint first: once the refresh is due (30 s before
+        expiry by default) the old secret is never handed out, even if the background refresh
+        has not run yet (a loaded loop, a clock that jumped)."""
+        if self.mode is TokenMode.STATIC:
+            return self._secret
+        secret = self.usable(now_ms)
+        if secret is None or self.due(now_ms):
+            return None
+        return secret
+
     def on_minted(self, secret: Secret, now_ms: int) -> SecretRotated:
         """Record a fresh secret (or set the static key)."""
         self._secret = secret

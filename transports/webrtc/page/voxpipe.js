@@ -45,7 +45,10 @@
  * api/direct/secret for a short-lived provider secret, POSTs its offer to the provider's
  * /realtime/calls itself, opens the "oai-events" channel (the provider's Realtime events:
  * captions come from its transcripts), and tells the server its call id (api/direct/calls),
- * so the server can run the call's tools and guardrails over the provider's sideband.
+ * so the server can run the call's tools and guardrails over the provider's sideband. The
+ * provider cannot rejoin a call: a lost connection (or rejoin()) makes a new call with a fresh
+ * secret, and tells the server the call it replaces ("previous"), whose conversation it seeds
+ * the new one with. voxpipe.secretExpiries lists each secret's expires_at (never its value).
  * Test options: ?dsp=0 turns echo cancellation, noise suppression and auto gain off;
  * ?echo_db=-20 mixes the agent's audio back into the microphone at that level (a speakerphone);
  * ?record=1 records what the caller hears of the agent (voxpipe.recordedWav()).
@@ -144,6 +147,7 @@
     requestedPlayouts: [], // the reports sent in answer to playout_request: where cuts stopped
     playoutDelayMs: 0,
     refused: null, // the last refused offer: {status, code, message}
+    secretExpiries: [], // direct mode: expires_at (epoch s) of each provider secret used
     recording: null, // ?record=1: {rate, samples, soundUntil, soundAt, startedAt}
     times: {}, // ms since the page loaded, per moment (started, micReady, answered, <state>)
   };
@@ -250,9 +254,10 @@
     resumeToken = answer.resume ?? null;
   }
 
-  async function connectDirect() {
+  async function connectDirect(previous = null) {
     setState(State.CONNECTING);
     const secret = await postJson("api/direct/secret", {});
+    keep(vp.secretExpiries, secret.expires_at);
     const pc = new RTCPeerConnection({ iceServers });
     const current = (leg = { pc, dc: null, timers: [], grace: null, direct: true });
     const track = mic.stream.getAudioTracks()[0];
@@ -284,7 +289,9 @@
     await pc.setRemoteDescription({ type: "answer", sdp: text });
     vp.times.answered = clock();
     vp.callId = (response.headers.get("location") || "").split("/").pop() || null;
-    await postJson("api/direct/calls", { call_id: vp.callId });
+    if (previous) vp.resumed = false; // a new call, seeded by the server
+    await postJson("api/direct/calls", previous ? { call_id: vp.callId, previous }
+      : { call_id: vp.callId });
   }
 
   async function postJson(url, body) {
@@ -343,6 +350,7 @@
 
   async function rejoin(reason = "a rejoin was asked for") {
     if (vp.state !== State.CONNECTING && vp.state !== State.CONNECTED) return;
+    if (direct) return rejoinDirect(reason);
     if (!resumeToken) {
       return failCall("rejoin", new Error(`${reason}, and the server gave no resume token`));
     }
@@ -367,6 +375,30 @@
       }
     }
     failCall("rejoin", new Error(`${reason}, and the call could not be rejoined`));
+  }
+
+  async function rejoinDirect(reason) {
+    if (++rejoinsUnconnected > MAX_REJOINS_UNCONNECTED) {
+      const tries = MAX_REJOINS_UNCONNECTED;
+      return failCall("rejoin", new Error(`${reason}, and ${tries} new calls never connected`));
+    }
+    const previous = vp.callId;
+    setState(State.RECONNECTING);
+    vp.counters.rejoins += 1;
+    closeLeg();
+    for (const delay of REJOIN_DELAYS_MS) {
+      await sleep(delay);
+      if (vp.state !== State.RECONNECTING) return; // hung up meanwhile
+      try {
+        await connectDirect(previous);
+        return;
+      } catch (err) {
+        noteError("rejoin", err);
+        closeLeg();
+        if (vp.state === State.CONNECTING) setState(State.RECONNECTING);
+      }
+    }
+    failCall("rejoin", new Error(`${reason}, and no new call could be made`));
   }
 
   function hangup() {
