@@ -32,6 +32,7 @@ from loguru import logger
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 
+from voxpipe.agents import AgentsConfig
 from voxpipe.call.failover import FailoverConfig
 from voxpipe.delegation import DelegationSettings
 from voxpipe.echo import EchoGuardConfig
@@ -111,6 +112,8 @@ class LiveCallSpec:
     slots: ChainedSlots | None = None
     # [delegate]: the voice model hands hard turns to a backend, a filler covering the wait.
     delegate: DelegationSettings | None = None
+    # start + [agents.<name>]: the start agent takes each call, transfer tools hand it on.
+    agents: AgentsConfig | None = None
 
 
 class LiveCall:
@@ -146,6 +149,7 @@ class LiveCall:
             fallback=spec.fallback,
             slots=spec.slots,
             delegate=spec.delegate,
+            agents=spec.agents,
         )
         self.instruments = instrument(
             transport.now_ms,

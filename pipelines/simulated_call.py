@@ -25,7 +25,7 @@ from pipecat.observers.base_observer import BaseObserver
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
-from voxpipe.agents import BrainPath
+from voxpipe.agents import AgentsConfig, AgentsConfigError, AgentsProblem, BrainPath
 from voxpipe.call.failover import FailoverConfig
 from voxpipe.delegation import DelegationSettings, check_delegation
 from voxpipe.errors import ConfigError
@@ -74,6 +74,8 @@ class CallSpec:
     metrics: VoxpipeMetrics | None = None
     # [delegate]: the voice model hands hard turns to a backend, a filler covering the wait.
     delegate: DelegationSettings | None = None
+    # start + [agents.<name>]: the start agent takes the call, transfer tools hand it on.
+    agents: AgentsConfig | None = None
 
 
 @dataclass
@@ -99,6 +101,7 @@ def build_call_graph(
     slots: ChainedSlots | None = None,
     fallback: FailoverConfig | None = None,
     delegate: DelegationSettings | None = None,
+    agents: AgentsConfig | None = None,
 ) -> VoiceGraph:
     """The graph of one call in ``mode``, the same for a recording and a live caller.
 
@@ -110,6 +113,9 @@ def build_call_graph(
     ``delegate``: the voice model delegates hard turns to a backend
     (:mod:`voxpipe.delegation`); a mode or combination that would not is a
     ``DelegationConfigError`` here, before anything runs.
+    ``agents``: a multi-agent call (``start`` + ``[agents.<name>]``); the start
+    agent's instructions replace ``instructions``. Not beside a fallback brain,
+    which would answer as no agent (an ``AgentsConfigError``).
     """
     check_delegation(
         delegate,
@@ -119,6 +125,14 @@ def build_call_graph(
         fallback=fallback is not None,
         openai_key=True,  # the chained builder checks the key it resolves
     )
+    if fallback is not None and agents is not None:
+        raise AgentsConfigError(
+            AgentsProblem.CANNOT_COMBINE,
+            agents.source,
+            "[agents]",
+            "cannot be combined with a fallback brain: the chained brain taking over a "
+            "failed realtime call would answer as no agent",
+        )
     if fallback is not None:
         return _failover_graph(
             transport,
@@ -141,6 +155,7 @@ def build_call_graph(
             echo_guard=echo_guard,
             slots=slots,
             delegate=delegate,
+            agents=agents,
         )
     from voxpipe.pipelines.realtime import build_realtime_pipeline
     from voxpipe.processors.guardrails.realtime import RealtimeSafeLine
@@ -156,6 +171,7 @@ def build_call_graph(
         api_key=api_key,
         transcribe=True,  # transcript.json shows what the caller said
         delegate=delegate,
+        agents=agents,
     )
     if isinstance(tap, GuardrailTap):
         # On the realtime path the brain itself says the safe line.
@@ -214,6 +230,7 @@ def _spec_graph(transport: FileTransport, spec: CallSpec) -> VoiceGraph:
         slots=spec.slots,
         fallback=spec.fallback,
         delegate=spec.delegate,
+        agents=spec.agents,
     )
 
 

@@ -283,6 +283,8 @@ class AgentsProblem(enum.Enum):
     UNKNOWN_VOICE = "unknown_voice"  # chained: a voice the call's TTS does not have
     BAD_VALUE = "bad_value"  # a value of the wrong type or shape
     UNKNOWN_KEY = "unknown_key"  # a key the agents tables do not know
+    TOOL_NEEDS_HANDLER = "tool_needs_handler"  # a CLI call: the tool has no handler to run
+    CANNOT_COMBINE = "cannot_combine"  # beside a setting that would answer without the agents
 
 
 class AgentsConfigError(ConfigError):

@@ -13,6 +13,11 @@ brain fails (retry budget spent, a fatal error, no reply audio within the
 first-audio deadline) the call goes on through the chained brain.
 ``[delegate]`` in ``--config`` (chained mode): the voice model hands hard turns
 to a backend model and says a filler while a long wait lasts.
+``start`` + ``[agents.<name>]`` in ``--config`` (either mode): the start agent
+takes the call and hands it on through its ``transfer_to_<name>`` tools. An
+agent that lists ``tools`` is refused before the call (the command line has no
+handlers; tools with handlers need the Python API), as is ``[agents]`` beside
+a fallback brain or ``[delegate]``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from voxpipe.cli import summary
+from voxpipe.cli.agents import agents_config
 from voxpipe.cli.delegate import delegate_settings
 from voxpipe.cli.fallback import add_fallback_option, fallback_config
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     agent = load_agent_file(args.config) if args.config is not None else None
     fallback = fallback_config(args.fallback, agent)
     delegate = delegate_settings(agent, args.mode, fallback)  # before anything starts
+    agents = agents_config(agent, args.mode, fallback)  # so are [agents] it cannot run
     spec = CallSpec(
         input_path=args.input,
         out_dir=args.out,
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         slots=slots,
         fallback=fallback,
         delegate=delegate,
+        agents=agents,
     )
     result = asyncio.run(_run(spec, args.brain, args.script, args.metrics_port))
     print_call(result, args.out)

@@ -7,6 +7,8 @@ listens to one participant at a time (the first, or ``--listen-to NAME``),
 and leaves when the last human does (``--stay`` keeps it in the room until
 Ctrl-C or ``--max-secs``). Realtime mode talks to ``--server``, to OpenAI
 when a key is set, or else to an in-process ``voxpipe realtime-server``.
+``start`` + ``[agents.<name>]`` in ``--config`` run as in ``voxpipe call``
+(handoffs only; an agent's ``tools`` need the Python API).
 
 With ``DAILY_API_KEY`` set, ``voxpipe daily --create-room`` creates a private
 room that expires after ``--room-minutes``, prints the link a human opens to
@@ -71,7 +73,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voxpipe.cli.serve import _delegate
+    from voxpipe.cli.serve import _agents, _delegate
     from voxpipe.errors import ConfigError
 
     if args.create_room == (args.room_url is not None):
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.join_timeout <= 0:
         raise ConfigError("--join-timeout must be positive")
     _delegate(args)  # a [delegate] the mode would not carry out fails before joining
+    _agents(args)  # so do [agents] the call could not run
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_daily(args))
     return 0
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _daily(args: argparse.Namespace) -> None:
     from voxpipe.cli.call import server_brain
-    from voxpipe.cli.serve import _agent, _delegate, _slots
+    from voxpipe.cli.serve import _agent, _agents, _delegate, _slots
     from voxpipe.daily.room import EndWhen
     from voxpipe.pipelines.live_call import LiveCallSpec
     from voxpipe.pipelines.simulated_call import Mode, embedded_realtime
@@ -109,6 +112,7 @@ async def _daily(args: argparse.Namespace) -> None:
     spec.record_dir, spec.max_secs = args.record, args.max_secs
     spec.fallback = _fallback(args)
     spec.delegate = _delegate(args)
+    spec.agents = _agents(args)
     if args.config is not None:
         spec.instructions, spec.make_tap = _agent(args.config)
         spec.slots = _slots(args.config)

@@ -17,6 +17,11 @@ API, a short-lived secret from this server) and voxpipe attaches to the call
 over the provider's sideband, where it runs the guardrails, server-side tools,
 timeline, cost and report; no audio passes through voxpipe (``--record``
 writes no ``call.wav``).
+
+``start`` + ``[agents.<name>]`` in ``--config``: every call starts with the
+start agent and hands off through ``transfer_to_<name>`` tools; refused before
+serving when an agent lists ``tools`` (no handlers here: the Python API runs
+them), beside a fallback brain, ``[delegate]`` or ``--direct``.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--overload-lag-ms must be 0 (never) or above")
     guard = echo_guard(args)  # bad flags fail before anything starts
     _delegate(args)  # so does a [delegate] the mode would not carry out
+    _agents(args)  # and [agents] these calls could not run
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args, guard))
     return 0
@@ -186,6 +192,7 @@ async def _serve(args: argparse.Namespace, guard: EchoGuardConfig | None) -> Non
     spec.record_dir = args.record
     spec.fallback = _fallback(args)
     spec.delegate = _delegate(args)
+    spec.agents = _agents(args)
     tokens = None if is_loopback_host(args.host) else CallTokens(server_secret().value)
     brain = None
     embedded = mode is Mode.REALTIME and not (
@@ -324,6 +331,16 @@ def _delegate(args: argparse.Namespace) -> Any:
 
     agent = load_agent_file(args.config) if args.config is not None else None
     return delegate_settings(agent, args.mode, _fallback(args))
+
+
+def _agents(args: argparse.Namespace) -> Any:
+    """``start`` + ``[agents]`` of ``--config``, checked for the mode (``voxpipe.cli.agents``)."""
+    from voxpipe.cli.agents import agents_config
+    from voxpipe.guardrails.config import load_agent_file
+
+    agent = load_agent_file(args.config) if args.config is not None else None
+    direct = bool(getattr(args, "direct", False))  # voxpipe daily has no --direct
+    return agents_config(agent, args.mode, _fallback(args), direct=direct)
 
 
 def _fallback(args: argparse.Namespace) -> Any:
