@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxpipe.observability.agent_report import agent_section
 from voxpipe.observability.brains import brain_section
 from voxpipe.observability.cost import CostLedger
 from voxpipe.observability.latency import LatencyBudget, Segment, summarize
@@ -159,6 +160,7 @@ def build_report(
         "rate_limits": rate_limit_section(ratelimits),
         "brains": brain_section(timeline),
         "slots": slot_section(timeline),
+        "agents": agent_section(timeline),
     }
 
 
@@ -320,6 +322,7 @@ def render_html(report: dict[str, Any], budgets: Sequence[LatencyBudget]) -> str
     parts.append(_rate_limits_html(report["rate_limits"]))
     parts.append(_brains_html(report["brains"]))
     parts.append(_slots_html(report["slots"]))
+    parts.append(_agents_html(report["agents"]))
     parts.append("<h2>Turns</h2>")
     for turn, b in zip(report["turns"][:MAX_CHARTS], budgets, strict=False):
         parts.append(_turn_html(turn, b))
@@ -370,6 +373,32 @@ def _brains_html(section: dict[str, Any]) -> str:
     return (
         "<h2>Brain switches</h2><table><tr><th>at</th><th>from</th><th>to</th>"
         f"<th>reason</th></tr>{rows}</table><p><b>Time on each brain:</b> {spent}</p>"
+    )
+
+
+def _agents_html(section: dict[str, Any]) -> str:
+    if not section["handoffs"] and not section["refused_transfers"]:
+        return ""
+    esc = html.escape
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else esc(str(value))
+
+    rows = "".join(
+        f"<tr><td>{h['at_ms'] / 1000:.1f} s</td><td>{cell(h['from'])}</td>"
+        f"<td>{cell(h['to'])}</td><td>{cell(h['reason'])}</td>"
+        f"<td>{cell(h['kept_turns'])} turns, {cell(h['summary_chars'])} summary chars</td>"
+        f"<td>{cell(h['wait_ms'])} ms{' (barged in)' if h['barged_in'] else ''}</td></tr>"
+        for h in section["handoffs"]
+    )
+    refused = "".join(
+        f"<p class='unknown'>{r['at_ms'] / 1000:.1f} s: agent {cell(r['agent'])} called "
+        f"{cell(r['tool'])}, a transfer it does not have (refused)</p>"
+        for r in section["refused_transfers"]
+    )
+    return (
+        "<h2>Agent handoffs</h2><table><tr><th>at</th><th>from</th><th>to</th><th>why</th>"
+        f"<th>context carried</th><th>until in force</th></tr>{rows}</table>{refused}"
     )
 
 

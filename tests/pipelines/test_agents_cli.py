@@ -122,6 +122,11 @@ async def test_voxpipe_call_hands_the_caller_from_triage_to_billing_on_realtime(
     check_the_handoff(out)
     report = json.loads((out / "report.json").read_text())
     assert report["outcome"]["end"] == "completed", report["outcome"]
+    # The report lists the handoff, from its transfer to the new agent in force.
+    (handoff,) = report["agents"]["handoffs"]
+    assert (handoff["from"], handoff["to"], handoff["reason"]) == ("triage", "billing", REASON)
+    assert handoff["applied_at_ms"] >= handoff["at_ms"], handoff
+    assert "<h2>Agent handoffs</h2>" in (out / "report.html").read_text()
 
 
 @pytest.mark.timeout(600)
