@@ -246,3 +246,31 @@ def test_the_newest_answer_keeps_its_audio_whatever_the_budget(kept_ms: int) -> 
     assert len(s.conversation.get(answer).audio) == 2_000 * BYTES_PER_MS
     assert s.conversation.get(user).audio == bytearray()
     assert s.conversation.get(user).audio_ms == 2_000
+
+
+@pytest.mark.parametrize(
+    ("audio_end_ms", "kept"),
+    [
+        (0, ""),
+        (1, "Our "),  # the first word had begun
+        (1_000, "Our pharmacy opens "),  # 1 s of a 4 s, 10-word sentence: 2.5 words begun
+        (3_999, "Our pharmacy opens at nine in the morning on Saturday. "),
+        (4_000, "Our pharmacy opens at nine in the morning on Saturday. "),
+    ],
+)
+def test_a_sentence_sent_with_its_audio_is_cut_to_the_words_whose_audio_began(
+    audio_end_ms: int, kept: str
+) -> None:
+    # The local engines send a piece's whole text, then its audio: the cut keeps what
+    # had begun playing, not the whole sentence of which the caller heard a word.
+    s = session()
+    created = send(s, {"type": "response.create"})
+    response_id = one(created, "response.created").response.id
+    text = "Our pharmacy opens at nine in the morning on Saturday. "
+    events = s.brain_output(response_id, TextProduced(text), 0)
+    events += s.brain_output(response_id, AudioProduced(bytes(4_000 * BYTES_PER_MS)), 0)
+    item_id = next(str(e.item_id) for e in events if hasattr(e, "item_id"))
+    s.brain_finished(response_id, 0)
+    truncate = {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0}
+    send(s, {**truncate, "audio_end_ms": audio_end_ms})
+    assert retrieve(s, item_id)["content"][0]["transcript"] == kept

@@ -15,6 +15,7 @@ model's 32k-token context (see :mod:`voxpipe.realtime_server.context_window`).
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,10 +260,36 @@ class Conversation:
                 "audio_end_ms",
                 f"Audio content of {record.audio_ms}ms is already shorter than {audio_end_ms}ms",
             )
+        spoken_ms = record.audio_ms
         record.cut_audio(audio_end_ms)
-        record.segments = [s for s in record.segments if s.audio_start_ms < audio_end_ms]
+        record.segments = cut_segments(record.segments, audio_end_ms, spoken_ms)
         record.version += 1
         return record
+
+
+def cut_segments(
+    segments: list[TranscriptSegment], audio_end_ms: int, spoken_ms: int
+) -> list[TranscriptSegment]:
+    """The transcript heard before ``audio_end_ms`` of audio ``spoken_ms`` long.
+
+    A segment the cut falls inside keeps the words whose audio had begun (a
+    brain that sends a sentence's text with its audio, as the local engines do,
+    would otherwise keep a whole sentence of which the caller heard a word),
+    its words taken as evenly spread over its audio; a word-long segment is kept
+    once it began, as before.
+    """
+    kept = [s for s in segments if s.audio_start_ms < audio_end_ms]
+    if not kept:
+        return kept
+    last = kept[-1]
+    following = segments[len(kept)] if len(kept) < len(segments) else None
+    end_ms = following.audio_start_ms if following is not None else spoken_ms
+    if end_ms <= audio_end_ms or end_ms <= last.audio_start_ms:
+        return kept  # the cut is past this segment's audio (or it has none to share)
+    words = last.text.split()
+    share = (audio_end_ms - last.audio_start_ms) / (end_ms - last.audio_start_ms)
+    heard = " ".join(words[: math.ceil(len(words) * share)])
+    return [*kept[:-1], TranscriptSegment(last.audio_start_ms, heard + " " if heard else "")]
 
 
 def call_text(item: Any) -> str:
