@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ from voxpipe.evals.record import (
     RECORD_FILE,
     BrainContext,
     CallRecord,
+    HeardText,
+    Span,
+    bot_track,
+    cut_replies,
+    heard_audio,
     load_record,
     merge_spans,
     record_json,
@@ -48,7 +54,12 @@ from voxpipe.evals.results import CallVerdict
 from voxpipe.evals.scenario import Scenario, Simulation, SimulatorKind
 from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS
 from voxpipe.pipelines.session import CallSession
-from voxpipe.pipelines.simulated_call import Mode, build_call_graph, write_outputs
+from voxpipe.pipelines.simulated_call import (
+    Mode,
+    RealtimeLimits,
+    build_call_graph,
+    write_outputs,
+)
 from voxpipe.processors.observability.inline import InlineObserver
 from voxpipe.processors.observability.report import instrument_call, report_call
 from voxpipe.processors.observability.timeline import TimelineObserver
@@ -57,6 +68,11 @@ from voxpipe.transports.eval_caller import LINE_RATE, EvalCaller
 from voxpipe.transports.file import MonotonicClock
 
 SERVER_KEY = "voxpipe-eval"
+ANSWER_SECS = 30.0
+LOCAL_ANSWER_SECS = 120.0
+# The local brain's limits outlast the caller's wait: a caller who gives up speaks (and
+# cancels the answer) before the call or the server would fail it.
+LIMIT_MARGIN_SECS = 30.0
 
 
 @dataclass
@@ -72,7 +88,10 @@ class EvalOptions:
     brain: str = "scripted"  # the embedded server's brain: "scripted" or "local"
     judge: Judge | None = None
     settle_ms: float = 1_500
-    answer_timeout_secs: float = 30.0
+    # How long the caller waits for an answer before it speaks anyway (the silence is
+    # graded). None: 30 s, or 120 s for the in-process local brain, whose first word
+    # took 24-30 s at load 13 on 2 cores (a caller that gave up at 30 s spoke over it).
+    answer_timeout_secs: float | None = None
     max_call_secs: float = 180.0
     tools: Sequence[Any] | None = None  # None: the demo agent's pharmacy tools
     # Tests swap the caller (for example one whose playback reports lie).
@@ -83,6 +102,12 @@ class EvalOptions:
     simulator: ChatLLM | None = None
     _local_brain: Any = field(default=None, repr=False)
     _voice: Any = field(default=None, repr=False)
+
+    def answer_wait_secs(self, mode: Mode) -> float:
+        """The caller's wait for an answer in ``mode`` (see ``answer_timeout_secs``)."""
+        if self.answer_timeout_secs is not None:
+            return self.answer_timeout_secs
+        return LOCAL_ANSWER_SECS if _slow_brain(mode, self) else ANSWER_SECS
 
 
 class BotText(InlineObserver):
@@ -127,6 +152,29 @@ class RecordingBrain:
         return text
 
 
+class RecordingSpeculativeBrain(RecordingBrain):
+    """:class:`RecordingBrain` for a brain that starts replies early (the local engines):
+    the server still hands it its speculations, and each response's context is noted."""
+
+    def speculate(self, request: Any) -> Any:
+        """The inner brain's speculation (not a response: nothing is noted)."""
+        return self.inner.speculate(request)
+
+    def respond(self, request: Any, speculation: Any = None) -> Any:
+        """The inner brain's response, replaying ``speculation``, after noting its context."""
+        self.contexts.append(BrainContext(self._now(), tuple(request.messages)))
+        return self.inner.respond(request, speculation)
+
+
+def recording(inner: Any, now_ms: Callable[[], float]) -> RecordingBrain:
+    """``inner`` with every response's context noted, speculative or not."""
+    from voxpipe.transports.realtime_server.brains import SpeculativeBrain
+
+    if isinstance(inner, SpeculativeBrain):
+        return RecordingSpeculativeBrain(inner, now_ms)
+    return RecordingBrain(inner, now_ms)
+
+
 async def run_suite(scenarios: Sequence[Scenario], options: EvalOptions) -> list[CallVerdict]:
     """Every scenario in every mode, ``repeat`` times; verdicts in run order."""
     voice = options._voice = options._voice or _Voice()
@@ -166,7 +214,7 @@ async def _call(
     cues = CallerCues(
         [t.send_after for t in scenario.turns] if sim is None else [None] * sim.max_turns,
         settle_ms=options.settle_ms,
-        answer_timeout_ms=options.answer_timeout_secs * 1000,
+        answer_timeout_ms=options.answer_wait_secs(mode) * 1000,
     )
     bot_text = BotText(clock.now_ms)
     persona = None
@@ -190,6 +238,7 @@ async def _call(
             tap=tap,
             server_url=url,
             api_key=key,
+            realtime_limits=_limits(mode, options),
         )
         timeline = Timeline()
         instruments = instrument_call(caller, graph, timeline)
@@ -201,26 +250,49 @@ async def _call(
             with contextlib.suppress(TimeoutError):  # graded as it stands: lines never said
                 await call.run_until_input_ends(
                     quiet_secs=2.5,
-                    answer_timeout_secs=options.answer_timeout_secs,
+                    answer_timeout_secs=options.answer_wait_secs(mode),
                     # A simulated caller's every line waits on its LLM first.
-                    max_secs=options.max_call_secs * (1 if sim is None else 1 + sim.max_turns),
+                    max_secs=_call_budget_secs(scenario, mode, options),
                 )
         ended = clock.now_ms()
         timeline.add(ended, EventKind.CALL_ENDED)
         instruments.finish()
         write_outputs(call_dir, caller, timeline, graph)
         report_call(call_dir, instruments)
+        bot_audio = tuple(merge_spans(caller.bot_chunks))
+        heard_text = None
+        if recorder is not None and options.brain == "local":
+            heard_text = await _heard_text(call_dir, caller, bot_audio, options)
         record = CallRecord(
             lines=tuple(caller.line_spans),
-            bot_audio=tuple(merge_spans(caller.bot_chunks)),
+            bot_audio=bot_audio,
             events=tuple(timeline.events),
             contexts=tuple(recorder.contexts) if recorder is not None else None,
             bot_words=() if recorder is not None and options.brain == "scripted" else None,
             ended_ms=ended,
             bot_text=tuple(bot_text.deltas),
             caller_turns=tuple(persona.turns) if persona is not None else None,
+            heard_text=heard_text,
         )
         (call_dir / RECORD_FILE).write_text(record_json(record, caller.bot_chunks) + "\n")
+
+
+async def _heard_text(
+    call_dir: Path, caller: EvalCaller, bot_audio: Sequence[Span], options: EvalOptions
+) -> tuple[HeardText, ...]:
+    """Each cut reply's audio up to the cut, from ``call.wav``, as the local STT hears it.
+
+    The local voice's words run together (no tone per word to count), so the
+    barge-in grader counts the words of this transcript against the context.
+    """
+    stt = (await _local_brain(options)).engines.stt
+    pcm, rate = await asyncio.to_thread(bot_track, call_dir / "call.wav")
+    heard = []
+    for turn, span in cut_replies(caller.line_spans, bot_audio):
+        audio = heard_audio(pcm, rate, caller.bot_chunks, span)
+        text = await asyncio.to_thread(stt.transcribe, audio, rate) if audio else ""
+        heard.append(HeardText(turn, span, str(text or "").strip()))
+    return tuple(heard)
 
 
 class _PersonaLines:
@@ -289,6 +361,39 @@ async def _simulator(sim: Simulation, options: EvalOptions) -> ChatLLM:
     return OpenAIChat.from_env() or await LocalChat.load()
 
 
+def _limits(mode: Mode, options: EvalOptions) -> RealtimeLimits | None:
+    """The in-process local brain may take as long to answer as the caller waits.
+
+    Its first word comes after Whisper and the local LLM's prompt on shared
+    cores (over 8 s at load 3 with the tools offered, 40 s at load 18): with
+    OpenAI's limits (8 s of no server event, 15 s thinking) the call
+    reconnected mid-answer and the caller never heard one; the server's own
+    30 s brain deadline failed the response (see ``_brain_endpoint``).
+    """
+    if not _slow_brain(mode, options):
+        return None
+    wait_ms = int((options.answer_wait_secs(mode) + LIMIT_MARGIN_SECS) * 1000)
+    return RealtimeLimits(thinking_ms=wait_ms, silent_ms=wait_ms)
+
+
+def _call_budget_secs(scenario: Scenario, mode: Mode, options: EvalOptions) -> float:
+    """How long a call may last: a simulated caller's every line waits on its LLM first,
+    and no call is cut before each of its lines could wait out its answer."""
+    sim = scenario.simulation
+    budget = options.max_call_secs * (1 if sim is None else 1 + sim.max_turns)
+    turns = len(scenario.turns) if sim is None else sim.max_turns
+    return max(budget, (turns + 1) * options.answer_wait_secs(mode))
+
+
+def _slow_brain(mode: Mode, options: EvalOptions) -> bool:
+    """The call's brain is the in-process server on the local engines."""
+    return mode is Mode.REALTIME and not _remote(options) and options.brain == "local"
+
+
+def _remote(options: EvalOptions) -> bool:
+    return bool(options.server_url or options.api_key or os.environ.get("OPENAI_API_KEY"))
+
+
 async def _until_listening(graph: Any, mode: Mode, call: CallSession) -> None:
     """Wait for the realtime brain to listen (a line said while it connects is lost)."""
     if mode is not Mode.REALTIME:
@@ -308,8 +413,7 @@ async def _brain_endpoint(
     scenario: Scenario, mode: Mode, options: EvalOptions, clock: MonotonicClock
 ) -> AsyncIterator[tuple[str | None, str | None, RecordingBrain | None]]:
     """The realtime endpoint: as given, or an in-process server with the scenario's brain."""
-    remote = options.server_url or options.api_key or os.environ.get("OPENAI_API_KEY")
-    if mode is not Mode.REALTIME or remote:
+    if mode is not Mode.REALTIME or _remote(options):
         yield options.server_url, options.api_key, None
         return
     from voxpipe.transports.realtime_server import (
@@ -325,14 +429,16 @@ async def _brain_endpoint(
         inner = ScriptedBrain(script, pace=scenario.brain_pace)
     else:
         inner = await _local_brain(options)
-    recorder = RecordingBrain(inner, clock.now_ms)
-    brain = recorder if options.brain == "scripted" else inner
+    recorder = recording(inner, clock.now_ms)
     faults = [fault_from_json(dict(f)) for f in scenario.server_faults]
     config = ServerConfig(api_key=SERVER_KEY, fault_injection=bool(faults))
-    async with running_realtime_server(config=config, brain=brain) as server:
+    if _slow_brain(mode, options):  # the server waits on the local engines as the caller does
+        wait_s = options.answer_wait_secs(mode) + LIMIT_MARGIN_SECS
+        config = dataclasses.replace(config, brain_deadline_s=wait_s, stt_deadline_s=wait_s)
+    async with running_realtime_server(config=config, brain=recorder) as server:
         for fault in faults:
             server.arm(fault)
-        yield server.realtime_url, SERVER_KEY, recorder if brain is recorder else None
+        yield server.realtime_url, SERVER_KEY, recorder
 
 
 async def _local_brain(options: EvalOptions) -> Any:

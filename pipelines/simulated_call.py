@@ -46,6 +46,25 @@ class Mode(enum.Enum):
     CHAINED = "chained"
 
 
+@dataclass(frozen=True)
+class RealtimeLimits:
+    """How long a realtime brain may think, or go silent mid-response, before the call
+    gives up on it (the defaults suit OpenAI; the local engines on a busy machine
+    take longer to a first word)."""
+
+    thinking_ms: int
+    silent_ms: int
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """``build_realtime_pipeline``'s arguments for these limits."""
+        from voxpipe.call.state import StateTimeouts
+
+        return {
+            "stall_timeout_ms": self.silent_ms,
+            "timeouts": dataclasses.replace(StateTimeouts(), thinking_ms=self.thinking_ms),
+        }
+
+
 @dataclass
 class CallSpec:
     """What to simulate and where to write it."""
@@ -102,6 +121,7 @@ def build_call_graph(
     fallback: FailoverConfig | None = None,
     delegate: DelegationSettings | None = None,
     agents: AgentsConfig | None = None,
+    realtime_limits: RealtimeLimits | None = None,
 ) -> VoiceGraph:
     """The graph of one call in ``mode``, the same for a recording and a live caller.
 
@@ -116,6 +136,8 @@ def build_call_graph(
     ``agents``: a multi-agent call (``start`` + ``[agents.<name>]``); the start
     agent's instructions replace ``instructions``. Not beside a fallback brain,
     which would answer as no agent (an ``AgentsConfigError``).
+    ``realtime_limits``: how long the realtime brain may think or send nothing
+    (a slow brain on purpose, such as the local engines on a busy machine).
     """
     check_delegation(
         delegate,
@@ -172,6 +194,7 @@ def build_call_graph(
         transcribe=True,  # transcript.json shows what the caller said
         delegate=delegate,
         agents=agents,
+        **(realtime_limits.pipeline_kwargs() if realtime_limits is not None else {}),
     )
     if isinstance(tap, GuardrailTap):
         # On the realtime path the brain itself says the safe line.

@@ -13,7 +13,10 @@ from voxpipe.evals.graders import Check, CheckKind, JudgeVerdict, grade
 from voxpipe.evals.record import (
     BrainContext,
     CallRecord,
+    HeardText,
     Span,
+    cut_replies,
+    heard_audio,
     heard_words,
     merge_spans,
     word_spans,
@@ -165,6 +168,32 @@ def test_the_context_may_fall_a_little_short_of_what_was_heard_but_not_run_past_
     assert checks[1].passed is passed, checks[1].evidence
 
 
+@pytest.mark.parametrize(
+    ("kept", "passed"),
+    [
+        ("Our pharmacy opens at 9 in the", True),  # 7 of 8 as the STT heard them
+        ("Our pharmacy opens at nine in the morning on Saturday", False),  # 10: unheard words
+        ("Our pharmacy opens", False),  # 3: heard words dropped
+    ],
+)
+def test_a_real_voices_heard_words_are_counted_from_the_local_stts_transcript(
+    kept: str, passed: bool
+) -> None:
+    # The local voice's words run together: the runner transcribes the heard audio.
+    heard = HeardText(1, Span(1000, 3300), "Our pharmacy opens at 9 in the morning.")
+    record = dataclasses.replace(_barge_in_record(kept), bot_words=None, heard_text=(heard,))
+    scenario = _scenario([], [{"event": "bot_interrupted"}])
+    checks = grade(scenario, record)
+    assert checks[1].passed is passed, checks[1].evidence
+    assert "heard 8 words (the local STT heard 'Our pharmacy" in checks[1].evidence
+
+
+def test_without_a_transcript_a_real_voices_truncation_is_not_graded() -> None:
+    record = dataclasses.replace(_barge_in_record("Our pharmacy"), bot_words=None)
+    checks = grade(_scenario([], [{"event": "bot_interrupted"}]), record)
+    assert checks[1].passed is None and "cannot be counted" in checks[1].evidence
+
+
 def test_barge_in_fails_when_the_bot_talks_on() -> None:
     scenario = _scenario([], [{"event": "bot_interrupted", "stop_within_ms": 500}])
     checks = grade(scenario, _barge_in_record("Our pharmacy opens at nine", stopped_at=4000))
@@ -273,3 +302,18 @@ def test_the_reply_text_is_read_from_the_deltas_when_they_were_recorded() -> Non
     )
     checks = grade(_scenario([{"event": "response", "text_contains": "opens at nine"}]), record)
     assert checks[-1].passed is True and "'Our pharmacy opens at nine'" in checks[-1].evidence
+
+
+def test_the_cut_replies_and_their_heard_audio_are_found_as_the_grader_finds_them() -> None:
+    lines = (Span(0, 1000), Span(3000, 4500), Span(8000, 9000))
+    bot_audio = (Span(1500, 3300), Span(5000, 6000))
+    # The second line cut the first reply; the third came after the second reply ended.
+    assert cut_replies(lines, bot_audio) == [(1, Span(1000, 3300))]
+    rate = 1000  # 1 sample a ms, 2 bytes each: easy to read
+    pcm = b"".join(i.to_bytes(2, "little") for i in range(4000))
+    chunks = [(1500.0, 20.0), (1540.0, 20.0), (5000.0, 20.0)]  # a late chunk left a hole
+    heard = heard_audio(pcm, rate, chunks, Span(1000, 3300))
+    assert len(heard) == 80  # 40 ms heard, end to end
+    assert heard[:2] == (1500).to_bytes(2, "little") and heard[40:42] == (1540).to_bytes(
+        2, "little"
+    )

@@ -333,23 +333,40 @@ def _truncation(exp: Expectation, turn: int, record: CallRecord, cut_reply: Span
     cut = record.of(EventKind.ITEM_TRUNCATED, cut_reply.start_ms, record.ended_ms + 1)
     if not cut:
         return _check(CheckKind.BARGE_IN, turn, exp, False, "the reply was never truncated")
-    if record.bot_words is None or record.contexts is None:
+    heard = _heard_count(turn, record, cut_reply)
+    if heard is None or record.contexts is None:
         why = "the voice's words cannot be counted" if record.contexts else "no brain context"
         return _check(CheckKind.BARGE_IN, turn, exp, None, f"truncation not graded: {why}")
-    # The cut reply began after the caller's previous line (a stretch of its audio can
-    # be split by a late chunk under load, so not from the stretch's own start).
-    since = record.lines[turn - 1].end_ms if turn > 0 else 0.0
-    heard = [w for w in record.bot_words if since <= w.start_ms < cut_reply.end_ms]
+    count, how = heard
     kept = _kept_text(record.contexts, cut[0].t_ms)
     if kept is None:
         return _check(CheckKind.BARGE_IN, turn, exp, False, "no context after the cut")
-    words = kept.split()
-    ok = -SHORT_SLACK <= len(words) - len(heard) <= WORD_SLACK
+    words = _words(kept) if record.bot_words is None else kept.split()
+    ok = -SHORT_SLACK <= len(words) - count <= WORD_SLACK
     evidence = (
-        f"the caller heard {len(heard)} words; the context kept {len(words)}: {kept!r} "
+        f"the caller heard {count} words{how}; the context kept {len(words)}: {kept!r} "
         f"(truncated at {cut[0].data.get('audio_end_ms')} ms)"
     )
     return _check(CheckKind.BARGE_IN, turn, exp, ok, evidence)
+
+
+def _heard_count(turn: int, record: CallRecord, cut_reply: Span) -> tuple[int, str] | None:
+    """How many words of the cut reply the caller heard, and how they were counted."""
+    if record.bot_words is not None:
+        # The cut reply began after the caller's previous line (a stretch of its audio can
+        # be split by a late chunk under load, so not from the stretch's own start).
+        since = record.lines[turn - 1].end_ms if turn > 0 else 0.0
+        return len([w for w in record.bot_words if since <= w.start_ms < cut_reply.end_ms]), ""
+    heard = next((h for h in record.heard_text or () if h.turn == turn), None)
+    if heard is None:
+        return None
+    return len(_words(heard.text)), f" (the local STT heard {heard.text!r})"
+
+
+def _words(text: str) -> list[str]:
+    """Words of a transcript or a reply, a number's digits as one ('10-15': two), so the
+    STT's '9' and the reply's '9' count alike; punctuation is not a word."""
+    return re.findall(r"[A-Za-z']+|\d+", text)
 
 
 def _kept_text(contexts: tuple[BrainContext, ...], cut_ms: float) -> str | None:

@@ -45,6 +45,16 @@ class BrainContext:
 
 
 @dataclass(frozen=True)
+class HeardText:
+    """A cut reply's audio up to the cut, as the local STT heard it (a real voice's words
+    run together, so they are counted from their transcript)."""
+
+    turn: int  # the caller's line that cut the reply (0-based)
+    span: Span  # the bot audio transcribed: from the previous line's end to the cut
+    text: str
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One eval call, on the call's clock (ms from the transport's origin)."""
 
@@ -56,6 +66,7 @@ class CallRecord:
     ended_ms: float = 0.0
     bot_text: tuple[tuple[float, str], ...] | None = None  # (t_ms, delta); None: not recorded
     caller_turns: tuple[CallerTurn, ...] | None = None  # a simulated caller's, turn by turn
+    heard_text: tuple[HeardText, ...] | None = None  # None: the words are not transcribed
 
     def text_between(self, start_ms: float, end_ms: float) -> str:
         """What the bot said (its transcript) between two moments."""
@@ -163,6 +174,40 @@ def heard_words(pcm16: bytes, rate: int, chunks: Sequence[tuple[float, float]]) 
     return [Span(on_call_clock(w.start_ms), on_call_clock(w.end_ms)) for w in words]
 
 
+def heard_audio(
+    pcm16: bytes, rate: int, chunks: Sequence[tuple[float, float]], span: Span
+) -> bytes:
+    """The bot audio the caller heard within ``span``: its chunks end to end, as played.
+
+    A chunk played late leaves a hole in ``call.wav`` that is not in what was
+    heard; laid end to end, as in :func:`heard_words`.
+    """
+    width, pieces = 2, []
+    for at_ms, duration_ms in sorted(chunks):
+        if span.start_ms <= at_ms < span.end_ms:
+            begin = int(at_ms * rate / 1000) * width
+            size = round(duration_ms * rate / 1000) * width
+            pieces.append(pcm16[begin : begin + size].ljust(size, b"\0"))
+    return b"".join(pieces)
+
+
+def cut_replies(lines: Sequence[Span], bot_audio: Sequence[Span]) -> list[tuple[int, Span]]:
+    """(turn, heard span) of each reply a caller's line cut into, as the barge-in grader
+    finds it: from the end of the line before to the end of the stretch it cut."""
+    cuts = []
+    for turn in range(1, len(lines)):
+        line = lines[turn]
+        cut = next((s for s in bot_audio if s.start_ms <= line.start_ms < s.end_ms + 100), None)
+        if cut is not None:
+            cuts.append((turn, Span(lines[turn - 1].end_ms, cut.end_ms)))
+    return cuts
+
+
+def bot_track(path: Path) -> tuple[bytes, int]:
+    """The bot's channel of ``call.wav`` (PCM16) and its rate."""
+    return _bot_track(path)
+
+
 def record_json(record: CallRecord, chunks: Sequence[tuple[float, float]] = ()) -> str:
     """What :func:`load_record` reads back (besides the timeline and the recording)."""
     return json.dumps(
@@ -182,6 +227,12 @@ def record_json(record: CallRecord, chunks: Sequence[tuple[float, float]] = ()) 
             "caller_turns": None
             if record.caller_turns is None
             else [t.as_dict() for t in record.caller_turns],
+            "heard_text": None
+            if record.heard_text is None
+            else [
+                {"turn": h.turn, "span": [h.span.start_ms, h.span.end_ms], "text": h.text}
+                for h in record.heard_text
+            ],
         },
         indent=1,
         default=str,
@@ -212,6 +263,11 @@ def load_record(call_dir: Path) -> CallRecord:
         caller_turns=None
         if data.get("caller_turns") is None
         else tuple(CallerTurn.from_dict(t) for t in data["caller_turns"]),
+        heard_text=None
+        if data.get("heard_text") is None
+        else tuple(
+            HeardText(int(h["turn"]), Span(*h["span"]), str(h["text"])) for h in data["heard_text"]
+        ),
     )
 
 
