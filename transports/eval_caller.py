@@ -2,8 +2,9 @@
 
 The lines (16 kHz PCM16, synthesised by the local TTS or read from a
 recording) are played paced, with live-line silence between them; when each
-begins is decided by :class:`~voxpipe.evals.caller.CallerCues` from the bot's
-audio as this transport writes it. A simulated caller's lines are not known
+begins is decided by its cues (:class:`~voxpipe.evals.caller.LineCues`): in an
+eval :class:`~voxpipe.evals.caller.CallerCues`, from the bot's audio as this
+transport writes it; in a test, the test's own cue. A simulated caller's lines are not known
 ahead: ``next_line`` makes each when it is due (an LLM answers the bot, the
 voice speaks it) while the line carries silence, and returns None to hang up.
 Everything else is the file transport's: the clock, capture stamps, playback
@@ -21,7 +22,7 @@ from typing import Any
 
 from pipecat.transports.base_transport import TransportParams
 
-from voxpipe.evals.caller import CallerCues
+from voxpipe.evals.caller import LineCues
 from voxpipe.evals.record import Span
 from voxpipe.transports.audio_file import DecodedAudio
 from voxpipe.transports.file import CHUNK_MS, FileInputTransport, FileTransport
@@ -60,6 +61,10 @@ class _LinesInput(FileInputTransport):
         super().__init__(caller, params, **kwargs)
         self._caller = caller
 
+    async def _push(self, pcm: bytes, offset_ms: float) -> None:
+        await super()._push(pcm, offset_ms)
+        self._caller.sent_ms = offset_ms + CHUNK_MS
+
     async def _play(self) -> None:
         c = self._caller
         step = self.sample_rate * 2 * CHUNK_MS // 1000
@@ -80,6 +85,7 @@ class _LinesInput(FileInputTransport):
                 break
             pcm = made + bytes(-len(made) % step)
             start = c.input_started_ms + offset_ms
+            c.line_starts.append(start)
             for at in range(0, len(pcm), step):
                 await self._push(pcm[at : at + step], offset_ms)
                 offset_ms += CHUNK_MS
@@ -98,7 +104,7 @@ class EvalCaller(FileTransport):
     def __init__(
         self,
         pcm_lines: Sequence[bytes],
-        cues: CallerCues,
+        cues: LineCues,
         *,
         next_line: Callable[[int], Awaitable[bytes | None]] | None = None,
         **kwargs: Any,
@@ -108,7 +114,9 @@ class EvalCaller(FileTransport):
         self.pcm_lines = list(pcm_lines)
         self._next_line = next_line
         self.cues = cues
-        self.line_spans: list[Span] = []
+        self.line_spans: list[Span] = []  # each line said, on the call's clock
+        self.line_starts: list[float] = []  # where each line began (before it ends)
+        self.sent_ms = 0.0  # the caller's audio sent so far (ms since its input began)
         self.bot_chunks: list[tuple[float, float]] = []
         params = TransportParams(
             audio_in_enabled=True,

@@ -14,8 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from voxpipe.evals.scenario import CueEvent, SendAfter
+
+
+class LineCues(Protocol):
+    """What a paced caller asks before each line: the driver feeds it, then asks ``due``.
+
+    :class:`CallerCues` waits on the bot as a person does; a test may cue
+    each line itself (``tests/support/cued_caller.py``).
+    """
+
+    next_line: int
+
+    @property
+    def done(self) -> bool: ...
+
+    def due(self, now_ms: float) -> bool: ...
+
+    def bot_audio(self, at_ms: float, duration_ms: float) -> None: ...
+
+    def line_said(self, end_ms: float) -> None: ...
+
+    def hang_up(self) -> None: ...
 
 
 @dataclass
