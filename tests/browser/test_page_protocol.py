@@ -211,7 +211,12 @@ async def test_a_call_reports_playout_shows_captions_and_hangs_up() -> None:
         assert all(r["rtp"] is not None for r in reports)
         assert abs(reports[-1]["now"] - time.time() * 1000) < 1000
         assert 0 <= reports[-1]["now"] - reports[-1]["ssrc_ts"] < 1000
-        assert 46 < _rate(reports) < 50  # Opus: 48 RTP ticks per ms played out (48.0 here)
+        # Opus's RTP clock is 48 kHz (RFC 7587): 48 ticks per ms played out (48.0 on a quiet
+        # machine). The slope is the server's sending pace as the page received it, so a
+        # sender starved of CPU falls behind: 45.8 in a fresh-clone run at load ~10 with a
+        # busy core. The bounds tell 48 kHz from a report in another unit (24 kHz audio,
+        # 16 kHz, ms), not a loaded machine's pace from a quiet one's.
+        assert 40 < _rate(reports) < 56
         assert 0 < reports[-1]["delay_ms"] < 500  # audio device delay after that (30 ms here)
         assert peer.pings >= 1
 
