@@ -84,6 +84,7 @@ class LlamaEngine:
         *,
         n_ctx: int = 4096,
         n_threads: int = 2,
+        n_threads_batch: int | None = None,
         seed: int | None = None,
     ) -> None:
         from llama_cpp import Llama
@@ -95,9 +96,18 @@ class LlamaEngine:
         # reply depends on N). A fixed seed samples every generation alike, so one prompt
         # gets one reply in whichever process asks it (``voxpipe batch``'s backends agree).
         self.seed = seed
+        # n_threads decodes one token at a time (the reply); n_threads_batch evaluates
+        # many at once (the prompt, a prefill). None: llama-cpp-python's default, every core.
         self._llm = Llama(
-            model_path=str(self.model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+            model_path=str(self.model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads_batch,
+            verbose=False,
         )
+        self.n_threads: int = self._llm.n_threads
+        self.n_threads_batch: int = self._llm.n_threads_batch
+        self._threads_applied = (self.n_threads, self.n_threads_batch)
         self._format = Jinja2ChatFormatter(
             self._llm.metadata["tokenizer.chat_template"],
             eos_token="<|im_end|>",
@@ -106,6 +116,21 @@ class LlamaEngine:
         )
         self._lock = threading.Lock()
         self.generations: list[GenerationStats] = []  # the latest few, for profiling
+
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        """Use these thread counts from the next generation or prefill on.
+
+        A generation already running keeps its threads: llama.cpp's context is
+        only touched from the thread that holds the engine's lock.
+        """
+        self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch or n_threads
+
+    def _apply_threads(self) -> None:
+        wanted = (self.n_threads, self.n_threads_batch)
+        if wanted != self._threads_applied:
+            self._llm._ctx.set_n_threads(*wanted)
+            self._threads_applied = wanted
 
     def _render(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
         prompt: str = self._format(messages=chat, tools=tools).prompt  # type: ignore[arg-type]
@@ -201,6 +226,7 @@ class LlamaEngine:
         if not self._lock.acquire(blocking=False):
             return 0
         try:
+            self._apply_threads()
             prompt = self._fitted(chat, tools if offer_tools else None, PREFILL_MAX_TOKENS)
             tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
             cached = _common_prefix(self._llm._input_ids.tolist(), tokens)
@@ -257,6 +283,7 @@ class LlamaEngine:
         stop: threading.Event | None,
         usage: GenerationUsage | None = None,
     ) -> Iterator[str]:
+        self._apply_threads()
         tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
         cached = _common_prefix(self._llm._input_ids.tolist(), tokens)
         if usage is not None:

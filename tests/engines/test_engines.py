@@ -184,3 +184,28 @@ def test_the_cut_stays_put_across_turns_so_the_prefix_cache_holds(
     # The same oldest message kept in each: only the tail differs.
     first_kept = [p[p.index("Note number") : p.index("Note number") + 16] for p in prompts]
     assert len(set(first_kept)) == 1
+
+
+def test_thread_counts_reach_llama_cpp_at_the_next_generation(
+    small_context_llm: eng.LlamaEngine,
+) -> None:
+    from llama_cpp import llama_n_threads, llama_n_threads_batch
+
+    llm = small_context_llm
+    ctx = llm._llm.ctx
+    built = (llm.n_threads, llm.n_threads_batch)
+    assert (llama_n_threads(ctx), llama_n_threads_batch(ctx)) == built
+    chat = [SYSTEM, {"role": "user", "content": "What is the capital of Italy?"}]
+    try:
+        wanted = (2, 1) if built != (2, 1) else (1, 2)
+        llm.set_threads(*wanted)
+        # Not while a generation could be running: only when the next one starts.
+        assert (llama_n_threads(ctx), llama_n_threads_batch(ctx)) == built
+        text = "".join(c.text for c in llm.stream_chat(chat, max_tokens=20))
+        assert "rome" in text.lower()
+        assert (llama_n_threads(ctx), llama_n_threads_batch(ctx)) == wanted
+        llm.set_threads(1)  # batch: the same as decode
+        assert llm.prefill([SYSTEM, {"role": "user", "content": "And of Spain?"}]) > 0
+        assert (llama_n_threads(ctx), llama_n_threads_batch(ctx)) == (1, 1)
+    finally:
+        llm.set_threads(*built)
