@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from voxpipe.call.recovery import BackoffConfig
 from voxpipe.cli import main
 from voxpipe.pipelines import demo_agent
 from voxpipe.pipelines.simulated_call import CallSpec, Mode, simulate_call
@@ -172,7 +173,11 @@ def test_a_call_that_ends_while_its_brain_still_reconnects_says_why(
         for line in _lines(out)
         if line["type"] == "reconnect" and line["phase"] == "reconnecting"
     ]
-    assert 1 <= len(failures) < 6  # the call ended before the budget was spent
+    # The call ended before the budget was spent: its 6 reconnects (max_consecutive) may
+    # all have begun (the 7th failure gives up, 4-8 s after the 6th with the default
+    # backoff); fc4 saw the 6th at 4.9 s on a loaded machine. The outcome below says
+    # which way it ended.
+    assert 1 <= len(failures) <= BackoffConfig().max_consecutive
     attempts = f"{len(failures)} connection attempt{'' if len(failures) == 1 else 's'}"
     reason = (
         f"the call ended before the brain connected: {attempts} failed"
