@@ -10,20 +10,22 @@ said, no call reconnected and no response failed while the local brain
 thought, and the checks that do not depend on the model's wording pass: no
 guardrail tripped on a benign turn, and when the bot spoke before the caller
 gave up waiting (120 s), the barge-in stopped it and the context kept no more
-words than the caller heard (counted from ``call.wav`` by the local STT).
+words than the caller heard (counted from ``call.wav`` by the local STT; a
+context short of that count is left to the grader's verdict, see below).
 No timing is asserted beyond the scenarios' own generous limits.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from voxpipe.cli import main
-from voxpipe.evals.graders import CheckKind, grade
+from voxpipe.evals.graders import WORD_SLACK, CheckKind, grade
 from voxpipe.evals.record import load_record
 from voxpipe.evals.scenario import load_scenarios
 from voxpipe.timeline import EventKind
@@ -100,9 +102,18 @@ def test_the_shipped_suite_runs_on_the_local_brain(
         assert [c["evidence"] for c in barge] == ["the bot was not speaking"], told
     else:
         # The barge-in: the bot was cut, stopped within the limit, and its context kept
-        # no unheard words (graded: the local STT counted the words that were heard).
-        assert len(barge) == 2 and all(c["passed"] is True for c in barge), told
-        assert "local STT heard" in barge[1]["evidence"], told
+        # no unheard words (the local STT counted the words that were heard). Only that
+        # direction is asserted: the STT's count runs over at the cut, as Whisper completes
+        # a word cut mid-way and may go on with the sentence (fc4: kept "I'm sorry, but I
+        # don't have", 6 words, at 2028 ms; heard "I'm sorry, but I don't have access to
+        # it.", 9), so a context short of it is the grader's verdict to give, not a bug.
+        stop, truncation = barge
+        assert stop["passed"] is True, told
+        assert "local STT heard" in truncation["evidence"], told
+        counts = re.search(r"heard (\d+) words.*the context kept (\d+):", truncation["evidence"])
+        assert counts is not None, told
+        heard, kept = (int(n) for n in counts.groups())
+        assert 0 < kept <= heard + WORD_SLACK, told
     # No guardrail trips on a benign question.
     benign = _checks(by_name["pharmacy_hours/saturday"], CheckKind.GUARDRAIL, 1)
     assert [c["passed"] for c in benign] == [True], told
