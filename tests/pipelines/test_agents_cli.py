@@ -214,8 +214,9 @@ async def test_voxpipe_serve_gives_each_webrtc_call_the_files_agents(
 @pytest.mark.xfail(
     strict=False,
     reason="quarantined: fc5 (a782eef, busy core) timed out after 120 s waiting for billing's "
-    "response (green 5 of 6 runs); cause not diagnosed, suspected the human's second line said "
-    "over triage's greeting",
+    "response (green 5 of 6 runs); not reproduced since: 25 runs with three busy cores, and the "
+    "second line said at 11 offsets from 800 ms before to 2,200 ms after the greeting began; a "
+    "failure now reports the answered responses and the call's timeline",
 )
 @pytest.mark.timeout(600)
 async def test_voxpipe_daily_gives_its_call_the_files_agents(
@@ -241,7 +242,15 @@ async def test_voxpipe_daily_gives_its_call_the_files_agents(
                 alice.say(_pcm(make_speech, CALLER[1]))
                 await until(lambda: len(brain.answered) >= 1, 60, "triage's greeting")
                 alice.say(_pcm(make_speech, CALLER[3]))
-                await until(lambda: len(brain.answered) >= 3, 120, "billing's response")
+                try:
+                    await until(lambda: len(brain.answered) >= 3, 120, "billing's response")
+                except AssertionError as stuck:
+                    # What the call went through, so a rare failure can be diagnosed.
+                    answered = [(a.response_id, a.agent) for a in brain.answered]
+                    tail = call.call.timeline.jsonl().splitlines()[-60:]
+                    raise AssertionError(
+                        f"{stuck}; answered {answered}; timeline:\n" + "\n".join(tail)
+                    ) from None
             finally:
                 call.end()
                 await asyncio.wait_for(asyncio.shield(task), 30)
