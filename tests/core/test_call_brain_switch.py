@@ -1,21 +1,21 @@
 """The BRAIN_SWITCHING phase: the realtime call lets go of the call for the chained brain.
 
-Scripts in the style of ``test_call_realtime.py`` (its helpers are reused):
+Scripts of ``tests/support/call_script.py``:
 each step an input at a time and the commands that come out.
 """
 
 from __future__ import annotations
 
 import pytest
-from test_call_realtime import (
+from call_script import (
     CONNECT,
     SERVER_TURN,
     SPEAKING,
-    _event,
     audio,
     describe,
     done,
     error,
+    event_of,
     interrupt,
     new_call,
     played,
@@ -94,9 +94,10 @@ def test_no_response_starts_while_the_brains_change_hands(trigger: CallTrigger) 
 
 def test_a_switch_mid_reply_cancels_it_keeps_the_heard_words_and_owes_the_answer() -> None:
     call = run([*CONNECT, *SERVER_TURN])
-    call.server_event(_event(transcribed("user_1", "When do you open on Saturday?")), 2030)
+    call.server_event(event_of(transcribed("user_1", "When do you open on Saturday?")), 2030)
     call.server_event(
-        _event(words("resp_1", "item_1", "one two three four five six seven eight nine ten")), 2050
+        event_of(words("resp_1", "item_1", "one two three four five six seven eight nine ten")),
+        2050,
     )
     run(
         [
@@ -122,7 +123,7 @@ def test_a_switch_mid_reply_cancels_it_keeps_the_heard_words_and_owes_the_answer
     assert call.reask_owed
     # Late events of the closed session change nothing; the cut reply never plays.
     assert [
-        describe(c) for c in call.server_event(_event(audio("resp_1", "item_1", 500)), 2500)
+        describe(c) for c in call.server_event(event_of(audio("resp_1", "item_1", 500)), 2500)
     ] == []
     assert [describe(c) for c in call.handed_over(2600)] == ["state:on_fallback"]
 
@@ -145,10 +146,10 @@ def test_a_barge_in_while_switching_stops_the_output_and_drops_the_reask() -> No
 
 def test_a_switch_after_an_answer_was_given_owes_nothing() -> None:
     call = run([*CONNECT, *SERVER_TURN])
-    call.server_event(_event(transcribed("user_1", "Hello")), 2030)
-    call.server_event(_event(words("resp_1", "item_1", "Hi there.")), 2050)
-    call.server_event(_event(audio("resp_1", "item_1", 500)), 2100)
-    call.server_event(_event(done("resp_1", "completed", ("item_1",))), 2200)
+    call.server_event(event_of(transcribed("user_1", "Hello")), 2030)
+    call.server_event(event_of(words("resp_1", "item_1", "Hi there.")), 2050)
+    call.server_event(event_of(audio("resp_1", "item_1", 500)), 2100)
+    call.server_event(event_of(done("resp_1", "completed", ("item_1",))), 2200)
     call.switch_away(9_000)
     assert not call.reask_owed
     assert call.machine.state is S.BRAIN_SWITCHING
@@ -158,7 +159,7 @@ def test_a_switch_after_an_answer_was_given_owes_nothing() -> None:
 
 def test_a_question_with_no_answer_yet_is_owed_one() -> None:
     call = run([*CONNECT, *SERVER_TURN])
-    call.server_event(_event(transcribed("user_1", "Hello?")), 2030)
+    call.server_event(event_of(transcribed("user_1", "Hello?")), 2030)
     call.switch_away(2040)  # the response was created; no audio came
     assert call.reask_owed
 
@@ -189,7 +190,7 @@ def test_invalid_api_key_ends_the_call_without_a_fallback_and_hands_over_with_on
 ) -> None:
     call = new_call(fallback=fallback)
     run(CONNECT, call)
-    commands = call.server_event(_event(error("invalid_api_key")), 100)
+    commands = call.server_event(event_of(error("invalid_api_key")), 100)
     events = [c.event for c in commands if isinstance(c, Publish)]
     if fallback:
         gave_up = [e for e in events if isinstance(e, BrainGaveUp)]
@@ -213,8 +214,8 @@ def test_on_the_fallback_no_response_is_asked_of_the_realtime_brain() -> None:
 
 def test_a_reply_lost_with_its_socket_is_owed_even_when_some_of_it_was_heard() -> None:
     call = run([*CONNECT, *SERVER_TURN])
-    call.server_event(_event(transcribed("user_1", "What is the capital of Italy?")), 2030)
-    call.server_event(_event(words("resp_1", "item_1", "one two three four five six")), 2050)
+    call.server_event(event_of(transcribed("user_1", "What is the capital of Italy?")), 2030)
+    call.server_event(event_of(words("resp_1", "item_1", "one two three four five six")), 2050)
     run(
         [
             (2100, audio("resp_1", "item_1", 1000), ["state:speaking", "play:item_1+marker+tts"]),

@@ -1,6 +1,6 @@
 """A filler during a delegated tool call, on the realtime call's core.
 
-Scripts in the style of ``test_call_realtime.py`` (its helpers are reused):
+Scripts of ``tests/support/call_script.py``:
 the model called ``delegate`` and the backend is slow, so the driver asks for
 a filler (``ResponseReason.FILLER`` with the words as response-level
 instructions). The call stays CALLING_TOOL while the filler plays; the tool's
@@ -11,7 +11,7 @@ tool call is over, or a response is playing) is never sent, nor queued.
 
 from __future__ import annotations
 
-from test_call_realtime import (
+from call_script import (
     CONNECT,
     SERVER_TURN,
     audio,

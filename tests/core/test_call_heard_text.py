@@ -10,7 +10,7 @@ before its audio) through the realtime call's core.
 
 from __future__ import annotations
 
-from test_call_realtime import CONNECT, SERVER_TURN, _event, audio, played, run, words
+from call_script import CONNECT, SERVER_TURN, audio, event_of, played, run, words
 
 from voxpipe.call.heard_text import TextDelta, heard_text
 from voxpipe.call.rollover import Role
@@ -73,9 +73,9 @@ def _synthetic_reply(call, sent_ms: int, now: int) -> int:
     for word in REPLY.split():
         if sent >= sent_ms:
             break  # the fault: nothing more comes
-        call.server_event(_event(words("resp_1", "item_1", word + " ")), now)
+        call.server_event(event_of(words("resp_1", "item_1", word + " ")), now)
         ms = 55 * len(word) + 40
-        call.server_event(_event(audio("resp_1", "item_1", ms)), now)
+        call.server_event(event_of(audio("resp_1", "item_1", ms)), now)
         sent += ms
     return sent
 

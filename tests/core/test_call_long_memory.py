@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 
+from call_script import CONNECT, created, done, new_call
 from openai.types.realtime import (
     InputAudioBufferCommittedEvent,
     InputAudioBufferSpeechStartedEvent,
@@ -17,7 +18,6 @@ from openai.types.realtime import (
     ResponseAudioDeltaEvent,
     ResponseAudioTranscriptDeltaEvent,
 )
-from test_call_realtime import CONNECT, created, done, new_call
 
 from voxpipe.call import InterruptionSource, RealtimeCall
 from voxpipe.call.commands import SendEvent
@@ -29,7 +29,7 @@ TURNS = 600
 AUDIO_DELTA = "response.output_audio.delta"
 
 
-def _event(model: type, **fields: object) -> object:
+def event_of(model: type, **fields: object) -> object:
     return model.model_validate({"event_id": "evt", **fields})  # type: ignore[attr-defined]
 
 
@@ -40,7 +40,7 @@ def _turn(call: RealtimeCall, n: int, now: int) -> tuple[int, int | None]:
         call.user_audio(bytes(100 * 48), n, now)
         now += 100
     call.server_event(
-        _event(
+        event_of(
             InputAudioBufferSpeechStartedEvent,
             type="input_audio_buffer.speech_started",
             audio_start_ms=0,
@@ -49,7 +49,7 @@ def _turn(call: RealtimeCall, n: int, now: int) -> tuple[int, int | None]:
         now,
     )
     call.server_event(
-        _event(
+        event_of(
             InputAudioBufferSpeechStoppedEvent,
             type="input_audio_buffer.speech_stopped",
             audio_end_ms=now,
@@ -58,7 +58,7 @@ def _turn(call: RealtimeCall, n: int, now: int) -> tuple[int, int | None]:
         now,
     )
     call.server_event(
-        _event(InputAudioBufferCommittedEvent, type="input_audio_buffer.committed", item_id=user),
+        event_of(InputAudioBufferCommittedEvent, type="input_audio_buffer.committed", item_id=user),
         now,
     )
     created(response)(call, now)
@@ -68,13 +68,13 @@ def _turn(call: RealtimeCall, n: int, now: int) -> tuple[int, int | None]:
     cut = n % 2 == 1
     for _ in range(10):  # two seconds of answer, each chunk played as it comes
         call.server_event(
-            _event(
+            event_of(
                 ResponseAudioDeltaEvent, type="response.output_audio.delta", delta=chunk, **fields
             ),
             now,
         )
         call.server_event(
-            _event(
+            event_of(
                 ResponseAudioTranscriptDeltaEvent,
                 type="response.output_audio_transcript.delta",
                 delta="word ",

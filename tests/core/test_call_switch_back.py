@@ -1,6 +1,6 @@
 """Switching back from the chained brain: the realtime call takes the call again.
 
-Scripts in the style of ``test_call_realtime.py`` (its helpers are reused),
+Scripts of ``tests/support/call_script.py``,
 plus the chained brain's turn boundary, fed frames' stages with the time.
 """
 
@@ -10,14 +10,14 @@ import re
 from typing import Any
 
 import pytest
-from test_call_realtime import (
+from call_script import (
     CONNECT,
     SERVER_TURN,
-    _event,
     audio,
     caller_audio,
     describe,
     done,
+    event_of,
     new_call,
     opened,
     run,
@@ -47,10 +47,10 @@ def on_fallback(**config: Any) -> RealtimeCall:
     """A call that answered one question on realtime, then moved to the chained brain."""
     call = new_call(fallback=True, **config)
     run([*CONNECT, *SERVER_TURN], call)
-    call.server_event(_event(transcribed("user_1", "Hello there.")), 2030)
-    call.server_event(_event(words("resp_1", "item_1", "Hi, how can I help?")), 2050)
-    call.server_event(_event(audio("resp_1", "item_1", 500)), 2100)
-    call.server_event(_event(done("resp_1", "completed", ("item_1",))), 2200)
+    call.server_event(event_of(transcribed("user_1", "Hello there.")), 2030)
+    call.server_event(event_of(words("resp_1", "item_1", "Hi, how can I help?")), 2050)
+    call.server_event(event_of(audio("resp_1", "item_1", 500)), 2100)
+    call.server_event(event_of(done("resp_1", "completed", ("item_1",))), 2200)
     call.user_audio(bytes(4_800), None, 2300)  # held: no session will take it
     call.switch_away(3_000)
     call.handed_over(3_010)
