@@ -60,6 +60,7 @@ from _common import QUESTIONS, median, percentile, print_table, speak, write_res
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
+from direct_serve import serving_direct  # noqa: E402
 from oai_webrtc_peer import oai_call  # noqa: E402
 from webrtc_peer import calling  # noqa: E402
 
@@ -77,7 +78,6 @@ from voxpipe.transports.realtime_server import (  # noqa: E402
     running_realtime_server,
 )
 from voxpipe.transports.webrtc.app import ServeConfig, running_serve  # noqa: E402
-from voxpipe.transports.webrtc.direct import DirectConfig  # noqa: E402
 from voxpipe.transports.webrtc.ice import gather_on_loopback  # noqa: E402
 
 RATE = 16_000
@@ -356,33 +356,31 @@ async def direct_mic_turn(path: Path) -> tuple[float | None, float | None]:
         return {"opens": "9:00"}
 
     config = ServerConfig(api_key=DIRECT_KEY)
-    async with running_realtime_server(config=config, brain=brain) as srv:
-        direct = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
+    async with (
+        running_realtime_server(config=config, brain=brain) as srv,
+        serving_direct(
+            srv,
             api_key=DIRECT_KEY,
             session={"type": "realtime", "model": "gpt-realtime", "tools": [TOOL]},
             tools={"lookup_hours": lookup_hours},
-        )
-        async with (
-            running_serve(ServeConfig(call=LiveCallSpec(), direct=direct)) as serve,
-            aiohttp.ClientSession() as http,
-        ):
-            async with http.post(f"{serve.url}/api/direct/secret") as resp:
-                secret = await resp.json()
-            async with oai_call(srv.http_base_url, secret["value"]) as peer:
-                body = {"call_id": peer.call_id}
-                async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
-                    assert resp.status == 200
-                peer.mic.say(path)
-                deadline = time.monotonic() + 30
-                end = first = None
-                while time.monotonic() < deadline and first is None:
-                    await asyncio.sleep(0.05)
-                    if peer.mic.said:
-                        end = peer.mic.said[0].ended_ms
-                        first = _first_audio_after(peer.heard, end)
-                arrivals = peer.event_arrivals
+        ) as serve,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(f"{serve.url}/api/direct/secret") as resp:
+            secret = await resp.json()
+        async with oai_call(srv.http_base_url, secret["value"]) as peer:
+            body = {"call_id": peer.call_id}
+            async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
+                assert resp.status == 200
+            peer.mic.say(path)
+            deadline = time.monotonic() + 30
+            end = first = None
+            while time.monotonic() < deadline and first is None:
+                await asyncio.sleep(0.05)
+                if peer.mic.said:
+                    end = peer.mic.said[0].ended_ms
+                    first = _first_audio_after(peer.heard, end)
+            arrivals = peer.event_arrivals
         asked = [t for t, e in arrivals if e["type"] == "response.function_call_arguments.done"]
         answered = [
             t

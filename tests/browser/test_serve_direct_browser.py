@@ -12,13 +12,13 @@ cancelled from the sideband with the unsafe words never reaching the page's audi
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import in_loopback_netns, launch_browser
+from direct_serve import serving_direct
 from realtime_calls import LONG_REPLY
 from test_serve_browser import (
     SENTENCE_END,
@@ -35,7 +35,6 @@ from test_serve_browser import (
 
 from voxpipe.engines import WhisperEngine
 from voxpipe.guardrails import DenyPolicy
-from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.timeline import EventKind
 from voxpipe.transports.realtime_server import (
     ScriptedBrain,
@@ -43,8 +42,6 @@ from voxpipe.transports.realtime_server import (
     ServerConfig,
     running_realtime_server,
 )
-from voxpipe.transports.webrtc.app import ServeConfig, running_serve
-from voxpipe.transports.webrtc.direct import DirectConfig
 
 KEY = "sk-provider-key"
 QUESTION = "What time do you open on Saturday?"
@@ -93,35 +90,34 @@ async def test_two_questions_one_answered_through_a_tool_only_the_sideband_has(
         SECOND_ANSWER,
     ]
     brain = ScriptedBrain(script, voice=voice, pace=2.0)
-    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
-        direct = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
+    async with (
+        running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv,
+        serving_direct(
+            srv,
             api_key=KEY,
+            page_origin_allowed=True,
             session={"type": "realtime", "model": "gpt-realtime", "tools": [TOOL]},
             tools={"lookup_hours": lookup_hours},
             record_dir=tmp_path / "calls",
+        ) as serve,
+        launch_browser(mic) as browser,
+    ):
+        call_id = await connected_call(browser, serve.url, muted=True)
+        assert call_id.startswith("rtc_") and call_id in srv.server.calls.calls
+        await say_once(browser, firsts)
+        await on_page(browser, PLAYED_OUT % 1, 120, "the tool's answer was not heard")
+        await say_once(browser, seconds)  # the caller heard the answer, and asks again
+        await on_page(browser, PLAYED_OUT % 2, 120, "the second answer was not heard")
+        page = await browser.evaluate("window.voxpipe")
+        # The handler lives in voxpipe's process only: nothing the page can reach runs it.
+        reach = await browser.evaluate(
+            "Promise.all(['api/direct/tools/lookup_hours', 'api/tools/lookup_hours']"
+            ".map((u) => fetch(u, {method: 'POST', body: '{}'}).then((r) => r.status)))"
         )
-        config = ServeConfig(call=LiveCallSpec(), direct=direct)
-        async with running_serve(config) as serve, launch_browser(mic) as browser:
-            # The provider lets the page's origin call it (CORS), as OpenAI lets any.
-            srv.server.config = dataclasses.replace(srv.server.config, allowed_origins=(serve.url,))
-            call_id = await connected_call(browser, serve.url, muted=True)
-            assert call_id.startswith("rtc_") and call_id in srv.server.calls.calls
-            await say_once(browser, firsts)
-            await on_page(browser, PLAYED_OUT % 1, 120, "the tool's answer was not heard")
-            await say_once(browser, seconds)  # the caller heard the answer, and asks again
-            await on_page(browser, PLAYED_OUT % 2, 120, "the second answer was not heard")
-            page = await browser.evaluate("window.voxpipe")
-            # The handler lives in voxpipe's process only: nothing the page can reach runs it.
-            reach = await browser.evaluate(
-                "Promise.all(['api/direct/tools/lookup_hours', 'api/tools/lookup_hours']"
-                ".map((u) => fetch(u, {method: 'POST', body: '{}'}).then((r) => r.status)))"
-            )
-            # The page played both answers' worth of speech (neither was cut short).
-            await assert_page_played(browser, voice, [ANSWER, SECOND_ANSWER])
-            report = serve.app.direct.calls[call_id].control.report() if serve.app.direct else {}
-            await browser.evaluate("window.voxpipe.hangup()")
+        # The page played both answers' worth of speech (neither was cut short).
+        await assert_page_played(browser, voice, [ANSWER, SECOND_ANSWER])
+        report = serve.app.direct.calls[call_id].control.report() if serve.app.direct else {}
+        await browser.evaluate("window.voxpipe.hangup()")
     assert page["direct"] is True and page["errors"] == []
     assert ran == [{"day": "saturday"}]  # the handler ran on the server, once
     assert all(status in (404, 405) for status in reach), reach
@@ -147,47 +143,44 @@ async def test_a_barge_in_from_the_page_is_cut_by_the_provider_at_what_it_sent(
     replies = [LONG_REPLY, "Sure."]
     voice = await SpokenAhead.speaking(replies)
     brain = ScriptedBrain(replies, voice=voice, pace=1.2)
-    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
-        direct = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
-            api_key=KEY,
-            record_dir=tmp_path / "calls",
+    async with (
+        running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv,
+        serving_direct(
+            srv, api_key=KEY, page_origin_allowed=True, record_dir=tmp_path / "calls"
+        ) as serve,
+        launch_browser(mic) as browser,
+    ):
+        # ?dsp=0: the fake microphone holds no echo, and Chromium's echo canceller would
+        # duck the caller while the reply plays, which is the moment of a barge-in.
+        call_id = await connected_call(browser, serve.url, "&dsp=0", muted=True)
+        sideband = serve.app.direct.calls[call_id] if serve.app.direct else None
+        assert sideband is not None
+        await say_once(browser, firsts)
+        # The caller has heard a second of the (13 s) reply, and talks over it while the
+        # provider still streams it (at 1.2 times real time).
+        began = await on_page(browser, REPLY_BEGAN, 120, "the long reply did not play")
+        rate = await browser.evaluate("window.voxpipe.recording.rate")
+        await on_page(
+            browser,
+            f"window.voxpipe.recording.soundUntil > {began + rate}",
+            30,
+            "the long reply did not play for a second",
         )
-        config = ServeConfig(call=LiveCallSpec(), direct=direct)
-        async with running_serve(config) as serve, launch_browser(mic) as browser:
-            srv.server.config = dataclasses.replace(srv.server.config, allowed_origins=(serve.url,))
-            # ?dsp=0: the fake microphone holds no echo, and Chromium's echo canceller would
-            # duck the caller while the reply plays, which is the moment of a barge-in.
-            call_id = await connected_call(browser, serve.url, "&dsp=0", muted=True)
-            sideband = serve.app.direct.calls[call_id] if serve.app.direct else None
-            assert sideband is not None
-            await say_once(browser, firsts)
-            # The caller has heard a second of the (13 s) reply, and talks over it while the
-            # provider still streams it (at 1.2 times real time).
-            began = await on_page(browser, REPLY_BEGAN, 120, "the long reply did not play")
-            rate = await browser.evaluate("window.voxpipe.recording.rate")
-            await on_page(
-                browser,
-                f"window.voxpipe.recording.soundUntil > {began + rate}",
-                30,
-                "the long reply did not play for a second",
-            )
-            await say_once(browser, barge_ins)
-            await on_page(
-                browser,
-                "window.voxpipe.events.some((e) => e.name === 'conversation.item.truncated')",
-                60,
-                "the reply was not cut",
-            )
-            await on_page(browser, PLAYED_OUT % 2, 120, "the next reply was not heard")
-            await until(lambda: bool(sideband.control.timeline.of(EventKind.COST)[1:]), 30)
-            audio, rate = await page_recording(browser)
-            page = await browser.evaluate("window.voxpipe")
-            report = sideband.control.report()
-            cuts = [e.data for e in sideband.control.timeline.of(EventKind.ITEM_TRUNCATED)]
-            cancelled = sideband.control.timeline.of(EventKind.RESPONSE_CANCELLED)
-            await browser.evaluate("window.voxpipe.hangup()")
+        await say_once(browser, barge_ins)
+        await on_page(
+            browser,
+            "window.voxpipe.events.some((e) => e.name === 'conversation.item.truncated')",
+            60,
+            "the reply was not cut",
+        )
+        await on_page(browser, PLAYED_OUT % 2, 120, "the next reply was not heard")
+        await until(lambda: bool(sideband.control.timeline.of(EventKind.COST)[1:]), 30)
+        audio, rate = await page_recording(browser)
+        page = await browser.evaluate("window.voxpipe")
+        report = sideband.control.report()
+        cuts = [e.data for e in sideband.control.timeline.of(EventKind.ITEM_TRUNCATED)]
+        cancelled = sideband.control.timeline.of(EventKind.RESPONSE_CANCELLED)
+        await browser.evaluate("window.voxpipe.hangup()")
     said = b"".join(b"".join(voice.synthesize(s)) for s in SENTENCE_END.split(LONG_REPLY))
     reply_ms = len(said) / 2 / voice.sample_rate * 1000
     sure_ms = len(b"".join(voice.synthesize("Sure."))) / 2 / voice.sample_rate * 1000
@@ -228,32 +221,32 @@ async def test_a_guardrail_trip_on_the_sideband_keeps_the_words_off_the_pages_au
     firsts, _ = microphone(make_speech, mic, QUESTION, None)
     voice = await SpokenAhead.speaking([UNSAFE])
     brain = ScriptedBrain([UNSAFE], voice=voice, pace=2.0)
-    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
-        direct = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
+    async with (
+        running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv,
+        serving_direct(
+            srv,
             api_key=KEY,
+            page_origin_allowed=True,
             policies=[DenyPolicy(words=["password", "swordfish"])],
             record_dir=tmp_path / "calls",
+        ) as serve,
+        launch_browser(mic) as browser,
+    ):
+        call_id = await connected_call(browser, serve.url, muted=True)
+        await say_once(browser, firsts)
+        await on_page(browser, CLEARED, 120, "the reply was not cut")
+        # Played out: the page's recording quiet for 2 s after the cut.
+        await on_page(
+            browser,
+            "(r => r && r.soundAt !== null && r.samples - r.soundUntil > 2 * r.rate)"
+            "(window.voxpipe.recording)",
+            60,
+            "the cut reply did not stop playing",
         )
-        config = ServeConfig(call=LiveCallSpec(), direct=direct)
-        async with running_serve(config) as serve, launch_browser(mic) as browser:
-            srv.server.config = dataclasses.replace(srv.server.config, allowed_origins=(serve.url,))
-            call_id = await connected_call(browser, serve.url, muted=True)
-            await say_once(browser, firsts)
-            await on_page(browser, CLEARED, 120, "the reply was not cut")
-            # Played out: the page's recording quiet for 2 s after the cut.
-            await on_page(
-                browser,
-                "(r => r && r.soundAt !== null && r.samples - r.soundUntil > 2 * r.rate)"
-                "(window.voxpipe.recording)",
-                60,
-                "the cut reply did not stop playing",
-            )
-            audio, rate = await page_recording(browser)
-            page = await browser.evaluate("window.voxpipe")
-            report = serve.app.direct.calls[call_id].control.report() if serve.app.direct else {}
-            await browser.evaluate("window.voxpipe.hangup()")
+        audio, rate = await page_recording(browser)
+        page = await browser.evaluate("window.voxpipe")
+        report = serve.app.direct.calls[call_id].control.report() if serve.app.direct else {}
+        await browser.evaluate("window.voxpipe.hangup()")
     assert page["errors"] == []
     assert [t["policy"] for t in report["guardrail_trips"]] == ["deny"]
     names = [e["name"] for e in page["events"]]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from browser import in_loopback_netns, launch_browser
+from direct_serve import serving_direct
 from test_serve_browser import (
     QUESTIONS,
     REPLIES,
@@ -28,11 +29,8 @@ from test_serve_browser import (
     until,
 )
 
-from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.realtime_server.effects import BrainOutput, BrainRequest
 from voxpipe.transports.realtime_server import ScriptedBrain, ServerConfig, running_realtime_server
-from voxpipe.transports.webrtc.app import ServeConfig, running_serve
-from voxpipe.transports.webrtc.direct import DirectConfig
 
 KEY = "sk-provider-key"
 TTL_S = 60
@@ -75,51 +73,49 @@ async def test_a_call_that_outlives_its_secret_reconnects_with_a_fresh_one(
     voice = await SpokenAhead.speaking(REPLIES)
     brain = Remembering(list(REPLIES), voice=voice, pace=2.0)
     server = ServerConfig(api_key=KEY, clock=clock.seconds)
-    async with running_realtime_server(config=server, brain=brain) as srv:
-        direct = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
+    async with (
+        running_realtime_server(config=server, brain=brain) as srv,
+        serving_direct(
+            srv,
             api_key=KEY,
+            page_origin_allowed=True,
             secret_ttl_s=TTL_S,
             clock_ms=clock.ms,
             record_dir=tmp_path / "calls",
+        ) as serve,
+        launch_browser(mic) as browser,
+    ):
+        calls = serve.app.direct
+        assert calls is not None
+        first_call = await connected_call(browser, serve.url, muted=True)
+        first = calls.secrets.policy.secret if calls.secrets else None
+        assert first is not None and first.expires_at_ms is not None
+        await say_once(browser, firsts)
+        await on_page(browser, f"{BOT_FINALS} >= 1", 120, "no answer on the first call")
+
+        # Past the first secret's TTL: the provider refuses it now, the call goes on.
+        clock.ahead_s += TTL_S + 30
+        assert srv.server.secrets.lookup(first.value, clock.seconds()) is None
+        assert first_call in srv.server.calls.calls
+        assert await browser.evaluate("window.voxpipe.state") == "connected"
+
+        # The page's connection is lost (a network switch): a new call, a fresh secret.
+        await browser.evaluate("window.voxpipe.rejoin()")
+        await on_page(
+            browser,
+            f"window.voxpipe.state === 'connected' && window.voxpipe.callId !== '{first_call}'",
+            60,
+            "the page made no new call",
         )
-        async with (
-            running_serve(ServeConfig(call=LiveCallSpec(), direct=direct)) as serve,
-            launch_browser(mic) as browser,
-        ):
-            calls = serve.app.direct
-            assert calls is not None
-            srv.server.config = dataclasses.replace(srv.server.config, allowed_origins=(serve.url,))
-            first_call = await connected_call(browser, serve.url, muted=True)
-            first = calls.secrets.policy.secret if calls.secrets else None
-            assert first is not None and first.expires_at_ms is not None
-            await say_once(browser, firsts)
-            await on_page(browser, f"{BOT_FINALS} >= 1", 120, "no answer on the first call")
-
-            # Past the first secret's TTL: the provider refuses it now, the call goes on.
-            clock.ahead_s += TTL_S + 30
-            assert srv.server.secrets.lookup(first.value, clock.seconds()) is None
-            assert first_call in srv.server.calls.calls
-            assert await browser.evaluate("window.voxpipe.state") == "connected"
-
-            # The page's connection is lost (a network switch): a new call, a fresh secret.
-            await browser.evaluate("window.voxpipe.rejoin()")
-            await on_page(
-                browser,
-                f"window.voxpipe.state === 'connected' && window.voxpipe.callId !== '{first_call}'",
-                60,
-                "the page made no new call",
-            )
-            second_call = await browser.evaluate("window.voxpipe.callId")
-            now_s = clock.seconds()
-            await say_once(browser, seconds)  # asked on the new call
-            await on_page(browser, f"{BOT_FINALS} >= 2", 120, "no answer on the new call")
-            page = await browser.evaluate("window.voxpipe")
-            await until(lambda: first_call not in srv.server.calls.calls, 60)
-            await until(lambda: calls.calls[first_call].ended.is_set(), 30)
-            sidebands = set(calls.calls)
-            await browser.evaluate("window.voxpipe.hangup()")
+        second_call = await browser.evaluate("window.voxpipe.callId")
+        now_s = clock.seconds()
+        await say_once(browser, seconds)  # asked on the new call
+        await on_page(browser, f"{BOT_FINALS} >= 2", 120, "no answer on the new call")
+        page = await browser.evaluate("window.voxpipe")
+        await until(lambda: first_call not in srv.server.calls.calls, 60)
+        await until(lambda: calls.calls[first_call].ended.is_set(), 30)
+        sidebands = set(calls.calls)
+        await browser.evaluate("window.voxpipe.hangup()")
     expiries = page["secretExpiries"]
     assert len(expiries) == 2 and expiries[0] == first.expires_at_ms // 1000
     assert expiries[0] < now_s  # the first had expired...

@@ -16,20 +16,19 @@ from typing import Any
 
 import aiohttp
 import pytest
+from direct_serve import serving_direct
 from hearing import assert_heard
 from oai_webrtc_peer import OaiPeer, oai_call, until
 
 from voxpipe.engines import WhisperEngine, make_tts
 from voxpipe.guardrails import DenyPolicy
-from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.transports.realtime_server import (
     ScriptedBrain,
     ScriptedFunctionCall,
     ServerConfig,
     running_realtime_server,
 )
-from voxpipe.transports.webrtc.app import RunningServe, ServeConfig, running_serve
-from voxpipe.transports.webrtc.direct import DirectConfig
+from voxpipe.transports.webrtc.app import RunningServe
 
 KEY = "sk-provider-key"
 QUESTION = "What time do you open on Saturday?"
@@ -47,16 +46,11 @@ async def direct_serve(
     script: list[Any], tmp_path: Path, **direct: Any
 ) -> AsyncIterator[RunningServe]:
     brain = ScriptedBrain(script, voice=make_tts(deterministic=True), pace=2.0)
-    async with running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv:
-        config = DirectConfig(
-            provider_http=srv.http_base_url,
-            provider_ws=srv.ws_base_url,
-            api_key=KEY,
-            record_dir=tmp_path / "calls",
-            **direct,
-        )
-        async with running_serve(ServeConfig(call=LiveCallSpec(), direct=config)) as serve:
-            yield serve
+    async with (
+        running_realtime_server(config=ServerConfig(api_key=KEY), brain=brain) as srv,
+        serving_direct(srv, api_key=KEY, record_dir=tmp_path / "calls", **direct) as serve,
+    ):
+        yield serve
 
 
 @asynccontextmanager
