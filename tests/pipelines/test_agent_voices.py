@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from acme_agents import CALLER, SCRIPTS, agent_file, get_balance
 from fake_openai_agents import running_agents_chat
 from pipecat.frames.frames import (
     AggregatedTextFrame,
@@ -30,7 +31,6 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameProcessor
-from pipecat.services.llm_service import FunctionCallParams
 from pipecat.services.openai.llm import OpenAILLMService
 from realtime_calls import compose
 
@@ -41,43 +41,11 @@ from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.local.tts import LocalTTSService
 from voxpipe.transports.file import FileTransport
-from voxpipe.transports.realtime_server.agent_brain import AgentLine, AgentScript
 
-TRIAGE = "You are Acme's triage agent. Greet the caller, find out what they need."
-BILLING = "You are Acme's billing agent. You answer billing questions."
-AGENT_FILE = f"""
-start = "triage"
-
-[agents.triage]
-instructions = "{TRIAGE}"
-handoffs = ["billing"]
-voice = "piper"
-
-[agents.billing]
-instructions = "{BILLING}"
-tools = ["get_balance"]
-voice = "espeak"
-"""
-TRANSFER_LINE = "Let me transfer you to our billing team."
-BILLING_LINE = "This is billing. Your balance is forty two dollars."
-SCRIPTS = {
-    "triage": AgentScript(
-        TRIAGE,
-        [
-            AgentLine("Nice to meet you. How can I help?"),
-            AgentLine(TRANSFER_LINE, "transfer_to_billing", {"reason": "billing question"}),
-        ],
-    ),
-    "billing": AgentScript(BILLING, [AgentLine(BILLING_LINE)]),
-}
-# Turn 1 says who is calling; turn 2 asks for billing (the transfer).
-CALLER = [1500, "Hello, my name is John Smith.", 5000, "I have a question about my bill."]
+AGENT_FILE = agent_file(
+    billing_tools=["get_balance"], voices=("piper", "espeak"), billing_hands_back=False
+)
 SPECTRUM_RATE = 16_000
-
-
-async def get_balance(params: FunctionCallParams) -> None:
-    """The caller's account balance."""
-    await params.result_callback({"balance_usd": 42})
 
 
 def spectrum(pcm: bytes, rate: int) -> np.ndarray:

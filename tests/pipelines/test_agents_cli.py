@@ -20,6 +20,17 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from acme_agents import (
+    BILLING,
+    BILLING_LINE,
+    CALLER,
+    GREETING,
+    REASON,
+    SCRIPTS,
+    TRANSFER_LINE,
+    TRIAGE,
+    agent_file,
+)
 from fake_daily import FakeRoom, installed
 from fake_openai_agents import API_KEY, running_agents_chat
 from realtime_calls import compose
@@ -32,41 +43,12 @@ from voxpipe.timeline import EventKind
 from voxpipe.transports.daily.call import DailyCall, RoomOptions
 from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
 from voxpipe.transports.realtime_server.agent_brain import (
-    AgentLine,
-    AgentScript,
     ScriptedAgentsBrain,
 )
 from voxpipe.transports.webrtc.app import ServeConfig, running_serve
 
-TRIAGE = "You are Acme's triage agent. Greet the caller, find out what they need."
-BILLING = "You are Acme's billing agent. You answer billing questions."
-AGENTS = f"""
-start = "triage"
-
-[agents.triage]
-instructions = "{TRIAGE}"
-handoffs = ["billing"]
-
-[agents.billing]
-instructions = "{BILLING}"
-handoffs = ["triage"]
-"""
-GREETING = "Nice to meet you. How can I help?"
-TRANSFER_LINE = "Let me transfer you to our billing team."
-BILLING_LINE = "This is billing. Your balance is forty two dollars."
-REASON = "billing question"
+AGENTS = agent_file()
 KEY = "test-key"
-# What a model would say in each response, per agent (the chat stand-in and the
-# agents brain answer as the agent their system message or session names).
-SCRIPTS = {
-    "triage": AgentScript(
-        TRIAGE,
-        [AgentLine(GREETING), AgentLine(TRANSFER_LINE, "transfer_to_billing", {"reason": REASON})],
-    ),
-    "billing": AgentScript(BILLING, [AgentLine(BILLING_LINE)]),
-}
-# Turn 1 says who is calling; turn 2 asks for billing (the transfer).
-CALLER = [1500, "Hello, my name is John Smith.", 5000, "I have a question about my bill."]
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from acme_agents import BILLING, CALLER, SCRIPTS, TRIAGE, agent_file, get_balance
 from fake_openai_agents import AgentsChat, Chat, running_agents_chat
 from pipecat.observers.base_observer import BaseObserver, FramePushed
-from pipecat.services.llm_service import FunctionCallParams
 from realtime_calls import compose
 from recording_proxy import RecordingProxy, Relayed, recording_proxy
 
@@ -35,53 +35,13 @@ from voxpipe.timeline import EventKind
 from voxpipe.transports.file import FileTransport
 from voxpipe.transports.realtime_server import ServerConfig, running_realtime_server
 from voxpipe.transports.realtime_server.agent_brain import (
-    AgentLine,
-    AgentScript,
     ScriptedAgentsBrain,
 )
 
 KEY = "test-key"
-TRIAGE = "You are Acme's triage agent. Greet the caller, find out what they need."
-BILLING = "You are Acme's billing agent. You answer billing questions."
-AGENT_FILE = f"""
-start = "triage"
-
-[agents.triage]
-instructions = "{TRIAGE}"
-handoffs = ["billing"]
-
-[agents.billing]
-instructions = "{BILLING}"
-tools = ["get_balance"]
-handoffs = ["triage"]
-"""
-GREETING = "Nice to meet you. How can I help?"
-TRANSFER_LINE = "Let me transfer you to our billing team."
-BILLING_LINE = "This is billing. Your balance is forty two dollars."
+AGENT_FILE = agent_file(billing_tools=["get_balance"])
 
 
-async def get_balance(params: FunctionCallParams) -> None:
-    """The caller's account balance."""
-    await params.result_callback({"balance_usd": 42})
-
-
-SCRIPTS = {
-    "triage": AgentScript(
-        TRIAGE,
-        [
-            AgentLine(GREETING),
-            AgentLine(TRANSFER_LINE, "transfer_to_billing", {"reason": "billing question"}),
-        ],
-    ),
-    "billing": AgentScript(BILLING, [AgentLine(BILLING_LINE)]),
-}
-# Turn 1 says who is calling; turn 2 asks for billing (the transfer).
-CALLER = [
-    1500,
-    "Hello, my name is John Smith.",
-    5000,
-    "I have a question about my bill.",
-]
 # What both paths must do: (from, to, reason) of each handoff, in order.
 HANDOFFS = [("triage", "billing", "billing question")]
 
