@@ -348,41 +348,22 @@
     }
   }
 
+  // Relayed, a rejoin is the same call again (the server's resume token); direct, the
+  // provider cannot rejoin, so it is a new call with a fresh secret.
   async function rejoin(reason = "a rejoin was asked for") {
     if (vp.state !== State.CONNECTING && vp.state !== State.CONNECTED) return;
-    if (direct) return rejoinDirect(reason);
-    if (!resumeToken) {
+    if (!direct && !resumeToken) {
       return failCall("rejoin", new Error(`${reason}, and the server gave no resume token`));
     }
+    const [unconnected, spent] = direct
+      ? ["new calls never connected", "no new call could be made"]
+      : ["rejoins never connected", "the call could not be rejoined"];
     if (++rejoinsUnconnected > MAX_REJOINS_UNCONNECTED) {
       const tries = MAX_REJOINS_UNCONNECTED;
-      return failCall("rejoin", new Error(`${reason}, and ${tries} rejoins never connected`));
-    }
-    setState(State.RECONNECTING);
-    vp.counters.rejoins += 1;
-    closeLeg();
-    for (const delay of REJOIN_DELAYS_MS) {
-      await sleep(delay);
-      if (vp.state !== State.RECONNECTING) return; // hung up meanwhile
-      try {
-        await connect({ resume: resumeToken });
-        return;
-      } catch (err) {
-        noteError("rejoin", err);
-        closeLeg();
-        if (vp.state === State.CONNECTING) setState(State.RECONNECTING);
-        if (err.status >= 400 && err.status < 500) break; // refused: trying again cannot help
-      }
-    }
-    failCall("rejoin", new Error(`${reason}, and the call could not be rejoined`));
-  }
-
-  async function rejoinDirect(reason) {
-    if (++rejoinsUnconnected > MAX_REJOINS_UNCONNECTED) {
-      const tries = MAX_REJOINS_UNCONNECTED;
-      return failCall("rejoin", new Error(`${reason}, and ${tries} new calls never connected`));
+      return failCall("rejoin", new Error(`${reason}, and ${tries} ${unconnected}`));
     }
     const previous = vp.callId;
+    const attempt = () => (direct ? connectDirect(previous) : connect({ resume: resumeToken }));
     setState(State.RECONNECTING);
     vp.counters.rejoins += 1;
     closeLeg();
@@ -390,15 +371,17 @@
       await sleep(delay);
       if (vp.state !== State.RECONNECTING) return; // hung up meanwhile
       try {
-        await connectDirect(previous);
+        await attempt();
         return;
       } catch (err) {
         noteError("rejoin", err);
         closeLeg();
         if (vp.state === State.CONNECTING) setState(State.RECONNECTING);
+        // A refused resume (4xx) cannot succeed later; a new direct call asks anew.
+        if (!direct && err.status >= 400 && err.status < 500) break;
       }
     }
-    failCall("rejoin", new Error(`${reason}, and no new call could be made`));
+    failCall("rejoin", new Error(`${reason}, and ${spent}`));
   }
 
   function hangup() {
