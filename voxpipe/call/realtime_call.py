@@ -47,9 +47,6 @@ from openai.types.realtime import (
     SessionCreatedEvent,
     SessionUpdatedEvent,
 )
-from openai.types.realtime import (
-    ConversationItemTruncateEvent as TruncateEvent,
-)
 from pydantic import BaseModel
 
 from voxpipe.call.commands import (
@@ -72,7 +69,6 @@ from voxpipe.call.connection import SessionLifecycle
 from voxpipe.call.events import (
     IgnoreReason,
     InterruptionHandled,
-    ItemTruncated,
     ProviderErrorSeen,
     RateLimit,
     RateLimitsUpdated,
@@ -85,7 +81,6 @@ from voxpipe.call.record import HeardAudio
 from voxpipe.call.recovery import NetworkFailed, ProviderErrored, classify
 from voxpipe.call.response_guard import (
     CancelConfirmed,
-    GuardErrorCode,
     GuardOutput,
     InterruptionSource,
     ResponseQueued,
@@ -96,48 +91,20 @@ from voxpipe.call.response_guard import (
     SendResponseCreate,
 )
 from voxpipe.call.rollover import Role, SessionSeed, Turn
+from voxpipe.call.server_events import (
+    FORWARD_AS_IS,
+    GUARD_CODES,
+    RATE_LIMIT_CODE,
+    failure_code,
+    truncate_commands,
+)
 from voxpipe.call.state import CallState, CallTrigger
 from voxpipe.errors import ConfigError
-from voxpipe.playback import PlaybackLedger, TruncationAwaited, TruncationPlanned
+from voxpipe.playback import PlaybackLedger, TruncationAwaited
 
-RATE_LIMIT_CODE = "rate_limit_exceeded"
 DROPPING_KEPT = 256  # cancelled responses remembered (their late output is dropped)
-_GUARD_CODES = {code.value: code for code in GuardErrorCode}
 # States in which the bot holds the floor: an interruption there cuts a response.
 BOT_ACTIVE = frozenset({CallState.THINKING, CallState.SPEAKING, CallState.CALLING_TOOL})
-# Server events the call has no use for (pipecat neither): ignored without a word.
-_UNUSED = frozenset(
-    {
-        "conversation.created",
-        "conversation.item.created",
-        "conversation.item.deleted",
-        "conversation.item.truncated",
-        "conversation.item.input_audio_transcription.failed",
-        "conversation.item.input_audio_transcription.segment",
-        "input_audio_buffer.cleared",
-        "input_audio_buffer.timeout_triggered",
-        "input_audio_buffer.dtmf_event_received",
-        "output_audio_buffer.started",
-        "output_audio_buffer.stopped",
-        "output_audio_buffer.cleared",
-        "response.output_item.added",
-        "response.output_item.done",
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.output_audio.done",
-        "response.output_audio_transcript.done",
-        "response.output_text.done",
-        "response.function_call_arguments.delta",
-    }
-)
-# Events pipecat turns into frames as they are (transcripts, metrics, tool bookkeeping).
-_FORWARD_AS_IS = frozenset(
-    {
-        "conversation.item.done",
-        "conversation.item.retrieved",
-        "conversation.item.input_audio_transcription.delta",
-    }
-)
 
 
 class RealtimeCall(SessionLifecycle):
@@ -201,6 +168,11 @@ class RealtimeCall(SessionLifecycle):
 
     # -- queries -------------------------------------------------------------------
 
+    @property
+    def handles(self) -> frozenset[str]:
+        """The server event types the call acts on (the others are passed on or skipped)."""
+        return frozenset(self._handlers)
+
     def plays(self, response_id: str | None) -> bool:
         """Whether output of ``response_id`` may still reach the caller (the audio gate)."""
         if response_id is None:
@@ -216,9 +188,9 @@ class RealtimeCall(SessionLifecycle):
         handler = self._handlers.get(event_type)
         if handler is not None:
             return handler(event, now_ms)
-        if event_type in _FORWARD_AS_IS:
+        if event_type in FORWARD_AS_IS:
             return [Forward(event_type)]
-        return []  # _UNUSED, or a type newer than this client: nothing to do
+        return []  # UNUSED, or a type newer than this client: nothing to do
 
     def _on_session_created(self, event: SessionCreatedEvent, now_ms: int) -> list[Command]:
         self.machine.note_session(str(getattr(event.session, "id", "") or ""))
@@ -318,7 +290,7 @@ class RealtimeCall(SessionLifecycle):
             reason = response.status_details.reason if response.status_details else None
             out.append(Publish(ResponseCancelled(response_id, reason)))
         if not confirmed:
-            out += self._finish(response_id, response.status, _failure_code(event), now_ms)
+            out += self._finish(response_id, response.status, failure_code(event), now_ms)
         return out + self._guard(guard_out, now_ms)
 
     def _finish(
@@ -430,9 +402,9 @@ class RealtimeCall(SessionLifecycle):
         code = error.code or ""
         if code == "item_retrieve_invalid_item_id":
             return [Forward(event.type)]  # an application's retrieve_conversation_item failed
-        seen = ProviderErrorSeen(error.code, error.type, error.message, code in _GUARD_CODES)
-        if code in _GUARD_CODES:
-            return [Publish(seen), *self._guard(self.guard.on_error(_GUARD_CODES[code]), now_ms)]
+        seen = ProviderErrorSeen(error.code, error.type, error.message, code in GUARD_CODES)
+        if code in GUARD_CODES:
+            return [Publish(seen), *self._guard(self.guard.on_error(GUARD_CODES[code]), now_ms)]
         signal = ProviderErrored(error.code, error.type, error.message)
         if classify(signal) is not None:
             return [Publish(seen), *self.connection_failed(signal, now_ms)]
@@ -491,7 +463,7 @@ class RealtimeCall(SessionLifecycle):
                     ResponseCancelEvent(type="response.cancel", response_id=cancel.response_id)
                 )
             )
-        truncate = _truncate(truncation)
+        truncate = truncate_commands(truncation)
         out += truncate[:1]
         out.append(Publish(InterruptionHandled(source, item_id, response_id, cancel is not None)))
         out += truncate[1:]
@@ -511,7 +483,7 @@ class RealtimeCall(SessionLifecycle):
                 continue
             self._awaited_truncations.discard(item_id)
             if self.session_open:  # a truncate for a session that is gone has no item to cut
-                out += _truncate(truncation)
+                out += truncate_commands(truncation)
         return out
 
     def _clear_input_keep_onset(self) -> list[Command]:
@@ -791,28 +763,6 @@ class RealtimeCall(SessionLifecycle):
 
     def _flush_requests(self, now_ms: int) -> list[Command]:
         return self._guard(self.guard.flush(), now_ms)
-
-
-def _truncate(truncation: TruncationPlanned | None) -> list[Command]:
-    """The truncate to send and the event that says so (none without a truncation)."""
-    if truncation is None:
-        return []
-    event = TruncateEvent(
-        type="conversation.item.truncate",
-        item_id=truncation.item_id,
-        content_index=truncation.content_index,
-        audio_end_ms=truncation.audio_end_ms,
-    )
-    truncated = ItemTruncated(
-        truncation.item_id, truncation.audio_end_ms, truncation.played_ms, truncation.received_ms
-    )
-    return [SendEvent(event), Publish(truncated)]
-
-
-def _failure_code(event: ResponseDoneEvent) -> str | None:
-    details = event.response.status_details
-    error = details.error if details is not None else None
-    return error.code if error is not None else None
 
 
 __all__ = ["BOT_ACTIVE", "NetworkFailed", "RealtimeCall"]
