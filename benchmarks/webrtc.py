@@ -60,8 +60,7 @@ from _common import QUESTIONS, median, percentile, print_table, speak, write_res
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
-from direct_serve import serving_direct  # noqa: E402
-from oai_webrtc_peer import oai_call  # noqa: E402
+from direct_serve import page_call, serving_direct  # noqa: E402
 from webrtc_peer import calling  # noqa: E402
 
 from voxpipe.call.events import ItemTruncated  # noqa: E402
@@ -364,14 +363,8 @@ async def direct_mic_turn(path: Path) -> tuple[float | None, float | None]:
             session={"type": "realtime", "model": "gpt-realtime", "tools": [TOOL]},
             tools={"lookup_hours": lookup_hours},
         ) as serve,
-        aiohttp.ClientSession() as http,
     ):
-        async with http.post(f"{serve.url}/api/direct/secret") as resp:
-            secret = await resp.json()
-        async with oai_call(srv.http_base_url, secret["value"]) as peer:
-            body = {"call_id": peer.call_id}
-            async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
-                assert resp.status == 200
+        async with page_call(serve) as (peer, _):
             peer.mic.say(path)
             deadline = time.monotonic() + 30
             end = first = None

@@ -4,7 +4,8 @@ The direct mode's tests and ``benchmarks/webrtc.py`` set up the same thing: the
 in-process server stands in for OpenAI (it mints the page's secrets and takes
 its WebRTC call), and voxpipe serves the page and joins each call on the
 sideband. :func:`serving_direct` is that set-up; :func:`page_secret` is what
-the page asks voxpipe for before it calls the provider.
+the page asks voxpipe for before it calls the provider, and :func:`page_call`
+the whole of what the page does to start a call (an aiortc peer for a browser).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from oai_webrtc_peer import OaiPeer, oai_call
 
 from voxpipe.pipelines.live_call import LiveCallSpec
 from voxpipe.transports.realtime_server import RunningServer
@@ -48,3 +50,18 @@ async def page_secret(serve: RunningServe) -> tuple[int, dict[str, Any]]:
     ):
         body: dict[str, Any] = await resp.json()
         return resp.status, body
+
+
+@asynccontextmanager
+async def page_call(serve: RunningServe) -> AsyncIterator[tuple[OaiPeer, dict[str, Any]]]:
+    """What the page does: a secret from voxpipe, the call to the provider, its id to voxpipe."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{serve.url}/api/direct/secret") as resp:
+            assert resp.status == 200, await resp.text()
+            secret = await resp.json()
+        provider = secret["calls_url"].removesuffix("/realtime/calls")
+        async with oai_call(provider, secret["value"]) as peer:
+            body = {"call_id": peer.call_id}
+            async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+            yield peer, secret

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from direct_serve import serving_direct
+from direct_serve import page_call, serving_direct
 from hearing import assert_heard
-from oai_webrtc_peer import OaiPeer, oai_call, until
+from oai_webrtc_peer import until
 
 from voxpipe.engines import WhisperEngine, make_tts
 from voxpipe.guardrails import DenyPolicy
@@ -51,21 +51,6 @@ async def direct_serve(
         serving_direct(srv, api_key=KEY, record_dir=tmp_path / "calls", **direct) as serve,
     ):
         yield serve
-
-
-@asynccontextmanager
-async def page_call(serve: RunningServe) -> AsyncIterator[tuple[OaiPeer, dict[str, Any]]]:
-    """What the page does: a secret from voxpipe, the call to the provider, its id to voxpipe."""
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{serve.url}/api/direct/secret") as resp:
-            assert resp.status == 200, await resp.text()
-            secret = await resp.json()
-        provider = secret["calls_url"].removesuffix("/realtime/calls")
-        async with oai_call(provider, secret["value"]) as peer:
-            body = {"call_id": peer.call_id}
-            async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
-                assert resp.status == 200, await resp.text()
-            yield peer, secret
 
 
 async def report(serve: RunningServe, call_id: str) -> dict[str, Any]:

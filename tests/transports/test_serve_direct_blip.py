@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from direct_serve import serving_direct
-from oai_webrtc_peer import oai_call, until
+from direct_serve import page_call, serving_direct
+from oai_webrtc_peer import until
 from test_serve_direct import ANSWER, KEY, QUESTION, TOOL
 
 from voxpipe.engines import make_tts
@@ -47,43 +46,32 @@ async def test_a_sideband_blip_reconnects_and_the_page_keeps_its_call(make_speec
             session={"type": "realtime", "model": "gpt-realtime", "tools": [TOOL]},
             tools={"lookup_hours": lookup_hours},
         ) as serve,
-        aiohttp.ClientSession() as http,
+        page_call(serve) as (peer, _),
     ):
-        async with http.post(f"{serve.url}/api/direct/secret") as resp:
-            secret = await resp.json()
-        provider = secret["calls_url"].removesuffix("/realtime/calls")
-        async with oai_call(provider, secret["value"]) as peer:
-            body = {"call_id": peer.call_id}
-            async with http.post(f"{serve.url}/api/direct/calls", json=body) as resp:
-                assert resp.status == 200, await resp.text()
-            assert serve.app.direct is not None
-            sideband = serve.app.direct.calls[peer.call_id]
-            call = srv.server.calls.calls[peer.call_id]
-            await until(lambda: len(call.events.sidebands) == 1, 10, "the sideband")
-            [dropped] = list(call.events.sidebands)
-            assert isinstance(dropped, web.WebSocketResponse)
-            frames_before = len(peer.heard.arrivals_ms)
+        assert serve.app.direct is not None
+        sideband = serve.app.direct.calls[peer.call_id]
+        call = srv.server.calls.calls[peer.call_id]
+        await until(lambda: len(call.events.sidebands) == 1, 10, "the sideband")
+        [dropped] = list(call.events.sidebands)
+        assert isinstance(dropped, web.WebSocketResponse)
+        frames_before = len(peer.heard.arrivals_ms)
 
-            await dropped.close(code=1011, message=b"internal error")  # the blip
+        await dropped.close(code=1011, message=b"internal error")  # the blip
 
-            await until(lambda: sideband.reconnects == 1, 30, "the sideband's reconnect")
-            sidebands = call.events.sidebands
-            await until(
-                lambda: len(sidebands) == 1 and dropped not in sidebands, 10, "a new sideband"
-            )
-            # The page's media went on all along: same connection, channel, call.
-            assert peer.pc.connectionState == "connected" and not peer.channel_closed.is_set()
-            await until(
-                lambda: len(peer.heard.arrivals_ms) > frames_before + 50, 30, "media frames"
-            )
-            # The controls work on the reconnected sideband: the tool is answered there.
-            peer.mic.say(make_speech(QUESTION, rate=48_000))
-            await until(lambda: peer.of_type("output_audio_buffer.stopped"), 150, "the answer")
-            assert peer.pc.connectionState == "connected" and not peer.channel_closed.is_set()
-            assert list(srv.server.calls.calls) == [peer.call_id]  # no new call was made
-            report = sideband.control.report()
-            reconnects = sideband.control.timeline.of(EventKind.RECONNECT)
-            ended = sideband.ended.is_set()
+        await until(lambda: sideband.reconnects == 1, 30, "the sideband's reconnect")
+        sidebands = call.events.sidebands
+        await until(lambda: len(sidebands) == 1 and dropped not in sidebands, 10, "a new sideband")
+        # The page's media went on all along: same connection, channel, call.
+        assert peer.pc.connectionState == "connected" and not peer.channel_closed.is_set()
+        await until(lambda: len(peer.heard.arrivals_ms) > frames_before + 50, 30, "media frames")
+        # The controls work on the reconnected sideband: the tool is answered there.
+        peer.mic.say(make_speech(QUESTION, rate=48_000))
+        await until(lambda: peer.of_type("output_audio_buffer.stopped"), 150, "the answer")
+        assert peer.pc.connectionState == "connected" and not peer.channel_closed.is_set()
+        assert list(srv.server.calls.calls) == [peer.call_id]  # no new call was made
+        report = sideband.control.report()
+        reconnects = sideband.control.timeline.of(EventKind.RECONNECT)
+        ended = sideband.ended.is_set()
     assert ran == [{"day": "saturday"}]  # the handler ran once, after the blip
     assert [t["name"] for t in report["tool_calls"]] == ["lookup_hours"]
     assert report["sideband_reconnects"] == 1 and report["responses"] == 2
