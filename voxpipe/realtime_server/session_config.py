@@ -161,6 +161,7 @@ class SessionConfig:
 
     def __init__(self, model: str) -> None:
         self._data = default_session(model)
+        self._turn = self._read_turn()
 
     def update(self, session: pydantic.BaseModel, *, voice_locked: bool) -> None:
         """Merge a ``session.update`` payload, or raise without changing anything."""
@@ -182,6 +183,7 @@ class SessionConfig:
         merged = deep_merge(self._data, changes)
         self._validate(merged)
         self._data = merged
+        self._turn = self._read_turn()
 
     @staticmethod
     def _validate(merged: dict[str, Any]) -> None:
@@ -263,6 +265,9 @@ class SessionConfig:
     @property
     def turn(self) -> TurnConfig | None:
         """Turn detection parameters, or ``None`` when the client commits by hand."""
+        return self._turn  # read on every VAD frame: built once per update
+
+    def _read_turn(self) -> TurnConfig | None:
         spec = self._input.get("turn_detection")
         if not spec:
             return None
