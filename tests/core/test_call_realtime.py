@@ -3,7 +3,7 @@
 Each scenario is a script of ``tests/support/call_script.py`` (its docstring
 says how commands are written): an input at a time and the commands it must
 give. Reconnects, secrets, rate limits and rollover are in
-``test_call_recovery.py``.
+``test_call_realtime_recovery.py``.
 """
 
 from __future__ import annotations
