@@ -15,12 +15,19 @@ per-stage split (VAD stop, end of turn, transcript, first LLM text, first
 audio), the STT word error rate on what the path heard, and the LLM's prompt
 work (prompt tokens, how many were not in the KV cache, time to first token).
 Premature end of turn: the turn ended before the caller finished the
-sentence. Baseline in the same run: the naive sequential turn (whole STT,
-whole LLM reply, then TTS) on the same clips, which excludes end-of-turn
-detection entirely (so the ratio flatters it).
+sentence. Baselines in the same run:
+
+- ``pipecat`` (the headline ratio voxpipe/pipecat): pipecat's own chained
+  pipeline with the same engines on the same recording and transport, with
+  pipecat's defaults: Silero VAD with ``VADParams()``, the user aggregator's
+  default turn strategies (the bundled smart-turn v3 model), replies spoken
+  sentence by sentence, no speculation, no prompt prefill;
+- the naive sequential turn (whole STT, whole LLM reply, then TTS) on the same
+  clips, which excludes end-of-turn detection entirely (so the ratio flatters it).
 
     python benchmarks/voice_to_voice.py [--turns 20] [--calls 1] [--path both]
         [--speech-timeout-secs 0.6] [--smart-turn] [--first-words 5] [--tag _x]
+        [--no-pipecat]
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import numpy as np
 import soundfile as sf
 from _common import machine, median, percentile, print_table, speak, write_result
 from chained_turn import naive_turn
+from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import (
     LLMTextFrame,
     TranscriptionFrame,
@@ -48,6 +56,12 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
 
 from voxpipe.engines import LocalEngines, WhisperEngine, shared_engines
 from voxpipe.evaluation import word_error_rate
@@ -107,6 +121,9 @@ class Stamps(BaseObserver):
         if isinstance(data.frame, TranscriptionFrame):
             self.transcripts.append((self.now(), data.frame.text))
 
+    def mark(self, name: str) -> None:
+        self.events.setdefault(name, []).append(self.now())
+
 
 SPECULATIONS: list[dict[str, int]] = []  # each chained call's speculation counts
 GAPS_MS: list[float] = []  # output jitter: silence between chunks inside an utterance
@@ -129,6 +146,24 @@ def first_after(times: list[float], t: float, before: float) -> float | None:
     return next((x for x in sorted(times) if t <= x < before), None)
 
 
+def pipecat_pipeline(transport: FileTransport) -> Pipeline:
+    """pipecat's own chained pipeline on voxpipe's engines, every setting pipecat's default."""
+    context = LLMContext()
+    user_params = LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer())
+    pair = LLMContextAggregatorPair(context, user_params=user_params)
+    stt = LocalWhisperSTTService()
+    llm = LocalLLMService(instructions=DEFAULT_INSTRUCTIONS, speculate=False)
+    tts = LocalTTSService(first_clause_words=None)  # pipecat's sentence aggregation
+    return Pipeline(
+        [transport.input(), stt, pair.user(), llm, tts, transport.output(), pair.assistant()]
+    )
+
+
+async def pipecat_call(recording: Path, ends: list[float]) -> list[dict[str, float | None]]:
+    transport = FileTransport(recording, paced=True)
+    return await _run_call(transport, pipecat_pipeline(transport), ends)
+
+
 async def one_call(
     recording: Path, ends: list[float], turn: TurnSettings, options: argparse.Namespace
 ) -> list[dict[str, float | None]]:
@@ -137,8 +172,9 @@ async def one_call(
     if options.stt_window_secs:
         engine = WhisperEngine(short_window_secs=options.stt_window_secs or None)
         stt = LocalWhisperSTTService(engine=engine)
-    if options.first_clause_words != 4 or options.first_words:
+    if options.first_clause_words != 4 or options.first_words or options.voice != "auto":
         tts = LocalTTSService(
+            voice=options.voice,
             first_clause_words=options.first_clause_words or None,
             first_words=options.first_words or None,
         )
@@ -146,21 +182,45 @@ async def one_call(
     graph = build_chained_pipeline(transport, turn=turn, stt=stt, llm=llm, tts=tts)
     tts_used = graph.services["tts"]
     stamps = Stamps(now=transport.clock.now_ms)
+    # The profile of the head start: when a speculated reply began (on a transcript), and
+    # when its first piece of speech was ready to synthesise (the LLM's share of the path).
+    llm.add_speculation_listener(lambda _s: stamps.mark("speculation"))
+    if hasattr(tts_used, "presynthesize"):
+        synthesize_ahead = tts_used.presynthesize
+
+        async def presynthesize(text: str) -> None:
+            stamps.mark("first_piece")
+            await synthesize_ahead(text)
+
+        tts_used.presynthesize = presynthesize
+    rows = await _run_call(transport, graph.pipeline, ends, stamps)
+    SPECULATIONS.append(
+        {
+            **dataclasses.asdict(llm.speculations),
+            "tts_ahead_used": getattr(tts_used, "ahead_used", 0),
+            "stt_early_used": getattr(graph.services["stt"], "early_used", 0),
+        }
+    )
+    GAPS_MS.extend(output_gaps(transport.written))
+    return rows
+
+
+async def _run_call(
+    transport: FileTransport,
+    pipeline: Pipeline,
+    ends: list[float],
+    stamps: Stamps | None = None,
+) -> list[dict[str, float | None]]:
+    """Play the recording through ``pipeline``; each turn's stages after its true end."""
+    stamps = stamps or Stamps(now=transport.clock.now_ms)
     finished = asyncio.Event()
 
     @transport.event_handler("on_input_finished")
     async def _done(_t: FileTransport) -> None:
         finished.set()
 
-    async with CallSession(graph.pipeline, observers=[stamps]):
+    async with CallSession(pipeline, observers=[stamps]):
         await finished.wait()
-    SPECULATIONS.append(
-        {
-            **dataclasses.asdict(llm.speculations),
-            "tts_ahead_used": getattr(tts_used, "ahead_used", 0),
-        }
-    )
-    GAPS_MS.extend(output_gaps(transport.written))
     origin = transport.input_started_ms
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}
     ev["audio"] = [w.at_ms - origin for w in transport.written]
@@ -185,6 +245,8 @@ def turn_rows(ev: dict[str, list[float]], ends: list[float]) -> list[dict[str, f
             "vad_stop_ms": _rel(first_after(ev.get("vad_stop", []), end - 500, limit), end),
             "transcript_ms": _rel(first_after(ev.get("transcript", []), end, limit), end),
             "llm_first_text_ms": _rel(first_after(ev.get("llm_text", []), end, limit), end),
+            "speculation_ms": _rel(first_after(ev.get("speculation", []), end, limit), end),
+            "first_piece_ms": _rel(first_after(ev.get("first_piece", []), end, limit), end),
             "premature": 1.0 if turn_end is not None and turn_end < end else 0.0,
         }
         rows.append(row)
@@ -301,7 +363,15 @@ def make_recording(
     return path, ends, clips
 
 
-STAGES = ["vad_stop_ms", "turn_end_ms", "transcript_ms", "llm_first_text_ms", "first_audio_ms"]
+STAGES = [
+    "vad_stop_ms",
+    "transcript_ms",
+    "speculation_ms",
+    "first_piece_ms",
+    "turn_end_ms",
+    "llm_first_text_ms",
+    "first_audio_ms",
+]
 
 
 def summarise(
@@ -360,6 +430,8 @@ async def main(
                 *(one_call(recording, ends, turn, options) for _ in range(calls))
             )
             results["chained"] = [r for call in calls_rows for r in call]
+        if not options.no_pipecat:
+            results["pipecat"] = await pipecat_call(recording, ends)
         if "realtime" in paths:
             results["realtime"] = await realtime_path(
                 recording, ends, calls, silence_ms, options.first_words or None
@@ -375,6 +447,15 @@ async def main(
     for path, rows in results.items():
         rows_table, summary[path] = summarise(path, rows, texts, n50)
         table += rows_table
+    if "pipecat" in summary:
+        stock = summary["pipecat"]["p50_ms"], summary["pipecat"]["p95_ms"]  # type: ignore[index]
+        for path in ("chained", "realtime"):
+            if path in summary:
+                mine = summary[path]["p50_ms"], summary[path]["p95_ms"]  # type: ignore[index]
+                pairs = zip(mine, stock, strict=True)
+                ratios = [round(m / b, 2) if m and b else None for m, b in pairs]
+                summary[path]["ratio_to_pipecat"] = ratios  # type: ignore[index]
+                table.append([f"{path} / pipecat's own pipeline", ratios[0], ratios[1]])
     llm_work: dict[str, object] = {
         "speculate": not options.no_speculate,
         "speculations_per_call": SPECULATIONS,
@@ -422,6 +503,7 @@ async def main(
             "stt_window_secs": options.stt_window_secs,
             "tts_first_clause_words": options.first_clause_words,
             "tts_first_words": options.first_words,
+            "tts_voice": options.voice,
             "naive_p50_ms": n50,
             "llm_prompt_work": llm_work,
             "chained_output_jitter": jitter,
@@ -443,6 +525,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--smart-turn", action="store_true")
     parser.add_argument(
+        "--early-transcript-ms",
+        type=float,
+        default=0,
+        help="Whisper begins at a pause this long, before the VAD's stop; 0: at the stop",
+    )
+    parser.add_argument(
         "--realtime-silence-ms", type=int, default=500, help="server VAD silence_duration_ms"
     )
     parser.add_argument(
@@ -452,7 +540,11 @@ if __name__ == "__main__":
         "--first-clause-words", type=int, default=4, help="TTS first clause; 0: sentences"
     )
     parser.add_argument("--first-words", type=int, default=0, help="TTS first piece cut")
+    parser.add_argument("--voice", default="auto", help="chained TTS: auto, piper or espeak")
     parser.add_argument("--tag", default="", help="suffix of the JSON result's name")
+    parser.add_argument(
+        "--no-pipecat", action="store_true", help="skip pipecat's own pipeline (the baseline)"
+    )
     parser.add_argument(
         "--no-speculate", action="store_true", help="prefill the prompt only, no speculative reply"
     )
@@ -461,6 +553,7 @@ if __name__ == "__main__":
         vad_stop_secs=args.vad_stop_secs,
         user_speech_timeout_secs=args.speech_timeout_secs,
         smart_turn=args.smart_turn,
+        early_transcript_ms=args.early_transcript_ms or None,
     )
     chosen = ["chained", "realtime"] if args.path == "both" else [args.path]
     asyncio.run(main(args.turns, args.calls, chosen, settings, args.realtime_silence_ms, args))

@@ -61,10 +61,14 @@ class TurnSettings:
     vad_confidence: float = 0.6
     user_speech_timeout_secs: float = 0.6
     smart_turn: bool = False
+    # Local Whisper begins a segment's transcript after this long a pause in mid-speech,
+    # before the VAD's stop (vad_stop_secs) is said; None: at the stop.
+    early_transcript_ms: float | None = None
 
     def user_params(self) -> LLMUserAggregatorParams:
         vad = CallerSilenceVAD(
-            params=VADParams(stop_secs=self.vad_stop_secs, confidence=self.vad_confidence)
+            params=VADParams(stop_secs=self.vad_stop_secs, confidence=self.vad_confidence),
+            pause_after_ms=self.early_transcript_ms,
         )
         if self.smart_turn:
             strategies = UserTurnStrategies()  # pipecat's default: the bundled smart-turn v3
@@ -165,7 +169,9 @@ def build_chained_pipeline(
         context = handoffs.start_context()
         handoffs.register(llm)
     _prefill_on_transcripts(stt, llm, context, tts)
-    pair = LLMContextAggregatorPair(context, user_params=(turn or TurnSettings()).user_params())
+    user_params = (turn or TurnSettings()).user_params()
+    pair = LLMContextAggregatorPair(context, user_params=user_params)
+    _transcribe_at_pauses(stt, user_params.vad_analyzer)
     if delegate is not None:  # no filler over the caller's words (held until they stop)
         from voxpipe.processors.delegation import follow_caller
 
@@ -196,6 +202,15 @@ def _hold_turns_for_transcripts(stt: FrameProcessor, user_aggregator: Any) -> No
 
     if isinstance(stt, LocalWhisperSTTService):
         stt.hold_turns(hold_turn_open(user_aggregator))
+
+
+def _transcribe_at_pauses(stt: FrameProcessor, vad: Any) -> None:
+    """Local Whisper and ``TurnSettings.early_transcript_ms``: transcripts begin at the pause."""
+    from voxpipe.processors.local.stt import LocalWhisperSTTService
+
+    wanted = isinstance(vad, CallerSilenceVAD) and vad.pause_after_ms is not None
+    if wanted and isinstance(stt, LocalWhisperSTTService):
+        stt.transcribe_at_pauses(vad)
 
 
 def _prefill_on_transcripts(

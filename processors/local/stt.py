@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pipecat.frames.frames import (
@@ -23,6 +24,17 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from voxpipe.engines import WhisperEngine, shared_stt
+from voxpipe.processors.local.turn_clock import CallerSilenceVAD
+
+
+@dataclass
+class _EarlyTranscript:
+    """A transcript begun at the caller's pause, before the VAD's stop made it a segment."""
+
+    audio: bytes  # the segment's audio when the pause was heard
+    starts: int  # speech starts seen then
+    resumes: int  # pauses the caller had talked through then
+    task: asyncio.Task[str]
 
 
 class LocalWhisperSTTService(SegmentedSTTService):
@@ -48,6 +60,9 @@ class LocalWhisperSTTService(SegmentedSTTService):
         self._caller_speaking = False
         self._segments_owed = 0
         self._keeping: asyncio.Task[None] | None = None
+        self._pause_vad: CallerSilenceVAD | None = None
+        self._early: _EarlyTranscript | None = None
+        self.early_used = 0  # segments whose transcript was begun at the pause (a head start)
 
     def add_transcript_listener(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(text)`` with each segment's transcript as soon as it exists.
@@ -65,6 +80,53 @@ class LocalWhisperSTTService(SegmentedSTTService):
         """
         self._speech_listeners.append(listener)
 
+    def transcribe_at_pauses(self, vad: CallerSilenceVAD) -> None:
+        """Begin each segment's transcript when ``vad`` hears the caller pause.
+
+        ``vad`` (the user aggregator's, built with ``pause_after_ms``) tells of
+        a pause in mid-speech before its stop is said (``stop_secs`` later):
+        the audio so far is transcribed from there, and when the stop comes
+        with nothing said since, that transcript is the segment's. It is ready
+        ``stop_secs - pause_after_ms`` sooner. When the caller talks on, it is
+        dropped and the segment transcribed as usual (Whisper did the work twice).
+        """
+        self._pause_vad = vad
+        vad.add_pause_listener(self._pause_heard)
+
+    def _pause_heard(self) -> None:
+        if not self._caller_speaking or not self.is_usable or self._pause_vad is None:
+            return
+        # pipecat's segment buffer (pinned 1.14.0): the audio since the VAD's start, with its
+        # pre-roll; the stop hands the same bytes plus more (quiet) audio to run_stt.
+        audio = bytes(self._audio_buffer)
+        self._drop_early()  # a pause the caller talked through
+        task = asyncio.get_running_loop().create_task(
+            self.transcribe_segment(audio + self._trailing_silence())
+        )
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, never lost
+        self._early = _EarlyTranscript(audio, self._speech_starts, self._pause_vad.resumes, task)
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early.task.cancel()  # Whisper's thread finishes it; nobody waits for it
+            self._early = None
+
+    def _early_for(self, audio: bytes) -> asyncio.Task[str] | None:
+        """The transcript begun at the pause that ended ``audio``'s speech, if it is that."""
+        early, self._early = self._early, None
+        if early is None or self._pause_vad is None:
+            return None
+        same = (
+            early.starts == self._speech_starts
+            and early.resumes == self._pause_vad.resumes
+            and audio.startswith(early.audio)
+        )
+        if not same:
+            self._early = early
+            self._drop_early()
+            return None
+        return early.task
+
     def hold_turns(self, keep: Callable[[], object], *, every_secs: float = 1.0) -> None:
         """Call ``keep()`` every ``every_secs`` while the caller's words are still coming.
 
@@ -80,6 +142,7 @@ class LocalWhisperSTTService(SegmentedSTTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._speech_starts += 1
+            self._drop_early()
             self._caller_speaking = True
             self._keep_holding()
             for listener in self._speech_listeners:
@@ -159,7 +222,12 @@ class LocalWhisperSTTService(SegmentedSTTService):
         starts = self._speech_starts
         await self.start_processing_metrics()
         try:
-            text = await self.transcribe_segment(audio)
+            early = self._early_for(audio)
+            if early is not None:
+                text = await early
+                self.early_used += 1
+            else:
+                text = await self.transcribe_segment(audio)
         except Exception as exc:  # a model failure costs this segment, not the call
             yield ErrorFrame(f"local STT failed: {exc}")
             return

@@ -55,14 +55,38 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 
 
 class CallerSilenceVAD(SileroVADAnalyzer):
-    """Silero VAD analysed on the event loop, keeping the caller's silence in audio time."""
+    """Silero VAD analysed on the event loop, keeping the caller's silence in audio time.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Args:
+        pause_after_ms: tell the pause listeners (:meth:`add_pause_listener`) when
+            the caller has been quiet this long in mid-speech, before the VAD's
+            stop (``stop_secs``) is said; None: never.
+    """
+
+    def __init__(self, *, pause_after_ms: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Audio analysed since the VAD last went quiet after speech (None: speaking).
         self.quiet_ms: float | None = None
         self.starts = 0  # speech starts said so far (each is one VADUserStartedSpeakingFrame)
+        self.resumes = 0  # pauses told to the listeners that the caller then talked through
         self._speaking = False
+        self._pause_after_ms = pause_after_ms
+        self._paused_ms = 0.0  # how long the current mid-speech pause (STOPPING) has lasted
+        self._pause_told = False
+        self._pause_listeners: list[Callable[[], object]] = []
+
+    @property
+    def pause_after_ms(self) -> float | None:
+        return self._pause_after_ms
+
+    def add_pause_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` once per pause of ``pause_after_ms`` while the caller speaks.
+
+        The pause may still become the VAD's stop, or the caller may talk on
+        (then :attr:`resumes` goes up by one). The local STT starts transcribing
+        there; a listener must return at once.
+        """
+        self._pause_listeners.append(listener)
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         # One window of Silero is ~1 ms of CPU; a worker-thread round trip per 20 ms
@@ -80,6 +104,20 @@ class CallerSilenceVAD(SileroVADAnalyzer):
             self._speaking, self.quiet_ms = False, 0.0  # the stop: the pause counts from here
         elif not self._speaking and self.quiet_ms is not None:
             self.quiet_ms += duration_ms  # QUIET, or STARTING that has not become a start
+        self._follow_pause(state, duration_ms)
+
+    def _follow_pause(self, state: VADState, duration_ms: float) -> None:
+        if state is VADState.STOPPING and self._speaking:
+            self._paused_ms += duration_ms
+            after = self._pause_after_ms
+            if after is not None and not self._pause_told and self._paused_ms >= after:
+                self._pause_told = True
+                for listener in self._pause_listeners:
+                    listener()
+            return
+        if state is VADState.SPEAKING and self._pause_told:
+            self.resumes += 1  # the caller talked through the pause the listeners were told of
+        self._paused_ms, self._pause_told = 0.0, False
 
 
 class CallerSilenceTimeout(SpeechTimeoutUserTurnStopStrategy):
