@@ -105,6 +105,7 @@ class Stamps(BaseObserver):
         self.now = now
         self.events: dict[str, list[float]] = {}
         self.transcripts: list[tuple[float, str]] = []
+        self.replies: list[tuple[float, str]] = []  # the LLM's text, piece by piece
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if not data.first_push:
@@ -120,6 +121,8 @@ class Stamps(BaseObserver):
                 self.events.setdefault(name, []).append(self.now())
         if isinstance(data.frame, TranscriptionFrame):
             self.transcripts.append((self.now(), data.frame.text))
+        if isinstance(data.frame, LLMTextFrame):
+            self.replies.append((self.now(), data.frame.text))
 
     def mark(self, name: str) -> None:
         self.events.setdefault(name, []).append(self.now())
@@ -228,6 +231,8 @@ async def _run_call(
     for row, end in zip(rows, ends, strict=True):
         heard = [t for at, t in stamps.transcripts if end - 4_000 <= at - origin < end + 3_000]
         row["heard"] = " ".join(heard)  # type: ignore[assignment]
+        said = [t for at, t in stamps.replies if end - 2_000 <= at - origin < end + GAP_MS - 500]
+        row["reply"] = "".join(said).strip()  # type: ignore[assignment]
     return rows
 
 
@@ -419,6 +424,8 @@ async def main(
     options: argparse.Namespace,
 ) -> None:
     engines = await shared_engines()
+    # One prompt, one reply: both pipelines' answers to the same words can be compared.
+    engines.llm.seed = 0
     texts = (SENTENCES * 3)[:turns]
     load_before = machine()["load_1m"]
     results: dict[str, list[dict[str, float | None]]] = {}
@@ -447,6 +454,13 @@ async def main(
     for path, rows in results.items():
         rows_table, summary[path] = summarise(path, rows, texts, n50)
         table += rows_table
+    if "pipecat" in summary and "chained" in results:
+        # Answer quality: the same reply to the same words as pipecat's own pipeline got.
+        pairs = list(zip(results["chained"], results["pipecat"], strict=False))
+        same_words = [(a, b) for a, b in pairs if a.get("heard") == b.get("heard")]
+        same = sum(1 for a, b in same_words if a.get("reply") == b.get("reply"))
+        summary["same_reply_as_pipecat"] = f"{same}/{len(same_words)}"
+        table.append(["same reply as pipecat (same transcript)", f"{same}/{len(same_words)}", None])
     if "pipecat" in summary:
         stock = summary["pipecat"]["p50_ms"], summary["pipecat"]["p95_ms"]  # type: ignore[index]
         for path in ("chained", "realtime"):
