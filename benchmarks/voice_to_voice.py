@@ -69,8 +69,9 @@ from voxpipe.pipelines.chained import DEFAULT_INSTRUCTIONS, TurnSettings, build_
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.local.llm import LocalLLMService
 from voxpipe.processors.local.stt import LocalWhisperSTTService
-from voxpipe.processors.local.tts import LocalTTSService
+from voxpipe.processors.local.tts import FIRST_WORDS, LocalTTSService
 from voxpipe.transports.file import FileTransport
+from voxpipe.written_audio import WrittenAudio
 
 SENTENCES = [
     "What time does the pharmacy open on Saturday?",
@@ -145,6 +146,20 @@ def output_gaps(written: list[Any]) -> list[float]:
     return gaps
 
 
+def utterance_starts(written: list[Any]) -> list[Any]:
+    """The chunks that began a bot utterance (a new one, or audio after 300 ms of none)."""
+    starts = []
+    for i, chunk in enumerate(written):
+        before = written[i - 1] if i else None
+        if (
+            before is None
+            or before.utterance != chunk.utterance
+            or chunk.at_ms - (before.at_ms + before.duration_ms) >= 300
+        ):
+            starts.append(chunk)
+    return starts
+
+
 def first_after(times: list[float], t: float, before: float) -> float | None:
     return next((x for x in sorted(times) if t <= x < before), None)
 
@@ -156,7 +171,7 @@ def pipecat_pipeline(transport: FileTransport) -> Pipeline:
     pair = LLMContextAggregatorPair(context, user_params=user_params)
     stt = LocalWhisperSTTService()
     llm = LocalLLMService(instructions=DEFAULT_INSTRUCTIONS, speculate=False)
-    tts = LocalTTSService(first_clause_words=None)  # pipecat's sentence aggregation
+    tts = LocalTTSService(first_clause_words=None, first_words=None)  # pipecat's sentences
     return Pipeline(
         [transport.input(), stt, pair.user(), llm, tts, transport.output(), pair.assistant()]
     )
@@ -171,16 +186,15 @@ async def one_call(
     recording: Path, ends: list[float], turn: TurnSettings, options: argparse.Namespace
 ) -> list[dict[str, float | None]]:
     transport = FileTransport(recording, paced=True)
-    stt, tts = None, None
+    stt = None
     if options.stt_window_secs:
         engine = WhisperEngine(short_window_secs=options.stt_window_secs or None)
         stt = LocalWhisperSTTService(engine=engine)
-    if options.first_clause_words != 4 or options.first_words or options.voice != "auto":
-        tts = LocalTTSService(
-            voice=options.voice,
-            first_clause_words=options.first_clause_words or None,
-            first_words=options.first_words or None,
-        )
+    tts = LocalTTSService(
+        voice=options.voice,
+        first_clause_words=options.first_clause_words or None,
+        first_words=options.first_words or None,
+    )
     llm = LocalLLMService(instructions=DEFAULT_INSTRUCTIONS, speculate=not options.no_speculate)
     graph = build_chained_pipeline(transport, turn=turn, stt=stt, llm=llm, tts=tts)
     tts_used = graph.services["tts"]
@@ -216,6 +230,7 @@ async def _run_call(
 ) -> list[dict[str, float | None]]:
     """Play the recording through ``pipeline``; each turn's stages after its true end."""
     stamps = stamps or Stamps(now=transport.clock.now_ms)
+    transport.written = WrittenAudio(keep=100_000)  # the whole call's chunks, not a minute
     finished = asyncio.Event()
 
     @transport.event_handler("on_input_finished")
@@ -226,7 +241,9 @@ async def _run_call(
         await finished.wait()
     origin = transport.input_started_ms
     ev = {k: [t - origin for t in v] for k, v in stamps.events.items()}
-    ev["audio"] = [w.at_ms - origin for w in transport.written]
+    # Where each bot utterance began: a reply still playing when the next question ends (the
+    # caller talks over it) is not that question's answer.
+    ev["audio"] = [w.at_ms - origin for w in utterance_starts(list(transport.written))]
     rows = turn_rows(ev, ends)
     for row, end in zip(rows, ends, strict=True):
         heard = [t for at, t in stamps.transcripts if end - 4_000 <= at - origin < end + 3_000]
@@ -541,7 +558,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--early-transcript-ms",
         type=float,
-        default=0,
+        default=TurnSettings.early_transcript_ms,
         help="Whisper begins at a pause this long, before the VAD's stop; 0: at the stop",
     )
     parser.add_argument(
@@ -553,7 +570,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--first-clause-words", type=int, default=4, help="TTS first clause; 0: sentences"
     )
-    parser.add_argument("--first-words", type=int, default=0, help="TTS first piece cut")
+    parser.add_argument(
+        "--first-words", type=int, default=FIRST_WORDS, help="TTS first piece cut; 0: none"
+    )
     parser.add_argument("--voice", default="auto", help="chained TTS: auto, piper or espeak")
     parser.add_argument("--tag", default="", help="suffix of the JSON result's name")
     parser.add_argument(

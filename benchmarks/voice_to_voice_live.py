@@ -5,7 +5,8 @@ said by a caller of each transport to one ``voxpipe serve`` process in this
 process, which runs the chained graph on the local engines (the embedded
 default, speculation and speaking ahead on):
 
-- ``file``: the file transport (sound-card pacing), the baseline of the ratios;
+- ``file``: the file transport (sound-card pacing), the same graph and defaults,
+  the baseline of the ratios;
 - ``webrtc``: an aiortc peer (a browser's WebRTC stack without the page) over
   loopback; the true end of speech is placed where the server captured that
   audio (its capture log), the first bot audio is the first loud 20 ms the
@@ -47,6 +48,7 @@ from voxpipe.engines import shared_engines  # noqa: E402
 from voxpipe.pipelines.chained import TurnSettings  # noqa: E402
 from voxpipe.pipelines.live_call import LiveCallSpec  # noqa: E402
 from voxpipe.pipelines.simulated_call import Mode  # noqa: E402
+from voxpipe.processors.local.tts import FIRST_WORDS  # noqa: E402
 from voxpipe.transports.telephony.routes import TwilioConfig  # noqa: E402
 from voxpipe.transports.webrtc.app import RunningServe, ServeConfig, running_serve  # noqa: E402
 
@@ -60,9 +62,13 @@ def _loud(pcm: np.ndarray) -> bool:
 
 
 def first_after(times: list[float], end: float, next_end: float | None) -> float | None:
-    """The first bot audio after ``end`` (ms on the same clock) and before the next turn's."""
+    """The first bot audio after ``end`` (ms on the same clock) and before the next turn's.
+
+    From ``end`` on: loud audio just before it is the previous reply still playing (the
+    caller talked over it); a turn ended early is the file transport's measure.
+    """
     limit = next_end - TAIL_MS if next_end is not None else float("inf")
-    return next((t - end for t in sorted(times) if end - 2_000 <= t < limit), None)
+    return next((t - end for t in sorted(times) if end <= t < limit), None)
 
 
 def per_turn(loud_at: list[float], ends_at: list[float | None]) -> list[float | None]:
@@ -123,7 +129,11 @@ async def phone_turns(serve: RunningServe, recording: Path, ends: list[float]) -
 
 async def file_turns(recording: Path, ends: list[float]) -> list[Any]:
     options = argparse.Namespace(
-        stt_window_secs=0.0, first_clause_words=4, first_words=0, no_speculate=False, voice="auto"
+        stt_window_secs=0.0,
+        first_clause_words=4,
+        first_words=FIRST_WORDS,
+        no_speculate=False,
+        voice="auto",
     )
     rows = await one_call(recording, ends, TurnSettings(), options)
     return [r["first_audio_ms"] for r in rows]

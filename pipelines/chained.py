@@ -55,6 +55,8 @@ class TurnSettings:
     0.2 s VAD stop + 0.6 s speech timeout ended no turn early; a 0.2 s timeout
     saved ~330 ms but cut in on 15% of turns (pauses at commas); smart-turn v3
     cut in on 10% and waited 3 s at p95 on the turns it judged unfinished.
+    ``early_transcript_ms`` (60) has local Whisper begin at a pause that short,
+    before the VAD's stop: the transcript came ~120 ms sooner, WER unchanged.
     """
 
     vad_stop_secs: float = 0.2
@@ -63,7 +65,7 @@ class TurnSettings:
     smart_turn: bool = False
     # Local Whisper begins a segment's transcript after this long a pause in mid-speech,
     # before the VAD's stop (vad_stop_secs) is said; None: at the stop.
-    early_transcript_ms: float | None = None
+    early_transcript_ms: float | None = 60.0
 
     def user_params(self) -> LLMUserAggregatorParams:
         vad = CallerSilenceVAD(

@@ -26,7 +26,7 @@ from realtime_calls import compose
 
 from voxpipe.engines import WhisperEngine, shared_stt
 from voxpipe.evaluation import word_error_rate
-from voxpipe.pipelines.chained import TurnSettings
+from voxpipe.pipelines.chained import TurnSettings, build_chained_pipeline
 from voxpipe.pipelines.session import CallSession
 from voxpipe.processors.local.stt import LocalWhisperSTTService
 from voxpipe.processors.local.turn_clock import CallerSilenceVAD
@@ -126,3 +126,17 @@ def test_a_pause_is_told_once_when_it_lasts_long_enough() -> None:
     # A pause before any speech, or no threshold at all: never told.
     assert _vad_told([VADState.QUIET, VADState.STARTING, VADState.QUIET]) == (0, 0)
     assert _vad_told([*speaking, *[stopping] * 20], pause_after_ms=None) == (0, 0)
+
+
+def test_the_chained_graph_begins_transcripts_at_pauses_by_default(make_speech: Any) -> None:
+    transport = FileTransport(make_speech("Hello."))
+    graph = build_chained_pipeline(transport, openai_api_key="")
+    stt = graph.services["stt"]
+    assert isinstance(stt, LocalWhisperSTTService)
+    vad = stt._pause_vad
+    assert isinstance(vad, CallerSilenceVAD)
+    assert vad.pause_after_ms == TurnSettings().early_transcript_ms == 60.0
+    # None: transcripts begin at the VAD's stop, as before.
+    at_stop = TurnSettings(early_transcript_ms=None)
+    off = build_chained_pipeline(transport, openai_api_key="", turn=at_stop)
+    assert off.services["stt"]._pause_vad is None

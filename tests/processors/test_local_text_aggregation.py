@@ -71,8 +71,13 @@ class RecordingVoice:
 @pytest.mark.parametrize(
     ("options", "said"),
     [
-        ({}, ["Sure, the pharmacy opens at nine,", "and closes at six."]),
-        ({"first_clause_words": None}, ["Sure, the pharmacy opens at nine, and closes at six."]),
+        # The default: the first piece ends after 3 words, or at a clause of 4 before them.
+        ({}, ["Sure, the pharmacy", "opens at nine, and closes at six."]),
+        ({"first_words": None}, ["Sure, the pharmacy opens at nine,", "and closes at six."]),
+        (
+            {"first_clause_words": None, "first_words": None},
+            ["Sure, the pharmacy opens at nine, and closes at six."],
+        ),
         (
             {"first_clause_words": None, "first_words": 3},
             ["Sure, the pharmacy", "opens at nine, and closes at six."],

@@ -49,7 +49,7 @@ TOKENS = ("The", " capital", " of", " Italy", " is", " Rome", ".")
 
 async def test_the_next_response_only_starts_with_a_short_piece() -> None:
     voice = Voice()
-    tts = LocalTTSService(engine=voice)
+    tts = LocalTTSService(engine=voice, first_words=None)  # its own rule: first clauses
     tts.first_piece_words(3)
     assert tts.piece_splitter().feed("The capital of Italy") == ["The capital of"]
     down, _ = await run_test(
@@ -67,7 +67,7 @@ async def test_the_next_response_only_starts_with_a_short_piece() -> None:
 
 async def test_a_shortening_taken_back_leaves_the_usual_rule() -> None:
     voice = Voice()
-    tts = LocalTTSService(engine=voice)
+    tts = LocalTTSService(engine=voice, first_words=None)  # its own rule: first clauses
     tts.first_piece_words(3)
     tts.first_piece_words(None)  # the suspected hang passed: no re-ask is coming
     await run_test(tts, frames_to_send=[*response(*TOKENS), SleepFrame(0.5)])
