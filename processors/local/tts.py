@@ -37,10 +37,10 @@ from voxpipe.engines import SpeechEngine, TTSEngineKind, shared_tts
 from voxpipe.engines.in_thread import iterate_in_thread
 from voxpipe.engines.speculation import Speculation
 from voxpipe.processors.local.text_aggregation import ClauseTextAggregator
-from voxpipe.speech_text import PieceRule, SpeechTextSplitter
+from voxpipe.speech_text import LIVE_FIRST_WORDS, PieceRule, SpeechTextSplitter
 
 _AHEAD_KEPT = 4  # pieces synthesised ahead and not yet asked for (older ones are dropped)
-FIRST_WORDS = 3  # a live reply's first piece ends after this many words at the latest
+FIRST_WORDS = LIVE_FIRST_WORDS  # a live reply's first piece ends after 3 words at the latest
 
 
 def _piece_key(text: str) -> str:

@@ -38,7 +38,7 @@ from voxpipe.realtime_server.effects import (
     TextProduced,
 )
 from voxpipe.realtime_server.session_config import Modality
-from voxpipe.speech_text import PieceRule
+from voxpipe.speech_text import LIVE_FIRST_WORDS, PieceRule
 
 DEFAULT_MAX_TOKENS = 200
 AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
@@ -57,10 +57,11 @@ class LocalBrain:
     """A :class:`~voxpipe.transports.realtime_server.brains.Brain` on the offline engines.
 
     ``first_words`` also ends a reply's first piece after that many words
-    (see :class:`voxpipe.speech_text.PieceRule`).
+    (see :class:`voxpipe.speech_text.PieceRule`; 3 by default, as the chained
+    graph's voice; ``None``: whole first clauses).
     """
 
-    def __init__(self, engines: Any, *, first_words: int | None = None) -> None:
+    def __init__(self, engines: Any, *, first_words: int | None = LIVE_FIRST_WORDS) -> None:
         self.engines = engines
         self.replies = ReplyEngine(engines, rule=PieceRule(first_words=first_words))
 
@@ -70,7 +71,9 @@ class LocalBrain:
         return self.replies.speculations_used
 
     @classmethod
-    async def load(cls, *, tts: str = "auto", first_words: int | None = None) -> LocalBrain:
+    async def load(
+        cls, *, tts: str = "auto", first_words: int | None = LIVE_FIRST_WORDS
+    ) -> LocalBrain:
         """Load the shared engines once per process (off the event loop)."""
         from voxpipe.engines import shared_engines
 
