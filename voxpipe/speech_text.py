@@ -57,8 +57,8 @@ class PieceRule:
 
 SENTENCES_ONLY = PieceRule(clause_words=None)
 # A live reply's first piece ends after this many words at the latest (the chained graph's
-# TTS and the embedded server's local brain): the 0.5B model's first clause is most often
-# its whole first sentence, and waiting for it cost 355 ms of the first audio on 2 cores.
+# TTS): the 0.5B model's first clause is most often its whole first sentence, and waiting
+# for it cost 355 ms of the first audio on 2 cores.
 LIVE_FIRST_WORDS = 3
 
 

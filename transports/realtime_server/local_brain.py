@@ -38,7 +38,7 @@ from voxpipe.realtime_server.effects import (
     TextProduced,
 )
 from voxpipe.realtime_server.session_config import Modality
-from voxpipe.speech_text import LIVE_FIRST_WORDS, PieceRule
+from voxpipe.speech_text import PieceRule
 
 DEFAULT_MAX_TOKENS = 200
 AUDIO_CHUNK_BYTES = codec.PROTOCOL_PCM_RATE * 2 // 10  # 100 ms
@@ -57,11 +57,14 @@ class LocalBrain:
     """A :class:`~voxpipe.transports.realtime_server.brains.Brain` on the offline engines.
 
     ``first_words`` also ends a reply's first piece after that many words
-    (see :class:`voxpipe.speech_text.PieceRule`; 3 by default, as the chained
-    graph's voice; ``None``: whole first clauses).
+    (see :class:`voxpipe.speech_text.PieceRule`; ``None``, the default: whole
+    first clauses). Not the chained graph's 3 (``LIVE_FIRST_WORDS``): here the
+    rest of a reply is generated and synthesised after the first piece, and
+    behind a 3-word piece the reply fell silent for a moment (an eval's
+    barge-in 2 s into a long answer found the bot not speaking, 1 run in 4).
     """
 
-    def __init__(self, engines: Any, *, first_words: int | None = LIVE_FIRST_WORDS) -> None:
+    def __init__(self, engines: Any, *, first_words: int | None = None) -> None:
         self.engines = engines
         self.replies = ReplyEngine(engines, rule=PieceRule(first_words=first_words))
 
@@ -71,9 +74,7 @@ class LocalBrain:
         return self.replies.speculations_used
 
     @classmethod
-    async def load(
-        cls, *, tts: str = "auto", first_words: int | None = LIVE_FIRST_WORDS
-    ) -> LocalBrain:
+    async def load(cls, *, tts: str = "auto", first_words: int | None = None) -> LocalBrain:
         """Load the shared engines once per process (off the event loop)."""
         from voxpipe.engines import shared_engines
 
