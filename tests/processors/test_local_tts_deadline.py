@@ -53,7 +53,8 @@ class SlowVoice:
 async def _speak(
     voice: SlowVoice, text: str = ANSWER, stall_at_s: float | None = None, wait_s: float = 4.5
 ) -> tuple[list[Frame], list[Frame]]:
-    tts = LocalTTSService(engine=voice, first_clause_words=None)  # the service's defaults
+    # Whole sentences (no first-piece cut), one piece of audio each; else the defaults.
+    tts = LocalTTSService(engine=voice, first_clause_words=None, first_words=None)
 
     @tts.event_handler("on_tts_request")
     async def _stall(_tts: LocalTTSService, _context_id: str, _text: str) -> None:
