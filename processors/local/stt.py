@@ -199,9 +199,11 @@ class LocalWhisperSTTService(SegmentedSTTService):
     async def stop(self, frame: EndFrame) -> None:
         await super().stop(frame)  # transcribes the queued segments first
         await self._stop_holding()
+        self._drop_early()  # a pause the call ended in: no segment will ask for it
 
     async def cancel(self, frame: CancelFrame) -> None:
         await self._stop_holding()
+        self._drop_early()
         await super().cancel(frame)
 
     async def transcribe_segment(self, audio: bytes) -> str:
