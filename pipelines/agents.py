@@ -29,6 +29,7 @@ class AgentsPlan:
     instructions: str
     app_tools: dict[str, dict[str, Any]]  # the application's, as Realtime tool objects
     start_tools: tuple[dict[str, Any], ...]  # the first agent's: its own, then transfers
+    voice: str | None = None  # the agents' one voice, if they name one
 
 
 def plan_agents(
@@ -40,7 +41,12 @@ def plan_agents(
     for warning in agents.warnings():
         logger.warning(str(warning))
     start = agents.agent(agents.start)
-    return AgentsPlan(start.instructions, app_tools, agent_tools(agents, start.name, app_tools))
+    return AgentsPlan(
+        start.instructions,
+        app_tools,
+        agent_tools(agents, start.name, app_tools),
+        agents.realtime_voice(),
+    )
 
 
 def realtime_tools(tools: Sequence[Any]) -> dict[str, dict[str, Any]]:

@@ -92,6 +92,7 @@ def build_chained_pipeline(
     turn: TurnSettings | None = None,
     voice: TTSEngineKind | str = TTSEngineKind.AUTO,
     openai_api_key: str | None = None,
+    openai_voice: str | None = None,
     stt: FrameProcessor | None = None,
     llm: Any = None,
     tts: FrameProcessor | None = None,
@@ -112,6 +113,8 @@ def build_chained_pipeline(
             and STT (the :class:`~voxpipe.processors.echo_guard.EchoGuardProcessor`).
         openai_api_key: use OpenAI's services in the STT/LLM/TTS slots;
             defaults to ``OPENAI_API_KEY`` when set, else the local engines.
+        openai_voice: the voice of OpenAI's TTS in the TTS slot (``marin``...;
+            its default ``alloy`` when None; one it has not is a ``ConfigError``).
         stt, llm, tts: explicit services, overriding the defaults per slot.
         slots: engines per slot in order (``[chained]`` in ``agent.toml``); a slot
             listed there takes a fallback service that hands a failed or late
@@ -152,7 +155,7 @@ def build_chained_pipeline(
     if key and (stt is None or llm is None or tts is None):
         from voxpipe.processors.openai_http import openai_services
 
-        remote = openai_services(key, instructions=instructions)
+        remote = openai_services(key, instructions=instructions, voice=openai_voice)
         headers = remote.headers
         stt, llm, tts = stt or remote.stt, llm or remote.llm, tts or remote.tts
     stt = stt or _local_stt()

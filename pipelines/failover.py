@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from loguru import logger
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
@@ -34,6 +35,35 @@ from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
 from voxpipe.processors.failover import FailoverBrain, turns_of
 from voxpipe.processors.observability.inline import ObservedPipeline
 from voxpipe.processors.realtime import RealtimeService
+
+
+def _session_voice(service: RealtimeService) -> str | None:
+    """The voice the realtime session asks for (None: the provider's default)."""
+    props = service.settings.session_properties  # type: ignore[attr-defined]
+    output = props.audio.output if props.audio is not None else None
+    return output.voice if output is not None else None
+
+
+def _same_voice(voice: str | None, chained: dict[str, Any]) -> dict[str, Any]:
+    """The chained builder's arguments, its OpenAI voice the realtime session's.
+
+    OpenAI's speech service has every built-in Realtime voice, so a chained
+    brain on OpenAI answers in the voice the caller was hearing; the local
+    TTS speaks as the embedded server does (the same Piper voice by
+    default). A custom Realtime voice has no twin there: the chained brain
+    speaks in the speech service's default, and the log says so.
+    """
+    if voice is None or "openai_voice" in chained or "tts" in chained:
+        return chained
+    from voxpipe.processors.openai_http import speech_voice
+
+    if not speech_voice(voice):
+        logger.warning(
+            f"the realtime voice {voice!r} is not one of OpenAI's speech voices: "
+            "a chained brain on OpenAI would answer in its default voice"
+        )
+        return chained
+    return {**chained, "openai_voice": voice}
 
 
 def build_failover_pipeline(
@@ -88,11 +118,15 @@ def build_failover_pipeline(
         fallback=True,
         **realtime,
     )
-    ch = build_chained_pipeline(
-        transport, instructions=instructions, tools=tools, functions=functions, **(chained or {})
-    )
     service = rt.brain
     assert isinstance(service, RealtimeService)
+    ch = build_chained_pipeline(
+        transport,
+        instructions=instructions,
+        tools=tools,
+        functions=functions,
+        **_same_voice(_session_voice(service), chained or {}),
+    )
     selector = BrainSelector()
     brain = FailoverBrain(
         realtime=service,

@@ -62,8 +62,12 @@ def realtime_session(
     transcribe: bool = False,
     server_vad: bool = True,
     audio_format: AudioFormat = AudioFormat.PCM16_24K,
+    voice: str | None = None,
 ) -> rt.SessionProperties:
-    """Session properties for a phone-style call: audio out, server VAD turns (or none)."""
+    """Session properties for a phone-style call: audio out, server VAD turns (or none).
+
+    ``voice``: the provider's voice for the whole session (its default when None).
+    """
     turn_detection: rt.TurnDetection | bool = (
         rt.TurnDetection(type="server_vad", silence_duration_ms=SERVER_VAD_SILENCE_MS)
         if server_vad
@@ -76,13 +80,22 @@ def realtime_session(
         transcription=rt.InputAudioTranscription() if transcribe else None,
         turn_detection=turn_detection,
     )
+    output = rt.AudioOutput(format=fmt, voice=voice) if fmt or voice else None
     return rt.SessionProperties(
         instructions=instructions,
         output_modalities=["audio"],
-        audio=rt.AudioConfiguration(
-            input=audio_input, output=rt.AudioOutput(format=fmt) if fmt else None
-        ),
+        audio=rt.AudioConfiguration(input=audio_input, output=output),
     )
+
+
+def _one_voice(given: str | None, agents: str | None) -> str | None:
+    """The call's voice: the one given, or the agents' (a ``ConfigError`` if they differ)."""
+    if given is not None and agents is not None and given != agents:
+        raise ConfigError(
+            f"voice={given!r} but the agents speak in {agents!r}; a realtime call has one voice",
+            hint="drop one of them",
+        )
+    return given or agents
 
 
 def build_realtime_pipeline(
@@ -98,6 +111,7 @@ def build_realtime_pipeline(
     token_provider: TokenProvider | None = None,
     estimate_playback: bool = False,
     model: str = DEFAULT_MODEL,
+    voice: str | None = None,
     transcribe: bool = False,
     rollover: RolloverConfig | None = None,
     backoff: BackoffConfig | None = None,
@@ -136,6 +150,10 @@ def build_realtime_pipeline(
             no :class:`~voxpipe.playback.PlaybackReporter`): count audio as heard
             when it is pushed to the output instead. An estimate, logged as one;
             without it such a transport is refused with a ``ConfigError``.
+        voice: the session's voice (``marin``, ``alloy``... or a custom voice's
+            id); the provider's default when None, or the agents' one voice
+            (``[agents.<name>].voice``). A call with a fallback gives it to the
+            chained brain's OpenAI voice too.
         transcribe: ask the server to transcribe the caller's audio.
         local_turns: detect turns locally (Silero VAD in the user aggregator)
             instead of with the server's VAD; a local barge-in then cancels.
@@ -197,6 +215,9 @@ def build_realtime_pipeline(
     plan = plan_agents(agents, tools) if agents is not None else None
     if plan is not None:
         instructions = plan.instructions
+        voice = _one_voice(voice, plan.voice)
+    if voice is not None and (not voice.strip() or voice != voice.strip()):
+        raise ConfigError(f"voice {voice!r} is not a voice name", hint="e.g. voice='marin'")
     context_tools = ToolsSchema(standard_tools=list(tools)) if tools and plan is None else NOT_GIVEN
     context = LLMContext(tools=context_tools)
     settings = RealtimeService.Settings(
@@ -206,18 +227,19 @@ def build_realtime_pipeline(
             transcribe=transcribe,
             server_vad=local_turns is None,
             audio_format=audio_format,
+            voice=voice,
         ),
     )
     if plan is not None:
         settings.session_properties.tools = list(plan.start_tools)  # type: ignore[union-attr]
-    voice: list[FrameProcessor] = []
+    voice_stages: list[FrameProcessor] = []
     if brain is not None:
         service: FrameProcessor = brain(
             api_key=key or "voxpipe-local", base_url=server_url, settings=settings
         )
     else:
         ledger = PlaybackLedger(audio_format)
-        now_ms = _report_playback(transport, ledger, voice, estimate=estimate_playback)
+        now_ms = _report_playback(transport, ledger, voice_stages, estimate=estimate_playback)
         config = CallConfig(
             turns=TurnDetection(
                 server_vad=local_turns is None,
@@ -264,7 +286,7 @@ def build_realtime_pipeline(
         assistant_aggregator=pair.assistant(),
         brain=service,
         tap=tap,
-        voice=voice,
+        voice=voice_stages,
         echo_guard=echo_guard,
         services={"realtime": service}
         | ({"delegate_backend": delegation.backend} if delegation is not None else {}),

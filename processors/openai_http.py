@@ -23,7 +23,9 @@ from loguru import logger
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.stt import OpenAISTTService
-from pipecat.services.openai.tts import OpenAITTSService
+from pipecat.services.openai.tts import VALID_VOICES, OpenAITTSService
+
+from voxpipe.errors import ConfigError
 
 _PREFIX = "x-ratelimit-"
 
@@ -101,8 +103,22 @@ class OpenAIServices:
     headers: RateLimitHeaders
 
 
-def openai_services(api_key: str, *, instructions: str) -> OpenAIServices:
-    """OpenAI's Whisper API, chat and speech services for the chained pipeline."""
+def speech_voice(voice: str) -> bool:
+    """Whether OpenAI's speech service has ``voice`` (every built-in Realtime voice is one)."""
+    return voice in VALID_VOICES
+
+
+def openai_services(api_key: str, *, instructions: str, voice: str | None = None) -> OpenAIServices:
+    """OpenAI's Whisper API, chat and speech services for the chained pipeline.
+
+    ``voice``: the speech service's voice (its default, ``alloy``, when None).
+    """
+    if voice is not None and not speech_voice(voice):
+        raise ConfigError(
+            f"OpenAI's speech service has no voice {voice!r}",
+            hint=f"voices: {', '.join(sorted(VALID_VOICES))}",
+        )
+    tts_settings = OpenAITTSService.Settings(voice=voice) if voice else None
     headers = RateLimitHeaders()
     client = headers.http_client()
     return OpenAIServices(
@@ -112,6 +128,6 @@ def openai_services(api_key: str, *, instructions: str) -> OpenAIServices:
             http_client=client,
             settings=OpenAILLMService.Settings(system_instruction=instructions),
         ),
-        tts=OpenAITTSService(api_key=api_key, http_client=client),
+        tts=OpenAITTSService(api_key=api_key, http_client=client, settings=tts_settings),
         headers=headers,
     )

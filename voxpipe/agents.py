@@ -183,6 +183,11 @@ class AgentsConfig:
                     hint=f"voices: {', '.join(voices)}",
                 )
 
+    def realtime_voice(self) -> str | None:
+        """The one voice the agents give a realtime call (``check`` refuses two), if any."""
+        voices = {spec.voice for spec in self.agents.values() if spec.voice}
+        return voices.pop() if len(voices) == 1 else None
+
     def voice_of(self, name: str, default: str | None) -> str | None:
         """The voice agent ``name`` speaks in on the chained path (its own, else ``default``)."""
         return self.agent(name).voice or default

@@ -145,11 +145,15 @@ async def failover_call(
     refused: bool = False,
     pace: float = 4.0,
     server_hears: bool = True,
+    chained: dict[str, Any] | None = None,
+    **realtime: Any,
 ) -> AsyncIterator[FailoverCall]:
     """Server (or a refused port) + cued caller + failover graph, running; stopped on exit.
 
     The caller's first line is said once a brain listens; each next one on ``call.caller.cue()``.
     ``server_hears=False``: the server's brain transcribes nothing and answers at once.
+    ``chained``: the chained builder's arguments (default: the local engines, Piper);
+    ``realtime``: more of the realtime builder's (``voice``...).
     """
     config = ServerConfig(api_key=API_KEY, fault_injection=True)
     brain = HearingScriptedBrain(engines.stt if server_hears else None, script, pace=pace)
@@ -161,7 +165,8 @@ async def failover_call(
             instructions=INSTRUCTIONS,
             server_url=closed_port_url() if refused else srv.realtime_url,
             api_key=API_KEY,
-            chained={"voice": "piper"},
+            chained={"voice": "piper"} if chained is None else chained,
+            **realtime,
         )
         switch = graph.services["failover"]
         assert isinstance(switch, FailoverBrain)

@@ -53,6 +53,13 @@ class Limits:
         }
 
 
+# The speech endpoint's built-in voices (OpenAI's text-to-speech guide, gpt-4o-mini-tts).
+SPEECH_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer"}
+    | {"verse", "marin", "cedar"}
+)
+
+
 @dataclass
 class FakeOpenAI:
     """The stand-in's state: what it was asked and which headers it sent."""
@@ -65,6 +72,7 @@ class FakeOpenAI:
     # When each chat was asked (time.monotonic()), beside it in ``chats``.
     chat_times: list[float] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
+    voices: list[str] = field(default_factory=list)  # each speech request's voice, in order
     unauthorised: int = 0
     # Faults of a provider in trouble: a chat that waits this long before answering,
     # or one that drops the connection after streaming this many words.
@@ -134,7 +142,13 @@ class FakeOpenAI:
             return _unauthorised()
         body = await request.json()
         text = str(body["input"])
+        voice = str(body.get("voice"))
+        if voice not in SPEECH_VOICES:  # as OpenAI: a 400 naming the parameter
+            return web.json_response(
+                {"error": {"message": f"Invalid voice {voice!r}", "param": "voice"}}, status=400
+            )
         self.spoken.append(text)
+        self.voices.append(voice)
         if body.get("response_format") != "pcm":
             return web.json_response({"error": {"message": "only pcm here"}}, status=400)
         engine = await shared_tts(TTSEngineKind.PIPER)
