@@ -49,7 +49,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
-from pipecat.audio.utils import create_file_resampler
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -73,7 +72,6 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.settings import LLMSettings
 
-from voxpipe.audio import AudioFormat
 from voxpipe.call.events import (
     BrainGaveUp,
     BrainSwitched,
@@ -97,12 +95,15 @@ from voxpipe.call.response_guard import InterruptionSource
 from voxpipe.call.rollover import Role, SessionSeed, Turn
 from voxpipe.call.state import CallState, StateChanged
 from voxpipe.call.turn_boundary import BoundaryConfig, ChainedStage, ChainedTurnBoundary
-from voxpipe.call.user_audio import unfinished_turn_start_ms
 from voxpipe.frames import RealtimeCallEventFrame
 from voxpipe.processors.brain_switch import BrainSelector, BrainSwitch
-from voxpipe.processors.local.vad import WINDOW_MS, voiced_windows
+from voxpipe.processors.failover_audio import (
+    RecentCallerAudio,
+    caller_frames,
+    frame_ms,
+    unfinished_turn,
+)
 from voxpipe.processors.realtime import RealtimeService
-from voxpipe.telephony.codec import AudioEncoding
 
 TICK_S = 0.1
 PROBE_TIMEOUT_MS = 5_000  # a probe that sees no session.created in this long failed
@@ -110,10 +111,6 @@ RETURN_TIMEOUT_MS = 10_000  # the switch back's session must be ready within thi
 # How long a switch waits for caller audio already inside the realtime branch to reach
 # the realtime call's relay (a few frames; seconds only on a stalled machine).
 CATCH_UP_S = 1.0
-# Speech detection on the caller audio handed to the chained brain: Silero at 16 kHz,
-# below the chained VAD's 0.6 confidence so nothing that VAD would hear is left out.
-VAD_RATE = 16_000
-HAND_THRESHOLD = 0.3
 # The re-asked answer's first piece of speech: this many words, synthesised while the LLM
 # writes the rest (a whole first sentence waited for its last word, then took Piper
 # 0.9-3.4 s at load 6-25).
@@ -173,6 +170,9 @@ class FailoverBrain(BrainSwitch):
         self._caller_format = (16_000, 640)  # sample rate, bytes per frame
         self._holding: list[tuple[Frame, FrameDirection]] | None = None
         self.handed_audio_ms: list[int] = []  # caller audio handed over at each switch
+        # The chained brain's latest caller audio, and what of it each switch back handed on.
+        self._recent = RecentCallerAudio(self.boundary_config.settle_ms)
+        self.opening_ms: list[int] = []
         realtime.add_event_handler("on_call_event", self._on_call_event)
         self._register_event_handler("on_brain_switched")
 
@@ -207,6 +207,8 @@ class FailoverBrain(BrainSwitch):
             if self.selector.active is Brain.REALTIME:
                 self._frames_to_realtime += 1
                 self._caller_format = (frame.sample_rate, len(frame.audio))
+            else:
+                self._recent.add(frame)
         await super().route(frame, direction)
 
     async def preload(self) -> None:
@@ -404,8 +406,42 @@ class FailoverBrain(BrainSwitch):
             return
         self._returning = switch
         logger.warning(f"{self}: switching back to the realtime brain: {switch.detail}")
+        self._holding = []  # live caller audio waits behind their opening words
         self.selector.active = Brain.REALTIME  # the realtime call holds the caller's audio
-        await self.realtime.take_back(self._heard_on_chained(), timeout_ms=RETURN_TIMEOUT_MS)
+        try:
+            await self.realtime.take_back(self._heard_on_chained(), timeout_ms=RETURN_TIMEOUT_MS)
+        finally:
+            if self.selector.active is Brain.REALTIME:
+                await self._hand_opening_words()
+            else:  # the return failed at once: the chained brain kept the call and its audio
+                self._recent.clear()
+
+    async def _hand_opening_words(self) -> None:
+        """The realtime brain hears the caller's words the chained VAD had not reported.
+
+        The switch back came at a turn boundary as the chained brain's frames
+        told it; those lag the caller's audio on a loaded machine, so the caller
+        may have begun to speak in the boundary's last quiet. That audio went to
+        the chained brain only: if any of it is speech, it goes to the realtime
+        brain now, ahead of the live frames held since the flip.
+        """
+        try:
+            opening = await self._recent.opening()
+            self.opening_ms.append(sum(frame_ms(f) for f in opening))
+            if opening:
+                logger.info(f"{self}: {self.opening_ms[-1]} ms of the caller's opening words")
+            for audio in opening:
+                await self._to_realtime_branch(audio, FrameDirection.DOWNSTREAM)
+        finally:
+            held, self._holding = self._holding or [], None
+            for frame, direction in held:  # in order, each ahead of any newer frame
+                await self._to_realtime_branch(frame, direction)
+
+    async def _to_realtime_branch(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InputAudioRawFrame):
+            self._frames_to_realtime += 1
+            self._caller_format = (frame.sample_rate, len(frame.audio))
+        await self.branch(Brain.REALTIME).queue_frame(frame, direction)
 
     def _heard_on_chained(self) -> list[Turn]:
         """The turns the chained brain's context gained since its seed (what was heard)."""
@@ -466,7 +502,7 @@ class FailoverBrain(BrainSwitch):
             chunks = self.realtime.call.relay.take_uncommitted()
             fmt = self.realtime.call.config.input_format
             frames = await unfinished_turn(await caller_frames(chunks, fmt, *self._caller_format))
-            self.handed_audio_ms.append(sum(_frame_ms(f) for f in frames))
+            self.handed_audio_ms.append(sum(frame_ms(f) for f in frames))
             for audio in frames:
                 await entry.queue_frame(audio)
         finally:
@@ -489,72 +525,6 @@ class FailoverBrain(BrainSwitch):
         self.switched.append(event)
         await self.push_frame(RealtimeCallEventFrame(event=event, at_ms=self.now_ms()))
         await self._call_event_handler("on_brain_switched", event)
-
-
-async def caller_frames(
-    chunks: Sequence[bytes], fmt: AudioFormat, sample_rate: int, frame_bytes: int
-) -> list[InputAudioRawFrame]:
-    """The realtime session's input audio (``fmt``) as the caller's frames again.
-
-    Mono PCM16 at the caller's rate, in frames of the caller's size (the
-    realtime service takes the caller's audio as mono too).
-    """
-    if not chunks:
-        return []
-    audio = b"".join(chunks)
-    if fmt is AudioFormat.PCM16_24K:
-        rate = 24_000
-    else:
-        audio, rate = AudioEncoding.of(fmt).decode(audio), 8_000
-    if rate != sample_rate:
-        audio = await create_file_resampler().resample(audio, rate, sample_rate)
-    size = max(2, frame_bytes - frame_bytes % 2)
-    return [
-        InputAudioRawFrame(audio=audio[i : i + size], sample_rate=sample_rate, num_channels=1)
-        for i in range(0, len(audio), size)
-    ]
-
-
-async def unfinished_turn(frames: list[InputAudioRawFrame]) -> list[InputAudioRawFrame]:
-    """The caller's frames from shortly before their first speech; none without speech.
-
-    What no session committed is mostly the quiet after the caller's last
-    turn (seconds of it on a stall: everything the caller sent while the
-    reply played and the brain hung). Handed to the chained brain whole, it
-    went through the chained VAD frame by frame, each frame a trip to the
-    VAD's thread, and being audio (pipecat's system frames) ahead of the
-    re-ask queued before it: the chained LLM started 1.2-7.4 s after a stall
-    switch at load 6-13 (``tests/pipelines/test_failover_faults.py``). One
-    Silero pass over the whole stretch, in a thread, finds where speech
-    starts (:func:`~voxpipe.call.user_audio.unfinished_turn_start_ms`). Its
-    threshold sits below the chained VAD's confidence (0.6), so what that VAD
-    would hear as speech is handed over; if the pass fails, everything is.
-    """
-    if not frames:
-        return frames
-    rate = frames[0].sample_rate
-    audio = b"".join(f.audio for f in frames)
-    try:
-        if rate != VAD_RATE:
-            audio = await create_file_resampler().resample(audio, rate, VAD_RATE)
-        voiced = await asyncio.to_thread(voiced_windows, audio, threshold=HAND_THRESHOLD)
-    except Exception as exc:  # no verdict: hand over everything, as before
-        logger.warning(f"speech detection on the handed caller audio failed: {exc}")
-        return frames
-    start_ms = unfinished_turn_start_ms(voiced, WINDOW_MS)
-    if start_ms is None:
-        return []
-    kept, at_ms = [], 0.0
-    for frame in frames:
-        at_ms += _frame_ms(frame)
-        if at_ms > start_ms:
-            kept.append(frame)
-    return kept
-
-
-def _frame_ms(frame: InputAudioRawFrame) -> int:
-    """Milliseconds of a mono PCM16 frame."""
-    return len(frame.audio) * 1000 // (2 * frame.sample_rate)
 
 
 def turns_of(messages: Sequence[Any]) -> list[Turn]:

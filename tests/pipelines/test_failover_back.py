@@ -11,6 +11,7 @@ is on an event, with deadlines a loaded 2-core machine keeps.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -23,6 +24,7 @@ from voxpipe.call.failover import Brain, FailoverConfig, SwitchReason
 from voxpipe.call.probe import ProbeOutcome
 from voxpipe.call.state import CallState
 from voxpipe.engines import LocalEngines
+from voxpipe.evaluation import normalise, word_error_rate
 from voxpipe.transports.realtime_server import RefuseNextConnection, SendError
 
 pytestmark = pytest.mark.models
@@ -165,4 +167,56 @@ async def test_failing_probes_keep_the_call_on_chained_until_the_outage_is_over(
     print(
         f"failing probes at load {os.getloadavg()[0]:.1f}: "
         f"{len(probes) - len(healthy)} refused, {len(healthy)} healthy before the switch back"
+    )
+
+
+# How late the chained VAD reads the caller in the test below: long enough for the
+# caller's first words ("What is the") to go to the chained brain before the switch.
+VAD_LAG_S = 0.7
+
+
+async def test_words_the_caller_began_as_the_call_switched_back_reach_the_realtime_brain(
+    make_speech: Any, loaded_engines: LocalEngines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch back comes at a turn boundary the chained VAD reports; on a loaded
+    machine that VAD reads the caller late, so the caller may already be speaking. Here
+    the caller starts at the switch back's decision and the switch is carried out
+    ``VAD_LAG_S`` later: before, the realtime brain heard the question without its
+    opening words (the chained brain had them, and no longer the call)."""
+    question = "What is the capital of Italy?"
+    lines = [
+        make_speech("Hello, I have a question for you.", lead_ms=500, tail_ms=1500),
+        make_speech(question, lead_ms=100, tail_ms=1500),
+    ]
+    async with failover_call(
+        lines, loaded_engines, script=[REALTIME_REPLY], failover=BACK, server_hears=False
+    ) as call:
+        switch_back = call.brain._to_realtime
+
+        async def read_late(switch: Any) -> None:
+            call.caller.cue()  # the caller begins to speak...
+            await asyncio.sleep(VAD_LAG_S)  # ...while the switch back is under way
+            await switch_back(switch)
+
+        monkeypatch.setattr(call.brain, "_to_realtime", read_late)
+        await _first_realtime_turn_then_quota(call)
+        assert call.realtime_brain is not None
+        turns_before = len(call.realtime_brain.turn_audio)
+        await call.until(lambda: len(call.brain.switched) >= 2, 90, "the switch back")
+        await call.until(
+            lambda: len(call.realtime_brain.turn_audio) > turns_before,  # type: ignore[union-attr]
+            60,
+            "the question committed on the realtime brain",
+        )
+
+    assert call.brain.switched[1].current is Brain.REALTIME
+    pcm, rate = call.realtime_brain.turn_audio[turns_before]
+    heard = loaded_engines.stt.transcribe(pcm, rate)
+    # The whole question, its first words too (a cut onset loses "What is the").
+    assert normalise(heard).split()[:2] == ["what", "is"], heard
+    assert word_error_rate(question, heard) <= 0.2, heard
+    assert call.brain.opening_ms and call.brain.opening_ms[-1] > 0  # handed to realtime
+    print(
+        f"opening words at load {os.getloadavg()[0]:.1f}: {call.brain.opening_ms[-1]} ms "
+        f"handed to realtime; it heard {heard!r}"
     )

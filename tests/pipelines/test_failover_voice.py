@@ -8,6 +8,7 @@ voice its speech endpoint does not have, as OpenAI does.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -21,13 +22,15 @@ from voxpipe.agents import parse_agents
 from voxpipe.call.events import ResponseCreated
 from voxpipe.call.failover import Brain, FailoverConfig, SwitchReason
 from voxpipe.call.state import CallState
-from voxpipe.engines import LocalEngines
+from voxpipe.engines import LocalEngines, shared_tts
 from voxpipe.errors import ConfigError
 from voxpipe.pipelines.chained import build_chained_pipeline
 from voxpipe.pipelines.failover import build_failover_pipeline
 from voxpipe.pipelines.realtime import build_realtime_pipeline
+from voxpipe.processors.local.tts import LocalTTSService
 from voxpipe.transports.file import FileTransport
 from voxpipe.transports.realtime_server import SendError
+from voxpipe.transports.realtime_server.local_brain import LocalBrain
 
 PATIENT = FailoverConfig(first_audio_deadline_ms=30_000, stall_ms=30_000)
 SERVER = "ws://127.0.0.1:9/v1/realtime"  # never connected to: these graphs are only built
@@ -94,14 +97,20 @@ def test_a_custom_realtime_voice_leaves_the_chained_voice_at_its_default(
     assert any("'voice_1234' is not one of OpenAI's speech voices" in line for line in seen)
 
 
-def test_the_local_chained_voice_is_not_replaced_by_a_realtime_voice_name(
+@pytest.mark.models
+async def test_on_the_embedded_default_both_brains_speak_with_the_same_local_voice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     graph = build_failover_pipeline(
         FileTransport(None), server_url=SERVER, api_key="k", voice="marin", chained={}
     )
-    assert not isinstance(graph.services["tts"], OpenAITTSService)  # the local voice
+    tts = graph.services["tts"]
+    assert isinstance(tts, LocalTTSService)  # a realtime voice name is no local voice
+    # The embedded server's local brain speaks with shared_tts(its tts, "auto" by default);
+    # so does the chained brain: the one engine of this process.
+    server_voice = inspect.signature(LocalBrain.load).parameters["tts"].default
+    assert await shared_tts(tts._voice_kind) is await shared_tts(server_voice)
 
 
 def test_a_realtime_voice_goes_in_the_session_and_the_agents_voice_is_used() -> None:

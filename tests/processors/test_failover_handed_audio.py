@@ -16,7 +16,7 @@ from pipecat.frames.frames import InputAudioRawFrame
 
 from voxpipe.audio import AudioFormat
 from voxpipe.call.user_audio import HAND_PRE_ROLL_MS
-from voxpipe.processors.failover import caller_frames, unfinished_turn
+from voxpipe.processors.failover_audio import RecentCallerAudio, caller_frames, unfinished_turn
 
 RATE = 16_000
 
@@ -61,3 +61,24 @@ async def test_the_relay_audio_of_a_realtime_session_is_read_at_the_callers_rate
     handed = await unfinished_turn(frames)
     assert 0 < ms_of(handed) < ms_of(frames) - 2_000
     assert np.frombuffer(b"".join(f.audio for f in handed), dtype="<i2").any()
+
+
+async def test_a_switch_back_hands_on_the_last_quiet_only_when_the_caller_began_in_it(
+    make_speech: Any,
+) -> None:
+    recent = RecentCallerAudio(keep_ms=1_500)
+    for frame in frames_of(bytes(2 * RATE * 5)):  # 5 s of quiet before the switch back
+        recent.add(frame)
+    assert recent.ms == 1_500  # only the boundary's last quiet is kept
+    assert await recent.opening() == []  # nobody spoke: nothing to hand on
+    assert recent.ms == 0
+    # The caller began "What is the capital..." 600 ms before the switch back.
+    path = make_speech("What is the capital of Italy?", lead_ms=0, tail_ms=0)
+    speech = frames_of(sf.read(str(path), dtype="int16")[0].tobytes())
+    began = [*frames_of(bytes(2 * RATE * 3)), *speech[: 600 * RATE // 1000 * 2 // 640]]
+    for frame in began:
+        recent.add(frame)
+    opening = await recent.opening()
+    assert opening == began[len(began) - len(opening) :]  # the latest audio, in order
+    assert ms_of(opening) == 1_500  # the kept quiet and the caller's first 600 ms
+    assert np.frombuffer(b"".join(f.audio for f in opening[-10:]), dtype="<i2").any()

@@ -49,12 +49,14 @@ class HearingScriptedBrain(ScriptedBrain):
         super().__init__(list(script), **kwargs)
         self._stt = stt
         self.requests: list[BrainRequest] = []  # what each response was asked with
+        self.turn_audio: list[tuple[bytes, int]] = []  # each committed turn's audio, its rate
 
     def respond(self, request: BrainRequest) -> AsyncIterator[BrainOutput]:
         self.requests.append(request)
         return super().respond(request)
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> str | None:
+        self.turn_audio.append((pcm16, sample_rate))
         if self._stt is None:  # deaf: answers at once (a loaded machine's Whisper can take 15 s)
             return None
         text: str = await asyncio.to_thread(self._stt.transcribe, pcm16, sample_rate)
