@@ -207,7 +207,7 @@ class FailoverBrain(BrainSwitch):
             if self.selector.active is Brain.REALTIME:
                 self._frames_to_realtime += 1
                 self._caller_format = (frame.sample_rate, len(frame.audio))
-            else:
+            elif self.policy.config.switch_back:
                 self._recent.add(frame)
         await super().route(frame, direction)
 
